@@ -1,0 +1,1 @@
+"""Files -> chunks -> vectors: the only writer of the store."""

@@ -1,0 +1,71 @@
+"""``python -m ingest PATH...``: bring the store in line with folders and files of documents."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ingest.pipeline import IngestReport
+
+EXIT_OK, EXIT_FILES_FAILED, EXIT_ERROR = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m ingest",
+        description="Read documents (PDF, text, Markdown, HTML, Word), cut them into chunks, embed them "
+        "locally and keep them in the Chroma store. Only changed files are processed again.",
+    )
+    p.add_argument("paths", nargs="*", type=Path, help="folders and/or files (default: paths.docs_dir)")
+    p.add_argument("--dry-run", action="store_true", help="show what would change, change nothing")
+    p.add_argument("--keep-missing", action="store_true", help="keep chunks of files deleted from the folder")
+    p.add_argument("--wait", action="store_true", help="wait for a running ingest instead of refusing")
+    p.add_argument("--config", type=Path, help="settings TOML file (default: ./sourcier.toml if present)")
+    p.add_argument("--store", type=Path, help="store folder (overrides paths.store_dir)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, summary only")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from rich.console import Console
+
+    from rag.errors import SourcierError
+    from rag.settings import load_settings
+
+    err = Console(stderr=True)
+    try:
+        settings = load_settings(args.config)
+        if args.store:
+            settings.paths.store_dir = args.store
+        targets = args.paths or [settings.paths.docs_dir]
+        report = _run(targets, settings, args, err)
+    except SourcierError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted: the next run finishes the work (nothing is left inconsistent)[/]")
+        return 130
+    from ingest.progress import print_report
+
+    print_report(report, Console())
+    return EXIT_OK if report.ok else EXIT_FILES_FAILED
+
+
+def _run(targets: list[Path], settings, args: argparse.Namespace, err) -> IngestReport:
+    from ingest.pipeline import ingest_paths
+    from ingest.progress import RichProgress
+
+    show = not args.quiet and not args.dry_run
+    with RichProgress(err, enabled=show) as progress:
+        return ingest_paths(
+            targets, settings, dry_run=args.dry_run, keep_missing=args.keep_missing, wait=args.wait,
+            progress=progress,
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

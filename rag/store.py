@@ -1,0 +1,170 @@
+"""The Chroma store of chunks: open it from the settings, read what it holds, write batches.
+
+The collection never embeds anything itself (Chroma's default embedding function downloads a model
+from the internet): vectors always come from our embedder. Each chunk's metadata says where it came
+from (see ``ingest.chunking.chunk_metadata``); documents are grouped by ``root`` + ``source``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rag.embedding import EmbeddingModelInfo
+from rag.errors import StoreError, StoreMismatchError
+from rag.settings import Settings
+
+READ_PAGE = 5000
+
+
+@dataclass
+class StoredDocument:
+    """What the store holds for one source file: its chunk ids and the versions they belong to."""
+
+    source: str
+    ids: list[str] = field(default_factory=list)
+    file_hashes: set[str] = field(default_factory=set)
+    pipelines: set[str] = field(default_factory=set)
+    expected_chunks: set[int] = field(default_factory=set)
+
+    def is_complete(self, file_hash: str, pipeline: str) -> bool:
+        """True when the store holds exactly one full copy of this version of the file."""
+        return (
+            self.file_hashes == {file_hash}
+            and self.pipelines == {pipeline}
+            and self.expected_chunks == {len(self.ids)}
+            and len(set(self.ids)) == len(self.ids)
+        )
+
+
+class Store:
+    """A Chroma collection of chunks with the few operations ingest and retrieval need."""
+
+    def __init__(self, client: Any, collection: Any, settings: Settings) -> None:
+        self.client = client
+        self.collection = collection
+        self.settings = settings
+        try:
+            self.max_batch = int(client.get_max_batch_size())
+        except Exception:
+            self.max_batch = 5000
+
+    def count(self) -> int:
+        return int(self._call("count chunks", self.collection.count))
+
+    def iter_metadatas(self, where: dict[str, Any] | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+        """All (id, metadata) pairs matching ``where``, read a page at a time."""
+        offset = 0
+        while True:
+            page = self._call(
+                "read chunk metadata",
+                self.collection.get,
+                where=where,
+                include=["metadatas"],
+                limit=READ_PAGE,
+                offset=offset,
+            )
+            ids = page["ids"]
+            yield from zip(ids, page["metadatas"] or [{}] * len(ids), strict=True)
+            if len(ids) < READ_PAGE:
+                return
+            offset += len(ids)
+
+    def stored_documents(self, root: str) -> dict[str, StoredDocument]:
+        """Every source file under ``root`` that has chunks in the store."""
+        docs: dict[str, StoredDocument] = {}
+        for chunk_id, meta in self.iter_metadatas({"root": root}):
+            source = str(meta.get("source", ""))
+            doc = docs.setdefault(source, StoredDocument(source))
+            doc.ids.append(chunk_id)
+            doc.file_hashes.add(str(meta.get("file_hash", "")))
+            doc.pipelines.add(str(meta.get("pipeline", "")))
+            doc.expected_chunks.add(int(meta.get("n_chunks", -1)))
+        return docs
+
+    def upsert(
+        self,
+        ids: Sequence[str],
+        embeddings: Sequence[Sequence[float]],
+        texts: Sequence[str],
+        metadatas: Sequence[dict[str, Any]],
+    ) -> None:
+        for i in range(0, len(ids), self.max_batch):
+            sl = slice(i, i + self.max_batch)
+            self._call(
+                "write chunks",
+                self.collection.upsert,
+                ids=list(ids[sl]),
+                embeddings=[list(map(float, e)) for e in embeddings[sl]],
+                documents=list(texts[sl]),
+                metadatas=list(metadatas[sl]),
+            )
+
+    def update_metadatas(self, ids: Sequence[str], metadatas: Sequence[dict[str, Any]]) -> None:
+        for i in range(0, len(ids), self.max_batch):
+            sl = slice(i, i + self.max_batch)
+            self._call("update chunks", self.collection.update, ids=list(ids[sl]), metadatas=list(metadatas[sl]))
+
+    def delete(self, ids: Sequence[str]) -> None:
+        for i in range(0, len(ids), self.max_batch):
+            self._call("delete chunks", self.collection.delete, ids=list(ids[i : i + self.max_batch]))
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            raise StoreError(f"cannot {what} in the store ({self.describe()}): {exc}") from exc
+
+    def describe(self) -> str:
+        s = self.settings.store
+        where = f"{s.host}:{s.port}" if s.mode == "http" else str(self.settings.paths.store_dir)
+        return f"collection '{s.collection}' at {where}"
+
+
+def chroma_client(settings: Settings) -> Any:
+    """A Chroma client for the configured mode, with telemetry off."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+    s = settings.store
+    try:
+        if s.mode == "http":
+            return chromadb.HttpClient(
+                host=s.host, port=s.port, ssl=s.ssl, headers=s.headers or None, settings=chroma_settings
+            )
+        store_dir = settings.paths.store_dir
+        store_dir.mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=str(store_dir), settings=chroma_settings)
+    except Exception as exc:
+        where = f"server {s.host}:{s.port}" if s.mode == "http" else f"folder {settings.paths.store_dir}"
+        raise StoreError(f"cannot open the Chroma store ({where}): {exc}") from exc
+
+
+def open_store(settings: Settings, model: EmbeddingModelInfo, create: bool = True) -> Store:
+    """Open (or create) the chunk collection; refuse one built with another embedding model."""
+    client = chroma_client(settings)
+    name = settings.store.collection
+    ef = settings.store.hnsw_ef
+    try:
+        if create:
+            collection = client.get_or_create_collection(
+                name=name,
+                embedding_function=None,
+                configuration={"hnsw": {"space": "cosine", "ef_construction": ef, "ef_search": ef}},
+                metadata={"embedding_model": model.name, "dimension": model.dimension},
+            )
+        else:
+            collection = client.get_collection(name=name, embedding_function=None)
+    except Exception as exc:
+        raise StoreError(f"cannot open collection '{name}' of the Chroma store: {exc}") from exc
+    meta = collection.metadata or {}
+    stored_model = meta.get("embedding_model")
+    if stored_model not in (None, model.name) or int(meta.get("dimension", model.dimension)) != model.dimension:
+        raise StoreMismatchError(
+            f"collection '{name}' was built with the embedding model {stored_model} "
+            f"({meta.get('dimension')} dimensions) but {model.name} ({model.dimension}) is configured: "
+            f"choose another collection (SOURCIER_STORE__COLLECTION) or delete the store to rebuild it"
+        )
+    return Store(client, collection, settings)

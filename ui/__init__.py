@@ -1,0 +1,1 @@
+"""The Streamlit page (display only; calls rag and ingest)."""
