@@ -123,7 +123,10 @@ def _decode_text(path: Path) -> str:
     if b"\x00" in data[:8192] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise DocumentError("binary content, not text (NUL bytes found)")
     try:
-        text = data.decode("utf-8-sig")
+        if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+            text = data.decode("utf-16")
+        else:
+            text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         text = _decode_detected(data)
     controls = sum(1 for ch in text[:100_000] if ord(ch) < 32 and ch not in _ALLOWED_CONTROLS)
@@ -132,9 +135,27 @@ def _decode_text(path: Path) -> str:
     return text
 
 
+# Non-ASCII characters of Western European text; cp1252 output made mostly of these is trusted.
+_WESTERN = set("àâäáãåçéèêëíìîïñóòôöõúùûüýÿæœßøÀÂÄÁÃÅÇÉÈÊËÍÌÎÏÑÓÒÔÖÕÚÙÛÜÝŸÆŒØ«»€’‘“”–—…°©®™·•§¿¡ºª\xa0")
+
+
 def _decode_detected(data: bytes) -> str:
+    """Legacy encodings: cp1252 (Windows/Latin-1 Western text) when plausible, else detection.
+
+    Detectors cannot tell single-byte Latin encodings apart on short text (French Latin-1 comes out
+    as Baltic cp1257); cp1252 is by far the most common of them, so it is tried first and kept when
+    the accented characters it yields are Western European ones.
+    """
     from charset_normalizer import from_bytes
 
+    try:
+        text = data.decode("cp1252")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None:
+        accented = [ch for ch in text if ord(ch) > 127]
+        if sum(ch not in _WESTERN for ch in accented) <= 0.05 * len(accented):
+            return text
     best = from_bytes(data).best()
     if best is None:
         raise DocumentError("not UTF-8 text and its encoding could not be detected (binary content?)")

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from rag.settings import ChunkingSettings, PathSettings, Settings
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_DATA = REPO / "data"
+
+
+def make_settings(tmp_path: Path, **chunking) -> Settings:
+    return Settings(
+        paths=PathSettings(docs_dir=tmp_path / "docs", store_dir=tmp_path / "store", model_dir=tmp_path / "models"),
+        chunking=ChunkingSettings(**({"chunk_tokens": 60, "overlap_tokens": 10} | chunking)),
+    )
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path)
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    """A copy of the sample documents, free to modify."""
+    dst = tmp_path / "corpus"
+    shutil.copytree(SAMPLE_DATA, dst)
+    return dst

@@ -1,0 +1,228 @@
+"""Incremental ingest against a real Chroma store (fake embedder): what a re-run does and does not do."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ingest.pipeline import IngestReport, ProgressListener
+from rag.errors import SettingsError
+from tests.conftest import make_settings
+from tests.fakes import FAKE_INFO, fake_ingestor, store_snapshot
+
+SAMPLES = {"bird-survey-2024.txt", "compost-guide.md", "incident-postmortem.html",
+           "politique-teletravail.pdf", "travel-expenses.docx"}
+
+
+def run(settings, target: Path, **kw) -> IngestReport:
+    ingestor, _ = fake_ingestor(settings)
+    return ingestor.run([target], **kw)
+
+
+def metadatas(settings) -> list[dict]:
+    ingestor, _ = fake_ingestor(settings)
+    return [m for _, m in ingestor.store.iter_metadatas()]
+
+
+def test_first_ingest_adds_every_sample_with_full_provenance(settings, corpus):
+    report = run(settings, corpus)
+    assert set(report.added) == SAMPLES and report.ok
+    assert report.pages == 3 + 4  # three PDF pages, one "page" per other file
+    metas = metadatas(settings)
+    assert len(metas) == report.chunks_written > len(SAMPLES)
+    by_source: dict[str, list[dict]] = {}
+    for m in metas:
+        by_source.setdefault(m["source"], []).append(m)
+        assert m["root"] == str(corpus.resolve())
+        assert m["end"] > m["start"] >= 0 and len(m["file_hash"]) == 64
+    assert {m["page"] for m in by_source["politique-teletravail.pdf"]} == {1, 2, 3}
+    assert {m["page"] for m in by_source["compost-guide.md"]} == {0}
+    for chunks in by_source.values():
+        assert sorted(m["chunk_index"] for m in chunks) == list(range(len(chunks)))
+        assert {m["n_chunks"] for m in chunks} == {len(chunks)}
+
+
+def test_chunk_text_is_exactly_the_recorded_span_of_its_page(settings, corpus):
+    from ingest.readers import read_document
+
+    run(settings, corpus)
+    ingestor, _ = fake_ingestor(settings)
+    got = ingestor.store.collection.get(where={"source": "politique-teletravail.pdf"}, include=["documents", "metadatas"])
+    pages = {p.number: p.text for p in read_document(corpus / "politique-teletravail.pdf", "pdf")}
+    for doc, m in zip(got["documents"], got["metadatas"], strict=True):
+        assert pages[m["page"]][m["start"] : m["end"]] == doc
+
+
+def test_unchanged_rerun_does_no_work_and_changes_nothing(settings, corpus):
+    run(settings, corpus)
+    ingestor, _ = fake_ingestor(settings)
+    before = store_snapshot(ingestor.store)
+    ingestor, embedder = fake_ingestor(settings)
+    report = ingestor.run([corpus])
+    assert set(report.unchanged) == SAMPLES
+    assert report.added == report.updated == report.removed == []
+    assert embedder.calls == [] and report.pages == 0 and report.chunks_written == 0
+    assert store_snapshot(ingestor.store) == before
+
+
+def test_changed_file_has_its_chunks_replaced_and_unchanged_chunks_kept(settings, corpus):
+    run(settings, corpus)
+    md = corpus / "compost-guide.md"
+    md.write_text(md.read_text(encoding="utf-8") + "\n\n## Nouveau\n\nLes coquilles d'œufs broyées sont bienvenues.\n",
+                  encoding="utf-8")
+    ingestor, embedder = fake_ingestor(settings)
+    report = ingestor.run([corpus])
+    assert report.updated == ["compost-guide.md"] and len(report.unchanged) == 4
+    assert 0 < report.chunks_written < 4  # only the chunks whose text changed are embedded again
+    assert report.chunks_reused > 0
+    docs = ingestor.store.collection.get(where={"source": "compost-guide.md"}, include=["documents", "metadatas"])
+    assert any("coquilles" in d for d in docs["documents"])
+    assert len({m["file_hash"] for m in docs["metadatas"]}) == 1
+    # same content as a clean ingest of the new corpus
+    clean = make_settings(corpus.parent / "clean")
+    run(clean, corpus)
+    assert store_snapshot(fake_ingestor(clean)[0].store) == store_snapshot(ingestor.store)
+
+
+def test_deleted_file_is_removed_unless_kept(settings, corpus):
+    run(settings, corpus)
+    (corpus / "bird-survey-2024.txt").unlink()
+    kept = run(settings, corpus, keep_missing=True)
+    assert kept.removed == [] and any(m["source"] == "bird-survey-2024.txt" for m in metadatas(settings))
+    report = run(settings, corpus)
+    assert report.removed == ["bird-survey-2024.txt"] and report.chunks_removed > 0
+    assert all(m["source"] != "bird-survey-2024.txt" for m in metadatas(settings))
+
+
+def test_dry_run_reports_changes_and_writes_nothing(settings, corpus):
+    run(settings, corpus)
+    (corpus / "bird-survey-2024.txt").unlink()
+    (corpus / "new.txt").write_text("A new note about owls and their nests.", encoding="utf-8")
+    (corpus / "compost-guide.md").write_text("Tout a changé.", encoding="utf-8")
+    ingestor, embedder = fake_ingestor(settings)
+    before = store_snapshot(ingestor.store)
+    report = ingestor.run([corpus], dry_run=True)
+    assert report.dry_run
+    assert (report.added, report.updated, report.removed) == (["new.txt"], ["compost-guide.md"], ["bird-survey-2024.txt"])
+    assert embedder.calls == [] and store_snapshot(ingestor.store) == before
+
+
+def test_other_roots_are_never_touched(settings, corpus, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "a.txt").write_text("Other folder, other document.", encoding="utf-8")
+    run(settings, corpus)
+    run(settings, other)
+    report = run(settings, corpus)
+    assert set(report.unchanged) == SAMPLES and report.removed == []
+    assert any(m["source"] == "a.txt" for m in metadatas(settings))
+
+
+def test_single_file_target_never_removes_its_neighbours(settings, corpus):
+    run(settings, corpus)
+    report = run(settings, corpus / "compost-guide.md")
+    assert report.unchanged == ["compost-guide.md"] and report.removed == []
+    assert {m["source"] for m in metadatas(settings)} == SAMPLES
+
+
+def test_changing_chunk_settings_rechunks_every_file(tmp_path, corpus):
+    run(make_settings(tmp_path, chunk_tokens=60), corpus)
+    report = run(make_settings(tmp_path, chunk_tokens=40), corpus)
+    assert set(report.updated) == SAMPLES
+    assert all(m["n_chunks"] >= 1 for m in metadatas(make_settings(tmp_path)))
+
+
+def test_chunk_size_above_the_model_limit_is_refused(tmp_path):
+    with pytest.raises(SettingsError, match="exceeds what the embedding model"):
+        fake_ingestor(make_settings(tmp_path, chunk_tokens=FAKE_INFO.max_chunk_tokens + 1))
+
+
+def test_embedding_is_batched_across_files_and_bounded(tmp_path):
+    docs = tmp_path / "many"
+    docs.mkdir()
+    for i in range(30):
+        (docs / f"note{i:02}.txt").write_text(f"Note {i}. " + "word " * 150, encoding="utf-8")
+    settings = make_settings(tmp_path)
+    settings.embedding.flush_chunks = 16
+    ingestor, embedder = fake_ingestor(settings)
+    report = ingestor.run([docs])
+    assert len(report.added) == 30
+    assert max(embedder.calls) == 16 and sum(embedder.calls) == report.chunks_written
+    assert len(embedder.calls) == -(-report.chunks_written // 16)  # full batches, across file boundaries
+
+
+def test_progress_events_cover_every_file(settings, corpus):
+    class Recorder(ProgressListener):
+        def __init__(self):
+            self.events = []
+
+        def planned(self, files, total_bytes):
+            self.events.append(("planned", files))
+
+        def file_finished(self, source, nbytes):
+            self.events.append(("done", source))
+
+        def chunks_embedded(self, count):
+            self.events.append(("embedded", count))
+
+    rec = Recorder()
+    ingestor, _ = fake_ingestor(settings, progress=rec)
+    report = ingestor.run([corpus])
+    assert rec.events[0] == ("planned", 5)
+    assert {e[1] for e in rec.events if e[0] == "done"} == SAMPLES
+    assert sum(e[1] for e in rec.events if e[0] == "embedded") == report.chunks_written
+
+
+def test_half_written_file_is_repaired_to_a_clean_state(settings, corpus, tmp_path):
+    """Simulate a crash after some chunks of a changed file were written, before its old ones went."""
+    run(settings, corpus)
+    ingestor, _ = fake_ingestor(settings)
+    md = corpus / "compost-guide.md"
+    md.write_text(md.read_text(encoding="utf-8").replace("trois kilogrammes", "quatre kilogrammes"), encoding="utf-8")
+    # a partial write of the new version: its first chunk only, with the new hash
+    from ingest.pipeline import _Planned, file_sha256
+    from ingest.discover import discover
+
+    f = next(x for x in discover(corpus).files if x.source == "compost-guide.md")
+    stored = ingestor.store.stored_documents(str(corpus.resolve()))["compost-guide.md"]
+    job = ingestor._prepare(str(corpus.resolve()), _Planned(f, file_sha256(md), stored), "t", IngestReport())
+    i = job.to_embed[0]
+    ingestor.store.upsert([job.ids[i]], ingestor.embedder.embed_documents([job.texts[i]]), [job.texts[i]],
+                          [job.metadatas[i]])
+    report = run(settings, corpus)
+    assert report.updated == ["compost-guide.md"]
+    clean = make_settings(tmp_path / "clean")
+    run(clean, corpus)
+    assert store_snapshot(fake_ingestor(clean)[0].store) == store_snapshot(ingestor.store)
+
+
+def test_duplicate_copies_in_two_folders_are_separate_documents(settings, tmp_path):
+    docs = tmp_path / "d"
+    (docs / "a").mkdir(parents=True)
+    (docs / "b").mkdir()
+    for sub in ("a", "b"):
+        (docs / sub / "same.txt").write_text("Identical content in two places.", encoding="utf-8")
+    report = run(settings, docs)
+    assert sorted(report.added) == ["a/same.txt", "b/same.txt"]
+    assert len(metadatas(settings)) == 2
+
+
+def test_store_of_another_embedding_model_is_refused(settings, corpus):
+    from dataclasses import replace
+
+    from rag.errors import StoreMismatchError
+    from rag.store import open_store
+
+    run(settings, corpus)
+    with pytest.raises(StoreMismatchError, match="was built with the embedding model fake-hash-embedder"):
+        open_store(settings, replace(FAKE_INFO, name="another-model"))
+
+
+def test_copy_of_corpus_elsewhere_is_a_new_root(settings, corpus, tmp_path):
+    run(settings, corpus)
+    moved = tmp_path / "moved"
+    shutil.copytree(corpus, moved)
+    report = run(settings, moved)
+    assert set(report.added) == SAMPLES
