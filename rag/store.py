@@ -168,3 +168,15 @@ def open_store(settings: Settings, model: EmbeddingModelInfo, create: bool = Tru
             f"choose another collection (SOURCIER_STORE__COLLECTION) or delete the store to rebuild it"
         )
     return Store(client, collection, settings)
+
+
+def drop_cached_stores() -> None:
+    """Forget Chroma's per-process cache of embedded stores.
+
+    Chroma keeps one in-memory index per store folder and process; writes made by another process
+    (an ingest beside a long-running reader) are not visible to it until the cache is dropped and the
+    store opened again.
+    """
+    from chromadb.api.client import SharedSystemClient
+
+    SharedSystemClient.clear_system_cache()
