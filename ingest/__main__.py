@@ -44,10 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         targets = args.paths or [settings.paths.docs_dir]
         report = _run(targets, settings, args, err)
     except SourcierError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        err.print("[yellow]interrupted: the next run finishes the work (nothing is left inconsistent)[/]")
+        print("interrupted: the next run finishes the work (nothing is left inconsistent)", file=sys.stderr)
         return 130
     from ingest.progress import print_report
 

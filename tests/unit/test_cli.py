@@ -1,0 +1,53 @@
+"""``python -m ingest`` as a user meets it: exit codes, one-line errors, dry run, summary."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO
+
+
+def ingest_cli(*args: str, cwd: Path = REPO, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCIER_")} | (env_extra or {})
+    return subprocess.run([sys.executable, "-m", "ingest", *args], cwd=cwd, capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_dry_run_lists_what_would_be_added_and_writes_nothing(tmp_path):
+    store = tmp_path / "store"
+    out = ingest_cli(str(REPO / "data"), "--store", str(store), "--dry-run")
+    assert out.returncode == 0, out.stderr
+    assert "Dry run" in out.stdout and "would add: politique-teletravail.pdf" in out.stdout
+    again = ingest_cli(str(REPO / "data"), "--store", str(store), "--dry-run")
+    assert "would add: politique-teletravail.pdf" in again.stdout  # the first dry run stored nothing
+
+
+def test_only_bad_files_exit_1_with_each_reason(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "empty.pdf").write_bytes(b"")
+    (docs / "notes.xyz").write_text("?")
+    out = ingest_cli(str(docs), "--store", str(tmp_path / "store"), "-q")
+    assert out.returncode == 1
+    assert "failed  empty.pdf: empty file (0 bytes)" in out.stdout
+    assert "skipped notes.xyz: unsupported file type '.xyz'" in out.stdout
+
+
+def test_missing_folder_is_one_clear_line_and_exit_2(tmp_path):
+    out = ingest_cli(str(tmp_path / "nope"), "--store", str(tmp_path / "store"))
+    assert out.returncode == 2 and "error: no such file or folder" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_bad_settings_are_one_clear_line_and_exit_2(tmp_path):
+    out = ingest_cli(str(REPO / "data"), env_extra={"SOURCIER_CHUNKING__CHUNK_TOKENS": "lots"})
+    assert out.returncode == 2 and "invalid settings" in out.stderr and "SOURCIER_CHUNKING__CHUNK_TOKENS" in out.stderr
+
+
+def test_chunk_size_beyond_the_model_limit_is_refused(tmp_path):
+    out = ingest_cli(str(REPO / "data"), "--store", str(tmp_path / "s"),
+                     env_extra={"SOURCIER_CHUNKING__CHUNK_TOKENS": "400"})
+    assert out.returncode == 2 and "exceeds what the embedding model all-MiniLM-L6-v2 reads (254 tokens)" in out.stderr

@@ -1,0 +1,71 @@
+"""One settings object: defaults, TOML file, environment, clear errors, a description on every field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from rag.errors import SettingsError
+from rag.settings import Settings, load_settings
+
+
+def test_defaults_are_usable_without_any_file_or_variable(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    s = load_settings()
+    assert s.paths.store_dir == Path("vectorstore") and s.chunking.chunk_tokens <= 254
+    assert s.store.mode == "embedded" and s.server.address == "127.0.0.1"
+
+
+def test_environment_overrides_toml_which_overrides_defaults(monkeypatch, tmp_path):
+    cfg = tmp_path / "sourcier.toml"
+    cfg.write_text('[chunking]\nchunk_tokens = 150\noverlap_tokens = 20\n[paths]\nstore_dir = "/srv/store"\n')
+    monkeypatch.setenv("SOURCIER_CHUNKING__CHUNK_TOKENS", "120")
+    s = load_settings(cfg)
+    assert s.chunking.chunk_tokens == 120  # env wins
+    assert s.chunking.overlap_tokens == 20 and s.paths.store_dir == Path("/srv/store")  # toml
+    assert s.retrieval.k == 5  # default
+
+
+def test_sourcier_toml_in_working_directory_is_picked_up(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sourcier.toml").write_text("[retrieval]\nk = 9\n")
+    assert load_settings().retrieval.k == 9
+
+
+@pytest.mark.parametrize(
+    ("toml", "env", "message"),
+    [
+        ("[chunking]\nchunk_tokens = 'big'\n", {}, "chunking.chunk_tokens"),
+        ("[chunking]\nunknown_knob = 1\n", {}, "chunking.unknown_knob"),
+        ("", {"SOURCIER_STORE__MODE": "cloud"}, "SOURCIER_STORE__MODE"),
+        ("[chunking]\nchunk_tokens = 50\noverlap_tokens = 50\n", {}, "overlap_tokens (50) must be smaller"),
+        ("this is = = not toml", {}, "cannot read settings file"),
+    ],
+)
+def test_bad_settings_raise_one_clear_error(monkeypatch, tmp_path, toml, env, message):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(toml)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_settings(cfg)
+
+
+def test_missing_named_settings_file_is_an_error(tmp_path):
+    with pytest.raises(SettingsError, match="settings file not found"):
+        load_settings(tmp_path / "nope.toml")
+
+
+def _fields(model: type[BaseModel], prefix: str = ""):
+    for name, field in model.model_fields.items():
+        yield prefix + name, field
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            yield from _fields(ann, prefix + name + ".")
+
+
+def test_every_field_has_a_description():
+    missing = [name for name, f in _fields(Settings) if not (f.description and len(f.description) > 10)]
+    assert missing == []
