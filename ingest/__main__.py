@@ -62,7 +62,11 @@ def _run(targets: list[Path], settings, args: argparse.Namespace, err) -> Ingest
     show = not args.quiet and not args.dry_run
     with RichProgress(err, enabled=show) as progress:
         return ingest_paths(
-            targets, settings, dry_run=args.dry_run, keep_missing=args.keep_missing, wait=args.wait,
+            targets,
+            settings,
+            dry_run=args.dry_run,
+            keep_missing=args.keep_missing,
+            wait=args.wait,
             progress=progress,
         )
 

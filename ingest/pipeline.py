@@ -153,8 +153,11 @@ class Ingestor:
         for f in found.files:
             if f.size > limit:
                 report.failed.append(
-                    Problem(f.source, f"file is {f.size / 2**20:.1f} MB, above the limit of "
-                            f"{self.settings.chunking.max_file_mb:g} MB (chunking.max_file_mb)")
+                    Problem(
+                        f.source,
+                        f"file is {f.size / 2**20:.1f} MB, above the limit of "
+                        f"{self.settings.chunking.max_file_mb:g} MB (chunking.max_file_mb)",
+                    )
                 )
                 continue
             try:
@@ -223,8 +226,15 @@ class Ingestor:
         ids = [chunk_id(root, f.source, c) for c in chunks]
         metas = [
             chunk_metadata(
-                root=root, source=f.source, kind=f.kind, file_hash=planned.file_hash, pipeline=self.pipeline,
-                chunk=c, index=i, total=len(chunks), ingested_at=now,
+                root=root,
+                source=f.source,
+                kind=f.kind,
+                file_hash=planned.file_hash,
+                pipeline=self.pipeline,
+                chunk=c,
+                index=i,
+                total=len(chunks),
+                ingested_at=now,
             )
             for i, c in enumerate(chunks)
         ]

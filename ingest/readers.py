@@ -123,10 +123,8 @@ def _decode_text(path: Path) -> str:
     if b"\x00" in data[:8192] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise DocumentError("binary content, not text (NUL bytes found)")
     try:
-        if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-            text = data.decode("utf-16")
-        else:
-            text = data.decode("utf-8-sig")
+        utf16 = data.startswith((b"\xff\xfe", b"\xfe\xff"))
+        text = data.decode("utf-16") if utf16 else data.decode("utf-8-sig")
     except UnicodeDecodeError:
         text = _decode_detected(data)
     controls = sum(1 for ch in text[:100_000] if ord(ch) < 32 and ch not in _ALLOWED_CONTROLS)

@@ -63,8 +63,13 @@ def make_docx() -> None:
     table = doc.add_table(rows=1, cols=2)
     table.rows[0].cells[0].text = "City"
     table.rows[0].cells[1].text = "Hotel cap per night"
-    for city, cap in (("Paris", "170 euros"), ("Berlin", "150 euros"), ("Lisbon", "130 euros"),
-                      ("New York", "280 US dollars"), ("Any other city", "120 euros")):
+    for city, cap in (
+        ("Paris", "170 euros"),
+        ("Berlin", "150 euros"),
+        ("Lisbon", "130 euros"),
+        ("New York", "280 US dollars"),
+        ("Any other city", "120 euros"),
+    ):
         row = table.add_row().cells
         row[0].text, row[1].text = city, cap
     doc.add_heading("Claiming expenses", 1)

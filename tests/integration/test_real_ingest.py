@@ -19,8 +19,6 @@ from tests.fakes import store_snapshot
 
 pytestmark = pytest.mark.integration
 
-FINANCE_PDFS = REPO.parent / "shared" / "eval" / "financebench_dev" / "pdfs"
-
 
 def cli(*args: str, cwd: Path = REPO, importtime: bool = False) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCIER_")}
@@ -97,13 +95,19 @@ def test_unchanged_rerun_skips_everything_without_loading_torch(sample_store):
 def test_kill_9_of_the_real_cli_is_repaired_by_the_next_run(tmp_path):
     corpus = tmp_path / "corpus"
     shutil.copytree(SAMPLE_DATA, corpus)
-    pdfs = sorted(FINANCE_PDFS.glob("*.pdf"), key=lambda p: p.stat().st_size) if FINANCE_PDFS.is_dir() else []
-    for pdf in pdfs[:2]:  # some real multi-page filings make the run long enough to interrupt
-        shutil.copy(pdf, corpus)
+    words = (SAMPLE_DATA / "bird-survey-2024.txt").read_text(encoding="utf-8").split()
+    for i in range(30):  # enough text (about 400 chunks) to interrupt the run in the middle
+        body = " ".join(words[(i * 7 + j) % len(words)] for j in range(2000))
+        (corpus / f"notes{i:02}.txt").write_text(f"Notes {i}. {body}", encoding="utf-8")
     store = tmp_path / "store"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCIER_")}
-    proc = subprocess.Popen([sys.executable, "-m", "ingest", str(corpus), "--store", str(store), "-q"], cwd=REPO,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ingest", str(corpus), "--store", str(store), "-q"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:  # wait until some chunks are written
         sqlite = store / "chroma.sqlite3"

@@ -35,8 +35,9 @@ def test_imports_flow_one_way(package):
 
 def run_python(code: str) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCIER_")}
-    return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, env=env,
-                          timeout=120, check=True).stdout
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, env=env, timeout=120, check=True
+    ).stdout
 
 
 def test_importing_the_packages_loads_no_heavy_library():

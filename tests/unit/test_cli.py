@@ -12,8 +12,9 @@ from tests.conftest import REPO
 
 def ingest_cli(*args: str, cwd: Path = REPO, env_extra: dict | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCIER_")} | (env_extra or {})
-    return subprocess.run([sys.executable, "-m", "ingest", *args], cwd=cwd, capture_output=True, text=True,
-                          env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "ingest", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 def test_dry_run_lists_what_would_be_added_and_writes_nothing(tmp_path):
@@ -48,6 +49,7 @@ def test_bad_settings_are_one_clear_line_and_exit_2(tmp_path):
 
 
 def test_chunk_size_beyond_the_model_limit_is_refused(tmp_path):
-    out = ingest_cli(str(REPO / "data"), "--store", str(tmp_path / "s"),
-                     env_extra={"SOURCIER_CHUNKING__CHUNK_TOKENS": "400"})
+    out = ingest_cli(
+        str(REPO / "data"), "--store", str(tmp_path / "s"), env_extra={"SOURCIER_CHUNKING__CHUNK_TOKENS": "400"}
+    )
     assert out.returncode == 2 and "exceeds what the embedding model all-MiniLM-L6-v2 reads (254 tokens)" in out.stderr

@@ -24,7 +24,7 @@ from tests.fakes import fake_ingestor, store_snapshot
 def build_corpus(root: Path) -> Path:
     shutil.copytree(SAMPLE_DATA, root)
     rng = random.Random(7)
-    words = "alpha beta gamma delta renard hibou compost certificat voyage budget".split()
+    words = ["alpha", "beta", "gamma", "delta", "renard", "hibou", "compost", "certificat", "voyage", "budget"]
     for i in range(12):
         text = "\n\n".join(" ".join(rng.choice(words) for _ in range(rng.randint(20, 90))) for _ in range(8))
         (root / f"gen{i:02}.txt").write_text(f"Generated note {i}.\n\n{text}", encoding="utf-8")
@@ -34,7 +34,10 @@ def build_corpus(root: Path) -> Path:
 def start_driver(store_dir: Path, corpus: Path, delay: float) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "tests.crash_driver", str(store_dir), str(corpus), str(delay)],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -67,7 +70,10 @@ def clean_snapshot(corpus: Path, where: Path) -> dict:
 def final_snapshot(store_dir: Path, corpus: Path) -> dict:
     proc = subprocess.run(
         [sys.executable, "-m", "tests.crash_driver", str(store_dir), str(corpus)],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     settings = make_settings(store_dir.parent)
@@ -102,12 +108,15 @@ def test_second_ingest_is_refused_while_one_runs(tmp_path):
     proc = start_driver(store_dir, corpus, delay=0.5)
     try:
         assert proc.stdout.readline().strip() == "ready"
-        with pytest.raises(IngestLockedError, match=r"another ingest is already writing .*pid \d+"):
-            with ingest_lock(store_dir):
-                pass
+        refused = pytest.raises(IngestLockedError, match=r"another ingest is already writing .*pid \d+")
+        with refused, ingest_lock(store_dir):
+            pass
         cli = subprocess.run(
             [sys.executable, "-m", "ingest", str(corpus), "--store", str(store_dir)],
-            cwd=REPO, capture_output=True, text=True, timeout=60,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert cli.returncode == 2 and "another ingest is already writing" in cli.stderr
     finally:
@@ -121,6 +130,7 @@ def test_wait_flag_waits_for_the_running_ingest(tmp_path):
     store_dir = tmp_path / "store"
     order = []
     with ingest_lock(store_dir):
+
         def second():
             with ingest_lock(store_dir, wait=True):
                 order.append("second")

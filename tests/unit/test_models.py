@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from rag.errors import ModelFileError
-from rag.models import DEFAULT_MODEL, PartedModel, check_gguf, ensure_parted_model, locate_parts, resolve_model_path
+from rag.models import (
+    DEFAULT_MODEL,
+    PartedModel,
+    check_gguf,
+    ensure_parted_model,
+    locate_parts,
+    resolve_model_path,
+)
 from tests.conftest import make_settings
 
 
