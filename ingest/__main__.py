@@ -22,6 +22,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", type=Path, help="folders and/or files (default: paths.docs_dir)")
     p.add_argument("--dry-run", action="store_true", help="show what would change, change nothing")
     p.add_argument("--keep-missing", action="store_true", help="keep chunks of files deleted from the folder")
+    p.add_argument(
+        "--forget",
+        type=Path,
+        action="append",
+        metavar="FOLDER",
+        help="remove every chunk ingested from FOLDER (moved or deleted); repeatable; ingests nothing",
+    )
     p.add_argument("--wait", action="store_true", help="wait for a running ingest instead of refusing")
     p.add_argument("--config", type=Path, help="settings TOML file (default: ./sourcier.toml if present)")
     p.add_argument("--store", type=Path, help="store folder (overrides paths.store_dir)")
@@ -41,6 +48,12 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.config)
         if args.store:
             settings.paths.store_dir = args.store
+        if args.forget:
+            from ingest.pipeline import forget_folders
+
+            for folder, n in forget_folders(args.forget, settings, wait=args.wait).items():
+                print(f"removed {n} chunks ingested from {folder}")
+            return EXIT_OK
         targets = args.paths or [settings.paths.docs_dir]
         report = _run(targets, settings, args, err)
     except SourcierError as exc:

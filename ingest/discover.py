@@ -54,10 +54,10 @@ def discover(target: Path) -> Discovery:
     if not target.exists() and not target.is_symlink():
         raise FileNotFoundError(f"no such file or folder: {target}")
     if target.is_dir():
-        found = Discovery(root=target.resolve(), scanned_folder=True)
+        found = Discovery(root=target.absolute(), scanned_folder=True)
         _walk(target, target, found, seen=set())
     else:
-        found = Discovery(root=target.resolve().parent, scanned_folder=False)
+        found = Discovery(root=target.absolute().parent, scanned_folder=False)
         _add_file(target, target.name, found)
     found.files.sort(key=lambda f: f.source)
     return found

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -138,12 +139,19 @@ class Ingestor:
         report.elapsed_seconds = time.perf_counter() - started
         return report
 
+    def forget(self, folder: Path) -> int:
+        """Remove every chunk ingested from ``folder`` (e.g. a folder that was moved or deleted)."""
+        key = root_key(Path(folder).absolute(), self.settings.paths.store_dir)
+        ids = [cid for doc in self.store.stored_documents(key).values() for cid in doc.ids]
+        self.store.delete(ids)
+        return len(ids)
+
     # -- planning -----------------------------------------------------------------------------
 
     def _plan(
         self, found: Discovery, report: IngestReport, keep_missing: bool
     ) -> tuple[str, list[_Planned], list[StoredDocument]]:
-        root = str(found.root)
+        root = root_key(found.root, self.settings.paths.store_dir)
         report.skipped.extend(found.skipped)
         report.failed.extend(found.failed)
         report.hidden += found.hidden
@@ -305,6 +313,27 @@ class Ingestor:
         return self._embedder
 
 
+def root_key(folder: Path, store_dir: Path) -> str:
+    """How chunks name the folder they were ingested from.
+
+    Relative to the folder that holds the store when the documents live beside it (the default
+    ``data/`` next to ``vectorstore/``), so moving the whole project keeps every chunk valid;
+    absolute otherwise.
+    """
+    folder = Path(os.path.normpath(Path(folder).absolute()))
+    base = Path(os.path.normpath(Path(store_dir).absolute())).parent
+    try:
+        return folder.relative_to(base).as_posix()
+    except ValueError:
+        return str(folder)
+
+
+def resolve_root(key: str, store_dir: Path) -> Path:
+    """The folder a chunk's ``root`` names (inverse of :func:`root_key`)."""
+    path = Path(key)
+    return path if path.is_absolute() else Path(store_dir).absolute().parent / path
+
+
 def file_sha256(path: Path) -> str:
     """Content hash of a file, read in blocks (memory stays flat for large files)."""
     h = hashlib.sha256()
@@ -348,3 +377,12 @@ def ingest_paths(
             raise DocumentError(f"no such file or folder: {t}")
     with ingest_lock(settings.paths.store_dir, wait=wait):
         return build_ingestor(settings, progress).run(targets, dry_run=dry_run, keep_missing=keep_missing)
+
+
+def forget_folders(folders: Sequence[Path], settings: Settings, *, wait: bool = False) -> dict[str, int]:
+    """Remove the chunks of folders that were moved or deleted; returns chunks removed per folder."""
+    from ingest.lock import ingest_lock
+
+    with ingest_lock(settings.paths.store_dir, wait=wait):
+        ingestor = build_ingestor(settings)
+        return {str(f): ingestor.forget(f) for f in folders}

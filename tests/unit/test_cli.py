@@ -53,3 +53,11 @@ def test_chunk_size_beyond_the_model_limit_is_refused(tmp_path):
         str(REPO / "data"), "--store", str(tmp_path / "s"), env_extra={"SOURCIER_CHUNKING__CHUNK_TOKENS": "400"}
     )
     assert out.returncode == 2 and "exceeds what the embedding model all-MiniLM-L6-v2 reads (254 tokens)" in out.stderr
+
+
+def test_forget_flag_removes_a_folder(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "empty.pdf").write_bytes(b"")
+    out = ingest_cli("--forget", str(docs), "--store", str(tmp_path / "store"))
+    assert out.returncode == 0 and f"removed 0 chunks ingested from {docs}" in out.stdout

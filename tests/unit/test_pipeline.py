@@ -21,6 +21,13 @@ SAMPLES = {
 }
 
 
+def clean_settings(tmp_path: Path):
+    """A second store beside the first one (so folders get the same names in both)."""
+    settings = make_settings(tmp_path)
+    settings.paths.store_dir = tmp_path / "clean-store"
+    return settings
+
+
 def run(settings, target: Path, **kw) -> IngestReport:
     ingestor, _ = fake_ingestor(settings)
     return ingestor.run([target], **kw)
@@ -40,7 +47,7 @@ def test_first_ingest_adds_every_sample_with_full_provenance(settings, corpus):
     by_source: dict[str, list[dict]] = {}
     for m in metas:
         by_source.setdefault(m["source"], []).append(m)
-        assert m["root"] == str(corpus.resolve())
+        assert m["root"] == "corpus"  # beside the store: named relative to the store's parent
         assert m["end"] > m["start"] >= 0 and len(m["file_hash"]) == 64
     assert {m["page"] for m in by_source["politique-teletravail.pdf"]} == {1, 2, 3}
     assert {m["page"] for m in by_source["compost-guide.md"]} == {0}
@@ -90,7 +97,7 @@ def test_changed_file_has_its_chunks_replaced_and_unchanged_chunks_kept(settings
     assert any("coquilles" in d for d in docs["documents"])
     assert len({m["file_hash"] for m in docs["metadatas"]}) == 1
     # same content as a clean ingest of the new corpus
-    clean = make_settings(corpus.parent / "clean")
+    clean = clean_settings(corpus.parent)
     run(clean, corpus)
     assert store_snapshot(fake_ingestor(clean)[0].store) == store_snapshot(ingestor.store)
 
@@ -193,18 +200,19 @@ def test_half_written_file_is_repaired_to_a_clean_state(settings, corpus, tmp_pa
     md.write_text(md.read_text(encoding="utf-8").replace("trois kilogrammes", "quatre kilogrammes"), encoding="utf-8")
     # a partial write of the new version: its first chunk only, with the new hash
     from ingest.discover import discover
-    from ingest.pipeline import _Planned, file_sha256
+    from ingest.pipeline import _Planned, file_sha256, root_key
 
     f = next(x for x in discover(corpus).files if x.source == "compost-guide.md")
-    stored = ingestor.store.stored_documents(str(corpus.resolve()))["compost-guide.md"]
-    job = ingestor._prepare(str(corpus.resolve()), _Planned(f, file_sha256(md), stored), "t", IngestReport())
+    key = root_key(corpus, settings.paths.store_dir)
+    stored = ingestor.store.stored_documents(key)["compost-guide.md"]
+    job = ingestor._prepare(key, _Planned(f, file_sha256(md), stored), "t", IngestReport())
     i = job.to_embed[0]
     ingestor.store.upsert(
         [job.ids[i]], ingestor.embedder.embed_documents([job.texts[i]]), [job.texts[i]], [job.metadatas[i]]
     )
     report = run(settings, corpus)
     assert report.updated == ["compost-guide.md"]
-    clean = make_settings(tmp_path / "clean")
+    clean = clean_settings(tmp_path)
     run(clean, corpus)
     assert store_snapshot(fake_ingestor(clean)[0].store) == store_snapshot(ingestor.store)
 
@@ -237,3 +245,35 @@ def test_copy_of_corpus_elsewhere_is_a_new_root(settings, corpus, tmp_path):
     shutil.copytree(corpus, moved)
     report = run(settings, moved)
     assert set(report.added) == SAMPLES
+
+
+def test_moving_the_project_folder_keeps_every_chunk(tmp_path, corpus):
+    settings = make_settings(tmp_path / "project")
+    shutil.move(corpus, tmp_path / "project" / "docs")
+    run(settings, tmp_path / "project" / "docs")
+    shutil.move(tmp_path / "project", tmp_path / "moved-project")
+    moved = make_settings(tmp_path / "moved-project")
+    report = run(moved, tmp_path / "moved-project" / "docs")
+    assert set(report.unchanged) == SAMPLES and not report.added and not report.removed
+
+
+def test_folders_away_from_the_store_are_named_by_absolute_path(tmp_path):
+    from ingest.pipeline import resolve_root, root_key
+
+    store = tmp_path / "app" / "vectorstore"
+    assert root_key(tmp_path / "app" / "data", store) == "data"
+    assert root_key(tmp_path / "elsewhere", store) == str(tmp_path / "elsewhere")
+    assert resolve_root("data", store) == tmp_path / "app" / "data"
+    assert resolve_root(str(tmp_path / "elsewhere"), store) == tmp_path / "elsewhere"
+
+
+def test_forget_removes_a_folder_and_only_it(settings, corpus, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "a.txt").write_text("Other folder, other document.", encoding="utf-8")
+    run(settings, corpus)
+    run(settings, other)
+    shutil.rmtree(corpus)
+    ingestor, _ = fake_ingestor(settings)
+    assert ingestor.forget(corpus) > 0
+    assert {m["source"] for m in metadatas(settings)} == {"a.txt"}
