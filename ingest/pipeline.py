@@ -15,7 +15,6 @@ so the next run redoes that file and ends in the same store as a clean ingest.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
@@ -30,6 +29,7 @@ from ingest.discover import Discovery, Problem, SourceFile, discover
 from ingest.readers import read_document
 from rag.embedding import Embedder, EmbeddingModelInfo, TokenCounter
 from rag.errors import DocumentError, SettingsError
+from rag.hashing import file_sha256
 from rag.settings import Settings
 from rag.store import Store, StoredDocument
 
@@ -332,15 +332,6 @@ def resolve_root(key: str, store_dir: Path) -> Path:
     """The folder a chunk's ``root`` names (inverse of :func:`root_key`)."""
     path = Path(key)
     return path if path.is_absolute() else Path(store_dir).absolute().parent / path
-
-
-def file_sha256(path: Path) -> str:
-    """Content hash of a file, read in blocks (memory stays flat for large files)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def build_ingestor(settings: Settings, progress: ProgressListener | None = None) -> Ingestor:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag.errors import ModelFileError
+from rag.hashing import file_sha256
 from rag.settings import Settings
 
 GGUF_MAGIC = b"GGUF"
@@ -75,7 +76,7 @@ def ensure_parted_model(model: PartedModel, folder: Path, part_paths: Sequence[P
     if target.is_file() and _marker_matches(marker, target, model):
         return target
     if target.is_file():
-        if _sha256(target) == model.sha256 and target.stat().st_size == model.size:
+        if file_sha256(target, 8 << 20) == model.sha256 and target.stat().st_size == model.size:
             _write_marker(marker, target, model)
             return target
         target.unlink()  # a damaged copy: rebuild it from the parts
@@ -128,14 +129,6 @@ def _concatenate(parts: Sequence[Path], out: Path) -> tuple[str, int]:
         dst.flush()
         os.fsync(dst.fileno())
     return h.hexdigest(), size
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(8 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _marker_matches(marker: Path, target: Path, model: PartedModel) -> bool:

@@ -28,6 +28,13 @@ def clean_settings(tmp_path: Path):
     return settings
 
 
+def other_folder(tmp_path: Path) -> Path:
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "a.txt").write_text("Other folder, other document.", encoding="utf-8")
+    return other
+
+
 def run(settings, target: Path, **kw) -> IngestReport:
     ingestor, _ = fake_ingestor(settings)
     return ingestor.run([target], **kw)
@@ -127,9 +134,7 @@ def test_dry_run_reports_changes_and_writes_nothing(settings, corpus):
 
 
 def test_other_roots_are_never_touched(settings, corpus, tmp_path):
-    other = tmp_path / "other"
-    other.mkdir()
-    (other / "a.txt").write_text("Other folder, other document.", encoding="utf-8")
+    other = other_folder(tmp_path)
     run(settings, corpus)
     run(settings, other)
     report = run(settings, corpus)
@@ -268,9 +273,7 @@ def test_folders_away_from_the_store_are_named_by_absolute_path(tmp_path):
 
 
 def test_forget_removes_a_folder_and_only_it(settings, corpus, tmp_path):
-    other = tmp_path / "other"
-    other.mkdir()
-    (other / "a.txt").write_text("Other folder, other document.", encoding="utf-8")
+    other = other_folder(tmp_path)
     run(settings, corpus)
     run(settings, other)
     shutil.rmtree(corpus)
