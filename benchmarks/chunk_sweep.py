@@ -38,7 +38,12 @@ def write_corpus(squad: Path, out: Path) -> list[tuple[str, list[str]]]:
     return questions
 
 
-def evaluate(settings, corpus: Path, questions, ks=(1, 5, 10)) -> dict:
+def evaluate(settings, corpus: Path, questions, ks=(1, 5, 10), budget: int = 1024) -> dict:
+    """Recall@k, MRR, and recall within a context budget: the passages that fit ``budget`` tokens.
+
+    Larger chunks win recall@k simply by holding more text, but the model pays for every token of
+    context (prompt processing is the slow part on a CPU), so sizes are compared at equal budget.
+    """
     from ingest.pipeline import build_ingestor
     from rag.embedding import load_embedder
 
@@ -51,6 +56,8 @@ def evaluate(settings, corpus: Path, questions, ks=(1, 5, 10)) -> dict:
     store = open_store(settings, embedding_model_info(settings))
     embedder = load_embedder(settings)
     vectors = embedder.embed_documents([q for q, _ in questions])
+    k_budget = max(1, budget // settings.chunking.chunk_tokens)
+    ks = tuple(sorted(set(ks) | {k_budget}))
     hits = {k: 0 for k in ks}
     rr = 0.0
     for (_, answers), vec in zip(questions, vectors, strict=True):
@@ -67,6 +74,8 @@ def evaluate(settings, corpus: Path, questions, ks=(1, 5, 10)) -> dict:
         "ingest_s": round(ingest_s, 1),
         **{f"recall@{k}": round(hits[k] / n, 3) for k in ks},
         "mrr": round(rr / n, 3),
+        "k_in_budget": k_budget,
+        f"recall@{budget}tok": round(hits[k_budget] / n, 3),
     }
 
 

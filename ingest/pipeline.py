@@ -156,33 +156,38 @@ class Ingestor:
         report.failed.extend(found.failed)
         report.hidden += found.hidden
         stored = self.store.stored_documents(root)
-        limit = int(self.settings.chunking.max_file_mb * 1024 * 1024)
-        to_write = []
+        to_write: list[_Planned] = []
+        refused: list[str] = []
         for f in found.files:
-            if f.size > limit:
-                report.failed.append(
-                    Problem(
-                        f.source,
-                        f"file is {f.size / 2**20:.1f} MB, above the limit of "
-                        f"{self.settings.chunking.max_file_mb:g} MB (chunking.max_file_mb)",
-                    )
-                )
-                continue
-            try:
-                digest = file_sha256(f.path)
-            except OSError as exc:
-                report.failed.append(Problem(f.source, f"cannot read file: {exc.strerror or exc}"))
-                continue
             doc = stored.get(f.source)
+            try:
+                digest = self._checked_hash(f)
+            except DocumentError as exc:
+                reason = str(exc) + (" (the previously ingested version is kept)" if doc else "")
+                report.failed.append(Problem(f.source, reason))
+                refused.append(f.source)
+                continue
             if doc is not None and doc.is_complete(digest, self.pipeline):
                 report.unchanged.append(f.source)
             else:
                 to_write.append(_Planned(f, digest, doc))
-        present = {f.source for f in found.files} | {p.source for p in found.failed}
+        present = {f.source for f in found.files} | {p.source for p in found.failed} | set(refused)
         stale = []
         if found.scanned_folder and not keep_missing:
             stale = [doc for source, doc in sorted(stored.items()) if source not in present]
         return root, to_write, stale
+
+    def _checked_hash(self, f: SourceFile) -> str:
+        """The file's content hash, or DocumentError when it is too large or unreadable."""
+        limit_mb = self.settings.chunking.max_file_mb
+        if f.size > limit_mb * 1024 * 1024:
+            raise DocumentError(
+                f"file is {f.size / 2**20:.1f} MB, above the limit of {limit_mb:g} MB (chunking.max_file_mb)"
+            )
+        try:
+            return file_sha256(f.path)
+        except OSError as exc:
+            raise DocumentError(f"cannot read file: {exc.strerror or exc}") from None
 
     def _describe_dry_run(self, to_write: list[_Planned], stale: list[StoredDocument], report: IngestReport) -> None:
         for p in to_write:

@@ -196,3 +196,17 @@ def test_utf16_with_bom_is_read(tmp_path):
     path = tmp_path / "u16.txt"
     path.write_bytes("Texte en UTF-16 avec accents : é, à.".encode("utf-16"))
     assert "accents : é, à" in read_document(path, "text")[0].text
+
+
+def test_file_grown_past_the_limit_keeps_its_previous_version(tmp_path):
+    docs = tmp_path / "d"
+    docs.mkdir()
+    (docs / "grows.txt").write_text("A small note about herons.", encoding="utf-8")
+    settings = make_settings(tmp_path)
+    settings.chunking.max_file_mb = 1
+    fake_ingestor(settings)[0].run([docs])
+    (docs / "grows.txt").write_bytes(b"heron " * 400_000)  # 2.4 MB
+    ingestor, _ = fake_ingestor(settings)
+    report = ingestor.run([docs])
+    assert report.removed == [] and "previously ingested version is kept" in report.failed[0].reason
+    assert [m["source"] for _, m in ingestor.store.iter_metadatas()] == ["grows.txt"]
