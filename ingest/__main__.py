@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="settings TOML file (default: ./sourcier.toml if present)")
     p.add_argument("--store", type=Path, help="store folder (overrides paths.store_dir)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, summary only")
+    p.add_argument("--json", action="store_true", help="print the report as JSON (no progress bar, no table)")
     return p
 
 
@@ -62,9 +63,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: the next run finishes the work (nothing is left inconsistent)", file=sys.stderr)
         return 130
-    from ingest.progress import print_report
+    if args.json:
+        import dataclasses
+        import json
 
-    print_report(report, Console())
+        print(json.dumps(dataclasses.asdict(report) | {"ok": report.ok}, indent=2, ensure_ascii=False))
+    else:
+        from ingest.progress import print_report
+
+        print_report(report, Console())
     return EXIT_OK if report.ok else EXIT_FILES_FAILED
 
 
@@ -72,7 +79,7 @@ def _run(targets: list[Path], settings, args: argparse.Namespace, err) -> Ingest
     from ingest.pipeline import ingest_paths
     from ingest.progress import RichProgress
 
-    show = not args.quiet and not args.dry_run
+    show = not (args.quiet or args.dry_run or args.json)
     with RichProgress(err, enabled=show) as progress:
         return ingest_paths(
             targets,

@@ -61,3 +61,15 @@ def test_forget_flag_removes_a_folder(tmp_path):
     (docs / "empty.pdf").write_bytes(b"")
     out = ingest_cli("--forget", str(docs), "--store", str(tmp_path / "store"))
     assert out.returncode == 0 and f"removed 0 chunks ingested from {docs}" in out.stdout
+
+
+def test_json_report_for_scripts(tmp_path):
+    import json
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "empty.txt").write_bytes(b"")
+    out = ingest_cli(str(docs), "--store", str(tmp_path / "store"), "--json")
+    report = json.loads(out.stdout)
+    assert out.returncode == 1 and report["ok"] is False
+    assert report["failed"] == [{"source": "empty.txt", "reason": "empty file (0 bytes)"}]
