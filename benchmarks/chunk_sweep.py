@@ -104,12 +104,12 @@ def main() -> None:
                 row |= evaluate(settings, Path(tmp) / name, sample)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    print("\n| set | chunk tokens | chunks | recall@1 | recall@5 | recall@10 | MRR |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| set | chunk tokens | chunks | recall@1 | recall@5 | recall@10 | MRR | recall in 1024 tokens (k) |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['set']} | {r['chunk_tokens']} | {r['chunks']} | {r['recall@1']} | {r['recall@5']} | "
-            f"{r['recall@10']} | {r['mrr']} |"
+            f"{r['recall@10']} | {r['mrr']} | {r['recall@1024tok']} ({r['k_in_budget']}) |"
         )
 
 

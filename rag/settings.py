@@ -62,12 +62,12 @@ class EmbeddingSettings(_Group):
 
 class ChunkingSettings(_Group):
     chunk_tokens: int = Field(
-        200,
+        128,
         ge=16,
         description="Largest chunk, in tokens of the embedding model's own tokenizer. Must fit the model's "
         "limit (256 word pieces for all-MiniLM-L6-v2, special tokens included).",
     )
-    overlap_tokens: int = Field(30, ge=0, description="Tokens shared by consecutive chunks of a page.")
+    overlap_tokens: int = Field(19, ge=0, description="Tokens shared by consecutive chunks of a page.")
     max_file_mb: float = Field(
         200.0, gt=0, description="Files larger than this are refused (reported as failed), not read."
     )
@@ -98,7 +98,12 @@ class StoreSettings(_Group):
 
 
 class RetrievalSettings(_Group):
-    k: int = Field(5, ge=1, le=100, description="Passages given to the model for one question.")
+    k: int = Field(
+        8,
+        ge=1,
+        le=100,
+        description="Passages given to the model for one question (8 x 128-token chunks: about 1,000 tokens).",
+    )
 
 
 class LLMSettings(_Group):

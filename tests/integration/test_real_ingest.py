@@ -61,8 +61,9 @@ def test_no_chunk_exceeds_what_the_embedding_model_reads(sample_store):
     _, store = open_real_store(sample_store)
     docs = store.collection.get(include=["documents"])["documents"]
     lengths = [len(model.tokenizer(d, truncation=False)["input_ids"]) for d in docs]  # with [CLS]/[SEP]
-    assert max(lengths) <= model.max_seq_length == 256
-    assert max(lengths) > 150  # chunks really use the budget
+    settings, _ = open_real_store(sample_store)
+    assert max(lengths) <= settings.chunking.chunk_tokens + 2 <= model.max_seq_length == 256
+    assert max(lengths) > 0.8 * settings.chunking.chunk_tokens  # chunks really use the budget
 
 
 @pytest.mark.parametrize(
@@ -79,7 +80,8 @@ def test_a_question_finds_the_passage_that_answers_it(sample_store, question, so
 
     settings, store = open_real_store(sample_store)
     vec = load_embedder(settings).embed_query(question)
-    hits = store.collection.query(query_embeddings=[vec], n_results=3, include=["documents", "metadatas"])
+    k = settings.retrieval.k  # what the answer step will give the model
+    hits = store.collection.query(query_embeddings=[vec], n_results=k, include=["documents", "metadatas"])
     top = list(zip(hits["documents"][0], hits["metadatas"][0], strict=True))
     assert any(m["source"] == source and needle in d for d, m in top), [(m["source"], d[:80]) for d, m in top]
 
