@@ -36,7 +36,7 @@ class RichProgress(ProgressListener):
             transient=False,
         )
         self._task = None
-        self._files = self._pages = self._chunks = self._embedded = 0
+        self._files = self._total_files = self._pages = self._embedded = 0
 
     def __enter__(self) -> RichProgress:
         if self.enabled:
@@ -54,7 +54,6 @@ class RichProgress(ProgressListener):
 
     def file_chunked(self, source: str, pages: int, chunks: int) -> None:
         self._pages += pages
-        self._chunks += chunks
         self._update(0)
 
     def chunks_embedded(self, count: int) -> None:
@@ -70,7 +69,7 @@ class RichProgress(ProgressListener):
         if self._task is not None:
             elapsed = self._bar.tasks[self._task].elapsed or 0.0
         return {
-            "files": f"{self._files}/{getattr(self, '_total_files', 0)}",
+            "files": f"{self._files}/{self._total_files}",
             "pages": self._pages,
             "chunks": self._embedded,
             "rate": self._embedded / elapsed if elapsed > 0 else 0.0,
