@@ -117,8 +117,18 @@ class LLMSettings(_Group):
     n_threads_batch: int = Field(2, ge=1, description="Threads for prompt processing.")
     n_gpu_layers: int = Field(0, description="Layers offloaded to a GPU (-1: all).")
     temperature: float = Field(0.1, ge=0.0, le=2.0, description="Sampling temperature (low: faithful).")
+    top_k: int = Field(40, ge=0, description="Sample among the k likeliest tokens (0: all).")
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling: smallest set of tokens of this mass.")
+    min_p: float = Field(0.05, ge=0.0, le=1.0, description="Drop tokens less likely than min_p x the likeliest.")
+    repeat_penalty: float = Field(1.1, ge=0.0, description="Penalty on repeated tokens (1.0: none).")
     max_tokens: int = Field(512, ge=1, description="Largest answer, in tokens.")
     seed: int = Field(0, description="Sampling seed, for repeatable answers.")
+    lora_path: Path | None = Field(None, description="Optional LoRA adapter (GGUF) applied to the model.")
+    chat_template_file: Path | None = Field(
+        None,
+        description="Jinja2 chat template to use instead of the GGUF's own (required for a GGUF without "
+        "tokenizer.chat_template; never guessed).",
+    )
 
 
 class ServerSettings(_Group):

@@ -1,0 +1,165 @@
+"""The local GGUF model: loaded from the settings, prompted through its own chat template, streamed.
+
+Prompts are rendered with the GGUF's ``tokenizer.chat_template`` by llama-cpp-python's Jinja2 chat
+formatter and turned into tokens here, so that packing can count them exactly and generation gets
+exactly those tokens. No special token is ever written by hand. A GGUF without a template is refused
+(llama-cpp-python would silently fall back to the "llama-2" format) unless the settings name a
+template file. BOS: the rendered text already holds it when the template writes ``bos_token``; it is
+added only when the model asks for one and the text lacks it, so a prompt never starts with two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from rag.errors import ModelFileError
+from rag.settings import Settings
+
+TEMPLATE_KEY = "tokenizer.chat_template"
+
+
+class Tokenizing(Protocol):
+    """What prompt rendering needs from a llama_cpp.Llama (tests pass a small fake)."""
+
+    metadata: dict[str, str]
+
+    def tokenize(self, text: bytes, add_bos: bool = True, special: bool = False) -> list[int]: ...
+
+    def detokenize(self, tokens: list[int], prev_tokens: list[int] | None = None, special: bool = False) -> bytes: ...
+
+    def token_bos(self) -> int: ...
+
+    def token_eos(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A rendered chat prompt: its text (for display and logs) and the exact tokens the model gets."""
+
+    text: str
+    tokens: list[int]
+    stop: list[str]
+
+
+class ChatPrompter:
+    """Renders chat messages with the model's own template into exact tokens."""
+
+    def __init__(self, llama: Tokenizing, template: str, template_origin: str, add_bos: bool) -> None:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        self._llama = llama
+        self.template_origin = template_origin
+        self.bos_id = llama.token_bos()
+        self.eos_id = llama.token_eos()
+        self.add_bos = add_bos and self.bos_id >= 0
+        self._formatter = Jinja2ChatFormatter(
+            template=template,
+            eos_token=self._token_text(self.eos_id),
+            bos_token=self._token_text(self.bos_id),
+            add_generation_prompt=True,
+        )
+
+    def _token_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        return self._llama.detokenize([token], special=True).decode("utf-8", errors="ignore")
+
+    def render(self, messages: Sequence[dict[str, str]]) -> Prompt:
+        """The prompt for ``messages`` (role/content dicts), ending where the assistant's answer starts."""
+        result = self._formatter(messages=list(messages))
+        tokens = self._llama.tokenize(result.prompt.encode("utf-8"), add_bos=False, special=True)
+        if self.add_bos and (not tokens or tokens[0] != self.bos_id):
+            tokens = [self.bos_id, *tokens]
+        stop = [s for s in (result.stop if isinstance(result.stop, list) else [result.stop]) if s]
+        return Prompt(text=result.prompt, tokens=tokens, stop=stop)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens ``text`` costs inside a prompt (special tokens in it are not counted as text)."""
+        return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+
+def chat_template_for(metadata: dict[str, str], template_file: Path | None, model_path: Path) -> tuple[str, str]:
+    """The template to use and where it came from; refuses a GGUF without one unless a file is set."""
+    if template_file is not None:
+        try:
+            return Path(template_file).read_text(encoding="utf-8"), f"file {template_file}"
+        except OSError as exc:
+            raise ModelFileError(f"chat template file unreadable: {template_file}: {exc.strerror or exc}") from None
+    template = metadata.get(TEMPLATE_KEY)
+    if not template:
+        raise ModelFileError(
+            f"the model {model_path.name} has no chat template ({TEMPLATE_KEY} is missing from the GGUF); "
+            f"llama-cpp-python would silently use the 'llama-2' format. Use a GGUF that carries its template, "
+            f"or set llm.chat_template_file (SOURCIER_LLM__CHAT_TEMPLATE_FILE) to the model's Jinja2 template"
+        )
+    return template, "gguf"
+
+
+def model_wants_bos(metadata: dict[str, str]) -> bool:
+    """Whether the tokenizer adds BOS to a sequence (GGUF ``tokenizer.ggml.add_bos_token``; default yes)."""
+    return str(metadata.get("tokenizer.ggml.add_bos_token", "true")).lower() == "true"
+
+
+class LocalLLM:
+    """A loaded GGUF model with its chat prompter and the decoding settings."""
+
+    def __init__(self, llama: Any, prompter: ChatPrompter, settings: Settings, model_path: Path) -> None:
+        self.llama = llama
+        self.prompter = prompter
+        self.settings = settings
+        self.model_path = model_path
+
+    @property
+    def n_ctx(self) -> int:
+        return int(self.llama.n_ctx())
+
+    def stream(self, prompt: Prompt, max_tokens: int | None = None) -> Iterator[str]:
+        """Text pieces of the answer as the model produces them."""
+        s = self.settings.llm
+        chunks = self.llama.create_completion(
+            prompt=prompt.tokens,
+            max_tokens=max_tokens or s.max_tokens,
+            temperature=s.temperature,
+            top_k=s.top_k,
+            top_p=s.top_p,
+            min_p=s.min_p,
+            repeat_penalty=s.repeat_penalty,
+            seed=s.seed,
+            stop=prompt.stop,
+            stream=True,
+        )
+        for chunk in chunks:
+            text = chunk["choices"][0]["text"]
+            if text:
+                yield text
+
+
+def load_llm(settings: Settings, model_path: Path | None = None) -> LocalLLM:
+    """Load the configured GGUF (imports llama_cpp; heavy: call once and share)."""
+    from rag.models import resolve_model_path
+
+    path = model_path or resolve_model_path(settings)
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        raise ModelFileError("llama-cpp-python is not installed: pip install -e '.[llm]' (or bash setup.sh)") from None
+    s = settings.llm
+    try:
+        llama = Llama(
+            model_path=str(path),
+            n_ctx=s.n_ctx,
+            n_threads=s.n_threads,
+            n_threads_batch=s.n_threads_batch,
+            n_gpu_layers=s.n_gpu_layers,
+            seed=s.seed,
+            lora_path=str(s.lora_path) if s.lora_path else None,
+            verbose=False,
+        )
+    except (ValueError, RuntimeError) as exc:
+        raise ModelFileError(f"cannot load the model {path}: {exc}") from None
+    template, origin = chat_template_for(llama.metadata, s.chat_template_file, path)
+    prompter = ChatPrompter(llama, template, origin, add_bos=model_wants_bos(llama.metadata))
+    return LocalLLM(llama, prompter, settings, path)

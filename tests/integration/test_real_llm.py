@@ -1,0 +1,57 @@
+"""The real GGUFs through their own chat templates: exact tokens, streaming, the language of the question."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.llm import load_llm
+from rag.settings import Settings
+from tests.integration.test_real_ingest import cli, smollm_path
+
+pytestmark = pytest.mark.integration
+
+MESSAGES = [
+    {"role": "system", "content": "Answer in one short sentence."},
+    {"role": "user", "content": "What is the capital of France?"},
+]
+
+
+@pytest.fixture(scope="module")
+def smollm():
+    settings = Settings()
+    settings.llm.n_ctx = 1024
+    settings.llm.max_tokens = 24
+    return load_llm(settings, smollm_path())
+
+
+def test_prompt_is_the_models_own_template_tokenized_once(smollm):
+    prompt = smollm.prompter.render(MESSAGES)
+    assert prompt.text.startswith("<|im_start|>system\nAnswer in one short sentence.<|im_end|>")
+    assert prompt.text.endswith("<|im_start|>assistant\n")
+    again = smollm.llama.tokenize(prompt.text.encode(), add_bos=False, special=True)
+    assert prompt.tokens == again  # nothing added or lost between text and tokens
+    assert prompt.tokens[:2].count(smollm.prompter.bos_id) <= 1  # never a double BOS
+    assert "<|im_end|>" in prompt.stop
+
+
+def test_generation_streams_text(smollm):
+    pieces = list(smollm.stream(smollm.prompter.render(MESSAGES)))
+    assert len(pieces) > 1 and "".join(pieces).strip()
+
+
+def test_settings_reach_the_model(smollm):
+    assert smollm.n_ctx == 1024
+    assert smollm.llama.context_params.n_threads == 2 and smollm.llama.context_params.n_threads_batch == 2
+
+
+def test_default_model_answers_a_french_question_in_french():
+    assert cli("rag", "model").returncode == 0
+    llm = load_llm(Settings())
+    prompt = llm.prompter.render(
+        [
+            {"role": "system", "content": "Réponds en une phrase."},
+            {"role": "user", "content": "Quelle est la capitale de la France ?"},
+        ]
+    )
+    answer = "".join(llm.stream(prompt, max_tokens=30))
+    assert "Paris" in answer and ("capitale" in answer.lower() or "est" in answer.split())
