@@ -77,3 +77,44 @@ def store_snapshot(store) -> dict[str, tuple]:
         meta = {k: v for k, v in meta.items() if k != "ingested_at"}
         snap[cid] = (doc, tuple(sorted(meta.items())), tuple(round(float(x), 5) for x in emb))
     return snap
+
+
+SPECIAL = {"<s>": 1, "</s>": 2, "<|user|>": 3, "<|assistant|>": 4}
+BOS, EOS = 1, 2
+
+# A Llama-style template that writes bos_token itself, and one that does not.
+WITH_BOS = (
+    "{{ bos_token }}{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{{ eos_token }}{% endfor %}<|assistant|>"
+)
+WITHOUT_BOS = "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{{ eos_token }}{% endfor %}<|assistant|>"
+
+
+class CharTokenizer:
+    """Special tokens are whole; every other character is one token."""
+
+    def __init__(self, metadata: dict[str, str] | None = None) -> None:
+        self.metadata = metadata or {}
+
+    def tokenize(self, text: bytes, add_bos: bool = True, special: bool = False) -> list[int]:
+        s, out = text.decode(), [BOS] if add_bos else []
+        i = 0
+        while i < len(s):
+            hit = next((t for t in SPECIAL if special and s.startswith(t, i)), None)
+            if hit:
+                out.append(SPECIAL[hit])
+                i += len(hit)
+            else:
+                out.append(1000 + ord(s[i]))
+                i += 1
+        return out
+
+    def detokenize(self, tokens, prev_tokens=None, special=False) -> bytes:
+        names = {v: k for k, v in SPECIAL.items()}
+        text = (chr(t - 1000) if t >= 1000 else names[t] if special else "" for t in tokens)
+        return "".join(text).encode()
+
+    def token_bos(self) -> int:
+        return BOS
+
+    def token_eos(self) -> int:
+        return EOS

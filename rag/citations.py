@@ -1,0 +1,249 @@
+"""Citation markers in an answer: parse them, map them to passages, and check each one's support.
+
+The model is asked to cite passages as ``[n]``. Markers such as ``[2]``, ``[1, 3]`` or ``[1][3]`` are
+read; a number that points to no passage is removed from the text and counted. Each (sentence,
+passage) citation is checked lexically: the passage must contain enough of the sentence's content
+words, and every number the sentence states. Citations that fail are flagged, not shown as proof.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+MARKER = re.compile(r"\[(\s*\d+\s*(?:[,;]\s*\d+\s*)*)\]")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+_WORD = re.compile(r"\w+", re.UNICODE)
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_LEADING_MARKERS = re.compile(r"(?:\s*\[[\d,;\s]+\])+\.?\s*")
+
+# Content-free words of French and English, ignored when measuring overlap.
+STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "been",
+        "but",
+        "by",
+        "can",
+        "did",
+        "do",
+        "does",
+        "for",
+        "from",
+        "had",
+        "has",
+        "have",
+        "he",
+        "her",
+        "his",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "may",
+        "more",
+        "most",
+        "no",
+        "not",
+        "of",
+        "on",
+        "or",
+        "our",
+        "she",
+        "so",
+        "such",
+        "than",
+        "that",
+        "the",
+        "their",
+        "them",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "to",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+        "au",
+        "aux",
+        "avec",
+        "ce",
+        "ces",
+        "cet",
+        "cette",
+        "dans",
+        "de",
+        "des",
+        "du",
+        "elle",
+        "en",
+        "est",
+        "et",
+        "il",
+        "ils",
+        "je",
+        "la",
+        "le",
+        "les",
+        "leur",
+        "leurs",
+        "lui",
+        "mais",
+        "me",
+        "meme",
+        "mes",
+        "moi",
+        "mon",
+        "ne",
+        "nos",
+        "notre",
+        "nous",
+        "on",
+        "ou",
+        "par",
+        "pas",
+        "plus",
+        "pour",
+        "qu",
+        "que",
+        "qui",
+        "sa",
+        "se",
+        "ses",
+        "son",
+        "sont",
+        "sur",
+        "ta",
+        "te",
+        "tes",
+        "toi",
+        "ton",
+        "tu",
+        "un",
+        "une",
+        "vos",
+        "votre",
+        "vous",
+        "y",
+        "ete",
+        "etre",
+        "fait",
+        "peut",
+        "aussi",
+        "ainsi",
+        "donc",
+        "car",
+        "comme",
+        "tres",
+        "sans",
+        "sous",
+        "entre",
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Citation:
+    """One ``[n]`` in one sentence, and whether the passage supports that sentence."""
+
+    number: int
+    sentence: str
+    supported: bool
+    overlap: float
+
+
+@dataclass
+class CitationReport:
+    text: str
+    citations: list[Citation] = field(default_factory=list)
+    invalid_markers: int = 0
+
+    @property
+    def cited(self) -> list[int]:
+        """Passage numbers cited at least once, in order."""
+        return sorted({c.number for c in self.citations})
+
+    @property
+    def unsupported(self) -> list[Citation]:
+        return [c for c in self.citations if not c.supported]
+
+
+def fold(text: str) -> str:
+    """Lower case without accents, so 'Été' and 'ete' compare equal."""
+    decomposed = unicodedata.normalize("NFKD", text.lower())
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def content_words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(fold(text)) if len(w) > 2 and w not in STOPWORDS and not w.isdigit()}
+
+
+def _numbers(text: str) -> set[str]:
+    return {n.replace(",", "").replace(".", "") for n in _NUMBER.findall(text)}
+
+
+def support(sentence: str, passage: str, min_overlap: float = 0.3) -> tuple[bool, float]:
+    """Whether ``passage`` backs ``sentence``: shared content words and every stated number."""
+    bare = MARKER.sub("", sentence)
+    words = content_words(bare)
+    overlap = len(words & content_words(passage)) / len(words) if words else 1.0
+    numbers_ok = _numbers(bare) <= _numbers(passage)
+    return overlap >= min_overlap and numbers_ok, round(overlap, 3)
+
+
+def check_citations(answer: str, passages: Sequence[str], min_overlap: float = 0.3) -> CitationReport:
+    """Parse the markers of ``answer`` against ``passages`` (numbered from 1) and check each one."""
+    invalid = 0
+
+    def keep_valid(match: re.Match[str]) -> str:
+        nonlocal invalid
+        numbers = [int(x) for x in re.findall(r"\d+", match.group(1))]
+        valid = [n for n in numbers if 1 <= n <= len(passages)]
+        invalid += len(numbers) - len(valid)
+        return "".join(f"[{n}]" for n in dict.fromkeys(valid))
+
+    text = MARKER.sub(keep_valid, answer)
+    text = re.sub(r"[ \t]+([.,;:!?])", r"\1", text)  # a removed marker leaves no space before punctuation
+    citations = []
+    for sentence in split_sentences(text):
+        for n in dict.fromkeys(int(x) for x in re.findall(r"\[(\d+)\]", sentence)):
+            ok, overlap = support(sentence, passages[n - 1], min_overlap)
+            citations.append(Citation(n, sentence.strip(), ok, overlap))
+    return CitationReport(text=text, citations=citations, invalid_markers=invalid)
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences, with a marker written after the full stop ("... 2019. [1]") kept with its sentence."""
+    merged: list[str] = []
+    for part in _SENTENCE_END.split(text):
+        lead = _LEADING_MARKERS.match(part)
+        if lead and merged:
+            merged[-1] += " " + lead.group(0).strip()
+            part = part[lead.end() :]
+        if part.strip():
+            merged.append(part)
+    return merged
