@@ -31,6 +31,7 @@ class Passage:
     end: int
     score: float
     root: str = ""
+    similarity: float | None = None  # cosine similarity to the question, when vector search found it
 
 
 @dataclass(frozen=True)

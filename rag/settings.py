@@ -104,6 +104,10 @@ class RetrievalSettings(_Group):
         le=100,
         description="Passages given to the model for one question (8 x 128-token chunks: about 1,000 tokens).",
     )
+    vector: bool = Field(True, description="Use vector (embedding) search.")
+    keyword: bool = Field(True, description="Use BM25 keyword search (fused with vectors by reciprocal rank).")
+    candidates: int = Field(30, ge=1, le=1000, description="Chunks each search proposes before fusion.")
+    rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant: 1/(rrf_k + rank) per search.")
 
 
 class LLMSettings(_Group):

@@ -38,6 +38,15 @@ class StoredDocument:
         )
 
 
+@dataclass(frozen=True)
+class Hit:
+    """A chunk found by one search, with its rank in that search (0 = best) and that search's score."""
+
+    chunk_id: str
+    rank: int
+    score: float
+
+
 class Store:
     """A Chroma collection of chunks with the few operations ingest and retrieval need."""
 
@@ -82,6 +91,40 @@ class Store:
             doc.pipelines.add(str(meta.get("pipeline", "")))
             doc.expected_chunks.add(int(meta.get("n_chunks", -1)))
         return docs
+
+    def iter_documents(self) -> Iterator[tuple[str, str]]:
+        """All (id, text) pairs of the collection, read a page at a time."""
+        offset = 0
+        while True:
+            page = self._call("read chunks", self.collection.get, include=["documents"], limit=READ_PAGE, offset=offset)
+            yield from zip(page["ids"], page["documents"], strict=True)
+            if len(page["ids"]) < READ_PAGE:
+                return
+            offset += len(page["ids"])
+
+    def nearest(self, vector: Sequence[float], n: int) -> list[Hit]:
+        """The ``n`` chunks closest to ``vector`` as ranked hits, scored by cosine similarity."""
+        count = self.count()
+        if count == 0:
+            return []
+        found = self._call(
+            "search",
+            self.collection.query,
+            query_embeddings=[list(map(float, vector))],
+            n_results=min(n, count),
+            include=["distances"],
+        )
+        return [
+            Hit(cid, rank, 1.0 - float(d))
+            for rank, (cid, d) in enumerate(zip(found["ids"][0], found["distances"][0], strict=True))
+        ]
+
+    def records(self, ids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+        """Text and metadata of the given chunks, by id."""
+        if not ids:
+            return {}
+        got = self._call("read chunks", self.collection.get, ids=list(ids), include=["documents", "metadatas"])
+        return {cid: (doc, meta) for cid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)}
 
     def upsert(
         self,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rag.citations import check_citations, fold, split_sentences, support
+from rag.citations import check_citations, split_sentences, support
+from rag.text import fold
 
 PASSAGES = [
     "The outage lasted 47 minutes and about 1,200 users could not save their files.",

@@ -1,0 +1,109 @@
+"""Find the passages for a question: vector search and BM25 keyword search, fused by reciprocal rank.
+
+Both searches look at the same chunks of the Chroma store and can be switched off in the settings
+(``retrieval.vector``, ``retrieval.keyword``) for comparison. The keyword index is built from the
+store's documents when first needed and kept for the life of the retriever.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rag.embedding import Embedder
+from rag.errors import SettingsError
+from rag.packing import Passage
+from rag.settings import Settings
+from rag.store import Hit, Store
+from rag.text import keyword_tokens
+
+
+def reciprocal_rank_fusion(rankings: Sequence[Sequence[Hit]], k: int = 60) -> list[tuple[str, float]]:
+    """Chunk ids by fused score: the sum over rankings of 1 / (k + rank + 1)."""
+    fused: dict[str, float] = {}
+    for ranking in rankings:
+        for hit in ranking:
+            fused[hit.chunk_id] = fused.get(hit.chunk_id, 0.0) + 1.0 / (k + hit.rank + 1)
+    return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+class KeywordIndex:
+    """BM25 over every chunk of the store (bm25s), with French/English folding of terms."""
+
+    def __init__(self, ids: list[str], texts: Sequence[str]) -> None:
+        import bm25s
+
+        self.ids = ids
+        self._bm25 = bm25s.BM25()
+        self._vocab: set[str] = set()
+        if ids:
+            self._bm25.index([keyword_tokens(t) or [""] for t in texts], show_progress=False)
+            self._vocab = set(self._bm25.vocab_dict)
+
+    def search(self, query: str, n: int) -> list[Hit]:
+        terms = [t for t in keyword_tokens(query) if t in self._vocab]
+        if not terms or not self.ids:
+            return []
+        docs, scores = self._bm25.retrieve([terms], k=min(n, len(self.ids)), show_progress=False)
+        return [
+            Hit(self.ids[int(d)], rank, float(s))
+            for rank, (d, s) in enumerate(zip(docs[0], scores[0], strict=True))
+            if s > 0
+        ]
+
+
+class Retriever:
+    """Hybrid search over the store; returns ranked passages with their provenance."""
+
+    def __init__(self, store: Store, embedder: Embedder, settings: Settings) -> None:
+        r = settings.retrieval
+        if not (r.vector or r.keyword):
+            raise SettingsError("retrieval.vector and retrieval.keyword are both off: nothing can be searched")
+        self.store = store
+        self.embedder = embedder
+        self.settings = settings
+        self._keyword: KeywordIndex | None = None
+
+    @property
+    def keyword_index(self) -> KeywordIndex:
+        if self._keyword is None:
+            ids, texts = [], []
+            for chunk_id, doc in self.store.iter_documents():
+                ids.append(chunk_id)
+                texts.append(doc)
+            self._keyword = KeywordIndex(ids, texts)
+        return self._keyword
+
+    def search(self, query: str, k: int | None = None) -> list[Passage]:
+        """The ``k`` best passages for ``query`` (``retrieval.k`` by default), best first."""
+        r = self.settings.retrieval
+        k = k or r.k
+        rankings = []
+        similarity: dict[str, float] = {}
+        if r.vector:
+            vector_hits = self.store.nearest(self.embedder.embed_query(query), r.candidates)
+            similarity = {h.chunk_id: h.score for h in vector_hits}
+            rankings.append(vector_hits)
+        if r.keyword:
+            rankings.append(self.keyword_index.search(query, r.candidates))
+        fused = reciprocal_rank_fusion(rankings, r.rrf_k)[:k]
+        records = self.store.records([cid for cid, _ in fused])
+        passages = []
+        for cid, score in fused:
+            doc, meta = records[cid]
+            passages.append(_passage(cid, doc, meta, score, similarity.get(cid)))
+        return passages
+
+
+def _passage(chunk_id: str, text: str, meta: dict[str, Any], score: float, similarity: float | None) -> Passage:
+    return Passage(
+        chunk_id=chunk_id,
+        text=text,
+        source=str(meta.get("source", "")),
+        page=int(meta.get("page", 0)),
+        start=int(meta.get("start", 0)),
+        end=int(meta.get("end", 0)),
+        score=round(score, 6),
+        root=str(meta.get("root", "")),
+        similarity=similarity,
+    )

@@ -1,0 +1,67 @@
+"""Hybrid retrieval over a real Chroma store (fake embedder): fusion, switches, French folding, provenance."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.errors import SettingsError
+from rag.retrieval import KeywordIndex, Retriever, reciprocal_rank_fusion
+from rag.store import Hit
+from rag.text import keyword_tokens
+from tests.fakes import FakeEmbedder, fake_ingestor
+
+
+@pytest.fixture
+def retriever_for(settings, corpus):
+    fake_ingestor(settings)[0].run([corpus])
+
+    def make(**switches) -> Retriever:
+        for key, value in switches.items():
+            setattr(settings.retrieval, key, value)
+        return Retriever(fake_ingestor(settings)[0].store, FakeEmbedder(), settings)
+
+    return make
+
+
+def test_rrf_rewards_agreement_between_searches():
+    fused = reciprocal_rank_fusion([[Hit("a", 0, 1), Hit("b", 1, 1)], [Hit("b", 0, 9), Hit("c", 1, 9)]], k=60)
+    assert [cid for cid, _ in fused] == ["b", "a", "c"]
+    assert fused[0][1] == pytest.approx(1 / 62 + 1 / 61)
+
+
+def test_keyword_terms_fold_accents_plurals_and_stop_words():
+    assert keyword_tokens("Les salariés télétravaillent à l'été") == ["salarie", "teletravaillent", "ete"]
+    assert keyword_tokens("The hotels of Paris") == ["hotel", "pari"]
+
+
+def test_keyword_search_finds_accented_words_without_accents():
+    index = KeywordIndex(["x", "y"], ["Pendant l'été, le compost chauffe.", "Hotel caps per night."])
+    assert [h.chunk_id for h in index.search("ete compost", 5)] == ["x"]
+    assert index.search("unknownword", 5) == []
+
+
+def test_hybrid_search_returns_ranked_passages_with_provenance(retriever_for):
+    passages = retriever_for().search("indemnité forfaitaire internet électricité", k=3)
+    assert len(passages) == 3 and passages[0].source == "politique-teletravail.pdf"
+    assert passages[0].page == 2 and "25 euros" in passages[0].text
+    assert passages[0].score >= passages[1].score >= passages[2].score
+    assert passages[0].end > passages[0].start
+
+
+def test_a_rare_exact_term_is_found_by_keywords(retriever_for):
+    hybrid = retriever_for().search("Natarajan", k=3)
+    assert "Natarajan" in hybrid[0].text
+
+
+def test_switches_select_each_search(retriever_for):
+    only_keywords = retriever_for(vector=False).search("Natarajan", k=3)
+    assert "Natarajan" in only_keywords[0].text and only_keywords[0].similarity is None
+    only_vectors = retriever_for(vector=True, keyword=False).search("Natarajan", k=3)
+    assert all(p.similarity is not None for p in only_vectors)
+    with pytest.raises(SettingsError, match="both off"):
+        retriever_for(vector=False, keyword=False)
+
+
+def test_empty_store_returns_nothing(settings):
+    retriever = Retriever(fake_ingestor(settings)[0].store, FakeEmbedder(), settings)
+    assert retriever.search("anything") == []
