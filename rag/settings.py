@@ -108,6 +108,13 @@ class RetrievalSettings(_Group):
     keyword: bool = Field(True, description="Use BM25 keyword search (fused with vectors by reciprocal rank).")
     candidates: int = Field(30, ge=1, le=1000, description="Chunks each search proposes before fusion.")
     rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant: 1/(rrf_k + rank) per search.")
+    min_similarity: float = Field(
+        0.2,
+        ge=-1.0,
+        le=1.0,
+        description="Below this cosine similarity of the best vector hit, the documents are taken not to hold "
+        "the answer and the model is not called.",
+    )
 
 
 class LLMSettings(_Group):
@@ -127,6 +134,7 @@ class LLMSettings(_Group):
     repeat_penalty: float = Field(1.1, ge=0.0, description="Penalty on repeated tokens (1.0: none).")
     max_tokens: int = Field(512, ge=1, description="Largest answer, in tokens.")
     seed: int = Field(0, description="Sampling seed, for repeatable answers.")
+    history_turns: int = Field(4, ge=0, description="Earlier question/answer turns kept in a conversation.")
     lora_path: Path | None = Field(None, description="Optional LoRA adapter (GGUF) applied to the model.")
     chat_template_file: Path | None = Field(
         None,

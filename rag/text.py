@@ -7,8 +7,8 @@ import unicodedata
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
-# Content-free words of French and English, ignored when measuring overlap.
-STOPWORDS = frozenset(
+# Content-free words, ignored by keyword search and citation checks (and counted to tell the language).
+STOPWORDS_EN = frozenset(
     [
         "a",
         "an",
@@ -76,6 +76,10 @@ STOPWORDS = frozenset(
         "would",
         "you",
         "your",
+    ]
+)
+STOPWORDS_FR = frozenset(
+    [
         "au",
         "aux",
         "avec",
@@ -151,6 +155,7 @@ STOPWORDS = frozenset(
         "entre",
     ]
 )
+STOPWORDS = STOPWORDS_EN | STOPWORDS_FR
 
 
 def fold(text: str) -> str:

@@ -118,3 +118,21 @@ class CharTokenizer:
 
     def token_eos(self) -> int:
         return EOS
+
+
+class FakeLLM:
+    """Queued replies, streamed word by word; records the prompts it was given (like llm's MockModel)."""
+
+    def __init__(self, replies: list[str], n_ctx: int = 4096) -> None:
+        from rag.llm import ChatPrompter
+
+        self.replies = list(replies)
+        self.prompts = []
+        self.n_ctx = n_ctx
+        self.prompter = ChatPrompter(CharTokenizer(), WITHOUT_BOS, "test", add_bos=False)
+
+    def stream(self, prompt, max_tokens=None):
+        self.prompts.append(prompt)
+        reply = self.replies.pop(0)
+        yield from (w + " " for w in reply.split(" ")[:-1])
+        yield reply.split(" ")[-1]

@@ -42,7 +42,8 @@ def run_python(code: str) -> str:
 
 def test_importing_the_packages_loads_no_heavy_library():
     out = run_python(
-        "import sys, rag, rag.settings, rag.store, rag.embedding, rag.models, rag.llm, ingest, ingest.pipeline, "
+        "import sys, rag, rag.settings, rag.store, rag.embedding, rag.models, rag.llm, rag.answer, rag.retrieval, "
+        "ingest, ingest.pipeline, "
         "ingest.__main__, rag.__main__\n"
         "print(sorted(m for m in ('torch', 'sentence_transformers', 'transformers', 'chromadb', 'llama_cpp') "
         "if m in sys.modules))"

@@ -1,0 +1,219 @@
+"""Answer a question from the documents: retrieve, pack, generate, cite; or say it is not there.
+
+``Answerer.stream(question, history)`` returns an :class:`AnswerStream`: iterate it for the text as the
+model writes it; its ``answer`` (an :class:`Answer` with numbered sources, which were cited, citation
+checks and timings) is complete once the iteration ends. ``Answerer.answer`` does both at once.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from rag.citations import Citation, check_citations
+from rag.llm import ChatPrompter, Prompt
+from rag.packing import Passage, Turn, pack_prompt
+from rag.settings import Settings
+from rag.text import STOPWORDS_EN, STOPWORDS_FR, fold
+
+SYSTEM_PROMPT = (
+    "You answer questions using only the numbered passages from the user's documents. "
+    "After each sentence, cite the passages that support it with their numbers in square brackets, "
+    "like [1] or [2][3]. Never cite a passage that does not say what the sentence says. "
+    "If the passages do not contain the answer, reply only: {not_found} "
+    "Be brief and answer in {language}."
+)
+USER_TEMPLATE = "Passages:\n{passages}\n\nQuestion: {question}"
+NOT_FOUND = {
+    "en": "I could not find the answer in the documents.",
+    "fr": "Je n'ai pas trouvé la réponse dans les documents.",
+}
+LANGUAGE_NAMES = {"en": "English", "fr": "French"}
+
+
+class Searcher(Protocol):
+    def search(self, query: str, k: int | None = None) -> list[Passage]: ...
+
+
+class Generator(Protocol):
+    prompter: ChatPrompter
+    n_ctx: int
+
+    def stream(self, prompt: Prompt, max_tokens: int | None = None) -> Iterator[str]: ...
+
+
+@dataclass(frozen=True)
+class Source:
+    """A passage given to the model, numbered as in the prompt and the answer."""
+
+    number: int
+    passage: Passage
+    cited: bool
+    supported: bool | None  # None when not cited; else whether every citation of it was backed
+
+
+@dataclass
+class Timings:
+    retrieval_ms: float = 0.0
+    first_token_ms: float | None = None
+    generation_s: float = 0.0
+    prompt_tokens: int = 0
+    answer_pieces: int = 0
+
+    @property
+    def pieces_per_s(self) -> float:
+        return self.answer_pieces / self.generation_s if self.generation_s > 0 else 0.0
+
+
+@dataclass
+class Answer:
+    question: str
+    text: str
+    language: str
+    found: bool
+    sources: list[Source] = field(default_factory=list)
+    citations: list[Citation] = field(default_factory=list)
+    invalid_citations: int = 0
+    dropped_passages: int = 0
+    timings: Timings = field(default_factory=Timings)
+
+    @property
+    def cited_sources(self) -> list[Source]:
+        return [s for s in self.sources if s.cited]
+
+    @property
+    def unsupported_citations(self) -> list[Citation]:
+        return [c for c in self.citations if not c.supported]
+
+
+def detect_language(text: str) -> str:
+    """'fr' or 'en', from stop words and accents (the two languages the service is measured on)."""
+    words = re.findall(r"\w+", text.lower())
+    folded = [fold(w) for w in words]
+    fr = sum(w in STOPWORDS_FR for w in folded) + 2 * len(re.findall(r"[éèêàçùâîôûœ]", text.lower()))
+    en = sum(w in STOPWORDS_EN for w in folded)
+    return "fr" if fr > en else "en"
+
+
+class AnswerStream:
+    """Text pieces as they are generated; ``answer`` is final once the iteration has ended."""
+
+    def __init__(self, pieces: Iterator[str], finish: Callable[[str], Answer]) -> None:
+        self._pieces = pieces
+        self._finish = finish
+        self.answer: Answer | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        text = []
+        for piece in self._pieces:
+            text.append(piece)
+            yield piece
+        self.answer = self._finish("".join(text))
+
+
+class Answerer:
+    """Question -> Answer over one retriever and one model."""
+
+    def __init__(self, settings: Settings, retriever: Searcher, llm: Generator) -> None:
+        self.settings = settings
+        self.retriever = retriever
+        self.llm = llm
+
+    def answer(self, question: str, history: Sequence[Turn] = ()) -> Answer:
+        stream = self.stream(question, history)
+        for _ in stream:
+            pass
+        assert stream.answer is not None
+        return stream.answer
+
+    def stream(self, question: str, history: Sequence[Turn] = ()) -> AnswerStream:
+        question = question.strip()
+        language = detect_language(question)
+        timings = Timings()
+        t0 = time.perf_counter()
+        query = question if not history else f"{history[-1].question} {question}"
+        passages = self.retriever.search(query, self.settings.retrieval.k)
+        timings.retrieval_ms = (time.perf_counter() - t0) * 1000
+        if not self._relevant(passages):
+            return self._not_found(question, language, passages, timings)
+        packed = pack_prompt(
+            self.llm.prompter,
+            system=SYSTEM_PROMPT.format(not_found=NOT_FOUND[language], language=LANGUAGE_NAMES[language]),
+            history=history[-self.settings.llm.history_turns :] if self.settings.llm.history_turns else [],
+            passages=passages,
+            question=question,
+            user_template=USER_TEMPLATE,
+            n_ctx=self.llm.n_ctx,
+            answer_tokens=self.settings.llm.max_tokens,
+        )
+        timings.prompt_tokens = packed.prompt_tokens
+
+        def pieces() -> Iterator[str]:
+            start = time.perf_counter()
+            for piece in self.llm.stream(packed.prompt):
+                if timings.first_token_ms is None:
+                    timings.first_token_ms = (time.perf_counter() - start) * 1000
+                timings.answer_pieces += 1
+                yield piece
+            timings.generation_s = time.perf_counter() - start
+
+        def finish(text: str) -> Answer:
+            return self._finish(question, language, text, packed.passages, packed.dropped_passages, timings)
+
+        return AnswerStream(pieces(), finish)
+
+    def _relevant(self, passages: list[Passage]) -> bool:
+        if not passages:
+            return False
+        threshold = self.settings.retrieval.min_similarity
+        best = max((p.similarity for p in passages if p.similarity is not None), default=None)
+        return best is None or best >= threshold
+
+    def _not_found(self, question: str, language: str, passages: list[Passage], timings: Timings) -> AnswerStream:
+        text = NOT_FOUND[language]
+        sources = [Source(n, p, False, None) for n, p in enumerate(passages, 1)]
+        answer = Answer(question, text, language, found=False, sources=sources, timings=timings)
+
+        def finish(_: str) -> Answer:
+            return answer
+
+        return AnswerStream(iter([text]), finish)
+
+    def _finish(
+        self, question: str, language: str, text: str, passages: list[Passage], dropped: int, timings: Timings
+    ) -> Answer:
+        report = check_citations(text, [p.text for p in passages])
+        by_number: dict[int, list[Citation]] = {}
+        for c in report.citations:
+            by_number.setdefault(c.number, []).append(c)
+        sources = [
+            Source(n, p, n in by_number, all(c.supported for c in by_number[n]) if n in by_number else None)
+            for n, p in enumerate(passages, 1)
+        ]
+        found = not is_abstention(report.text)
+        return Answer(
+            question=question,
+            text=report.text.strip(),
+            language=language,
+            found=found,
+            sources=sources,
+            citations=report.citations,
+            invalid_citations=report.invalid_markers,
+            dropped_passages=dropped,
+            timings=timings,
+        )
+
+
+_ABSTAIN = re.compile(
+    r"(could not find|cannot find|can't find|couldn't find|not (?:contain|mention|provide)|no information|"
+    r"n'ai pas trouv|ne trouve pas|ne contiennent pas|ne mentionnent pas|aucune information)",
+    re.IGNORECASE,
+)
+
+
+def is_abstention(text: str) -> bool:
+    """Whether the model said the documents do not hold the answer (and did not answer anyway)."""
+    return bool(_ABSTAIN.search(text)) and not re.search(r"\[\d+\]", text)

@@ -1,0 +1,91 @@
+"""answer(): sources numbered as in the prompt, citations mapped and checked, honest abstention, streaming."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.answer import NOT_FOUND, Answerer, detect_language, is_abstention
+from rag.packing import Turn
+from rag.retrieval import Retriever
+from tests.fakes import FakeEmbedder, FakeLLM, fake_ingestor
+
+
+@pytest.fixture
+def make_answerer(settings, corpus):
+    fake_ingestor(settings)[0].run([corpus])
+    settings.retrieval.min_similarity = 0.0
+
+    def make(*replies: str) -> tuple[Answerer, FakeLLM]:
+        llm = FakeLLM(list(replies))
+        retriever = Retriever(fake_ingestor(settings)[0].store, FakeEmbedder(), settings)
+        return Answerer(settings, retriever, llm), llm
+
+    return make
+
+
+def test_an_answer_cites_numbered_sources_that_exist(make_answerer):
+    answerer, llm = make_answerer("The outage lasted 47 minutes [1].")
+    answer = answerer.answer("How long did the storage outage last? 47 minutes outage")
+    assert answer.found and answer.language == "en"
+    assert [s.number for s in answer.sources] == list(range(1, len(answer.sources) + 1))
+    cited = answer.cited_sources
+    assert [s.number for s in cited] == [1] and cited[0].passage.text in llm.prompts[0].text
+    assert f"[1] ({cited[0].passage.source}" in llm.prompts[0].text
+    assert cited[0].supported == ("47 minutes" in cited[0].passage.text)
+
+
+def test_a_marker_to_no_passage_is_dropped_and_counted(make_answerer):
+    answerer, _ = make_answerer("It lasted 47 minutes [1][42].")
+    answer = answerer.answer("outage duration minutes")
+    assert answer.invalid_citations == 1 and "[42]" not in answer.text
+
+
+def test_uncited_sources_are_still_returned_marked_uncited(make_answerer):
+    answerer, _ = make_answerer("It lasted 47 minutes.")
+    answer = answerer.answer("outage duration minutes")
+    assert answer.sources and not any(s.cited for s in answer.sources)
+    assert all(s.supported is None for s in answer.sources)
+
+
+def test_nothing_relevant_is_declined_in_the_questions_language_without_the_model(make_answerer, settings):
+    answerer, llm = make_answerer()
+    settings.retrieval.min_similarity = 0.99
+    answer = answerer.answer("Quelle est la capitale de l'Australie ?")
+    assert not answer.found and answer.text == NOT_FOUND["fr"] and llm.prompts == []
+    assert all(not s.cited for s in answer.sources)
+
+
+def test_a_model_that_abstains_is_reported_as_not_found(make_answerer):
+    answerer, _ = make_answerer("I could not find the answer in the documents.")
+    assert not answerer.answer("What is the CEO's salary?").found
+
+
+def test_the_answer_streams_then_completes(make_answerer):
+    answerer, _ = make_answerer("The outage lasted 47 minutes [1].")
+    stream = answerer.stream("outage minutes")
+    pieces = list(stream)
+    assert len(pieces) > 3 and "".join(pieces) == "The outage lasted 47 minutes [1]."
+    assert stream.answer is not None and stream.answer.timings.first_token_ms is not None
+
+
+def test_follow_up_questions_carry_the_conversation(make_answerer, settings):
+    settings.llm.history_turns = 1
+    answerer, llm = make_answerer("The cap is 170 euros [1].")
+    history = [Turn("old question", "old answer"), Turn("What is the hotel cap in Paris?", "170 euros [1].")]
+    answerer.answer("And in Berlin?", history)
+    prompt = llm.prompts[0].text
+    assert "What is the hotel cap in Paris?" in prompt and "old question" not in prompt  # bounded history
+
+
+@pytest.mark.parametrize(
+    ("text", "lang"),
+    [("Combien de jours de télétravail ?", "fr"), ("How many remote days?", "en"), ("Et en 2019 ?", "fr")],
+)
+def test_language_of_the_question(text, lang):
+    assert detect_language(text) == lang
+
+
+def test_abstention_phrases_in_both_languages():
+    assert is_abstention("Je n'ai pas trouvé la réponse dans les documents.")
+    assert is_abstention("The passages do not contain this information.")
+    assert not is_abstention("The documents do not mention a cap, but Berlin's is 150 euros [2].")
