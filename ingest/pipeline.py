@@ -141,8 +141,9 @@ class Ingestor:
 
     def forget(self, folder: Path) -> int:
         """Remove every chunk ingested from ``folder`` (e.g. a folder that was moved or deleted)."""
-        key = root_key(Path(folder).absolute(), self.settings.paths.store_dir)
-        ids = [cid for doc in self.store.stored_documents(key).values() for cid in doc.ids]
+        folder = Path(os.path.normpath(Path(folder).absolute()))
+        names = {root_key(folder, self.settings.paths.store_dir), str(folder)}  # current and absolute naming
+        ids = [cid for key in names for doc in self.store.stored_documents(key).values() for cid in doc.ids]
         self.store.delete(ids)
         return len(ids)
 

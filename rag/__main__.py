@@ -1,18 +1,34 @@
-"""``python -m rag``: the command line of the core (``model`` prepares and checks the GGUF)."""
+"""``python -m rag``: ask questions about the ingested documents from a terminal.
+
+python -m rag ask "question"      stream the answer, then a table of its sources
+python -m rag ask --json "..."    the whole Answer as JSON
+python -m rag chat                a conversation (history kept, bounded)
+python -m rag model               assemble/verify the GGUF model and print its path
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-EXIT_OK, EXIT_ERROR = 0, 2
+if TYPE_CHECKING:
+    from rag.answer import Answer, Answerer
+    from rag.settings import Settings
+
+EXIT_OK, EXIT_NOT_FOUND, EXIT_ERROR = 0, 1, 2
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m rag", description="sourcier: questions over your documents.")
     p.add_argument("--config", type=Path, help="settings TOML file (default: ./sourcier.toml if present)")
+    p.add_argument("--store", type=Path, help="store folder (overrides paths.store_dir)")
     sub = p.add_subparsers(dest="command", required=True)
+    ask = sub.add_parser("ask", help="answer one question from the documents")
+    ask.add_argument("question")
+    ask.add_argument("--json", action="store_true", help="print the Answer as JSON (no streaming)")
+    sub.add_parser("chat", help="a conversation about the documents (empty line or Ctrl-D to quit)")
     sub.add_parser(
         "model",
         help="assemble (once) and verify the GGUF model, then print its path",
@@ -25,17 +41,118 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from rag.errors import SourcierError
-    from rag.models import resolve_model_path
     from rag.settings import load_settings
 
     try:
         settings = load_settings(args.config)
+        if args.store:
+            settings.paths.store_dir = args.store
         if args.command == "model":
+            from rag.models import resolve_model_path
+
             print(resolve_model_path(settings))
+            return EXIT_OK
+        answerer = build_answerer(settings)
+        if args.command == "ask":
+            return ask(answerer, args.question, as_json=args.json)
+        return chat(answerer)
     except SourcierError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    return EXIT_OK
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_answerer(settings: Settings) -> Answerer:
+    """Store, embedder, retriever and model from the settings; refuses an empty store first (cheap)."""
+    from rag.answer import Answerer
+    from rag.embedding import embedding_model_info, load_embedder
+    from rag.errors import StoreError
+    from rag.llm import load_llm
+    from rag.retrieval import Retriever
+    from rag.store import open_store
+
+    info = embedding_model_info(settings)
+    store = open_store(settings, info)
+    if store.count() == 0:
+        raise StoreError(
+            f"the store is empty ({store.describe()}): run python -m ingest first (e.g. python -m ingest data)"
+        )
+    llm = load_llm(settings)
+    return Answerer(settings, Retriever(store, load_embedder(settings, info), settings), llm)
+
+
+def ask(answerer: Answerer, question: str, as_json: bool = False) -> int:
+    if not question.strip():
+        print("error: the question is empty", file=sys.stderr)
+        return EXIT_ERROR
+    if as_json:
+        import json
+
+        answer = answerer.answer(question)
+        print(json.dumps(answer_to_dict(answer), indent=2, ensure_ascii=False))
+        return EXIT_OK if answer.found else EXIT_NOT_FOUND
+    stream = answerer.stream(question)
+    for piece in stream:
+        print(piece, end="", flush=True)
+    print()
+    assert stream.answer is not None
+    print_sources(stream.answer)
+    return EXIT_OK if stream.answer.found else EXIT_NOT_FOUND
+
+
+def chat(answerer: Answerer) -> int:
+    from rag.packing import Turn
+
+    history: list[Turn] = []
+    print("Ask about your documents (empty line or Ctrl-D to quit).")
+    while True:
+        try:
+            question = input("\n> ").strip()
+        except EOFError:
+            print()
+            return EXIT_OK
+        if not question:
+            return EXIT_OK
+        stream = answerer.stream(question, history)
+        for piece in stream:
+            print(piece, end="", flush=True)
+        print()
+        assert stream.answer is not None
+        print_sources(stream.answer)
+        history.append(Turn(question, stream.answer.text))
+
+
+def print_sources(answer: Answer) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_header=True, header_style="bold", title=None)
+    for col in ("n", "file", "page", "score", "cited"):
+        table.add_column(col, justify="right" if col in ("n", "page", "score") else "left")
+    for s in answer.sources:
+        cited = "no" if not s.cited else ("yes" if s.supported else "yes (not supported)")
+        p = s.passage
+        score = p.similarity if p.similarity is not None else p.score
+        table.add_row(str(s.number), p.source, str(p.page or "-"), f"{score:.3f}", cited)
+    console = Console()
+    if answer.sources:
+        console.print(table)
+    t = answer.timings
+    ttft = f"{t.first_token_ms / 1000:.1f} s" if t.first_token_ms is not None else "-"
+    console.print(
+        f"[dim]retrieval {t.retrieval_ms:.0f} ms, first token {ttft}, {t.prompt_tokens} prompt tokens, "
+        f"{t.tokens_per_s:.1f} tokens/s[/]",
+        highlight=False,
+    )
+
+
+def answer_to_dict(answer: Answer) -> dict[str, Any]:
+    import dataclasses
+
+    data = dataclasses.asdict(answer)
+    data["cited"] = [s.number for s in answer.cited_sources]
+    return data
 
 
 if __name__ == "__main__":

@@ -64,8 +64,12 @@ class Timings:
     answer_pieces: int = 0
 
     @property
-    def pieces_per_s(self) -> float:
-        return self.answer_pieces / self.generation_s if self.generation_s > 0 else 0.0
+    def tokens_per_s(self) -> float:
+        """Generation speed after the first token (the prompt's processing is in first_token_ms)."""
+        if self.first_token_ms is None or self.answer_pieces < 2:
+            return 0.0
+        decoding = self.generation_s - self.first_token_ms / 1000
+        return (self.answer_pieces - 1) / decoding if decoding > 0 else 0.0
 
 
 @dataclass

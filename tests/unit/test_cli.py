@@ -73,3 +73,31 @@ def test_json_report_for_scripts(tmp_path):
     report = json.loads(out.stdout)
     assert out.returncode == 1 and report["ok"] is False
     assert report["failed"] == [{"source": "empty.txt", "reason": "empty file (0 bytes)"}]
+
+
+def rag_cli(*args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCIER_")}
+    return subprocess.run([sys.executable, "-m", "rag", *args], cwd=REPO, capture_output=True, text=True, env=env)
+
+
+def test_asking_an_empty_store_says_to_ingest_first(tmp_path):
+    out = rag_cli("--store", str(tmp_path / "empty"), "ask", "anything?")
+    assert out.returncode == 2 and "run python -m ingest first" in out.stderr
+
+
+def test_asking_with_a_missing_model_says_which_file(tmp_path):
+    store = tmp_path / "store"
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("Herons nest in colonies.", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCIER_")}
+    env["SOURCIER_LLM__MODEL_PATH"] = str(tmp_path / "missing.gguf")
+    subprocess.run([sys.executable, "-m", "ingest", str(docs), "--store", str(store), "-q"], cwd=REPO, env=env)
+    out = subprocess.run(
+        [sys.executable, "-m", "rag", "--store", str(store), "ask", "Where do herons nest?"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert out.returncode == 2 and f"model file not found: {tmp_path / 'missing.gguf'}" in out.stderr

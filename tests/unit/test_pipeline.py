@@ -280,3 +280,14 @@ def test_forget_removes_a_folder_and_only_it(settings, corpus, tmp_path):
     ingestor, _ = fake_ingestor(settings)
     assert ingestor.forget(corpus) > 0
     assert {m["source"] for m in metadatas(settings)} == {"a.txt"}
+
+
+def test_forget_also_removes_chunks_stored_under_the_folders_absolute_name(settings, corpus):
+    run(settings, corpus)  # stored as "corpus", relative to the store's parent
+    ingestor, _ = fake_ingestor(settings)
+    old = next(iter(ingestor.store.iter_metadatas()))
+    absolute = dict(old[1], root=str(corpus.absolute()))
+    ingestor.store.upsert([old[0] + "x"], [[1.0] + [0.0] * 15], ["old copy"], [absolute])
+    stored = len(metadatas(settings))
+    assert ingestor.forget(corpus) == stored > 1
+    assert metadatas(settings) == []
