@@ -46,8 +46,33 @@ class CitationReport:
         return [c for c in self.citations if not c.supported]
 
 
+# Number words of French and English, so that "trois jours" backs "3 jours". Left out on purpose:
+# "un"/"une"/"one" (mostly articles) and "neuf" (also "new").
+_NUMBER_WORDS = {
+    **dict.fromkeys(["zero", "zéro"], "0"),
+    **dict.fromkeys(["two", "deux"], "2"),
+    **dict.fromkeys(["three", "trois"], "3"),
+    **dict.fromkeys(["four", "quatre"], "4"),
+    **dict.fromkeys(["five", "cinq"], "5"),
+    **dict.fromkeys(["six"], "6"),
+    **dict.fromkeys(["seven", "sept"], "7"),
+    **dict.fromkeys(["eight", "huit"], "8"),
+    **dict.fromkeys(["nine"], "9"),
+    **dict.fromkeys(["ten", "dix"], "10"),
+    **dict.fromkeys(["eleven", "onze"], "11"),
+    **dict.fromkeys(["twelve", "douze"], "12"),
+    **dict.fromkeys(["fifteen", "quinze"], "15"),
+    **dict.fromkeys(["twenty", "vingt"], "20"),
+    **dict.fromkeys(["thirty", "trente"], "30"),
+    **dict.fromkeys(["hundred", "cent"], "100"),
+}
+_NUMBER_WORD = re.compile(r"\b(" + "|".join(sorted(_NUMBER_WORDS, key=len, reverse=True)) + r")\b", re.IGNORECASE)
+
+
 def _numbers(text: str) -> set[str]:
-    return {n.replace(",", "").replace(".", "") for n in _NUMBER.findall(text)}
+    """Numbers stated in a text, digits or words, without thousands separators ("1,200" == "1200")."""
+    digits = {n.replace(",", "").replace(".", "") for n in _NUMBER.findall(text)}
+    return digits | {_NUMBER_WORDS[w.lower()] for w in _NUMBER_WORD.findall(text)}
 
 
 def support(sentence: str, passage: str, min_overlap: float = 0.3) -> tuple[bool, float]:

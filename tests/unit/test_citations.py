@@ -68,3 +68,26 @@ def test_a_marker_after_the_full_stop_stays_with_its_sentence():
 def test_no_markers_means_no_citations():
     report = check_citations("I could not find this in the documents.", PASSAGES)
     assert report.citations == [] and report.cited == [] and report.invalid_markers == 0
+
+
+@pytest.mark.parametrize(
+    ("sentence", "passage"),
+    [
+        (
+            "On peut télétravailler 3 jours par semaine [1].",
+            "Chaque salarié peut télétravailler jusqu'à trois jours par semaine.",
+        ),
+        ("Remote work is allowed three days a week [1].", "Remote work: up to 3 days per week."),
+        ("About 1200 users were affected [1].", "About 1,200 users were affected."),
+    ],
+)
+def test_numbers_match_whether_written_in_digits_or_words(sentence, passage):
+    assert support(sentence, passage)[0]
+
+
+def test_a_number_word_that_differs_is_still_caught():
+    assert not support("Remote work is allowed four days a week [1].", "Remote work: up to 3 days per week.")[0]
+
+
+def test_articles_are_not_read_as_numbers():
+    assert support("Une allocation de 400 euros est versée [1].", "Allocation d'équipement : 400 euros, versée.")[0]
