@@ -111,6 +111,7 @@ class LocalLLM:
         self.prompter = prompter
         self.settings = settings
         self.model_path = model_path
+        self.last_prompt: Prompt | None = None  # what the model was last given (benchmarks, debugging)
 
     @property
     def n_ctx(self) -> int:
@@ -119,6 +120,7 @@ class LocalLLM:
     def stream(self, prompt: Prompt, max_tokens: int | None = None) -> Iterator[str]:
         """Text pieces of the answer as the model produces them."""
         s = self.settings.llm
+        self.last_prompt = prompt
         chunks = self.llama.create_completion(
             prompt=prompt.tokens,
             max_tokens=max_tokens or s.max_tokens,
