@@ -134,20 +134,14 @@ def generation(n_questions: int) -> dict:
         ours_ttft.append(a.timings.first_token_ms)
         ours_tps.append(a.timings.tokens_per_s)
         llama.reset()
-        s = answerer.settings.llm
         t0 = time.perf_counter()
         first, n = None, 0
         for chunk in llama.create_completion(
             prompt=prompt.tokens,
             max_tokens=len(pieces) + 1,
-            temperature=s.temperature,
-            top_k=s.top_k,
-            top_p=s.top_p,
-            min_p=s.min_p,
-            repeat_penalty=s.repeat_penalty,
-            seed=s.seed,
             stop=prompt.stop,
             stream=True,
+            **answerer.llm.sampling_kwargs(),
         ):
             if chunk["choices"][0]["text"]:
                 n += 1

@@ -117,21 +117,27 @@ class LocalLLM:
     def n_ctx(self) -> int:
         return int(self.llama.n_ctx())
 
+    def sampling_kwargs(self) -> dict[str, Any]:
+        """The decoding settings, as llama-cpp-python's completion arguments."""
+        s = self.settings.llm
+        return {
+            "temperature": s.temperature,
+            "top_k": s.top_k,
+            "top_p": s.top_p,
+            "min_p": s.min_p,
+            "repeat_penalty": s.repeat_penalty,
+            "seed": s.seed,
+        }
+
     def stream(self, prompt: Prompt, max_tokens: int | None = None) -> Iterator[str]:
         """Text pieces of the answer as the model produces them."""
-        s = self.settings.llm
         self.last_prompt = prompt
         chunks = self.llama.create_completion(
             prompt=prompt.tokens,
-            max_tokens=max_tokens or s.max_tokens,
-            temperature=s.temperature,
-            top_k=s.top_k,
-            top_p=s.top_p,
-            min_p=s.min_p,
-            repeat_penalty=s.repeat_penalty,
-            seed=s.seed,
+            max_tokens=max_tokens or self.settings.llm.max_tokens,
             stop=prompt.stop,
             stream=True,
+            **self.sampling_kwargs(),
         )
         for chunk in chunks:
             text = chunk["choices"][0]["text"]
