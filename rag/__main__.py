@@ -52,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
 
             print(resolve_model_path(settings))
             return EXIT_OK
+        if args.command == "ask":
+            from rag.answer import clean_question
+
+            clean_question(args.question)  # refuse an empty question before loading any model
         answerer = build_answerer(settings)
         if args.command == "ask":
             return ask(answerer, args.question, as_json=args.json)
@@ -83,9 +87,6 @@ def build_answerer(settings: Settings) -> Answerer:
 
 
 def ask(answerer: Answerer, question: str, as_json: bool = False) -> int:
-    if not question.strip():
-        print("error: the question is empty", file=sys.stderr)
-        return EXIT_ERROR
     if as_json:
         import json
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from rag.citations import Citation, check_citations
+from rag.errors import SourcierError
 from rag.llm import ChatPrompter, Prompt
 from rag.packing import Passage, Turn, pack_prompt
 from rag.settings import Settings
@@ -93,6 +94,14 @@ class Answer:
         return [c for c in self.citations if not c.supported]
 
 
+def clean_question(question: str) -> str:
+    """The question without surrounding blanks; an empty one is refused before any work."""
+    question = question.strip()
+    if not question:
+        raise SourcierError("the question is empty")
+    return question
+
+
 def detect_language(text: str) -> str:
     """'fr' or 'en', from stop words and accents (the two languages the service is measured on)."""
     words = re.findall(r"\w+", text.lower())
@@ -134,7 +143,7 @@ class Answerer:
         return stream.answer
 
     def stream(self, question: str, history: Sequence[Turn] = ()) -> AnswerStream:
-        question = question.strip()
+        question = clean_question(question)
         language = detect_language(question)
         timings = Timings()
         t0 = time.perf_counter()

@@ -89,3 +89,13 @@ def test_abstention_phrases_in_both_languages():
     assert is_abstention("Je n'ai pas trouvé la réponse dans les documents.")
     assert is_abstention("The passages do not contain this information.")
     assert not is_abstention("The documents do not mention a cap, but Berlin's is 150 euros [2].")
+
+
+@pytest.mark.parametrize("question", ["", "   \n\t "])
+def test_an_empty_question_is_refused_before_any_work(make_answerer, question):
+    from rag.errors import SourcierError
+
+    answerer, llm = make_answerer()
+    with pytest.raises(SourcierError, match="the question is empty"):
+        answerer.answer(question)
+    assert llm.prompts == []

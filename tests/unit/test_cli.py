@@ -101,3 +101,8 @@ def test_asking_with_a_missing_model_says_which_file(tmp_path):
         env=env,
     )
     assert out.returncode == 2 and f"model file not found: {tmp_path / 'missing.gguf'}" in out.stderr
+
+
+def test_an_empty_question_is_refused_before_loading_anything(tmp_path):
+    out = rag_cli("--store", str(tmp_path / "empty"), "ask", "   ")
+    assert out.returncode == 2 and out.stderr.strip() == "error: the question is empty"
