@@ -64,21 +64,24 @@ class Store:
 
     def iter_metadatas(self, where: dict[str, Any] | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
         """All (id, metadata) pairs matching ``where``, read a page at a time."""
-        offset = 0
-        while True:
-            page = self._call(
-                "read chunk metadata",
-                self.collection.get,
-                where=where,
-                include=["metadatas"],
-                limit=READ_PAGE,
-                offset=offset,
-            )
+        for page in self._pages("read chunk metadata", "metadatas", where):
             ids = page["ids"]
             yield from zip(ids, page["metadatas"] or [{}] * len(ids), strict=True)
-            if len(ids) < READ_PAGE:
+
+    def iter_documents(self) -> Iterator[tuple[str, str]]:
+        """All (id, text) pairs of the collection, read a page at a time."""
+        for page in self._pages("read chunks", "documents"):
+            yield from zip(page["ids"], page["documents"], strict=True)
+
+    def _pages(self, what: str, field: str, where: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+        """Successive ``collection.get`` pages of ``READ_PAGE`` chunks with ``field`` included."""
+        offset = 0
+        while True:
+            page = self._call(what, self.collection.get, where=where, include=[field], limit=READ_PAGE, offset=offset)
+            yield page
+            if len(page["ids"]) < READ_PAGE:
                 return
-            offset += len(ids)
+            offset += len(page["ids"])
 
     def stored_documents(self, root: str) -> dict[str, StoredDocument]:
         """Every source file under ``root`` that has chunks in the store."""
@@ -92,26 +95,13 @@ class Store:
             doc.expected_chunks.add(int(meta.get("n_chunks", -1)))
         return docs
 
-    def iter_documents(self) -> Iterator[tuple[str, str]]:
-        """All (id, text) pairs of the collection, read a page at a time."""
-        offset = 0
-        while True:
-            page = self._call("read chunks", self.collection.get, include=["documents"], limit=READ_PAGE, offset=offset)
-            yield from zip(page["ids"], page["documents"], strict=True)
-            if len(page["ids"]) < READ_PAGE:
-                return
-            offset += len(page["ids"])
-
     def nearest(self, vector: Sequence[float], n: int) -> list[Hit]:
         """The ``n`` chunks closest to ``vector`` as ranked hits, scored by cosine similarity."""
-        count = self.count()
-        if count == 0:
-            return []
-        found = self._call(
+        found = self._call(  # Chroma caps n_results at the collection size, and answers [] when empty
             "search",
             self.collection.query,
             query_embeddings=[list(map(float, vector))],
-            n_results=min(n, count),
+            n_results=n,
             include=["distances"],
         )
         return [

@@ -65,3 +65,14 @@ def test_switches_select_each_search(retriever_for):
 def test_empty_store_returns_nothing(settings):
     retriever = Retriever(fake_ingestor(settings)[0].store, FakeEmbedder(), settings)
     assert retriever.search("anything") == []
+
+
+def test_asking_for_more_candidates_than_chunks_returns_them_all(settings, tmp_path):
+    docs = tmp_path / "two"
+    docs.mkdir()
+    (docs / "a.txt").write_text("Herons nest in colonies.", encoding="utf-8")
+    (docs / "b.txt").write_text("Owls hunt at night.", encoding="utf-8")
+    store = fake_ingestor(settings)[0].store
+    fake_ingestor(settings)[0].run([docs])
+    hits = store.nearest(FakeEmbedder().embed_query("owls"), 30)
+    assert len(hits) == 2 and [h.rank for h in hits] == [0, 1]
