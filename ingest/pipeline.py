@@ -141,7 +141,7 @@ class Ingestor:
 
     def forget(self, folder: Path) -> int:
         """Remove every chunk ingested from ``folder`` (e.g. a folder that was moved or deleted)."""
-        folder = Path(os.path.normpath(Path(folder).absolute()))
+        folder = absolute_path(folder)
         names = {root_key(folder, self.settings.paths.store_dir), str(folder)}  # current and absolute naming
         ids = [cid for key in names for doc in self.store.stored_documents(key).values() for cid in doc.ids]
         self.store.delete(ids)
@@ -319,6 +319,11 @@ class Ingestor:
         return self._embedder
 
 
+def absolute_path(path: Path) -> Path:
+    """``path`` made absolute and normalized ("a/../b" -> "b"), without following symbolic links."""
+    return Path(os.path.normpath(Path(path).absolute()))
+
+
 def root_key(folder: Path, store_dir: Path) -> str:
     """How chunks name the folder they were ingested from.
 
@@ -326,8 +331,8 @@ def root_key(folder: Path, store_dir: Path) -> str:
     ``data/`` next to ``vectorstore/``), so moving the whole project keeps every chunk valid;
     absolute otherwise.
     """
-    folder = Path(os.path.normpath(Path(folder).absolute()))
-    base = Path(os.path.normpath(Path(store_dir).absolute())).parent
+    folder = absolute_path(folder)
+    base = absolute_path(store_dir).parent
     try:
         return folder.relative_to(base).as_posix()
     except ValueError:
@@ -337,7 +342,7 @@ def root_key(folder: Path, store_dir: Path) -> str:
 def resolve_root(key: str, store_dir: Path) -> Path:
     """The folder a chunk's ``root`` names (inverse of :func:`root_key`)."""
     path = Path(key)
-    return path if path.is_absolute() else Path(store_dir).absolute().parent / path
+    return path if path.is_absolute() else absolute_path(store_dir).parent / path
 
 
 def build_ingestor(settings: Settings, progress: ProgressListener | None = None) -> Ingestor:

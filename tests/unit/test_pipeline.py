@@ -270,6 +270,8 @@ def test_folders_away_from_the_store_are_named_by_absolute_path(tmp_path):
     assert root_key(tmp_path / "elsewhere", store) == str(tmp_path / "elsewhere")
     assert resolve_root("data", store) == tmp_path / "app" / "data"
     assert resolve_root(str(tmp_path / "elsewhere"), store) == tmp_path / "elsewhere"
+    unnormalized = tmp_path / "app" / "sub" / ".." / "vectorstore"
+    assert resolve_root(root_key(tmp_path / "app" / "data", unnormalized), unnormalized) == tmp_path / "app" / "data"
 
 
 def test_forget_removes_a_folder_and_only_it(settings, corpus, tmp_path):
