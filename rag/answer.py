@@ -148,7 +148,7 @@ class Answerer:
         timings = Timings()
         t0 = time.perf_counter()
         query = question if not history else f"{history[-1].question} {question}"
-        passages = self.retriever.search(query, self.settings.retrieval.k)
+        passages = self.retriever.search(query)  # retrieval.k passages
         timings.retrieval_ms = (time.perf_counter() - t0) * 1000
         if not self._relevant(passages):
             return self._not_found(question, language, passages, timings)
