@@ -117,7 +117,7 @@ def retrieval_latency(sizes: list[int], n_queries: int = 50) -> list[dict]:
 
 
 def generation(n_questions: int) -> dict:
-    from rag.__main__ import build_answerer
+    from rag.answer import build_answerer
     from rag.settings import load_settings
 
     answerer = build_answerer(load_settings())

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rag.answer import Answer, Answerer
-    from rag.settings import Settings
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_ERROR = 0, 1, 2
 
@@ -56,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
             from rag.answer import clean_question
 
             clean_question(args.question)  # refuse an empty question before loading any model
+        from rag.answer import build_answerer
+
         answerer = build_answerer(settings)
         if args.command == "ask":
             return ask(answerer, args.question, as_json=args.json)
@@ -65,25 +66,6 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
-
-
-def build_answerer(settings: Settings) -> Answerer:
-    """Store, embedder, retriever and model from the settings; refuses an empty store first (cheap)."""
-    from rag.answer import Answerer
-    from rag.embedding import embedding_model_info, load_embedder
-    from rag.errors import StoreError
-    from rag.llm import load_llm
-    from rag.retrieval import Retriever
-    from rag.store import open_store
-
-    info = embedding_model_info(settings)
-    store = open_store(settings, info)
-    if store.count() == 0:
-        raise StoreError(
-            f"the store is empty ({store.describe()}): run python -m ingest first (e.g. python -m ingest data)"
-        )
-    llm = load_llm(settings)
-    return Answerer(settings, Retriever(store, load_embedder(settings, info), settings), llm)
 
 
 def ask(answerer: Answerer, question: str, as_json: bool = False) -> int:

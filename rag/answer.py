@@ -94,6 +94,12 @@ class Answer:
         return [c for c in self.citations if not c.supported]
 
 
+def system_prompt(template: str | None, language: str) -> str:
+    """The configured (or built-in) instructions with the refusal sentence and language filled in."""
+    text = template if template is not None else SYSTEM_PROMPT
+    return text.replace("{not_found}", NOT_FOUND[language]).replace("{language}", LANGUAGE_NAMES[language])
+
+
 def clean_question(question: str) -> str:
     """The question without surrounding blanks; an empty one is refused before any work."""
     question = question.strip()
@@ -154,7 +160,7 @@ class Answerer:
             return self._not_found(question, language, passages, timings)
         packed = pack_prompt(
             self.llm.prompter,
-            system=SYSTEM_PROMPT.format(not_found=NOT_FOUND[language], language=LANGUAGE_NAMES[language]),
+            system=system_prompt(self.settings.llm.system_prompt, language),
             history=history[-self.settings.llm.history_turns :] if self.settings.llm.history_turns else [],
             passages=passages,
             question=question,
@@ -218,6 +224,15 @@ class Answerer:
             dropped_passages=dropped,
             timings=timings,
         )
+
+
+def build_answerer(settings: Settings, llm: Generator | None = None) -> Answerer:
+    """Retriever and model from the settings (the model loads after the cheap empty-store check)."""
+    from rag.llm import load_llm
+    from rag.retrieval import build_retriever
+
+    retriever = build_retriever(settings)
+    return Answerer(settings, retriever, llm if llm is not None else load_llm(settings))
 
 
 _ABSTAIN = re.compile(

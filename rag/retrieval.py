@@ -107,3 +107,18 @@ def _passage(chunk_id: str, text: str, meta: dict[str, Any], score: float, simil
         root=str(meta.get("root", "")),
         similarity=similarity,
     )
+
+
+def build_retriever(settings: Settings) -> Retriever:
+    """The configured store and embedder behind a retriever; refuses an empty store (cheap, before any model)."""
+    from rag.embedding import embedding_model_info, load_embedder
+    from rag.errors import StoreError
+    from rag.store import open_store
+
+    info = embedding_model_info(settings)
+    store = open_store(settings, info)
+    if store.count() == 0:
+        raise StoreError(
+            f"the store is empty ({store.describe()}): run python -m ingest first (e.g. python -m ingest data)"
+        )
+    return Retriever(store, load_embedder(settings, info), settings)

@@ -134,6 +134,11 @@ class LLMSettings(_Group):
     repeat_penalty: float = Field(1.1, ge=0.0, description="Penalty on repeated tokens (1.0: none).")
     max_tokens: int = Field(512, ge=1, description="Largest answer, in tokens.")
     seed: int = Field(0, description="Sampling seed, for repeatable answers.")
+    system_prompt: str | None = Field(
+        None,
+        description="Instructions given to the model before the passages (None: the built-in prompt). "
+        "'{not_found}' and '{language}' are replaced by the refusal sentence and the question's language.",
+    )
     history_turns: int = Field(4, ge=0, description="Earlier question/answer turns kept in a conversation.")
     lora_path: Path | None = Field(None, description="Optional LoRA adapter (GGUF) applied to the model.")
     chat_template_file: Path | None = Field(

@@ -6,8 +6,7 @@ import json
 
 import pytest
 
-from rag.__main__ import build_answerer
-from rag.answer import detect_language
+from rag.answer import build_answerer, detect_language
 from rag.settings import PathSettings, Settings
 from tests.conftest import SAMPLE_DATA
 from tests.integration.test_real_ingest import cli

@@ -12,7 +12,11 @@ import pytest
 
 from tests.conftest import REPO
 
-FORBIDDEN = {"rag": {"streamlit", "ingest", "ui"}, "ingest": {"streamlit", "ui"}}
+FORBIDDEN = {
+    "rag": {"streamlit", "ingest", "ui", "evaluation"},
+    "ingest": {"streamlit", "ui", "evaluation"},
+    "evaluation": {"streamlit", "ui"},
+}
 
 
 def imported_top_levels(path: Path) -> set[str]:

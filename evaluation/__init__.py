@@ -1,0 +1,1 @@
+"""Measure the service on question sets: python -m evaluation."""

@@ -1,0 +1,258 @@
+"""Run a question set against a corpus: ingest it into its own store, retrieve, answer, score.
+
+Everything goes through the product's own code (the ingest pipeline, the retriever, the answerer), so
+what is measured is what users get. The store lives in the run's work folder, one per chunking setup,
+and later runs reuse it (the ingest is incremental).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import resource
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evaluation import metrics as m
+from evaluation.sets import Question
+from rag.answer import Answer, Answerer, detect_language
+from rag.retrieval import Retriever
+from rag.settings import Settings
+from rag.store import Store
+
+KS = (1, 5, 10)
+MODES = {"hybrid": (True, True), "vector": (True, False), "keyword": (False, True)}
+THRESHOLDS = (0.0, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6)
+
+
+def _squash(text: str) -> str:
+    return " ".join(text.split())
+
+
+class GoldChunks:
+    """Which chunks of the store hold each question's evidence (same document, and its text or page)."""
+
+    def __init__(self, store: Store) -> None:
+        self._by_document: dict[str, list[tuple[str, int, str]]] = {}
+        texts = dict(store.iter_documents())
+        for chunk_id, meta in store.iter_metadatas():
+            entry = (chunk_id, int(meta.get("page", 0)), _squash(texts.get(chunk_id, "")))
+            self._by_document.setdefault(str(meta.get("source", "")), []).append(entry)
+
+    @property
+    def documents(self) -> int:
+        return len(self._by_document)
+
+    @property
+    def chunks(self) -> int:
+        return sum(len(v) for v in self._by_document.values())
+
+    def of(self, question: Question) -> set[str]:
+        gold = set()
+        for ev in question.evidence:
+            wanted = _squash(ev.text) if ev.text else None
+            for chunk_id, page, text in self._by_document.get(ev.document, []):
+                if (ev.page is None or page == ev.page) and (wanted is None or wanted in text):
+                    gold.add(chunk_id)
+        return gold
+
+
+def sample_questions(
+    questions: Sequence[Question], limit: int | None, unanswerable: int | None, seed: int
+) -> list[Question]:
+    """A seeded sample: ``limit`` answerable questions and ``unanswerable`` others (all when None)."""
+    rng = random.Random(seed)
+    answerable = [q for q in questions if q.answerable]
+    others = [q for q in questions if not q.answerable]
+    if limit is not None and limit < len(answerable):
+        answerable = rng.sample(answerable, limit)
+    if unanswerable is not None and unanswerable < len(others):
+        others = rng.sample(others, unanswerable)
+    return answerable + others
+
+
+def retrieval_row(retriever: Retriever, question: Question, gold: set[str]) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    passages = retriever.search(question.question, k=max(KS))
+    row: dict[str, Any] = {"retrieval_ms": (time.perf_counter() - t0) * 1000}
+    similarities = [p.similarity for p in passages if p.similarity is not None]
+    row["top_similarity"] = max(similarities) if similarities else None
+    if question.answerable:
+        ranked = [p.chunk_id for p in passages]
+        row["gold_chunks"] = len(gold)
+        row["rank"] = m.first_relevant_rank(ranked, gold)
+        for k in KS:
+            row[f"recall@{k}"] = m.recall_at(ranked, gold, k)
+        row["mrr"] = m.reciprocal_rank(ranked, gold)
+        row["ndcg@10"] = m.ndcg_at(ranked, gold, 10)
+    return row
+
+
+_MARKER = re.compile(r"\s*\[\d+\]")
+
+
+def answer_row(answer: Answer, question: Question, gold: set[str]) -> dict[str, Any]:
+    """Scores of one answer: correctness, citations, abstention, cost."""
+    language = detect_language(question.question)
+    text = _MARKER.sub("", answer.text)
+    cited = answer.cited_sources
+    cited_gold = [s for s in cited if s.passage.chunk_id in gold]
+    row: dict[str, Any] = {
+        "answer": answer.text,
+        "declined": not answer.found,
+        "answer_language": detect_language(text) if answer.found else answer.language,
+        "question_language": language,
+        "cited": [s.number for s in cited],
+        "invalid_markers": answer.invalid_citations,
+        "unsupported": len(answer.unsupported_citations),
+        "first_token_ms": answer.timings.first_token_ms,
+        "tokens_per_s": answer.timings.tokens_per_s or None,
+        "prompt_tokens": answer.timings.prompt_tokens,
+    }
+    if question.answerable and answer.found:
+        refs = question.answers
+        row |= {
+            "em": m.exact_match(text, refs, language),
+            "f1": m.token_f1(text, refs, language),
+            "rouge_l": m.rouge_l(text, refs, language),
+            "contains": m.contains_reference(text, refs, language),
+            "numeric": m.numeric_match(text, refs),
+            "has_citation": float(bool(cited)),
+            "valid_citation": float(any(s.supported for s in cited_gold)),
+            "citation_precision": len(cited_gold) / len(cited) if cited else None,
+            "gold_in_context": float(any(s.passage.chunk_id in gold for s in answer.sources)),
+        }
+    return row
+
+
+@dataclass
+class RunResult:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def evaluate(
+    settings: Settings,
+    store: Store,
+    retriever: Retriever,
+    questions: Sequence[Question],
+    answerer: Answerer | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> RunResult:
+    """Score every question; answers only when an answerer is given (retrieval-only otherwise)."""
+    gold_index = GoldChunks(store)
+    result = RunResult()
+    for question in questions:
+        gold = gold_index.of(question)
+        row: dict[str, Any] = {"id": question.id, "question": question.question, "answerable": question.answerable}
+        row |= retrieval_row(retriever, question, gold)
+        if answerer is not None:
+            t0 = time.perf_counter()
+            row |= answer_row(answerer.answer(question.question), question, gold)
+            row["total_s"] = time.perf_counter() - t0
+        result.rows.append(row)
+        if progress:
+            progress(1)
+    result.summary = summarize(result.rows, settings, answered=answerer is not None)
+    result.summary["corpus"] = {"documents": gold_index.documents, "chunks": gold_index.chunks}
+    return result
+
+
+def _avg(rows: Sequence[dict[str, Any]], key: str) -> float | None:
+    value = m.mean([r.get(key) for r in rows])
+    return None if value is None else round(value, 3)
+
+
+def summarize(rows: Sequence[dict[str, Any]], settings: Settings, answered: bool) -> dict[str, Any]:
+    answerable = [r for r in rows if r["answerable"]]
+    unanswerable = [r for r in rows if not r["answerable"]]
+    latencies = [r["retrieval_ms"] for r in rows]
+    summary: dict[str, Any] = {
+        "questions": len(rows),
+        "answerable": len(answerable),
+        "unanswerable": len(unanswerable),
+        "retrieval": {
+            **{f"recall@{k}": _avg(answerable, f"recall@{k}") for k in KS},
+            "mrr": _avg(answerable, "mrr"),
+            "ndcg@10": _avg(answerable, "ndcg@10"),
+            "no_gold_chunk": _avg([{"v": float(r["gold_chunks"] == 0)} for r in answerable], "v"),
+            "p50_ms": _round(m.percentile(latencies, 50)),
+            "p95_ms": _round(m.percentile(latencies, 95)),
+        },
+        "threshold_sweep": threshold_sweep(answerable, unanswerable),
+        "settings": {
+            "chunk_tokens": settings.chunking.chunk_tokens,
+            "overlap_tokens": settings.chunking.overlap_tokens,
+            "k": settings.retrieval.k,
+            "vector": settings.retrieval.vector,
+            "keyword": settings.retrieval.keyword,
+            "min_similarity": settings.retrieval.min_similarity,
+        },
+        "peak_rss_mb": round(_peak_rss_mb()),
+    }
+    if answered:
+        found = [r for r in answerable if not r["declined"]]
+        summary["answers"] = {
+            key: _avg(found, key) for key in ("em", "f1", "rouge_l", "contains", "numeric", "gold_in_context")
+        }
+        summary["citations"] = {
+            "has_citation": _avg(found, "has_citation"),
+            "valid_citation": _avg(found, "valid_citation"),
+            "citation_precision": _avg(found, "citation_precision"),
+            "invalid_markers": sum(r["invalid_markers"] for r in rows),
+            "unsupported": sum(r["unsupported"] for r in rows),
+        }
+        summary["abstention"] = {
+            "unanswerable_declined": _avg([{"v": float(r["declined"])} for r in unanswerable], "v"),
+            "answerable_declined": _avg([{"v": float(r["declined"])} for r in answerable], "v"),
+        }
+        summary["language"] = {
+            "answer_in_question_language": _avg(
+                [{"v": float(r["answer_language"] == r["question_language"])} for r in rows if not r["declined"]], "v"
+            )
+        }
+        summary["cost"] = {
+            "first_token_ms_p50": _round(m.percentile([r["first_token_ms"] for r in rows if r["first_token_ms"]], 50)),
+            "tokens_per_s": _avg(rows, "tokens_per_s"),
+            "seconds_per_question": _avg(rows, "total_s"),
+            "prompt_tokens": _avg(rows, "prompt_tokens"),
+        }
+    return summary
+
+
+def threshold_sweep(answerable: Sequence[dict[str, Any]], unanswerable: Sequence[dict[str, Any]]) -> list[dict]:
+    """For each similarity threshold: how many unanswerable questions it would decline before the model,
+    and how many answerable ones it would wrongly decline (the calibration of retrieval.min_similarity)."""
+
+    def declined(rows: Sequence[dict[str, Any]], t: float) -> float | None:
+        values = [r["top_similarity"] for r in rows if r["top_similarity"] is not None]
+        return round(sum(v < t for v in values) / len(values), 3) if values else None
+
+    return [
+        {
+            "threshold": t,
+            "unanswerable_declined": declined(unanswerable, t),
+            "answerable_declined": declined(answerable, t),
+        }
+        for t in THRESHOLDS
+    ]
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def _peak_rss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def store_dir_for(workdir: Path, settings: Settings) -> Path:
+    """One store per chunking setup and embedding model, reused by later runs."""
+    model = settings.embedding.model_path.name if settings.embedding.model_path else "default"
+    c = settings.chunking
+    return workdir / f"store-{model}-{c.chunk_tokens}-{c.overlap_tokens}"
