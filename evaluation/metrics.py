@@ -90,7 +90,7 @@ def numbers_in(text: str) -> list[float]:
     """Numbers written in a text: 1,234.5 / (12) / -3% / $0.66 (thousands separators dropped)."""
     values = []
     for token in _NUMBER.findall(text):
-        negative = token.startswith(("-", "−")) or (token.startswith(("(", "$(")) and token.endswith(")"))
+        negative = token.startswith(("-", "−")) or ("(" in token and ")" in token)
         digits = re.sub(r"[^\d.]", "", token)
         try:
             value = float(digits)
