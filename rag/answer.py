@@ -17,7 +17,7 @@ from rag.citations import Citation, check_citations
 from rag.errors import SourcierError
 from rag.llm import ChatPrompter, Prompt
 from rag.packing import Passage, Turn, pack_prompt
-from rag.settings import Settings
+from rag.settings import LLMSettings, Settings
 from rag.text import STOPWORDS_EN, STOPWORDS_FR, fold
 
 SYSTEM_PROMPT = (
@@ -43,7 +43,9 @@ class Generator(Protocol):
     prompter: ChatPrompter
     n_ctx: int
 
-    def stream(self, prompt: Prompt, max_tokens: int | None = None) -> Iterator[str]: ...
+    def stream(
+        self, prompt: Prompt, max_tokens: int | None = None, decoding: LLMSettings | None = None
+    ) -> Iterator[str]: ...
 
 
 @dataclass(frozen=True)
@@ -154,7 +156,7 @@ class Answerer:
         timings = Timings()
         t0 = time.perf_counter()
         query = question if not history else f"{history[-1].question} {question}"
-        passages = self.retriever.search(query)  # retrieval.k passages
+        passages = self.retriever.search(query, self.settings.retrieval.k)
         timings.retrieval_ms = (time.perf_counter() - t0) * 1000
         if not self._relevant(passages):
             return self._not_found(question, language, passages, timings)
@@ -172,7 +174,7 @@ class Answerer:
 
         def pieces() -> Iterator[str]:
             start = time.perf_counter()
-            for piece in self.llm.stream(packed.prompt):
+            for piece in self.llm.stream(packed.prompt, decoding=self.settings.llm):
                 if timings.first_token_ms is None:
                     timings.first_token_ms = (time.perf_counter() - start) * 1000
                 timings.answer_pieces += 1

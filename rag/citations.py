@@ -116,3 +116,24 @@ def split_sentences(text: str) -> list[str]:
         if part.strip():
             merged.append(part)
     return merged
+
+
+def support_spans(sentences: Sequence[str], passage: str) -> list[tuple[int, int]]:
+    """Character spans of ``passage`` whose words back the given sentences (shared content words and
+    numbers), merged when adjacent: what the page highlights as the support of a citation."""
+    wanted: set[str] = set()
+    for sentence in sentences:
+        bare = MARKER.sub("", sentence)
+        wanted |= content_words(bare) | _numbers(bare)
+    spans: list[tuple[int, int]] = []
+    for match in _SUPPORT_TOKEN.finditer(passage):
+        token = match.group(0)
+        if content_words(token) & wanted or token.replace(",", "").replace(".", "") in wanted:
+            if spans and passage[spans[-1][1] : match.start()].strip() == "":
+                spans[-1] = (spans[-1][0], match.end())
+            else:
+                spans.append((match.start(), match.end()))
+    return spans
+
+
+_SUPPORT_TOKEN = re.compile(r"\d+(?:[.,]\d+)*|\w+", re.UNICODE)

@@ -10,13 +10,14 @@ added only when the model asks for one and the text lacks it, so a prompt never 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from rag.errors import ModelFileError
-from rag.settings import Settings
+from rag.settings import LLMSettings, Settings
 
 TEMPLATE_KEY = "tokenizer.chat_template"
 
@@ -112,14 +113,15 @@ class LocalLLM:
         self.settings = settings
         self.model_path = model_path
         self.last_prompt: Prompt | None = None  # what the model was last given (benchmarks, debugging)
+        self.lock = threading.Lock()
 
     @property
     def n_ctx(self) -> int:
         return int(self.llama.n_ctx())
 
-    def sampling_kwargs(self) -> dict[str, Any]:
-        """The decoding settings, as llama-cpp-python's completion arguments."""
-        s = self.settings.llm
+    def sampling_kwargs(self, decoding: LLMSettings | None = None) -> dict[str, Any]:
+        """The decoding settings (the model's own, or a session's), as llama-cpp-python's arguments."""
+        s = decoding or self.settings.llm
         return {
             "temperature": s.temperature,
             "top_k": s.top_k,
@@ -129,20 +131,28 @@ class LocalLLM:
             "seed": s.seed,
         }
 
-    def stream(self, prompt: Prompt, max_tokens: int | None = None) -> Iterator[str]:
-        """Text pieces of the answer as the model produces them."""
-        self.last_prompt = prompt
-        chunks = self.llama.create_completion(
-            prompt=prompt.tokens,
-            max_tokens=max_tokens or self.settings.llm.max_tokens,
-            stop=prompt.stop,
-            stream=True,
-            **self.sampling_kwargs(),
-        )
-        for chunk in chunks:
-            text = chunk["choices"][0]["text"]
-            if text:
-                yield text
+    def stream(
+        self, prompt: Prompt, max_tokens: int | None = None, decoding: LLMSettings | None = None
+    ) -> Iterator[str]:
+        """Text pieces of the answer as the model produces them.
+
+        One generation at a time: the model is shared (page sessions, API requests), so others wait
+        on its lock until this answer is finished or abandoned.
+        """
+        s = decoding or self.settings.llm
+        with self.lock:
+            self.last_prompt = prompt
+            chunks = self.llama.create_completion(
+                prompt=prompt.tokens,
+                max_tokens=max_tokens or s.max_tokens,
+                stop=prompt.stop,
+                stream=True,
+                **self.sampling_kwargs(s),
+            )
+            for chunk in chunks:
+                text = chunk["choices"][0]["text"]
+                if text:
+                    yield text
 
 
 def load_llm(settings: Settings, model_path: Path | None = None) -> LocalLLM:

@@ -7,14 +7,15 @@ store's documents when first needed and kept for the life of the retriever.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
-from rag.embedding import Embedder
-from rag.errors import SettingsError
+from rag.embedding import Embedder, EmbeddingModelInfo
+from rag.errors import SettingsError, StoreError
 from rag.packing import Passage
 from rag.settings import Settings
-from rag.store import Hit, Store
+from rag.store import Hit, Store, drop_cached_stores, open_store
 from rag.text import keyword_tokens
 
 
@@ -93,6 +94,49 @@ class Retriever:
             doc, meta = records[cid]
             passages.append(_passage(cid, doc, meta, score, similarity.get(cid)))
         return passages
+
+
+class LiveRetriever:
+    """A retriever for long-running readers (the page, the API) that follows the store as it changes.
+
+    Chroma keeps one in-memory index per store and process: chunks written by another process (a
+    ``python -m ingest`` beside the page) stay invisible, and chunks it deleted make queries fail, until
+    the store is opened again. Before each search this checks the store's change marker; when it moved,
+    the store is reopened and the keyword index rebuilt. A search that fails on a store changed under it
+    is retried once on a fresh copy.
+    """
+
+    def __init__(self, settings: Settings, embedder: Embedder, model: EmbeddingModelInfo) -> None:
+        self.settings = settings
+        self.embedder = embedder
+        self.model = model
+        self._lock = threading.Lock()
+        self._retriever = self._open(drop_cache=False)
+
+    @property
+    def store(self) -> Store:
+        return self._current().store
+
+    def search(self, query: str, k: int | None = None) -> list[Passage]:
+        try:
+            return self._current().search(query, k)
+        except StoreError:
+            with self._lock:
+                self._retriever = self._open(drop_cache=True)
+            return self._retriever.search(query, k)
+
+    def _current(self) -> Retriever:
+        with self._lock:
+            if self._retriever.store.version() != self._version:
+                self._retriever = self._open(drop_cache=True)
+            return self._retriever
+
+    def _open(self, drop_cache: bool) -> Retriever:
+        if drop_cache and self.settings.store.mode == "embedded":
+            drop_cached_stores(self.settings.paths.store_dir)
+        store = open_store(self.settings, self.model)
+        self._version = store.version()
+        return Retriever(store, self.embedder, self.settings)
 
 
 def _passage(chunk_id: str, text: str, meta: dict[str, Any], score: float, similarity: float | None) -> Passage:

@@ -151,6 +151,10 @@ class LLMSettings(_Group):
 class ServerSettings(_Group):
     address: str = Field("127.0.0.1", description="Address the page and API listen on; 127.0.0.1 = this machine.")
     port: int = Field(8501, ge=1, le=65535, description="Port of the Streamlit page.")
+    upload_max_mb: float = Field(50.0, gt=0, description="Largest file the page accepts for upload, in MB.")
+    language: Literal["auto", "en", "fr"] = Field(
+        "auto", description="Language of the page's interface ('auto': from the system locale)."
+    )
 
 
 class Settings(BaseSettings):

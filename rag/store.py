@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rag.embedding import EmbeddingModelInfo
@@ -16,6 +17,7 @@ from rag.errors import StoreError, StoreMismatchError
 from rag.settings import Settings
 
 READ_PAGE = 5000
+CHANGE_MARKER = ".sourcier-changed"  # rewritten after every write, so readers in other processes notice
 
 
 @dataclass
@@ -36,6 +38,17 @@ class StoredDocument:
             and self.expected_chunks == {len(self.ids)}
             and len(set(self.ids)) == len(self.ids)
         )
+
+
+@dataclass
+class DocumentInfo:
+    """One document as the page lists it."""
+
+    root: str
+    source: str
+    chunks: int = 0
+    pages: set[int] = field(default_factory=set)
+    ingested_at: str = ""
 
 
 @dataclass(frozen=True)
@@ -95,6 +108,17 @@ class Store:
             doc.expected_chunks.add(int(meta.get("n_chunks", -1)))
         return docs
 
+    def documents(self) -> list[DocumentInfo]:
+        """Every document in the store with its chunk and page counts and last ingest time."""
+        docs: dict[tuple[str, str], DocumentInfo] = {}
+        for _, meta in self.iter_metadatas():
+            key = (str(meta.get("root", "")), str(meta.get("source", "")))
+            doc = docs.setdefault(key, DocumentInfo(*key))
+            doc.chunks += 1
+            doc.pages.add(int(meta.get("page", 0)))
+            doc.ingested_at = max(doc.ingested_at, str(meta.get("ingested_at", "")))
+        return sorted(docs.values(), key=lambda d: (d.root, d.source))
+
     def nearest(self, vector: Sequence[float], n: int) -> list[Hit]:
         """The ``n`` chunks closest to ``vector`` as ranked hits, scored by cosine similarity."""
         found = self._call(  # Chroma caps n_results at the collection size, and answers [] when empty
@@ -133,15 +157,42 @@ class Store:
                 documents=list(texts[sl]),
                 metadatas=list(metadatas[sl]),
             )
+        self._mark_changed()
 
     def update_metadatas(self, ids: Sequence[str], metadatas: Sequence[dict[str, Any]]) -> None:
         for i in range(0, len(ids), self.max_batch):
             sl = slice(i, i + self.max_batch)
             self._call("update chunks", self.collection.update, ids=list(ids[sl]), metadatas=list(metadatas[sl]))
+        self._mark_changed()
 
     def delete(self, ids: Sequence[str]) -> None:
         for i in range(0, len(ids), self.max_batch):
             self._call("delete chunks", self.collection.delete, ids=list(ids[i : i + self.max_batch]))
+        if ids:
+            self._mark_changed()
+
+    def version(self) -> str:
+        """Changes whenever chunks were written, by this process or another (cheap: one small file read).
+
+        Embedded stores: the change marker beside the database. Server stores: the chunk count (a
+        server has no per-process cache to go stale; the count tells a keyword index to rebuild).
+        """
+        if self.settings.store.mode == "http":
+            return str(self.count())
+        try:
+            return (self.settings.paths.store_dir / CHANGE_MARKER).read_text(encoding="utf-8")
+        except OSError:
+            return ""
+
+    def _mark_changed(self) -> None:
+        if self.settings.store.mode == "http":
+            return
+        import uuid
+
+        try:
+            (self.settings.paths.store_dir / CHANGE_MARKER).write_text(uuid.uuid4().hex, encoding="utf-8")
+        except OSError as exc:
+            raise StoreError(f"cannot write to the store folder {self.settings.paths.store_dir}: {exc}") from exc
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -203,13 +254,17 @@ def open_store(settings: Settings, model: EmbeddingModelInfo, create: bool = Tru
     return Store(client, collection, settings)
 
 
-def drop_cached_stores() -> None:
-    """Forget Chroma's per-process cache of embedded stores.
+def drop_cached_stores(store_dir: Path | None = None) -> None:
+    """Forget Chroma's per-process cache of embedded stores (one folder's, or all).
 
     Chroma keeps one in-memory index per store folder and process; writes made by another process
     (an ingest beside a long-running reader) are not visible to it until the cache is dropped and the
-    store opened again.
+    store opened again. Clients already open keep working on their own copy.
     """
     from chromadb.api.client import SharedSystemClient
 
-    SharedSystemClient.clear_system_cache()
+    if store_dir is None:
+        SharedSystemClient.clear_system_cache()
+        return
+    SharedSystemClient._identifier_to_system.pop(str(store_dir), None)
+    SharedSystemClient._identifier_to_refcount.pop(str(store_dir), None)

@@ -128,11 +128,13 @@ class FakeLLM:
 
         self.replies = list(replies)
         self.prompts = []
+        self.decodings = []
         self.n_ctx = n_ctx
         self.prompter = ChatPrompter(CharTokenizer(), WITHOUT_BOS, "test", add_bos=False)
 
-    def stream(self, prompt, max_tokens=None):
+    def stream(self, prompt, max_tokens=None, decoding=None):
         self.prompts.append(prompt)
+        self.decodings.append(decoding)
         reply = self.replies.pop(0)
         yield from (w + " " for w in reply.split(" ")[:-1])
         yield reply.split(" ")[-1]

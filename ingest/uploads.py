@@ -1,0 +1,95 @@
+"""Files given through the page (or the API): safe names, a size limit, never a silent overwrite.
+
+``save_upload`` writes the bytes into the documents folder under a sanitized name; the caller then
+ingests the saved file with the same pipeline as ``python -m ingest``. ``remove_document`` takes one
+document out of the store and, when it lies in the documents folder, moves its file aside into
+``.removed/`` (hidden, so never ingested again; nothing the user gave is deleted).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import time
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+from ingest.discover import SUPPORTED_SUFFIXES
+from ingest.pipeline import absolute_path, build_ingestor, resolve_root
+from rag.errors import DocumentError
+from rag.settings import Settings
+
+MAX_NAME = 120
+REMOVED = ".removed"
+
+
+@dataclass(frozen=True)
+class SavedUpload:
+    path: Path
+    original_name: str
+    renamed: bool = False  # saved under another name because a different file had this one
+    duplicate: bool = False  # the same bytes were already there under this name: nothing written
+
+
+def safe_filename(name: str) -> str:
+    """A plain file name from whatever a browser sent: no folders, no hidden or control characters."""
+    original = name
+    name = unicodedata.normalize("NFC", name).replace("\\", "/").split("/")[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
+    name = re.sub(r"[^\w .()+,&'-]", "_", name).strip().lstrip(".").strip()
+    stem, suffix = os.path.splitext(name)
+    if not stem or suffix.lower() not in SUPPORTED_SUFFIXES:
+        kinds = ", ".join(sorted(SUPPORTED_SUFFIXES))
+        raise DocumentError(f"{original!r}: not a document name this service reads ({kinds})")
+    return stem[: MAX_NAME - len(suffix)] + suffix.lower()
+
+
+def save_upload(data: bytes, name: str, folder: Path, max_mb: float) -> SavedUpload:
+    """Save an uploaded file into ``folder``; a different file of the same name is kept, the new one renamed."""
+    clean = safe_filename(name)
+    if len(data) > max_mb * 1024 * 1024:
+        raise DocumentError(f"{name}: {len(data) / 1024 / 1024:.1f} MB is over the upload limit of {max_mb:g} MB")
+    folder.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(data).hexdigest()
+    tmp = folder / f".upload-{digest[:16]}-{os.getpid()}"
+    tmp.write_bytes(data)
+    try:
+        stem, suffix = os.path.splitext(clean)
+        for n in range(1, 1000):
+            target = folder / (clean if n == 1 else f"{stem} ({n}){suffix}")
+            if target.exists():
+                if hashlib.sha256(target.read_bytes()).hexdigest() == digest:
+                    return SavedUpload(target, name, renamed=n > 1, duplicate=True)
+                continue
+            try:
+                os.link(tmp, target)  # fails if another upload took the name meanwhile: never overwrites
+            except FileExistsError:
+                continue
+            return SavedUpload(target, name, renamed=n > 1)
+        raise DocumentError(f"{name}: too many files named {clean} in {folder}")
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+def remove_document(settings: Settings, root: str, source: str, *, wait: bool = False) -> int:
+    """Remove one document's chunks; move its file aside if it is in the documents folder. Returns chunks."""
+    from ingest.lock import ingest_lock
+
+    with ingest_lock(settings.paths.store_dir, wait=wait):
+        store = build_ingestor(settings).store
+        stored = store.stored_documents(root).get(source)
+        ids = stored.ids if stored else []
+        store.delete(ids)
+    path = absolute_path(resolve_root(root, settings.paths.store_dir) / source)
+    docs = absolute_path(settings.paths.docs_dir)
+    if path.is_file() and path.is_relative_to(docs) and REMOVED not in path.relative_to(docs).parts:
+        aside = docs / REMOVED / path.relative_to(docs)
+        if aside.exists():
+            aside = aside.with_name(f"{aside.stem}-{time.strftime('%Y%m%d-%H%M%S')}{aside.suffix}")
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        path.rename(aside)
+    return len(ids)

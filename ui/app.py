@@ -1,0 +1,264 @@
+"""The sourcier page: ask your documents, read the streamed answer, check each cited passage.
+
+    streamlit run ui/app.py        (or: python -m ui, which applies the server settings)
+
+Display only: every action calls ``ui.service`` (and through it ``rag`` and ``ingest``). Passages
+and file names from documents are always shown as plain text, never as HTML.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from ingest.discover import SUPPORTED_SUFFIXES
+from ingest.pipeline import ProgressListener
+from rag.answer import SYSTEM_PROMPT, Answer
+from rag.citations import support_spans
+from rag.errors import IngestLockedError, SourcierError
+from rag.packing import Turn
+from ui.render import highlighted, plain
+from ui.service import Service, SessionChoices, build_service, describe_timings
+from ui.texts import interface_language, tr
+
+
+@st.cache_resource(show_spinner=False)
+def shared_service() -> Service:
+    import sys
+
+    from rag.settings import load_settings
+
+    args = sys.argv[1:]  # streamlit run ui/app.py -- --config sourcier.toml
+    config = Path(args[args.index("--config") + 1]) if "--config" in args[:-1] else None
+    return build_service(load_settings(config))
+
+
+def get_service() -> Service:
+    injected = st.session_state.get("service")  # tests put a service built with fakes here
+    return injected if injected is not None else shared_service()
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def file_bytes(path: str, mtime: float) -> bytes:
+    return Path(path).read_bytes()
+
+
+class PageProgress(ProgressListener):
+    """Ingest progress as a Streamlit progress bar."""
+
+    def __init__(self, label: str) -> None:
+        self.bar = st.progress(0.0, text=label)
+        self.label = label
+        self.total = 0
+        self.done = 0
+
+    def planned(self, files: int, total_bytes: int) -> None:
+        self.total = max(files, 1)
+
+    def file_finished(self, source: str, nbytes: int) -> None:
+        self.done += 1
+        self.bar.progress(min(1.0, self.done / self.total), text=f"{self.label} {self.done}/{self.total}: {source}")
+
+
+def main() -> None:
+    st.set_page_config(page_title="sourcier", page_icon=":material/description:", layout="wide")
+    try:
+        service = get_service()
+    except SourcierError as exc:
+        st.error(str(exc))
+        st.stop()
+    state = st.session_state
+    state.setdefault("language", interface_language(service.settings.server.language))
+    state.setdefault("messages", [])
+    state.setdefault("choices", service.defaults())
+    lang = state.language
+    sidebar(service, lang)
+    st.title(tr(lang, "title"))
+    st.caption(tr(lang, "caption"))
+    if st.button(tr(lang, "new_conversation"), icon=":material/add_comment:"):
+        state.messages = []
+    for message in state.messages:
+        with st.chat_message(message["role"]):
+            if message["role"] == "user":
+                st.markdown(plain(message["content"]))
+            else:
+                show_answer(service, message["answer"], lang, streamed=False)
+    question = st.chat_input(tr(lang, "ask"))
+    if question:
+        ask(service, question, lang)
+
+
+def ask(service: Service, question: str, lang: str) -> None:
+    state = st.session_state
+    with st.chat_message("user"):
+        st.markdown(plain(question))
+    with st.chat_message("assistant"):
+        choices: SessionChoices = state.choices
+        try:
+            if not service.model_loaded(choices.model_path):
+                with st.spinner(tr(lang, "loading_model")):
+                    service.model(choices.model_path)
+            answerer = service.answerer(choices)
+            history = [Turn(m["question"], m["answer"].text) for m in state.messages if m["role"] == "assistant"]
+            with st.spinner(tr(lang, "waiting")):
+                stream = answerer.stream(question, history)
+                pieces = iter(stream)
+                first = next(pieces, "")
+            st.write_stream(_chain(first, pieces))
+        except SourcierError as exc:
+            st.error(str(exc))
+            return
+        answer = stream.answer
+        assert answer is not None
+        show_answer(service, answer, lang, streamed=True)
+    state.messages.append({"role": "user", "content": question})
+    state.messages.append({"role": "assistant", "question": question, "answer": answer})
+
+
+def _chain(first: str, rest: Any) -> Any:
+    if first:
+        yield first
+    yield from rest
+
+
+def show_answer(service: Service, answer: Answer, lang: str, streamed: bool) -> None:
+    if not answer.found:
+        st.info(tr(lang, "not_found"), icon=":material/search_off:")
+        if not streamed:
+            st.markdown(answer.text)
+    elif not streamed:
+        st.markdown(answer.text)
+    t = answer.timings
+    if answer.found and t.first_token_ms is not None:
+        st.caption(tr(lang, "timings", **describe_timings(t)))
+    if answer.invalid_citations:
+        st.caption(tr(lang, "invalid_markers", n=answer.invalid_citations))
+    if answer.sources:
+        show_sources(service, answer, lang)
+
+
+def show_sources(service: Service, answer: Answer, lang: str) -> None:
+    st.markdown(f"**{tr(lang, 'sources')}**")
+    for source in answer.sources:
+        p = source.passage
+        where = f"{p.source}, {tr(lang, 'page')} {p.page}" if p.page else p.source
+        mark = tr(lang, "cited") if source.cited else tr(lang, "uncited")
+        icon = (
+            ":material/check_circle:"
+            if source.cited and source.supported
+            else (":material/error:" if source.cited else ":material/radio_button_unchecked:")
+        )
+        label = f"[{source.number}] {where} · {mark}"
+        with st.expander(plain(label), icon=icon, expanded=False):
+            details = f"{tr(lang, 'score')} {p.score:.4f}"
+            if p.similarity is not None:
+                details += f" · {tr(lang, 'similarity')} {p.similarity:.2f}"
+            st.caption(details)
+            if source.cited and not source.supported:
+                st.warning(tr(lang, "unsupported"), icon=":material/warning:")
+            sentences = [c.sentence for c in answer.citations if c.number == source.number]
+            spans = support_spans(sentences, p.text) if sentences else []
+            st.markdown(highlighted(p.text, spans))
+            download(service, p, key=f"dl-{id(answer)}-{source.number}", lang=lang)
+
+
+def download(service: Service, passage: Any, key: str, lang: str) -> None:
+    from rag.store import DocumentInfo
+
+    path = service.file_of(DocumentInfo(passage.root, passage.source))
+    try:
+        data = file_bytes(str(path), path.stat().st_mtime)
+    except OSError:
+        return
+    st.download_button(tr(lang, "download"), data, file_name=path.name, key=key, icon=":material/download:")
+
+
+def sidebar(service: Service, lang: str) -> None:
+    state = st.session_state
+    with st.sidebar:
+        choice = st.selectbox(tr(lang, "language"), ["en", "fr"], index=["en", "fr"].index(lang), key="lang_select")
+        if choice != lang:
+            state.language = choice
+            st.rerun()
+        st.header(tr(lang, "documents"))
+        documents_panel(service, lang)
+        upload_panel(service, lang)
+        settings_panel(service, lang)
+
+
+def documents_panel(service: Service, lang: str) -> None:
+    try:
+        docs = service.documents()
+    except SourcierError as exc:
+        st.error(str(exc))
+        return
+    if not docs:
+        st.info(tr(lang, "empty_store"))
+        return
+    last = max(d.ingested_at for d in docs)[:16].replace("T", " ")
+    st.caption(tr(lang, "store_state", documents=len(docs), chunks=sum(d.chunks for d in docs), last=last))
+    for i, doc in enumerate(docs):
+        name, button = st.columns([4, 1], vertical_alignment="center")
+        pages = len([p for p in doc.pages if p]) or 1
+        name.markdown(f"{plain(doc.source)}  \n:gray[{pages} p. · {doc.chunks} chunks]")
+        if button.button("", key=f"rm-{i}-{doc.root}-{doc.source}", icon=":material/delete:", help=tr(lang, "remove")):
+            try:
+                removed = service.remove(doc)
+                st.toast(tr(lang, "removed", name=doc.source, chunks=removed))
+            except IngestLockedError as exc:
+                st.error(tr(lang, "busy", reason=exc))
+            st.rerun()
+
+
+def upload_panel(service: Service, lang: str) -> None:
+    with st.form("upload", clear_on_submit=True):
+        files = st.file_uploader(
+            tr(lang, "upload"), accept_multiple_files=True, type=sorted(s.lstrip(".") for s in SUPPORTED_SUFFIXES)
+        )
+        submitted = st.form_submit_button(tr(lang, "ingest_button"), icon=":material/upload:")
+    if not (submitted and files):
+        return
+    saved, refused = service.save_uploads([(f.name, f.getvalue()) for f in files])
+    for name, reason in refused:
+        st.error(plain(tr(lang, "failed", name=name, reason=reason)))
+    for s in saved:
+        if s.duplicate:
+            st.info(plain(tr(lang, "duplicate", name=s.original_name)))
+        elif s.renamed:
+            st.warning(plain(tr(lang, "renamed", name=s.original_name, saved=s.path.name)))
+    if not saved:
+        return
+    progress = PageProgress(tr(lang, "ingesting", n=len(saved)))
+    try:
+        report = service.ingest([s.path for s in saved], progress)
+    except IngestLockedError as exc:
+        st.error(tr(lang, "busy", reason=exc))
+        return
+    except SourcierError as exc:
+        st.error(str(exc))
+        return
+    progress.bar.empty()
+    for problem in report.failed:
+        st.error(plain(tr(lang, "failed", name=problem.source, reason=problem.reason)))
+    counts = {"added": len(report.added), "updated": len(report.updated), "unchanged": len(report.unchanged)}
+    st.success(tr(lang, "ingested", **counts))
+
+
+def settings_panel(service: Service, lang: str) -> None:
+    choices: SessionChoices = st.session_state.choices
+    with st.expander(tr(lang, "settings"), icon=":material/tune:"):
+        choices.k = st.number_input(tr(lang, "k"), 1, 30, choices.k, key="set_k")
+        choices.temperature = st.slider(tr(lang, "temperature"), 0.0, 1.5, choices.temperature, 0.05, key="set_t")
+        choices.max_tokens = st.number_input(tr(lang, "max_tokens"), 16, 4096, choices.max_tokens, 16, key="set_m")
+        prompt = st.text_area(tr(lang, "system_prompt"), choices.system_prompt or SYSTEM_PROMPT, height=180)
+        choices.system_prompt = None if prompt.strip() == SYSTEM_PROMPT.strip() else prompt
+        models = [None, *service.model_files()]
+        current = models.index(choices.model_path) if choices.model_path in models else 0
+        choices.model_path = st.selectbox(
+            tr(lang, "model"), models, index=current, format_func=lambda p: "default" if p is None else p.name
+        )
+
+
+main()

@@ -1,0 +1,120 @@
+"""What the page shares between browser sessions: the store reader, the embedder and the model.
+
+Built once per server process (``st.cache_resource`` in the page) and safe across sessions: the
+retriever follows the store as ingests change it, the model generates one answer at a time (its own
+lock) and is loaded once, under a lock, when a first question needs it. Everything the page does goes
+through here to functions of ``rag`` and ``ingest``; tests build one with fakes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ingest.pipeline import IngestReport, ProgressListener, ingest_paths, resolve_root
+from ingest.uploads import SavedUpload, remove_document, save_upload
+from rag.answer import Answerer, Generator, Searcher
+from rag.settings import Settings
+from rag.store import DocumentInfo
+
+
+@dataclass
+class SessionChoices:
+    """What one conversation may change for itself (the sidebar)."""
+
+    k: int
+    temperature: float
+    max_tokens: int
+    system_prompt: str | None
+    model_path: Path | None
+
+
+class Service:
+    def __init__(
+        self,
+        settings: Settings,
+        retriever: Searcher,
+        load_model: Callable[[Path | None], Generator],
+    ) -> None:
+        self.settings = settings
+        self.retriever = retriever
+        self._load_model = load_model
+        self._models: dict[Path | None, Generator] = {}
+        self._model_lock = threading.Lock()
+
+    def defaults(self) -> SessionChoices:
+        s = self.settings
+        return SessionChoices(s.retrieval.k, s.llm.temperature, s.llm.max_tokens, s.llm.system_prompt, None)
+
+    def model(self, path: Path | None = None) -> Generator:
+        """The model of that file (the configured one when None), loaded once; one model kept at a time."""
+        with self._model_lock:
+            if path not in self._models:
+                self._models.clear()  # a 1.5B model is ~2 GB of memory: never keep two
+                self._models[path] = self._load_model(path)
+            return self._models[path]
+
+    def model_loaded(self, path: Path | None = None) -> bool:
+        return path in self._models
+
+    def answerer(self, choices: SessionChoices) -> Answerer:
+        settings = self.settings.model_copy(deep=True)
+        settings.retrieval.k = choices.k
+        settings.llm.temperature = choices.temperature
+        settings.llm.max_tokens = choices.max_tokens
+        settings.llm.system_prompt = choices.system_prompt or None
+        return Answerer(settings, self.retriever, self.model(choices.model_path))
+
+    def model_files(self) -> list[Path]:
+        """GGUF files in the models folder, for the sidebar's choice."""
+        folder = self.settings.paths.model_dir
+        return sorted(folder.glob("*.gguf")) if folder.is_dir() else []
+
+    # -- documents ----------------------------------------------------------------------------------
+
+    def documents(self) -> list[DocumentInfo]:
+        return self.retriever.store.documents()  # type: ignore[attr-defined]
+
+    def file_of(self, doc: DocumentInfo) -> Path:
+        return resolve_root(doc.root, self.settings.paths.store_dir) / doc.source
+
+    def save_uploads(self, files: Sequence[tuple[str, bytes]]) -> tuple[list[SavedUpload], list[tuple[str, str]]]:
+        """Save uploaded (name, bytes) into the documents folder; returns the saved files and the refused ones."""
+        from rag.errors import SourcierError
+
+        saved, refused = [], []
+        for name, data in files:
+            try:
+                saved.append(save_upload(data, name, self.settings.paths.docs_dir, self.settings.server.upload_max_mb))
+            except SourcierError as exc:
+                refused.append((name, str(exc)))
+        return saved, refused
+
+    def ingest(self, paths: Sequence[Path], progress: ProgressListener | None = None) -> IngestReport:
+        """The same pipeline as ``python -m ingest``, on the given files (one-writer lock included)."""
+        return ingest_paths(list(paths), self.settings, progress=progress)
+
+    def remove(self, doc: DocumentInfo) -> int:
+        return remove_document(self.settings, doc.root, doc.source)
+
+
+def build_service(settings: Settings) -> Service:
+    """The real service: the configured store and embedder; the model loads on the first question."""
+    from rag.embedding import embedding_model_info, load_embedder
+    from rag.llm import load_llm
+    from rag.retrieval import LiveRetriever
+
+    info = embedding_model_info(settings)
+    retriever = LiveRetriever(settings, load_embedder(settings, info), info)
+    return Service(settings, retriever, lambda path: load_llm(settings, path))
+
+
+def describe_timings(timings: Any) -> dict[str, float]:
+    return {
+        "retrieval": timings.retrieval_ms,
+        "first": (timings.first_token_ms or 0) / 1000,
+        "tps": timings.tokens_per_s,
+    }

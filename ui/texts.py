@@ -1,0 +1,108 @@
+"""Interface text of the page in English and French."""
+
+from __future__ import annotations
+
+import locale
+import os
+
+TEXTS: dict[str, dict[str, str]] = {
+    "en": {
+        "title": "Ask your documents",
+        "caption": "Answers come only from your documents, on this machine. Every claim cites its passage.",
+        "ask": "Ask a question about your documents",
+        "new_conversation": "New conversation",
+        "sources": "Sources",
+        "cited": "cited",
+        "uncited": "not cited",
+        "unsupported": "citation not backed by this passage",
+        "page": "page",
+        "score": "score",
+        "similarity": "similarity",
+        "download": "Download the original file",
+        "not_found": "Not found in the documents",
+        "timings": "retrieval {retrieval:.0f} ms · first token {first:.1f} s · {tps:.1f} tokens/s",
+        "invalid_markers": "{n} citation marker(s) pointed to no passage and were removed.",
+        "documents": "Documents",
+        "store_state": "{documents} documents · {chunks} chunks · last ingest {last}",
+        "empty_store": "No documents yet: upload some below, or run `python -m ingest data`.",
+        "remove": "Remove",
+        "removed": "Removed {name} ({chunks} chunks).",
+        "upload": "Add documents",
+        "ingest_button": "Add to the documents",
+        "ingesting": "Reading and indexing {n} file(s)…",
+        "ingested": "{added} added, {updated} updated, {unchanged} unchanged.",
+        "renamed": "{name}: a different file already has this name, saved as {saved}.",
+        "duplicate": "{name}: already in the documents.",
+        "failed": "{name}: {reason}",
+        "settings": "Settings for this conversation",
+        "k": "Passages given to the model",
+        "temperature": "Temperature",
+        "max_tokens": "Longest answer (tokens)",
+        "system_prompt": "System prompt",
+        "model": "Model file",
+        "language": "Language",
+        "loading_model": "Loading the model (once, shared by every session)…",
+        "waiting": "Thinking…",
+        "busy": "Another ingest is running: {reason}",
+    },
+    "fr": {
+        "title": "Interrogez vos documents",
+        "caption": (
+            "Les réponses viennent uniquement de vos documents, sur cette machine. Chaque affirmation cite son passage."
+        ),
+        "ask": "Posez une question sur vos documents",
+        "new_conversation": "Nouvelle conversation",
+        "sources": "Sources",
+        "cited": "citée",
+        "uncited": "non citée",
+        "unsupported": "citation non étayée par ce passage",
+        "page": "page",
+        "score": "score",
+        "similarity": "similarité",
+        "download": "Télécharger le fichier d'origine",
+        "not_found": "Introuvable dans les documents",
+        "timings": "recherche {retrieval:.0f} ms · premier mot {first:.1f} s · {tps:.1f} jetons/s",
+        "invalid_markers": "{n} renvoi(s) vers aucun passage ont été retirés.",
+        "documents": "Documents",
+        "store_state": "{documents} documents · {chunks} extraits · dernier ajout {last}",
+        "empty_store": "Aucun document : ajoutez-en ci-dessous, ou lancez `python -m ingest data`.",
+        "remove": "Retirer",
+        "removed": "{name} retiré ({chunks} extraits).",
+        "upload": "Ajouter des documents",
+        "ingest_button": "Ajouter aux documents",
+        "ingesting": "Lecture et indexation de {n} fichier(s)…",
+        "ingested": "{added} ajouté(s), {updated} mis à jour, {unchanged} inchangé(s).",
+        "renamed": "{name} : un autre fichier porte déjà ce nom, enregistré sous {saved}.",
+        "duplicate": "{name} : déjà dans les documents.",
+        "failed": "{name} : {reason}",
+        "settings": "Réglages de cette conversation",
+        "k": "Passages donnés au modèle",
+        "temperature": "Température",
+        "max_tokens": "Réponse la plus longue (jetons)",
+        "system_prompt": "Consigne système",
+        "model": "Fichier du modèle",
+        "language": "Langue",
+        "loading_model": "Chargement du modèle (une fois, partagé par toutes les sessions)…",
+        "waiting": "Réflexion…",
+        "busy": "Un autre ajout est en cours : {reason}",
+    },
+}
+
+
+def system_language() -> str:
+    """'fr' when the system locale is French, else 'en'."""
+    for name in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        value = os.environ.get(name, "")
+        if value:
+            return "fr" if value.lower().startswith("fr") else "en"
+    code = locale.getlocale()[0] or ""
+    return "fr" if code.lower().startswith("fr") else "en"
+
+
+def interface_language(setting: str) -> str:
+    return system_language() if setting == "auto" else setting
+
+
+def tr(language: str, key: str, **values: object) -> str:
+    text = TEXTS.get(language, TEXTS["en"]).get(key) or TEXTS["en"][key]
+    return text.format(**values) if values else text
