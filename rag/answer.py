@@ -173,13 +173,20 @@ class Answerer:
         timings.prompt_tokens = packed.prompt_tokens
 
         def pieces() -> Iterator[str]:
-            start = time.perf_counter()
-            for piece in self.llm.stream(packed.prompt, decoding=self.settings.llm):
+            # Only the model's own time counts: a slow reader (the page drawing each piece) is not the model.
+            generated = iter(self.llm.stream(packed.prompt, decoding=self.settings.llm))
+            busy = 0.0
+            while True:
+                start = time.perf_counter()
+                piece = next(generated, None)
+                busy += time.perf_counter() - start
+                timings.generation_s = busy
+                if piece is None:
+                    return
                 if timings.first_token_ms is None:
-                    timings.first_token_ms = (time.perf_counter() - start) * 1000
+                    timings.first_token_ms = busy * 1000
                 timings.answer_pieces += 1
                 yield piece
-            timings.generation_s = time.perf_counter() - start
 
         def finish(text: str) -> Answer:
             return self._finish(question, language, text, packed.passages, packed.dropped_passages, timings)

@@ -21,6 +21,7 @@ def streamlit_command(settings: object, extra: list[str]) -> list[str]:
         "--server.port", str(server.port),
         "--server.headless", "true",
         "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "minimal",
         "--server.maxUploadSize", str(max(1, int(server.upload_max_mb + 0.999))),
         *extra,
     ]  # fmt: skip

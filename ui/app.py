@@ -206,13 +206,24 @@ def documents_panel(service: Service, lang: str) -> None:
         if button.button("", key=f"rm-{i}-{doc.root}-{doc.source}", icon=":material/delete:", help=tr(lang, "remove")):
             try:
                 removed = service.remove(doc)
-                st.toast(tr(lang, "removed", name=doc.source, chunks=removed))
-            except IngestLockedError as exc:
-                st.error(tr(lang, "busy", reason=exc))
+                flash("success", plain(tr(lang, "removed", name=doc.source, chunks=removed)))
+            except SourcierError as exc:
+                flash("error", plain(tr(lang, "busy", reason=exc) if isinstance(exc, IngestLockedError) else str(exc)))
             st.rerun()
 
 
+def flash(kind: str, text: str) -> None:
+    """A message that survives the rerun that refreshes the document list."""
+    st.session_state.setdefault("flash", []).append((kind, text))
+
+
+def show_flashes() -> None:
+    for kind, text in st.session_state.pop("flash", []):
+        getattr(st, kind)(text)
+
+
 def upload_panel(service: Service, lang: str) -> None:
+    show_flashes()
     with st.form("upload", clear_on_submit=True):
         files = st.file_uploader(
             tr(lang, "upload"), accept_multiple_files=True, type=sorted(s.lstrip(".") for s in SUPPORTED_SUFFIXES)
@@ -222,28 +233,28 @@ def upload_panel(service: Service, lang: str) -> None:
         return
     saved, refused = service.save_uploads([(f.name, f.getvalue()) for f in files])
     for name, reason in refused:
-        st.error(plain(tr(lang, "failed", name=name, reason=reason)))
+        flash("error", plain(tr(lang, "failed", name=name, reason=reason)))
     for s in saved:
         if s.duplicate:
-            st.info(plain(tr(lang, "duplicate", name=s.original_name)))
+            flash("info", plain(tr(lang, "duplicate", name=s.original_name)))
         elif s.renamed:
-            st.warning(plain(tr(lang, "renamed", name=s.original_name, saved=s.path.name)))
-    if not saved:
-        return
+            flash("warning", plain(tr(lang, "renamed", name=s.original_name, saved=s.path.name)))
+    if saved:
+        ingest_uploads(service, saved, lang)
+    st.rerun()  # the document list above is drawn again with the new files
+
+
+def ingest_uploads(service: Service, saved: list[Any], lang: str) -> None:
     progress = PageProgress(tr(lang, "ingesting", n=len(saved)))
     try:
         report = service.ingest([s.path for s in saved], progress)
-    except IngestLockedError as exc:
-        st.error(tr(lang, "busy", reason=exc))
-        return
     except SourcierError as exc:
-        st.error(str(exc))
+        flash("error", plain(tr(lang, "busy", reason=exc) if isinstance(exc, IngestLockedError) else str(exc)))
         return
-    progress.bar.empty()
     for problem in report.failed:
-        st.error(plain(tr(lang, "failed", name=problem.source, reason=problem.reason)))
+        flash("error", plain(tr(lang, "failed", name=problem.source, reason=problem.reason)))
     counts = {"added": len(report.added), "updated": len(report.updated), "unchanged": len(report.unchanged)}
-    st.success(tr(lang, "ingested", **counts))
+    flash("success", tr(lang, "ingested", **counts))
 
 
 def settings_panel(service: Service, lang: str) -> None:

@@ -1,0 +1,127 @@
+"""The page in a real browser: Debian's chromium driven by Playwright against a real `python -m ui`
+(Streamlit on 127.0.0.1), a real store of the sample documents and a real small GGUF (SmolLM2).
+
+Asks a question, waits for the streamed answer, opens a source, uploads a file and sees it listed;
+saves screenshots under artifacts/. The server is stopped by its process id.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, SAMPLE_DATA
+from tests.integration.test_real_ingest import cli, smollm_path
+
+pytestmark = pytest.mark.integration
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = REPO / "artifacts"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def page_server(tmp_path_factory):
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's chromium is not installed (bash setup.sh installs it)")
+    home = tmp_path_factory.mktemp("page")
+    docs, store = home / "docs", home / "store"
+    shutil.copytree(SAMPLE_DATA, docs)
+    assert cli("ingest", str(docs), "--store", str(store), "-q").returncode == 0
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCIER_")}
+    env |= {
+        "SOURCIER_PATHS__STORE_DIR": str(store),
+        "SOURCIER_PATHS__DOCS_DIR": str(docs),
+        "SOURCIER_LLM__MODEL_PATH": str(smollm_path()),
+        "SOURCIER_LLM__MAX_TOKENS": "60",
+        "SOURCIER_RETRIEVAL__K": "3",
+        "SOURCIER_SERVER__PORT": str(port),
+        "SOURCIER_SERVER__LANGUAGE": "en",
+    }
+    log = (home / "streamlit.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ui"], cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("the page did not start: " + (home / "streamlit.log").read_text())
+        yield url, docs, proc
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+def test_the_page_listens_on_loopback_only(page_server):
+    url, _, proc = page_server
+    port = int(url.rsplit(":", 1)[1])
+    out = subprocess.run(["ss", "-ltnp"], capture_output=True, text=True).stdout if shutil.which("ss") else ""
+    listening = [line for line in out.splitlines() if f":{port} " in line]
+    assert all("127.0.0.1:" in line for line in listening), listening
+
+
+def test_ask_read_open_a_source_upload_in_a_real_browser(page_server, tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api")
+    url, docs, _ = page_server
+    ARTIFACTS.mkdir(exist_ok=True)
+    new_doc = tmp_path / "garden-notes.txt"
+    new_doc.write_text("The greenhouse tomatoes were planted on 12 March and watered every second day.\n")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url)
+            page.get_by_text("Ask your documents").first.wait_for(timeout=60_000)
+            page.get_by_text("travel-expenses.docx").first.wait_for(timeout=30_000)
+
+            box = page.get_by_test_id("stChatInputTextArea")
+            box.fill("What is the hotel cap per night in Paris?")
+            box.press("Enter")
+            assistant = page.get_by_test_id("stChatMessage").nth(1)
+            assistant.wait_for(timeout=120_000)
+            page.get_by_text("Sources").first.wait_for(timeout=180_000)  # shown once the answer is complete
+            first_source = assistant.get_by_test_id("stExpander").first
+            first_source.click()
+            first_source.get_by_test_id("stMarkdownContainer").first.wait_for(timeout=10_000)
+            passage = first_source.inner_text()
+            assert "score" in passage and len(passage) > 80
+            page.screenshot(path=str(ARTIFACTS / "page-answer.png"), full_page=True)
+
+            page.locator("input[type=file]").first.set_input_files(str(new_doc))
+            page.get_by_test_id("stFileChipName").first.wait_for(timeout=30_000)  # the upload has reached the server
+            page.get_by_role("button", name="Add to the documents").click()
+            page.get_by_text("1 added").first.wait_for(timeout=180_000)
+            page.get_by_test_id("stSidebar").get_by_text("garden-notes.txt").first.wait_for(timeout=30_000)
+            page.screenshot(path=str(ARTIFACTS / "page-upload.png"), full_page=True)
+        finally:
+            browser.close()
+    assert (docs / "garden-notes.txt").is_file()

@@ -1,0 +1,110 @@
+"""The page with Streamlit's AppTest: a real store in tmp, a fake embedder and a fake model."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.retrieval import Retriever
+from tests.conftest import REPO
+from tests.fakes import FakeEmbedder, FakeLLM, fake_ingestor
+from ui.render import highlighted, plain
+from ui.service import Service
+
+streamlit_testing = pytest.importorskip("streamlit.testing.v1")
+APP = str(REPO / "ui" / "app.py")
+
+
+@pytest.fixture
+def service(settings, corpus):
+    settings.paths.docs_dir = corpus
+    settings.retrieval.min_similarity = 0.0
+    fake_ingestor(settings)[0].run([corpus])
+    replies: list[str] = []
+
+    def load_model(path):
+        return FakeLLM(replies)
+
+    svc = Service(settings, Retriever(fake_ingestor(settings)[0].store, FakeEmbedder(), settings), load_model)
+    svc.replies = replies  # tests queue the fake model's answers here
+    return svc
+
+
+def page(service, language="en"):
+    at = streamlit_testing.AppTest.from_file(APP, default_timeout=60)
+    at.session_state["service"] = service
+    at.session_state["language"] = language
+    return at.run()
+
+
+def ask(at, question):
+    at.chat_input[0].set_value(question).run()
+    return at
+
+
+def test_the_page_lists_the_documents_and_the_store_state(service):
+    at = page(service)
+    assert not at.exception
+    assert at.title[0].value == "Ask your documents"
+    sidebar_text = " ".join(m.value for m in at.sidebar.markdown)
+    for name in ("politique-teletravail.pdf", "travel-expenses.docx", "incident-postmortem.html"):
+        assert name in sidebar_text.replace("\\", "")
+    assert "5 documents" in at.sidebar.caption[0].value
+
+
+def test_an_answer_shows_its_numbered_sources_cited_and_uncited(service):
+    service.replies.append("The outage lasted 47 minutes [1].")
+    at = ask(page(service), "How long did the storage outage last? outage minutes")
+    assert not at.exception
+    messages = at.chat_message
+    assert [m.name for m in messages] == ["user", "assistant"]
+    labels = [e.label for e in at.expander if e.label.startswith("\\[")]
+    assert labels and "cited" in labels[0] and all("not cited" in label for label in labels[1:])
+    # the question and its answer are kept for the session and shown again after a rerun
+    at.run()
+    assert [m.name for m in at.chat_message] == ["user", "assistant"]
+    assert "47 minutes" in " ".join(md.value for md in at.chat_message[1].markdown)
+
+
+def test_not_found_is_shown_as_such(service):
+    service.settings.retrieval.min_similarity = 1.0  # nothing can pass: declined before the model
+    at = ask(page(service), "What is the capital of Australia?")
+    assert not at.exception
+    assert at.info and at.info[0].value == "Not found in the documents"
+
+
+def test_new_conversation_clears_the_history(service):
+    service.replies.append("Paris [1].")
+    at = ask(page(service), "outage minutes")
+    at.button[0].click().run()
+    assert not at.chat_message
+
+
+def test_the_interface_speaks_french(service):
+    at = page(service, language="fr")
+    assert at.title[0].value == "Interrogez vos documents"
+
+
+def test_a_follow_up_gets_the_conversation_as_history(service):
+    service.replies.extend(["It lasted 47 minutes [1].", "It started at night [1]."])
+    at = ask(page(service), "How long did the storage outage last?")
+    ask(at, "and when did it start?")
+    model = service.model()
+    assert "How long did the storage outage last?" in model.prompts[1].text
+
+
+def test_a_model_that_cannot_load_is_an_error_on_the_page(service):
+    from rag.errors import ModelFileError
+
+    def broken(path):
+        raise ModelFileError("model file not found: /nowhere.gguf (run python -m rag model)")
+
+    service._load_model = broken
+    at = ask(page(service), "outage minutes")
+    assert at.error and "model file not found" in at.error[0].value
+
+
+def test_document_text_is_shown_literally():
+    text = "<script>alert(1)</script> **bold** [link](http://x) :red[x]"
+    shown = plain(text)
+    assert "<script>" not in shown and "\\<script\\>" in shown and "\\*\\*bold\\*\\*" in shown
+    assert highlighted("a 47 minutes b", [(2, 12)]) == "a :orange-background[47 minutes] b"
