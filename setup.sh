@@ -16,6 +16,12 @@ step() { printf '\n==> %s\n' "$*"; }
 import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)
 PY
 
+if [ ! -x /usr/bin/chromium ] && [ "${SKIP_CHROMIUM:-0}" != 1 ]; then
+  step "installing Debian's chromium for the page's browser test (apt-get; SKIP_CHROMIUM=1 to skip)"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get install -y -q chromium >/dev/null || $SUDO sh -c "apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null"
+fi
+
 if [ ! -x "$VENV/bin/python" ]; then
   step "creating the virtual environment $VENV"
   "$PYTHON" -m venv "$VENV"

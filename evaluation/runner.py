@@ -112,6 +112,7 @@ def answer_row(answer: Answer, question: Question, gold: set[str]) -> dict[str, 
         "first_token_ms": answer.timings.first_token_ms,
         "tokens_per_s": answer.timings.tokens_per_s or None,
         "prompt_tokens": answer.timings.prompt_tokens,
+        "answerability": answer.answerability,
     }
     if question.answerable and answer.found:
         refs = question.answers
@@ -215,6 +216,7 @@ def summarize(rows: Sequence[dict[str, Any]], settings: Settings, answered: bool
                 [{"v": float(r["answer_language"] == r["question_language"])} for r in rows if not r["declined"]], "v"
             )
         }
+        summary["answerability_sweep"] = answerability_sweep(answerable, unanswerable)
         summary["cost"] = {
             "first_token_ms_p50": _round(m.percentile([r["first_token_ms"] for r in rows if r["first_token_ms"]], 50)),
             "tokens_per_s": _avg(rows, "tokens_per_s"),
@@ -239,6 +241,24 @@ def threshold_sweep(answerable: Sequence[dict[str, Any]], unanswerable: Sequence
             "answerable_declined": declined(answerable, t),
         }
         for t in THRESHOLDS
+    ]
+
+
+def answerability_sweep(answerable: Sequence[dict[str, Any]], unanswerable: Sequence[dict[str, Any]]) -> list[dict]:
+    """For each llm.min_answerability: the share of questions the model's yes/no check would decline
+    (questions declined earlier by the similarity threshold have no score and are left out)."""
+
+    def declined(rows: Sequence[dict[str, Any]], t: float) -> float | None:
+        values = [r["answerability"] for r in rows if r.get("answerability") is not None]
+        return round(sum(v < t for v in values) / len(values), 3) if values else None
+
+    return [
+        {
+            "threshold": t,
+            "unanswerable_declined": declined(unanswerable, t),
+            "answerable_declined": declined(answerable, t),
+        }
+        for t in (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
     ]
 
 

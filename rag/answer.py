@@ -11,12 +11,12 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from rag.citations import Citation, check_citations
 from rag.errors import SourcierError
 from rag.llm import ChatPrompter, Prompt
-from rag.packing import Passage, Turn, pack_prompt
+from rag.packing import Passage, Turn, build_messages, pack_prompt
 from rag.settings import LLMSettings, Settings
 from rag.text import STOPWORDS_EN, STOPWORDS_FR, fold
 
@@ -28,6 +28,9 @@ SYSTEM_PROMPT = (
     "Be brief and answer in {language}."
 )
 USER_TEMPLATE = "Passages:\n{passages}\n\nQuestion: {question}"
+# Appended to the same user message for the answerability check, so everything before it (system prompt,
+# passages, question) is shared with the answer's prompt and evaluated once.
+CHECK_SUFFIX = "\n\nDo the passages above state the answer to this question? Reply with yes or no only."
 NOT_FOUND = {
     "en": "I could not find the answer in the documents.",
     "fr": "Je n'ai pas trouvé la réponse dans les documents.",
@@ -47,6 +50,8 @@ class Generator(Protocol):
         self, prompt: Prompt, max_tokens: int | None = None, decoding: LLMSettings | None = None
     ) -> Iterator[str]: ...
 
+    def answerability(self, prompt: Prompt) -> float: ...
+
 
 @dataclass(frozen=True)
 class Source:
@@ -61,6 +66,7 @@ class Source:
 @dataclass
 class Timings:
     retrieval_ms: float = 0.0
+    check_ms: float | None = None  # the answerability check (included in first_token_ms)
     first_token_ms: float | None = None
     generation_s: float = 0.0
     prompt_tokens: int = 0
@@ -85,6 +91,7 @@ class Answer:
     citations: list[Citation] = field(default_factory=list)
     invalid_citations: int = 0
     dropped_passages: int = 0
+    answerability: float | None = None  # the model's P(yes) that the passages hold the answer
     timings: Timings = field(default_factory=Timings)
 
     @property
@@ -171,11 +178,19 @@ class Answerer:
             answer_tokens=self.settings.llm.max_tokens,
         )
         timings.prompt_tokens = packed.prompt_tokens
+        check: dict[str, float] = {}
 
         def pieces() -> Iterator[str]:
             # Only the model's own time counts: a slow reader (the page drawing each piece) is not the model.
+            start = time.perf_counter()
+            if self.settings.llm.answerability_check:
+                check["score"] = self.llm.answerability(self._check_prompt(packed, question))
+                timings.check_ms = (time.perf_counter() - start) * 1000
+                if check["score"] < self.settings.llm.min_answerability:
+                    yield NOT_FOUND[language]
+                    return
             generated = iter(self.llm.stream(packed.prompt, decoding=self.settings.llm))
-            busy = 0.0
+            busy = time.perf_counter() - start
             while True:
                 start = time.perf_counter()
                 piece = next(generated, None)
@@ -189,9 +204,28 @@ class Answerer:
                 yield piece
 
         def finish(text: str) -> Answer:
-            return self._finish(question, language, text, packed.passages, packed.dropped_passages, timings)
+            score = check.get("score")
+            if score is not None and score < self.settings.llm.min_answerability:
+                answer = declined(question, language, packed.passages, timings)
+                answer.answerability = score
+                return answer
+            answer = self._finish(question, language, text, packed.passages, packed.dropped_passages, timings)
+            answer.answerability = score
+            return answer
 
         return AnswerStream(pieces(), finish)
+
+    def _check_prompt(self, packed: Any, question: str) -> Prompt:
+        language = detect_language(question)
+        return self.llm.prompter.render(
+            build_messages(
+                system_prompt(self.settings.llm.system_prompt, language),
+                packed.history,
+                packed.passages,
+                question,
+                USER_TEMPLATE + CHECK_SUFFIX,
+            )
+        )
 
     def _relevant(self, passages: list[Passage]) -> bool:
         if not passages:
@@ -201,14 +235,12 @@ class Answerer:
         return best is None or best >= threshold
 
     def _not_found(self, question: str, language: str, passages: list[Passage], timings: Timings) -> AnswerStream:
-        text = NOT_FOUND[language]
-        sources = [Source(n, p, False, None) for n, p in enumerate(passages, 1)]
-        answer = Answer(question, text, language, found=False, sources=sources, timings=timings)
+        answer = declined(question, language, passages, timings)
 
         def finish(_: str) -> Answer:
             return answer
 
-        return AnswerStream(iter([text]), finish)
+        return AnswerStream(iter([answer.text]), finish)
 
     def _finish(
         self, question: str, language: str, text: str, passages: list[Passage], dropped: int, timings: Timings
@@ -233,6 +265,12 @@ class Answerer:
             dropped_passages=dropped,
             timings=timings,
         )
+
+
+def declined(question: str, language: str, passages: list[Passage], timings: Timings) -> Answer:
+    """ "Not found in the documents", in the question's language, with the passages listed as uncited."""
+    sources = [Source(n, p, False, None) for n, p in enumerate(passages, 1)]
+    return Answer(question, NOT_FOUND[language], language, found=False, sources=sources, timings=timings)
 
 
 def build_answerer(settings: Settings, llm: Generator | None = None) -> Answerer:

@@ -154,6 +154,26 @@ class LocalLLM:
                 if text:
                     yield text
 
+    def answerability(self, prompt: Prompt) -> float:
+        """P(yes) / P(yes + no) for the first token the model would write after ``prompt``, which asks
+        whether the passages hold the answer. One forward pass over the prompt's new tokens (the passages
+        stay in the model's cache for the answer that follows), nothing sampled."""
+        import numpy as np
+
+        with self.lock:
+            tokens = prompt.tokens
+            cached = self.llama.longest_token_prefix(self.llama.input_ids[: self.llama.n_tokens], tokens)
+            self.llama.n_tokens = min(cached, len(tokens) - 1)  # evaluate at least the last token
+            self.llama.eval(tokens[self.llama.n_tokens :])
+            logits = np.ctypeslib.as_array(self.llama._ctx.get_logits(), shape=(self.llama.n_vocab(),))
+            probs = np.exp(logits - logits.max())
+            yes = float(sum(probs[t] for t in self._answer_tokens(("yes", "Yes", " yes", " Yes", "YES"))))
+            no = float(sum(probs[t] for t in self._answer_tokens(("no", "No", " no", " No", "NO"))))
+        return yes / (yes + no) if yes + no > 0 else 0.5
+
+    def _answer_tokens(self, words: Sequence[str]) -> set[int]:
+        return {self.llama.tokenize(w.encode("utf-8"), add_bos=False, special=False)[0] for w in words}
+
 
 def load_llm(settings: Settings, model_path: Path | None = None) -> LocalLLM:
     """Load the configured GGUF (imports llama_cpp; heavy: call once and share)."""

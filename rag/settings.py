@@ -139,6 +139,18 @@ class LLMSettings(_Group):
         description="Instructions given to the model before the passages (None: the built-in prompt). "
         "'{not_found}' and '{language}' are replaced by the refusal sentence and the question's language.",
     )
+    answerability_check: bool = Field(
+        True,
+        description="Before answering, ask the model whether the passages hold the answer (one forward pass "
+        "over a few extra tokens; the passages stay cached for the answer) and decline when it doubts.",
+    )
+    min_answerability: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Decline when the model's P(yes) that the passages answer the question is below this "
+        "(calibrated with python -m evaluation).",
+    )
     history_turns: int = Field(4, ge=0, description="Earlier question/answer turns kept in a conversation.")
     lora_path: Path | None = Field(None, description="Optional LoRA adapter (GGUF) applied to the model.")
     chat_template_file: Path | None = Field(

@@ -132,6 +132,12 @@ class FakeLLM:
         self.n_ctx = n_ctx
         self.prompter = ChatPrompter(CharTokenizer(), WITHOUT_BOS, "test", add_bos=False)
 
+    answerable = 1.0  # what answerability() reports; tests set it lower to see a decline
+
+    def answerability(self, prompt):
+        self.checks = [*getattr(self, "checks", []), prompt]
+        return self.answerable
+
     def stream(self, prompt, max_tokens=None, decoding=None):
         self.prompts.append(prompt)
         self.decodings.append(decoding)

@@ -99,3 +99,33 @@ def test_an_empty_question_is_refused_before_any_work(make_answerer, question):
     with pytest.raises(SourcierError, match="the question is empty"):
         answerer.answer(question)
     assert llm.prompts == []
+
+
+def test_the_answerability_check_declines_before_generating(make_answerer):
+    answerer, llm = make_answerer("This reply must never be generated [1].")
+    answerer.settings.llm.min_answerability = 0.5
+    llm.answerable = 0.2
+    answer = answerer.answer("How long did the storage outage last?")
+    assert not answer.found and answer.text == NOT_FOUND["en"] and answer.answerability == 0.2
+    assert not llm.prompts and llm.replies  # the model wrote nothing
+    assert answer.sources and not answer.cited_sources  # the passages are still shown, uncited
+
+
+def test_the_check_prompt_extends_the_answer_prompt_so_the_passages_are_evaluated_once(make_answerer):
+    answerer, llm = make_answerer("It lasted 47 minutes [1].")
+    llm.answerable = 0.9
+    answer = answerer.answer("How long did the storage outage last?")
+    assert answer.found and answer.answerability == 0.9
+    question = "How long did the storage outage last?"
+    check, prompt = llm.checks[0], llm.prompts[0]
+    end = prompt.text.index(question) + len(question)
+    assert check.text[:end] == prompt.text[:end]  # system prompt, passages, question: one shared prefix
+    assert "yes or no" in llm.checks[0].text and "yes or no" not in llm.prompts[0].text
+
+
+def test_the_check_can_be_switched_off(make_answerer):
+    answerer, llm = make_answerer("It lasted 47 minutes [1].")
+    answerer.settings.llm.answerability_check = False
+    llm.answerable = 0.0
+    answer = answerer.answer("How long did the storage outage last?")
+    assert answer.found and answer.answerability is None and not getattr(llm, "checks", [])
