@@ -55,3 +55,19 @@ def test_default_model_answers_a_french_question_in_french():
     )
     answer = "".join(llm.stream(prompt, max_tokens=30))
     assert "Paris" in answer and ("capitale" in answer.lower() or "est" in answer.split())
+
+
+def test_the_answerability_check_reads_the_real_logits_and_leaves_the_answer_unchanged(smollm):
+    greedy = smollm.settings.llm.model_copy(update={"temperature": 0.0})
+    question = {"role": "user", "content": "Passages:\n[1] Paris is the capital of France.\n\nQuestion: capital?"}
+    check = smollm.prompter.render(
+        [MESSAGES[0], {**question, "content": question["content"] + "\n\nDo the passages answer it? Reply yes or no."}]
+    )
+    prompt = smollm.prompter.render([MESSAGES[0], question])
+    smollm.llama.reset()
+    fresh = "".join(smollm.stream(prompt, decoding=greedy))
+    score = smollm.answerability(check)
+    assert 0.0 <= score <= 1.0 and smollm.llama.n_tokens == len(check.tokens)
+    after_check = "".join(smollm.stream(prompt, decoding=greedy))  # reuses the cached prefix of the check
+    assert after_check == fresh
+    assert smollm.answerability(check) == pytest.approx(score, abs=1e-4)  # cached prompt: same judgement
