@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -109,11 +110,17 @@ def system_prompt(template: str | None, language: str) -> str:
     return text.replace("{not_found}", NOT_FOUND[language]).replace("{language}", LANGUAGE_NAMES[language])
 
 
-def clean_question(question: str) -> str:
-    """The question without surrounding blanks; an empty one is refused before any work."""
-    question = question.strip()
+MAX_QUESTION_CHARS = 4000
+
+
+def clean_question(question: str, max_chars: int = MAX_QUESTION_CHARS) -> str:
+    """The question without control characters and surrounding blanks; an empty or overlong one is
+    refused before any work (retrieval, tokenizing, the model)."""
+    question = "".join(ch for ch in question if ch in "\n\t" or unicodedata.category(ch) != "Cc").strip()
     if not question:
         raise SourcierError("the question is empty")
+    if len(question) > max_chars:
+        raise SourcierError(f"the question is too long ({len(question):,} characters; at most {max_chars:,})")
     return question
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from rag.answer import NOT_FOUND, Answerer, detect_language, is_abstention
+from rag.answer import NOT_FOUND, Answerer, clean_question, detect_language, is_abstention
+from rag.errors import SourcierError
 from rag.packing import Turn
 from rag.retrieval import Retriever
 from tests.fakes import FakeEmbedder, FakeLLM, fake_ingestor
@@ -129,3 +132,18 @@ def test_the_check_can_be_switched_off(make_answerer):
     llm.answerable = 0.0
     answer = answerer.answer("How long did the storage outage last?")
     assert answer.found and answer.answerability is None and not getattr(llm, "checks", [])
+
+
+@pytest.mark.parametrize(
+    ("question", "error"),
+    [("", "empty"), ("  \n\t ", "empty"), ("\x00\x07\x1b", "empty"), ("x" * 100_000, "too long (100,000 characters")],
+)
+def test_bad_questions_are_refused_before_any_work(make_answerer, question, error):
+    answerer, llm = make_answerer("never")
+    with pytest.raises(SourcierError, match=re.escape(error)):
+        answerer.answer(question)
+    assert not llm.prompts
+
+
+def test_control_characters_are_dropped_from_a_question():
+    assert clean_question("How\x00 long\x1b[31m did it last?\n") == "How long[31m did it last?"
