@@ -33,17 +33,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def page_server(tmp_path_factory):
-    if not CHROMIUM.exists():
-        pytest.fail("Debian's chromium is not installed (bash setup.sh installs it)")
-    home = tmp_path_factory.mktemp("page")
-    docs, store = home / "docs", home / "store"
-    shutil.copytree(SAMPLE_DATA, docs)
-    assert cli("ingest", str(docs), "--store", str(store), "-q").returncode == 0
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCIER_")}
-    env |= {
+def page_env(docs: Path, store: Path, port: int, base: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in (base or os.environ).items() if not k.startswith("SOURCIER_")}
+    return env | {
         "SOURCIER_PATHS__STORE_DIR": str(store),
         "SOURCIER_PATHS__DOCS_DIR": str(docs),
         "SOURCIER_LLM__MODEL_PATH": str(smollm_path()),
@@ -52,30 +44,66 @@ def page_server(tmp_path_factory):
         "SOURCIER_SERVER__PORT": str(port),
         "SOURCIER_SERVER__LANGUAGE": "en",
     }
+
+
+def start_page(home: Path, env: dict[str, str]) -> tuple[str, subprocess.Popen]:
+    """`python -m ui` in its own process group; returns its URL once it answers its health check."""
     log = (home / "streamlit.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "ui"], cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{env['SOURCIER_SERVER__PORT']}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return url, proc
+        except OSError:
+            time.sleep(0.5)
+    stop_page(proc)
+    pytest.fail("the page did not start: " + (home / "streamlit.log").read_text())
+
+
+def stop_page(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
     try:
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("the page did not start: " + (home / "streamlit.log").read_text())
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=20)
+
+
+def launch_chromium(p):
+    return p.chromium.launch(
+        executable_path=str(CHROMIUM),
+        args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+    )
+
+
+def ask_in_browser(page, url: str, question: str) -> None:
+    page.goto(url)
+    page.get_by_text("Ask your documents").first.wait_for(timeout=60_000)
+    box = page.get_by_test_id("stChatInputTextArea")
+    box.fill(question)
+    box.press("Enter")
+    page.get_by_test_id("stChatMessage").nth(1).wait_for(timeout=120_000)
+    page.get_by_text("Sources").first.wait_for(timeout=180_000)  # shown once the answer is complete
+
+
+@pytest.fixture(scope="module")
+def page_server(tmp_path_factory):
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's chromium is not installed (bash setup.sh installs it)")
+    home = tmp_path_factory.mktemp("page")
+    docs, store = home / "docs", home / "store"
+    shutil.copytree(SAMPLE_DATA, docs)
+    assert cli("ingest", str(docs), "--store", str(store), "-q").returncode == 0
+    url, proc = start_page(home, page_env(docs, store, free_port()))
+    try:
         yield url, docs, proc
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+        stop_page(proc)
 
 
 def test_the_page_listens_on_loopback_only(page_server):
@@ -93,22 +121,12 @@ def test_ask_read_open_a_source_upload_in_a_real_browser(page_server, tmp_path):
     new_doc = tmp_path / "garden-notes.txt"
     new_doc.write_text("The greenhouse tomatoes were planted on 12 March and watered every second day.\n")
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
+        browser = launch_chromium(p)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(url)
-            page.get_by_text("Ask your documents").first.wait_for(timeout=60_000)
-            page.get_by_text("travel-expenses.docx").first.wait_for(timeout=30_000)
-
-            box = page.get_by_test_id("stChatInputTextArea")
-            box.fill("What is the hotel cap per night in Paris?")
-            box.press("Enter")
+            ask_in_browser(page, url, "What is the hotel cap per night in Paris?")
+            page.get_by_test_id("stSidebar").get_by_text("travel-expenses.docx").first.wait_for(timeout=30_000)
             assistant = page.get_by_test_id("stChatMessage").nth(1)
-            assistant.wait_for(timeout=120_000)
-            page.get_by_text("Sources").first.wait_for(timeout=180_000)  # shown once the answer is complete
             first_source = assistant.get_by_test_id("stExpander").first
             first_source.click()
             first_source.get_by_test_id("stMarkdownContainer").first.wait_for(timeout=10_000)
