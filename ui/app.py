@@ -118,18 +118,21 @@ def ask(service: Service, question: str, lang: str) -> None:
 
 
 def _chain(first: str, rest: Any) -> Any:
+    """The answer's pieces, escaped: a model copying markdown or HTML from a document (an image link
+    would make the browser fetch it) is shown as text."""
     if first:
-        yield first
-    yield from rest
+        yield plain(first)
+    for piece in rest:
+        yield plain(piece)
 
 
 def show_answer(service: Service, answer: Answer, lang: str, streamed: bool) -> None:
     if not answer.found:
         st.info(tr(lang, "not_found"), icon=":material/search_off:")
         if not streamed:
-            st.markdown(answer.text)
+            st.markdown(plain(answer.text))
     elif not streamed:
-        st.markdown(answer.text)
+        st.markdown(plain(answer.text))
     t = answer.timings
     if answer.found and t.first_token_ms is not None:
         st.caption(tr(lang, "timings", **describe_timings(t)))

@@ -108,3 +108,10 @@ def test_document_text_is_shown_literally():
     shown = plain(text)
     assert "<script>" not in shown and "\\<script\\>" in shown and "\\*\\*bold\\*\\*" in shown
     assert highlighted("a 47 minutes b", [(2, 12)]) == "a :orange-background[47 minutes] b"
+
+
+def test_markup_in_an_answer_is_shown_as_text(service):
+    service.replies.append("See ![x](http://203.0.113.9/leak.png) <img src=x onerror=alert(1)> [1].")
+    at = ask(page(service), "outage minutes")
+    shown = " ".join(md.value for md in at.chat_message[1].markdown)
+    assert "\\!\\[x\\]\\(http\\:" in shown and "\\<img" in shown
