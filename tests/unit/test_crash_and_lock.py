@@ -154,3 +154,34 @@ def test_lock_is_released_by_a_killed_process(tmp_path):
     proc.stderr.close()
     with ingest_lock(store_dir):  # no stale lock
         pass
+
+
+def test_queries_keep_being_served_while_another_process_ingests(tmp_path):
+    """The page's retriever answers throughout an ingest that adds, changes and deletes files."""
+    from rag.retrieval import LiveRetriever
+    from tests.fakes import FAKE_INFO, FakeEmbedder
+
+    corpus = build_corpus(tmp_path / "corpus")
+    settings = make_settings(tmp_path)
+    fake_ingestor(settings)[0].run([corpus])
+    live = LiveRetriever(settings, FakeEmbedder(), FAKE_INFO)
+    for i in range(12):  # every generated note changes, one sample goes, new files come
+        (corpus / f"gen{i:02}.txt").write_text(f"Rewritten note {i} about otters and kestrels.", encoding="utf-8")
+    (corpus / "compost-guide.md").unlink()
+    proc = start_driver(settings.paths.store_dir, corpus, delay=0.05)
+    served, errors = 0, []
+    while proc.poll() is None:
+        try:
+            live.search("otters kestrels budget voyage", k=5)
+            served += 1
+        except Exception as exc:  # any failure is the bug this test exists for
+            errors.append(repr(exc))
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert not errors, errors[:3]
+    assert served >= 5, f"only {served} queries during the ingest"
+    final = live.search("Rewritten note otters kestrels", k=30)
+    assert any(p.source.startswith("gen") and "otters" in p.text for p in final)
+    assert not any(p.source == "compost-guide.md" for p in live.search("compost", k=30))
+    print(f"{served} queries served during the ingest, 0 errors")
+    drop_cached_stores()
