@@ -19,12 +19,14 @@ from rag.store import Hit, Store, drop_cached_stores, open_store
 from rag.text import keyword_tokens
 
 
-def reciprocal_rank_fusion(rankings: Sequence[Sequence[Hit]], k: int = 60) -> list[tuple[str, float]]:
-    """Chunk ids by fused score: the sum over rankings of 1 / (k + rank + 1)."""
+def reciprocal_rank_fusion(
+    rankings: Sequence[Sequence[Hit]], k: int = 60, weights: Sequence[float] | None = None
+) -> list[tuple[str, float]]:
+    """Chunk ids by fused score: the sum over rankings of weight / (k + rank + 1)."""
     fused: dict[str, float] = {}
-    for ranking in rankings:
+    for ranking, weight in zip(rankings, weights or [1.0] * len(rankings), strict=True):
         for hit in ranking:
-            fused[hit.chunk_id] = fused.get(hit.chunk_id, 0.0) + 1.0 / (k + hit.rank + 1)
+            fused[hit.chunk_id] = fused.get(hit.chunk_id, 0.0) + weight / (k + hit.rank + 1)
     return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
@@ -79,15 +81,17 @@ class Retriever:
         """The ``k`` best passages for ``query`` (``retrieval.k`` by default), best first."""
         r = self.settings.retrieval
         k = k or r.k
-        rankings = []
+        rankings, weights = [], []
         similarity: dict[str, float] = {}
         if r.vector:
             vector_hits = self.store.nearest(self.embedder.embed_query(query), r.candidates)
             similarity = {h.chunk_id: h.score for h in vector_hits}
             rankings.append(vector_hits)
+            weights.append(r.vector_weight)
         if r.keyword:
             rankings.append(self.keyword_index.search(query, r.candidates))
-        fused = reciprocal_rank_fusion(rankings, r.rrf_k)[:k]
+            weights.append(r.keyword_weight)
+        fused = reciprocal_rank_fusion(rankings, r.rrf_k, weights)[:k]
         records = self.store.records([cid for cid, _ in fused])
         passages = []
         for cid, score in fused:

@@ -29,6 +29,14 @@ def test_rrf_rewards_agreement_between_searches():
     assert fused[0][1] == pytest.approx(1 / 62 + 1 / 61)
 
 
+def test_rrf_weights_favour_one_search():
+    rankings = [[Hit("a", 0, 1), Hit("b", 1, 1)], [Hit("c", 0, 9), Hit("a", 1, 9)]]
+    assert [cid for cid, _ in reciprocal_rank_fusion(rankings, k=60)] == ["a", "c", "b"]
+    weighted = reciprocal_rank_fusion(rankings, k=60, weights=[1.0, 0.2])
+    assert [cid for cid, _ in weighted] == ["a", "b", "c"]
+    assert weighted[2][1] == pytest.approx(0.2 / 61)
+
+
 def test_keyword_terms_fold_accents_plurals_and_stop_words():
     assert keyword_tokens("Les salariés télétravaillent à l'été") == ["salarie", "teletravaillent", "ete"]
     assert keyword_tokens("The hotels of Paris") == ["hotel", "pari"]
