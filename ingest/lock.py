@@ -6,6 +6,7 @@ ingest never leaves a stale lock behind.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import time
@@ -13,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from rag.errors import IngestLockedError
+from rag.errors import IngestLockedError, StoreError
 
 LOCK_NAME = ".sourcier-ingest.lock"
 
@@ -21,9 +22,16 @@ LOCK_NAME = ".sourcier-ingest.lock"
 @contextmanager
 def ingest_lock(folder: Path, wait: bool = False) -> Iterator[None]:
     """Hold the ingest lock of ``folder``; raise IngestLockedError if taken (unless ``wait``)."""
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        reason = "the store folder is read-only" if exc.errno in (errno.EROFS, errno.EACCES) else exc.strerror
+        raise StoreError(
+            f"cannot write to the store folder {folder}: {reason or exc}; make it writable or point "
+            f"paths.store_dir elsewhere (nothing was changed)"
+        ) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))

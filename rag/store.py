@@ -198,12 +198,25 @@ class Store:
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
-            raise StoreError(f"cannot {what} in the store ({self.describe()}): {exc}") from exc
+            raise StoreError(f"cannot {what} in the store ({self.describe()}): {exc}{_hint(exc)}") from exc
 
     def describe(self) -> str:
         s = self.settings.store
         where = f"{s.host}:{s.port}" if s.mode == "http" else str(self.settings.paths.store_dir)
         return f"collection '{s.collection}' at {where}"
+
+
+def _hint(exc: Exception) -> str:
+    """What to do about the store errors a user can fix."""
+    text = str(exc).lower()
+    if "disk is full" in text or "no space left" in text:
+        return " -- the disk is full: free some space and run the ingest again (what was stored is intact)"
+    if "readonly" in text or "read-only" in text or "permission denied" in text:
+        return (
+            " -- the store folder is read-only (Chroma writes to its database even to read it): make it "
+            "writable, or point paths.store_dir elsewhere"
+        )
+    return ""
 
 
 def chroma_client(settings: Settings) -> Any:
@@ -223,7 +236,7 @@ def chroma_client(settings: Settings) -> Any:
         return chromadb.PersistentClient(path=str(store_dir), settings=chroma_settings)
     except Exception as exc:
         where = f"server {s.host}:{s.port}" if s.mode == "http" else f"folder {settings.paths.store_dir}"
-        raise StoreError(f"cannot open the Chroma store ({where}): {exc}") from exc
+        raise StoreError(f"cannot open the Chroma store ({where}): {exc}{_hint(exc)}") from exc
 
 
 def open_store(settings: Settings, model: EmbeddingModelInfo, create: bool = True) -> Store:

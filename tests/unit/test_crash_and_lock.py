@@ -185,3 +185,13 @@ def test_queries_keep_being_served_while_another_process_ingests(tmp_path):
     assert not any(p.source == "compost-guide.md" for p in live.search("compost", k=30))
     print(f"{served} queries served during the ingest, 0 errors")
     drop_cached_stores()
+
+
+def test_a_store_folder_that_cannot_be_written_is_a_clear_error(tmp_path):
+    from rag.errors import StoreError
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    expected = r"cannot write to the store folder .*a-file/store.*nothing was changed"
+    with pytest.raises(StoreError, match=expected), ingest_lock(blocker / "store"):
+        pass
