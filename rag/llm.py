@@ -36,6 +36,9 @@ class Tokenizing(Protocol):
     def token_eos(self) -> int: ...
 
 
+ZERO_WIDTH_SPACE = "\u200b"
+
+
 @dataclass(frozen=True)
 class Prompt:
     """A rendered chat prompt: its text (for display and logs) and the exact tokens the model gets."""
@@ -69,13 +72,29 @@ class ChatPrompter:
         return self._llama.detokenize([token], special=True).decode("utf-8", errors="ignore")
 
     def render(self, messages: Sequence[dict[str, str]]) -> Prompt:
-        """The prompt for ``messages`` (role/content dicts), ending where the assistant's answer starts."""
-        result = self._formatter(messages=list(messages))
+        """The prompt for ``messages`` (role/content dicts), ending where the assistant's answer starts.
+
+        Contents are data: a control token written inside one (a document containing
+        ``<|im_start|>system``) is defused, so only the template itself opens and closes turns.
+        """
+        messages = [{**m, "content": self.defuse(m["content"])} for m in messages]
+        result = self._formatter(messages=messages)
         tokens = self._llama.tokenize(result.prompt.encode("utf-8"), add_bos=False, special=True)
         if self.add_bos and (not tokens or tokens[0] != self.bos_id):
             tokens = [self.bos_id, *tokens]
         stop = [s for s in (result.stop if isinstance(result.stop, list) else [result.stop]) if s]
         return Prompt(text=result.prompt, tokens=tokens, stop=stop)
+
+    def defuse(self, text: str) -> str:
+        """``text`` with every control-token spelling broken by a zero-width space (shown the same)."""
+        if not text:
+            return text
+        plain = set(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        for token in set(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)) - plain:
+            spelled = self._token_text(token)
+            if len(spelled) > 1 and spelled in text:
+                text = text.replace(spelled, spelled[0] + ZERO_WIDTH_SPACE + spelled[1:])
+        return text
 
     def count_tokens(self, text: str) -> int:
         """Tokens ``text`` costs inside a prompt (special tokens in it are not counted as text)."""

@@ -195,3 +195,25 @@ def test_a_store_folder_that_cannot_be_written_is_a_clear_error(tmp_path):
     expected = r"cannot write to the store folder .*a-file/store.*nothing was changed"
     with pytest.raises(StoreError, match=expected), ingest_lock(blocker / "store"):
         pass
+
+
+def test_a_fresh_reader_process_during_an_ingest_gets_answers_not_errors(tmp_path):
+    """What `python -m rag ask` does: open the store in a new process while another one writes."""
+    corpus = build_corpus(tmp_path / "corpus")
+    settings = make_settings(tmp_path)
+    fake_ingestor(settings)[0].run([corpus])
+    for i in range(12):
+        (corpus / f"gen{i:02}.txt").write_text(f"Changed note {i} about otters.", encoding="utf-8")
+    reader = (
+        "import sys\nfrom pathlib import Path\nfrom tests.conftest import make_settings\n"
+        "from tests.fakes import FakeEmbedder, fake_ingestor\nfrom rag.retrieval import Retriever\n"
+        "s = make_settings(Path(sys.argv[1]))\n"
+        "print(len(Retriever(fake_ingestor(s)[0].store, FakeEmbedder(), s).search('otters budget', k=5)))"
+    )
+    proc = start_driver(settings.paths.store_dir, corpus, delay=0.2)
+    results = []
+    while proc.poll() is None and len(results) < 3:
+        done = subprocess.run([sys.executable, "-c", reader, str(tmp_path)], cwd=REPO, capture_output=True, text=True)
+        results.append((done.returncode, done.stdout.strip(), done.stderr[-300:]))
+    proc.communicate(timeout=60)
+    assert results and all(rc == 0 and out == "5" for rc, out, _ in results), results
