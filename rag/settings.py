@@ -109,10 +109,10 @@ class RetrievalSettings(_Group):
     candidates: int = Field(30, ge=1, le=1000, description="Chunks each search proposes before fusion.")
     rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant: 1/(rrf_k + rank) per search.")
     vector_weight: float = Field(
-        0.25,
+        1.0,
         ge=0.0,
-        description="Weight of the vector ranking in the fusion (0.25: best recall@5/10 and MRR on PIAF and "
-        "COVID-QA with the default English embedder, on two seeded samples; see the README).",
+        description="Weight of the vector ranking in the fusion (equal weights: the best average over PIAF, "
+        "COVID-QA and FinanceBench; 0.25 is better on the first two, much worse on the third; see the README).",
     )
     keyword_weight: float = Field(1.0, ge=0.0, description="Weight of the keyword (BM25) ranking in the fusion.")
     min_similarity: float = Field(
