@@ -12,12 +12,12 @@ import time
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from rag.citations import Citation, check_citations
 from rag.errors import SourcierError
 from rag.llm import ChatPrompter, Prompt
-from rag.packing import Passage, Turn, build_messages, pack_prompt
+from rag.packing import PackedPrompt, Passage, Turn, build_messages, pack_prompt
 from rag.settings import LLMSettings, Settings
 from rag.text import STOPWORDS_EN, STOPWORDS_FR, fold
 
@@ -174,9 +174,10 @@ class Answerer:
         timings.retrieval_ms = (time.perf_counter() - t0) * 1000
         if not self._relevant(passages):
             return self._not_found(question, language, passages, timings)
+        system = system_prompt(self.settings.llm.system_prompt, language)
         packed = pack_prompt(
             self.llm.prompter,
-            system=system_prompt(self.settings.llm.system_prompt, language),
+            system=system,
             history=history[-self.settings.llm.history_turns :] if self.settings.llm.history_turns else [],
             passages=passages,
             question=question,
@@ -191,7 +192,7 @@ class Answerer:
             # Only the model's own time counts: a slow reader (the page drawing each piece) is not the model.
             start = time.perf_counter()
             if self.settings.llm.answerability_check:
-                check["score"] = self.llm.answerability(self._check_prompt(packed, question))
+                check["score"] = self.llm.answerability(self._check_prompt(system, packed, question))
                 timings.check_ms = (time.perf_counter() - start) * 1000
                 if check["score"] < self.settings.llm.min_answerability:
                     yield NOT_FOUND[language]
@@ -222,17 +223,10 @@ class Answerer:
 
         return AnswerStream(pieces(), finish)
 
-    def _check_prompt(self, packed: Any, question: str) -> Prompt:
-        language = detect_language(question)
-        return self.llm.prompter.render(
-            build_messages(
-                system_prompt(self.settings.llm.system_prompt, language),
-                packed.history,
-                packed.passages,
-                question,
-                USER_TEMPLATE + CHECK_SUFFIX,
-            )
-        )
+    def _check_prompt(self, system: str, packed: PackedPrompt, question: str) -> Prompt:
+        """The answer's own messages (same system prompt, history and passages) plus the yes/no line."""
+        messages = build_messages(system, packed.history, packed.passages, question, USER_TEMPLATE + CHECK_SUFFIX)
+        return self.llm.prompter.render(messages)
 
     def _relevant(self, passages: list[Passage]) -> bool:
         if not passages:
