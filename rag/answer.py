@@ -16,8 +16,8 @@ from typing import Protocol
 
 from rag.citations import Citation, check_citations
 from rag.errors import SourcierError
-from rag.llm import ChatPrompter, Prompt
-from rag.packing import PackedPrompt, Passage, Turn, build_messages, pack_prompt
+from rag.llm import Prompt
+from rag.packing import PackedPrompt, Passage, Prompting, Turn, build_messages, pack_prompt
 from rag.settings import LLMSettings, Settings
 from rag.text import STOPWORDS_EN, STOPWORDS_FR, fold
 
@@ -44,14 +44,16 @@ class Searcher(Protocol):
 
 
 class Generator(Protocol):
-    prompter: ChatPrompter
+    """A local model (``rag.llm.LocalLLM``) or an LLM server (``rag.llm_server.RemoteLLM``)."""
+
+    prompter: Prompting
     n_ctx: int
 
     def stream(
         self, prompt: Prompt, max_tokens: int | None = None, decoding: LLMSettings | None = None
     ) -> Iterator[str]: ...
 
-    def answerability(self, prompt: Prompt) -> float: ...
+    def answerability(self, prompt: Prompt) -> float | None: ...
 
 
 @dataclass(frozen=True)
@@ -186,15 +188,15 @@ class Answerer:
             answer_tokens=self.settings.llm.max_tokens,
         )
         timings.prompt_tokens = packed.prompt_tokens
-        check: dict[str, float] = {}
+        check: dict[str, float | None] = {}
 
         def pieces() -> Iterator[str]:
             # Only the model's own time counts: a slow reader (the page drawing each piece) is not the model.
             start = time.perf_counter()
             if self.settings.llm.answerability_check:
-                check["score"] = self.llm.answerability(self._check_prompt(system, packed, question))
+                check["score"] = score = self.llm.answerability(self._check_prompt(system, packed, question))
                 timings.check_ms = (time.perf_counter() - start) * 1000
-                if check["score"] < self.settings.llm.min_answerability:
+                if score is not None and score < self.settings.llm.min_answerability:
                     yield NOT_FOUND[language]
                     return
             generated = iter(self.llm.stream(packed.prompt, decoding=self.settings.llm))

@@ -29,3 +29,7 @@ class IngestLockedError(SourcierError):
 
 class DocumentError(SourcierError):
     """One file could not be turned into text; the message names the reason."""
+
+
+class LLMServerError(SourcierError):
+    """The configured LLM server is unreachable, too slow, or refused the request."""

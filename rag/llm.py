@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -41,11 +41,22 @@ ZERO_WIDTH_SPACE = "\u200b"
 
 @dataclass(frozen=True)
 class Prompt:
-    """A rendered chat prompt: its text (for display and logs) and the exact tokens the model gets."""
+    """A rendered chat prompt: its text (for display and logs) and the exact tokens the model gets.
+
+    A prompt for an LLM server has no tokens (the server applies its own template): it carries the
+    messages and an estimate of their size instead.
+    """
 
     text: str
     tokens: list[int]
     stop: list[str]
+    messages: list[dict[str, str]] = field(default_factory=list)
+    estimated_tokens: int = 0
+
+    @property
+    def size(self) -> int:
+        """Tokens the prompt takes in the context window (exact for a local model, estimated for a server)."""
+        return len(self.tokens) if self.tokens else self.estimated_tokens
 
 
 class ChatPrompter:
@@ -83,7 +94,7 @@ class ChatPrompter:
         if self.add_bos and (not tokens or tokens[0] != self.bos_id):
             tokens = [self.bos_id, *tokens]
         stop = [s for s in (result.stop if isinstance(result.stop, list) else [result.stop]) if s]
-        return Prompt(text=result.prompt, tokens=tokens, stop=stop)
+        return Prompt(text=result.prompt, tokens=tokens, stop=stop, messages=messages)
 
     def defuse(self, text: str) -> str:
         """``text`` with every control-token spelling broken by a zero-width space (shown the same)."""
@@ -194,8 +205,13 @@ class LocalLLM:
         return {self.llama.tokenize(w.encode("utf-8"), add_bos=False, special=False)[0] for w in words}
 
 
-def load_llm(settings: Settings, model_path: Path | None = None) -> LocalLLM:
-    """Load the configured GGUF (imports llama_cpp; heavy: call once and share)."""
+def load_llm(settings: Settings, model_path: Path | None = None) -> Any:
+    """The configured model: the GGUF loaded in this process (imports llama_cpp; heavy: call once and
+    share), or, with ``llm.backend = "server"``, a checked connection to the LLM server."""
+    if settings.llm.backend == "server":
+        from rag.llm_server import connect_llm_server
+
+        return connect_llm_server(settings)
     from rag.models import resolve_model_path
 
     path = model_path or resolve_model_path(settings)

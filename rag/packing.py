@@ -1,7 +1,8 @@
 """Fit system prompt + history + passages + question + the answer's budget into the context window.
 
 Tokens are counted by rendering the real prompt with the model's own template and tokenizer, so the
-count is exact, never estimated. What does not fit is dropped in this order: the lowest-ranked
+count is exact for a local model; for an LLM server (whose template and tokenizer are its own) a
+conservative estimate is used (see ``rag.llm_server``). What does not fit is dropped in this order: the lowest-ranked
 passages first, then the oldest turns of the conversation. A question that does not fit even alone
 is refused with a clear error.
 """
@@ -10,13 +11,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from rag.errors import SourcierError
-from rag.llm import ChatPrompter, Prompt
+from rag.llm import Prompt
 
 
 class PromptTooLongError(SourcierError):
     """The question alone (with the system prompt and the answer budget) exceeds the context window."""
+
+
+class Prompting(Protocol):
+    """Renders chat messages into a prompt whose size is known (a model's own template, or a server's)."""
+
+    def render(self, messages: Sequence[dict[str, str]]) -> Prompt: ...
 
 
 @dataclass(frozen=True)
@@ -52,7 +60,7 @@ class PackedPrompt:
 
     @property
     def prompt_tokens(self) -> int:
-        return len(self.prompt.tokens)
+        return self.prompt.size
 
 
 def format_passages(passages: Sequence[Passage]) -> str:
@@ -78,7 +86,7 @@ def build_messages(
 
 
 def pack_prompt(
-    prompter: ChatPrompter,
+    prompter: Prompting,
     *,
     system: str,
     history: Sequence[Turn],
@@ -99,15 +107,15 @@ def pack_prompt(
         return prompter.render(build_messages(system, kept_history, kept_passages, question, user_template))
 
     prompt = render()
-    while len(prompt.tokens) > budget and (kept_passages or kept_history):
+    while prompt.size > budget and (kept_passages or kept_history):
         if kept_passages:
             kept_passages.pop()  # lowest ranked first
         else:
             kept_history.pop(0)  # then the oldest turn
         prompt = render()
-    if len(prompt.tokens) > budget:
+    if prompt.size > budget:
         raise PromptTooLongError(
-            f"the question is too long: the prompt needs {len(prompt.tokens)} tokens but the context window "
+            f"the question is too long: the prompt needs {prompt.size} tokens but the context window "
             f"(llm.n_ctx={n_ctx}) leaves {budget} after the answer's {answer_tokens}; shorten the question"
         )
     return PackedPrompt(

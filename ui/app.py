@@ -2,7 +2,7 @@
 
     streamlit run ui/app.py        (or: python -m ui, which applies the server settings)
 
-Display only: every action calls ``ui.service`` (and through it ``rag`` and ``ingest``). Passages
+Display only: every action calls ``api.service`` (and through it ``rag`` and ``ingest``). Passages
 and file names from documents are always shown as plain text, never as HTML.
 """
 
@@ -13,6 +13,7 @@ from typing import Any
 
 import streamlit as st
 
+from api.service import Service, SessionChoices, build_service, describe_timings
 from ingest.discover import SUPPORTED_SUFFIXES
 from ingest.pipeline import ProgressListener
 from rag.answer import SYSTEM_PROMPT, Answer
@@ -20,7 +21,6 @@ from rag.citations import support_spans
 from rag.errors import IngestLockedError, SourcierError
 from rag.packing import Turn
 from ui.render import highlighted, plain
-from ui.service import Service, SessionChoices, build_service, describe_timings
 from ui.texts import interface_language, tr
 
 

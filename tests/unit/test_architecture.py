@@ -13,9 +13,10 @@ import pytest
 from tests.conftest import REPO
 
 FORBIDDEN = {
-    "rag": {"streamlit", "ingest", "ui", "evaluation"},
-    "ingest": {"streamlit", "ui", "evaluation"},
-    "evaluation": {"streamlit", "ui"},
+    "rag": {"streamlit", "ingest", "ui", "evaluation", "api", "fastapi"},
+    "ingest": {"streamlit", "ui", "evaluation", "api", "fastapi"},
+    "evaluation": {"streamlit", "ui", "api"},
+    "api": {"streamlit", "ui", "evaluation"},
 }
 
 

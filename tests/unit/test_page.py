@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from api.service import Service
 from rag.retrieval import Retriever
 from tests.conftest import REPO
 from tests.fakes import FakeEmbedder, FakeLLM, fake_ingestor
 from ui.render import highlighted, plain
-from ui.service import Service
 
 streamlit_testing = pytest.importorskip("streamlit.testing.v1")
 APP = str(REPO / "ui" / "app.py")

@@ -1,0 +1,1 @@
+"""sourcier's HTTP API and the service it shares with the page (``python -m api`` / ``python -m rag serve``)."""

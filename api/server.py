@@ -1,0 +1,309 @@
+"""The HTTP API: an OpenAI-compatible chat endpoint that answers from the documents, and documents.
+
+POST /v1/chat/completions   OpenAI chat completions (``stream`` included); the last user message is the
+                            question, earlier user/assistant pairs the conversation. The reply carries
+                            ``sources`` (numbered as the [n] markers), ``found`` and ``timings`` beside
+                            the usual fields; streamed, they come in the last chunk before [DONE].
+GET  /v1/models             the one model this API offers ("sourcier"), for OpenAI clients
+GET  /v1/documents          the documents in the store
+POST /v1/documents          upload files (multipart field ``files``), ingested at once
+DELETE /v1/documents/{source}?root=...   remove one document
+GET  /health                liveness (no data, no key needed)
+
+With ``server.api_key`` set, every other route needs ``Authorization: Bearer <key>``. No interactive
+docs page: it would load its scripts from a CDN, and nothing here reaches the network.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any, Literal
+
+from fastapi import Depends, FastAPI, File, HTTPException, Request, UploadFile
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.service import Service, SessionChoices
+from rag.answer import Answer, AnswerStream
+from rag.errors import IngestLockedError, LLMServerError, ModelFileError, SourcierError, StoreError
+from rag.packing import Turn
+
+MODEL_NAME = "sourcier"
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str = "text"
+    text: str = ""
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(p.text for p in self.content if p.type == "text")
+        return self.content or ""
+
+
+class ChatRequest(BaseModel):
+    """OpenAI's chat request; fields we do not use are accepted and ignored, like OpenAI's own servers do
+    for most. A client's system message is ignored: the service's own instructions (cite, or say the
+    documents do not hold the answer) are what make the answer trustworthy."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str = MODEL_NAME
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    max_tokens: int | None = Field(None, ge=1, le=8192)
+    max_completion_tokens: int | None = Field(None, ge=1, le=8192)
+    k: int | None = Field(None, ge=1, le=100, description="passages given to the model (sourcier extension)")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, kind: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.kind, self.code = status, message, kind, code
+
+
+def error_body(message: str, kind: str, code: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "code": code}}
+
+
+def api_error(exc: SourcierError) -> ApiError:
+    """Our error as an HTTP status: the client's fault (400), a busy store (409), a server behind us (502/503)."""
+    if isinstance(exc, IngestLockedError):
+        return ApiError(409, str(exc), "conflict", "ingest_running")
+    if isinstance(exc, LLMServerError):
+        return ApiError(502, str(exc), "upstream_error", "llm_server")
+    if isinstance(exc, StoreError | ModelFileError):
+        return ApiError(503, str(exc), "server_error", "unavailable")
+    return ApiError(400, str(exc), "invalid_request_error", None)
+
+
+def conversation(messages: list[ChatMessage]) -> tuple[str, list[Turn]]:
+    """The question (the last user message) and the earlier question/answer pairs."""
+    talk = [m for m in messages if m.role in ("user", "assistant")]
+    if not talk or talk[-1].role != "user":
+        raise ApiError(400, "the last message must be the user's question", "invalid_request_error")
+    history: list[Turn] = []
+    pending: str | None = None
+    for m in talk[:-1]:
+        if m.role == "user":
+            pending = m.text()
+        elif pending is not None:
+            history.append(Turn(pending, m.text()))
+            pending = None
+    return talk[-1].text(), history
+
+
+def source_dict(source: Any) -> dict[str, Any]:
+    p = source.passage
+    return {
+        "number": source.number,
+        "file": p.source,
+        "root": p.root,
+        "page": p.page or None,
+        "start": p.start,
+        "end": p.end,
+        "text": p.text,
+        "score": p.score,
+        "similarity": p.similarity,
+        "cited": source.cited,
+        "supported": source.supported,
+    }
+
+
+def answer_extras(answer: Answer) -> dict[str, Any]:
+    t = answer.timings
+    return {
+        "sources": [source_dict(s) for s in answer.sources],
+        "found": answer.found,
+        "language": answer.language,
+        "answerability": answer.answerability,
+        "invalid_citations": answer.invalid_citations,
+        "timings": {
+            "retrieval_ms": round(t.retrieval_ms, 1),
+            "check_ms": round(t.check_ms, 1) if t.check_ms is not None else None,
+            "first_token_ms": round(t.first_token_ms, 1) if t.first_token_ms is not None else None,
+            "generation_s": round(t.generation_s, 3),
+            "tokens_per_s": round(t.tokens_per_s, 2),
+        },
+    }
+
+
+def usage(answer: Answer) -> dict[str, int]:
+    prompt, completion = answer.timings.prompt_tokens, answer.timings.answer_pieces
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def create_app(service: Service) -> FastAPI:
+    """The API over one service (tests pass one built with fakes)."""
+    app = FastAPI(title="sourcier", docs_url=None, redoc_url=None, swagger_ui_oauth2_redirect_url=None)
+    settings = service.settings
+
+    def authorize(request: Request) -> None:
+        key = settings.server.api_key
+        if key is None:
+            return
+        given = request.headers.get("authorization", "")
+        scheme, _, token = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            token.strip().encode(), key.get_secret_value().encode()
+        ):
+            raise ApiError(401, "missing or wrong API key (Authorization: Bearer <key>)", "invalid_api_key", "401")
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse(error_body(exc.message, exc.kind, exc.code), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(SourcierError)
+    async def _sourcier_error(request: Request, exc: SourcierError) -> JSONResponse:
+        return await _api_error(request, api_error(exc))
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse(error_body(str(exc.detail), "invalid_request_error"), status_code=exc.status_code)
+
+    from fastapi.exceptions import RequestValidationError
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        where = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return JSONResponse(error_body(f"invalid request: {where}", "invalid_request_error"), status_code=400)
+
+    guarded = [Depends(authorize)]
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/v1/models", dependencies=guarded)
+    def models() -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": MODEL_NAME, "object": "model", "created": 0, "owned_by": "local"}]}
+
+    @app.post("/v1/chat/completions", dependencies=guarded, response_model=None)
+    def chat(body: ChatRequest) -> Any:
+        question, history = conversation(body.messages)
+        defaults = service.defaults()
+        choices = SessionChoices(
+            k=body.k or defaults.k,
+            temperature=body.temperature if body.temperature is not None else defaults.temperature,
+            max_tokens=body.max_completion_tokens or body.max_tokens or defaults.max_tokens,
+            system_prompt=defaults.system_prompt,
+            model_path=None,
+        )
+        stream = service.answerer(choices).stream(question, history)  # bad questions fail here, before any 200
+        ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        if body.stream:
+            return StreamingResponse(
+                sse_chunks(stream, ident, created),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache"},
+            )
+        text = "".join(stream)
+        assert stream.answer is not None
+        return {
+            "id": ident,
+            "object": "chat.completion",
+            "created": created,
+            "model": MODEL_NAME,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": stream.answer.text or text},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": usage(stream.answer),
+            **answer_extras(stream.answer),
+        }
+
+    @app.get("/v1/documents", dependencies=guarded)
+    def documents() -> dict[str, Any]:
+        docs = service.documents()
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "root": d.root,
+                    "source": d.source,
+                    "chunks": d.chunks,
+                    "pages": len(d.pages),
+                    "ingested_at": d.ingested_at,
+                }
+                for d in docs
+            ],
+        }
+
+    @app.post("/v1/documents", dependencies=guarded)
+    def upload(files: list[UploadFile] = File(...)) -> dict[str, Any]:  # noqa: B008 (FastAPI's idiom)
+        limit = settings.server.upload_max_mb * 1024 * 1024
+        received = [(f.filename or "upload", f.file.read(int(limit) + 1)) for f in files]
+        saved, refused = service.save_uploads(received)
+        report = service.ingest([s.path for s in saved]) if saved else None
+        failed = [{"file": p.source, "reason": p.reason} for p in (report.failed if report else [])]
+        return {
+            "saved": [
+                {"file": s.path.name, "name": s.original_name, "renamed": s.renamed, "duplicate": s.duplicate}
+                for s in saved
+            ],
+            "refused": [{"file": name, "reason": why} for name, why in refused],
+            "ingest": None
+            if report is None
+            else {
+                "added": report.added,
+                "updated": report.updated,
+                "unchanged": report.unchanged,
+                "failed": failed,
+                "chunks_written": report.chunks_written,
+                "seconds": round(report.elapsed_seconds, 2),
+            },
+        }
+
+    @app.delete("/v1/documents/{source:path}", dependencies=guarded)
+    def remove(source: str, root: str | None = None) -> dict[str, Any]:
+        matches = [d for d in service.documents() if d.source == source and (root is None or d.root == root)]
+        if not matches:
+            raise ApiError(404, f"no document {source!r} in the store", "not_found", "document_not_found")
+        if len(matches) > 1:
+            raise ApiError(400, f"{source!r} is in several folders: give root=", "invalid_request_error")
+        return {"removed": source, "root": matches[0].root, "chunks": service.remove(matches[0])}
+
+    return app
+
+
+def sse_chunks(stream: AnswerStream, ident: str, created: int) -> Iterator[str]:
+    """The answer as OpenAI chat-completion chunks (server-sent events), sources in the last one."""
+
+    def event(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+        chunk = {
+            "id": ident,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": MODEL_NAME,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            **extra,
+        }
+        return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
+
+    yield event({"role": "assistant", "content": ""})
+    try:
+        for piece in stream:
+            yield event({"content": piece})
+    except SourcierError as exc:  # the status line is already sent: the error travels as an event
+        err = api_error(exc)
+        yield f"data: {json.dumps(error_body(err.message, err.kind, err.code), ensure_ascii=False)}\n\n"
+        return
+    assert stream.answer is not None
+    # The streamed pieces are the model's raw words; ``text`` is the answer as checked (invalid [n] removed).
+    yield event({}, "stop", usage=usage(stream.answer), text=stream.answer.text, **answer_extras(stream.answer))
+    yield "data: [DONE]\n\n"
