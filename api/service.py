@@ -1,6 +1,6 @@
-"""What the page shares between browser sessions: the store reader, the embedder and the model.
+"""What the page and the API share between sessions and requests: the store reader, the embedder, the model.
 
-Built once per server process (``st.cache_resource`` in the page) and safe across sessions: the
+Built once per server process (``st.cache_resource`` in the page, once in the API) and safe across sessions: the
 retriever follows the store as ingests change it, the model generates one answer at a time (its own
 lock) and is loaded once, under a lock, when a first question needs it. Everything the page does goes
 through here to functions of ``rag`` and ``ingest``; tests build one with fakes.
@@ -69,7 +69,9 @@ class Service:
         return Answerer(settings, self.retriever, self.model(choices.model_path))
 
     def model_files(self) -> list[Path]:
-        """GGUF files in the models folder, for the sidebar's choice."""
+        """GGUF files in the models folder, for the sidebar's choice (none with an LLM server: it serves its own)."""
+        if self.settings.llm.backend == "server":
+            return []
         folder = self.settings.paths.model_dir
         return sorted(folder.glob("*.gguf")) if folder.is_dir() else []
 

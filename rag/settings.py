@@ -90,7 +90,15 @@ class StoreSettings(_Group):
     port: int = Field(8000, ge=1, le=65535, description="Chroma server port (mode 'http').")
     ssl: bool = Field(False, description="Use TLS to reach the Chroma server (mode 'http').")
     headers: dict[str, str] = Field(
-        default_factory=dict, description="Extra HTTP headers for the Chroma server, e.g. an auth token."
+        default_factory=dict,
+        description="Extra HTTP headers for the Chroma server, e.g. {Authorization = 'Bearer <token>'} or "
+        "{'X-Chroma-Token' = '<token>'} for a server started with token authentication.",
+    )
+    ca_file: Path | None = Field(
+        None, description="CA bundle that signed the Chroma server's TLS certificate (mode 'http', ssl on)."
+    )
+    timeout_s: float = Field(
+        60.0, gt=0, description="Longest wait for one Chroma server request (mode 'http'); past it, an error."
     )
     hnsw_ef: int = Field(
         200, ge=10, description="HNSW ef_construction and ef_search of a new collection (higher: better recall)."

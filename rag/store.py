@@ -18,6 +18,7 @@ from rag.settings import Settings
 
 READ_PAGE = 5000
 CHANGE_MARKER = ".sourcier-changed"  # rewritten after every write, so readers in other processes notice
+CHANGED_KEY = "sourcier_changed"  # the same marker, in the collection's metadata on a Chroma server
 
 
 @dataclass
@@ -172,25 +173,30 @@ class Store:
             self._mark_changed()
 
     def version(self) -> str:
-        """Changes whenever chunks were written, by this process or another (cheap: one small file read).
+        """Changes whenever chunks were written, by this process or another (cheap: one small read).
 
-        Embedded stores: the change marker beside the database. Server stores: the chunk count (a
-        server has no per-process cache to go stale; the count tells a keyword index to rebuild).
+        Embedded stores: the change marker file beside the database. Server stores: the same marker kept
+        in the collection's metadata (one small request), so every replica notices any writer's change.
         """
         if self.settings.store.mode == "http":
-            return str(self.count())
+            fresh = self._call("read the collection", self.client.get_collection, self.collection.name)
+            return str((fresh.metadata or {}).get(CHANGED_KEY, ""))
         try:
             return (self.settings.paths.store_dir / CHANGE_MARKER).read_text(encoding="utf-8")
         except OSError:
             return ""
 
     def _mark_changed(self) -> None:
-        if self.settings.store.mode == "http":
-            return
         import uuid
 
+        stamp = uuid.uuid4().hex
+        if self.settings.store.mode == "http":
+            fresh = self._call("read the collection", self.client.get_collection, self.collection.name)
+            metadata = {**(fresh.metadata or {}), CHANGED_KEY: stamp}
+            self._call("mark the collection changed", self.collection.modify, metadata=metadata)
+            return
         try:
-            (self.settings.paths.store_dir / CHANGE_MARKER).write_text(uuid.uuid4().hex, encoding="utf-8")
+            (self.settings.paths.store_dir / CHANGE_MARKER).write_text(stamp, encoding="utf-8")
         except OSError as exc:
             raise StoreError(f"cannot write to the store folder {self.settings.paths.store_dir}: {exc}") from exc
 
@@ -211,6 +217,8 @@ def _hint(exc: Exception) -> str:
     text = str(exc).lower()
     if "disk is full" in text or "no space left" in text:
         return " -- the disk is full: free some space and run the ingest again (what was stored is intact)"
+    if "connect" in text or "timed out" in text or "timeout" in text:
+        return " -- is the Chroma server running and reachable? (store.host, store.port, store.timeout_s)"
     if "readonly" in text or "read-only" in text or "permission denied" in text:
         return (
             " -- the store folder is read-only (Chroma writes to its database even to read it): make it "
@@ -228,15 +236,28 @@ def chroma_client(settings: Settings) -> Any:
     s = settings.store
     try:
         if s.mode == "http":
-            return chromadb.HttpClient(
-                host=s.host, port=s.port, ssl=s.ssl, headers=s.headers or None, settings=chroma_settings
+            if s.ca_file is not None:
+                chroma_settings.chroma_server_ssl_verify = str(s.ca_file)
+            client = chromadb.HttpClient(
+                host=s.host, port=s.port, ssl=s.ssl, headers=dict(s.headers) or None, settings=chroma_settings
             )
+            _bound_requests(client, s.timeout_s)
+            return client
         store_dir = settings.paths.store_dir
         store_dir.mkdir(parents=True, exist_ok=True)
         return chromadb.PersistentClient(path=str(store_dir), settings=chroma_settings)
     except Exception as exc:
         where = f"server {s.host}:{s.port}" if s.mode == "http" else f"folder {settings.paths.store_dir}"
         raise StoreError(f"cannot open the Chroma store ({where}): {exc}{_hint(exc)}") from exc
+
+
+def _bound_requests(client: Any, timeout_s: float) -> None:
+    """Chroma's HTTP client waits forever by default: bound every request, so a stuck server is an error."""
+    import httpx
+
+    session = getattr(getattr(client, "_server", None), "_session", None)
+    if isinstance(session, httpx.Client):
+        session.timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0))
 
 
 def open_store(settings: Settings, model: EmbeddingModelInfo, create: bool = True) -> Store:
