@@ -162,3 +162,22 @@ def test_an_unreadable_upload_is_reported_and_the_store_keeps_its_documents(clie
 
 def test_no_docs_page_that_would_load_scripts_from_a_cdn(client):
     assert client.get("/docs").status_code == 404 and client.get("/redoc").status_code == 404
+
+
+def test_the_official_openai_client_works_unchanged(client, service):
+    openai = pytest.importorskip("openai")
+    sdk = openai.OpenAI(base_url="http://testserver/v1", api_key="unused", http_client=client)
+    service.replies.extend(["The outage lasted 47 minutes [1].", "It lasted 47 minutes [1]."])  # the model copies them
+    reply = sdk.chat.completions.create(
+        model="sourcier", messages=[{"role": "user", "content": "How long did the storage outage last?"}]
+    )
+    assert reply.choices[0].message.content == "The outage lasted 47 minutes [1]."
+    assert reply.model_extra["sources"][0]["cited"] is True and reply.model_extra["found"] is True
+
+    stream = sdk.chat.completions.create(
+        model="sourcier", messages=[{"role": "user", "content": "storage outage minutes"}], stream=True
+    )
+    chunks = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "It lasted 47 minutes [1]."
+    assert chunks[-1].model_extra["sources"][0]["cited"] is True
+    assert [m.id for m in sdk.models.list()] == ["sourcier"]
