@@ -272,3 +272,34 @@ def test_kill_9_during_an_ingest_into_the_server_then_rerun_equals_a_clean_inges
     clean_ingestor = fake_ingestor(http_settings(tmp_path / "clean", chroma_port, "clean"))[0]
     assert clean_ingestor.run([corpus]).ok
     assert crashed == store_snapshot(clean_ingestor.store)
+
+
+def test_the_page_answers_over_both_servers_in_a_real_browser(ingested):
+    playwright = pytest.importorskip("playwright.sync_api")
+    from tests.integration.test_page_browser import (
+        ARTIFACTS,
+        CHROMIUM,
+        ask_in_browser,
+        launch_chromium,
+        start_page,
+        stop_page,
+    )
+
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's chromium is not installed (bash setup.sh installs it)")
+    home, env = ingested
+    url, proc = start_page(home, {**env, "SOURCIER_SERVER__PORT": str(free_port()), "SOURCIER_SERVER__LANGUAGE": "en"})
+    try:
+        with playwright.sync_playwright() as p:
+            browser = launch_chromium(p)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                ask_in_browser(page, url, "What is the hotel cap per night in Paris?")
+                answer = page.get_by_test_id("stChatMessage").nth(1).inner_text()
+                assert "170" in answer, answer
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.screenshot(path=str(ARTIFACTS / "page-over-servers.png"), full_page=True)
+            finally:
+                browser.close()
+    finally:
+        stop_page(proc)
