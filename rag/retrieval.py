@@ -91,12 +91,19 @@ class Retriever:
         if r.keyword:
             rankings.append(self.keyword_index.search(query, r.candidates))
             weights.append(r.keyword_weight)
-        fused = reciprocal_rank_fusion(rankings, r.rrf_k, weights)[:k]
-        records = self.store.records([cid for cid, _ in fused])
-        passages = []
-        for cid, score in fused:
-            doc, meta = records[cid]
-            passages.append(_passage(cid, doc, meta, score, similarity.get(cid)))
+        fused = reciprocal_rank_fusion(rankings, r.rrf_k, weights)
+        passages: list[Passage] = []
+        start = 0
+        while len(passages) < k and start < len(fused):
+            # A chunk an ingest in another process deleted after the search found it is skipped (and the
+            # next candidates fill its place), never an error.
+            batch = fused[start : start + k - len(passages)]
+            start += len(batch)
+            records = self.store.records([cid for cid, _ in batch])
+            for cid, score in batch:
+                if cid in records:
+                    doc, meta = records[cid]
+                    passages.append(_passage(cid, doc, meta, score, similarity.get(cid)))
         return passages
 
 

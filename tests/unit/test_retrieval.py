@@ -84,3 +84,19 @@ def test_asking_for_more_candidates_than_chunks_returns_them_all(settings, tmp_p
     fake_ingestor(settings)[0].run([docs])
     hits = store.nearest(FakeEmbedder().embed_query("owls"), 30)
     assert len(hits) == 2 and [h.rank for h in hits] == [0, 1]
+
+
+def test_a_chunk_deleted_between_search_and_fetch_is_skipped_and_replaced(settings, corpus):
+    from rag.retrieval import Retriever
+    from tests.fakes import FakeEmbedder, fake_ingestor
+
+    ingestor = fake_ingestor(settings)[0]
+    ingestor.run([corpus])
+    store = ingestor.store
+    retriever = Retriever(store, FakeEmbedder(), settings)
+    before = retriever.search("storage outage minutes", k=4)
+    gone = before[0].chunk_id
+    real_records = store.records
+    store.records = lambda ids: {c: v for c, v in real_records(ids).items() if c != gone}  # deleted meanwhile
+    after = retriever.search("storage outage minutes", k=4)
+    assert gone not in [p.chunk_id for p in after] and len(after) == 4
