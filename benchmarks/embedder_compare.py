@@ -12,7 +12,8 @@ French questions over English documents: ``--translations FILE`` (JSONL of ``id`
 ``evaluation/crosslingual/covid_qa_fr.jsonl``) keeps only the translated questions of the set and scores
 each of them twice, asked in English and asked in French, against the same English chunks and gold chunks.
 
-    .venv/bin/python benchmarks/embedder_compare.py --sets covid_qa --translations evaluation/crosslingual/covid_qa_fr.jsonl
+    .venv/bin/python benchmarks/embedder_compare.py --sets covid_qa \
+        --translations evaluation/crosslingual/covid_qa_fr.jsonl
 """
 
 from __future__ import annotations
