@@ -191,7 +191,7 @@ def summarize(rows: Sequence[dict[str, Any]], settings: Settings, answered: bool
             "k": settings.retrieval.k,
             "vector": settings.retrieval.vector,
             "keyword": settings.retrieval.keyword,
-            "min_similarity": settings.retrieval.min_similarity,
+            "min_similarity": settings.retrieval.similarity_floor(settings.embedding.backend),
         },
         "peak_rss_mb": round(_peak_rss_mb()),
     }

@@ -233,7 +233,7 @@ class Answerer:
     def _relevant(self, passages: list[Passage]) -> bool:
         if not passages:
             return False
-        threshold = self.settings.retrieval.min_similarity
+        threshold = self.settings.retrieval.similarity_floor(self.settings.embedding.backend)
         best = max((p.similarity for p in passages if p.similarity is not None), default=None)
         return best is None or best >= threshold
 

