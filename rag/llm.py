@@ -112,6 +112,18 @@ class ChatPrompter:
         return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
 
+def decoding_kwargs(s: LLMSettings) -> dict[str, Any]:
+    """Decoding settings as generation arguments (the same names for llama-cpp-python and LLM servers)."""
+    return {
+        "temperature": s.temperature,
+        "top_k": s.top_k,
+        "top_p": s.top_p,
+        "min_p": s.min_p,
+        "repeat_penalty": s.repeat_penalty,
+        "seed": s.seed,
+    }
+
+
 def chat_template_for(metadata: dict[str, str], template_file: Path | None, model_path: Path) -> tuple[str, str]:
     """The template to use and where it came from; refuses a GGUF without one unless a file is set."""
     if template_file is not None:
@@ -151,15 +163,7 @@ class LocalLLM:
 
     def sampling_kwargs(self, decoding: LLMSettings | None = None) -> dict[str, Any]:
         """The decoding settings (the model's own, or a session's), as llama-cpp-python's arguments."""
-        s = decoding or self.settings.llm
-        return {
-            "temperature": s.temperature,
-            "top_k": s.top_k,
-            "top_p": s.top_p,
-            "min_p": s.min_p,
-            "repeat_penalty": s.repeat_penalty,
-            "seed": s.seed,
-        }
+        return decoding_kwargs(decoding or self.settings.llm)
 
     def stream(
         self, prompt: Prompt, max_tokens: int | None = None, decoding: LLMSettings | None = None

@@ -22,11 +22,12 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from rag.errors import LLMServerError
-from rag.llm import ZERO_WIDTH_SPACE, Prompt
+from rag.llm import ZERO_WIDTH_SPACE, Prompt, decoding_kwargs
 from rag.settings import LLMSettings, Settings
 
 MESSAGE_OVERHEAD = 8  # role markers and separators a template adds around each message
 RETRY_STATUS = {429, 500, 502, 503, 504}
+NON_OPENAI_SAMPLING = ("top_k", "min_p", "repeat_penalty")  # llama.cpp, vLLM and Ollama accept them
 _CONTROL = re.compile(
     r"<\|[^<>|\s]{1,40}\|>|\[/?INST\]|\[/?SYS\]|<</?SYS>>|</?s>|<(?:start|end)_of_turn>|<(?:bos|eos|pad)>",
     re.IGNORECASE,
@@ -74,10 +75,12 @@ class RemoteLLM:
         return f"the LLM server {self.url} (model {self.model or 'default'})"
 
     def sampling_kwargs(self, decoding: LLMSettings | None = None) -> dict[str, Any]:
+        """The same decoding arguments as the local model's, less the non-OpenAI ones when turned off."""
         s = decoding or self.settings.llm
-        kwargs: dict[str, Any] = {"temperature": s.temperature, "top_p": s.top_p, "seed": s.seed}
-        if s.server_sampling_extras:
-            kwargs |= {"top_k": s.top_k, "min_p": s.min_p, "repeat_penalty": s.repeat_penalty}
+        kwargs = decoding_kwargs(s)
+        if not s.server_sampling_extras:
+            for name in NON_OPENAI_SAMPLING:
+                del kwargs[name]
         return kwargs
 
     def stream(
@@ -149,18 +152,12 @@ class RemoteLLM:
             request = self.client.build_request("POST", self.url + path, json=payload, headers=self._headers())
             try:
                 response = self.client.send(request, stream=stream)
-            except httpx.TimeoutException as exc:
-                if isinstance(exc, httpx.ConnectTimeout) and not last:
-                    _backoff(attempt)
-                    continue
-                raise LLMServerError(self._timeout_message(exc)) from None
             except httpx.TransportError as exc:
-                if not last:
-                    _backoff(attempt)
-                    continue
-                raise LLMServerError(
-                    f"cannot reach {self.describe()}: {exc} -- is it running? (llm.server_url)"
-                ) from None
+                # A read timeout means the server took the request: asking again would only wait twice.
+                if last or isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
+                    raise self._unreachable(exc) from None
+                _backoff(attempt)
+                continue
             if response.status_code in RETRY_STATUS and not last:
                 response.close()
                 _backoff(attempt)
@@ -176,20 +173,25 @@ class RemoteLLM:
         try:
             yield from response.iter_lines()
         except httpx.TimeoutException as exc:
-            raise LLMServerError(self._timeout_message(exc)) from None
+            raise self._unreachable(exc) from None
         except httpx.TransportError as exc:
             raise LLMServerError(f"{self.describe()} broke off the answer: {exc}") from None
 
-    def _timeout_message(self, exc: Exception) -> str:
-        s = self.settings.llm
+    def _unreachable(self, exc: Exception) -> LLMServerError:
+        """The error for a request that got no answer: no connection, or silence past a timeout."""
         import httpx
 
+        s = self.settings.llm
         if isinstance(exc, httpx.ConnectTimeout):
-            return f"cannot connect to {self.describe()} within {s.connect_timeout_s:g} s (llm.connect_timeout_s)"
-        return (
-            f"{self.describe()} sent nothing for {s.timeout_s:g} s (llm.timeout_s): it is overloaded or stuck; "
-            f"try again, or raise llm.timeout_s for a slow model"
-        )
+            why = f"cannot connect to {self.describe()} within {s.connect_timeout_s:g} s (llm.connect_timeout_s)"
+        elif isinstance(exc, httpx.TimeoutException):
+            why = (
+                f"{self.describe()} sent nothing for {s.timeout_s:g} s (llm.timeout_s): it is overloaded or stuck; "
+                f"try again, or raise llm.timeout_s for a slow model"
+            )
+        else:
+            why = f"cannot reach {self.describe()}: {exc} -- is it running? (llm.server_url)"
+        return LLMServerError(why)
 
     def _refusal(self, response: Any) -> str:
         try:
@@ -274,10 +276,8 @@ def connect_llm_server(settings: Settings, client: Any = None) -> RemoteLLM:
         listed = llm._json(client.get(llm.url + "/models", headers=llm._headers()).raise_for_status().text)
     except httpx.HTTPStatusError as exc:
         raise LLMServerError(llm._refusal(exc.response)) from None
-    except httpx.TimeoutException as exc:
-        raise LLMServerError(llm._timeout_message(exc)) from None
     except httpx.TransportError as exc:
-        raise LLMServerError(f"cannot reach {llm.describe()}: {exc} -- is it running? (llm.server_url)") from None
+        raise llm._unreachable(exc) from None
     names = [str(m.get("id")) for m in listed.get("data", []) if isinstance(m, dict)]
     if not s.server_model:
         if not names:
