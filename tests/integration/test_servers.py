@@ -252,7 +252,7 @@ def http_settings(where: Path, port: int, collection: str) -> Settings:
 
 
 def test_kill_9_during_an_ingest_into_the_server_then_rerun_equals_a_clean_ingest(chroma_port, tmp_path, monkeypatch):
-    from tests.unit.test_crash_and_lock import build_corpus, kill_after_random_writes
+    from tests.unit.test_crash_and_lock import build_corpus, finish_ingest, kill_after_random_writes
 
     corpus = build_corpus(tmp_path / "corpus")
     monkeypatch.setenv("CRASH_CHROMA", f"{chroma_port}:crashy")  # the driver writes to the server
@@ -260,14 +260,7 @@ def test_kill_9_during_an_ingest_into_the_server_then_rerun_equals_a_clean_inges
     store_dir = tmp_path / "crashy" / "store"  # only the lock file lives here in server mode
     kills = sum(kill_after_random_writes(store_dir, corpus, rng) for _ in range(3))
     assert kills >= 2
-    finished = subprocess.run(
-        [sys.executable, "-m", "tests.crash_driver", str(store_dir), str(corpus)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert finished.returncode == 0, finished.stderr
+    finish_ingest(store_dir, corpus, timeout=300)
     crashed = store_snapshot(fake_ingestor(http_settings(tmp_path / "crashy", chroma_port, "crashy"))[0].store)
     clean_ingestor = fake_ingestor(http_settings(tmp_path / "clean", chroma_port, "clean"))[0]
     assert clean_ingestor.run([corpus]).ok

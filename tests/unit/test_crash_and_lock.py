@@ -67,15 +67,20 @@ def clean_snapshot(corpus: Path, where: Path) -> dict:
     return store_snapshot(ingestor.store)
 
 
-def final_snapshot(store_dir: Path, corpus: Path) -> dict:
+def finish_ingest(store_dir: Path, corpus: Path, timeout: float = 120) -> None:
+    """Run the driver's ingest to the end in its own process (what a user does after a crash)."""
     proc = subprocess.run(
         [sys.executable, "-m", "tests.crash_driver", str(store_dir), str(corpus)],
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def final_snapshot(store_dir: Path, corpus: Path) -> dict:
+    finish_ingest(store_dir, corpus)
     settings = make_settings(store_dir.parent)
     settings.paths.store_dir = store_dir
     drop_cached_stores()  # other processes wrote to this store since this process last opened it
