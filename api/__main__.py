@@ -44,7 +44,14 @@ def main(argv: list[str] | None = None) -> int:
         )
     import uvicorn
 
-    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        server_header=False,
+        timeout_graceful_shutdown=settings.server.shutdown_grace_s,
+    )
     return 0
 
 

@@ -8,7 +8,9 @@ GET  /v1/models             the one model this API offers ("sourcier"), for Open
 GET  /v1/documents          the documents in the store
 POST /v1/documents          upload files (multipart field ``files``), ingested at once
 DELETE /v1/documents/{source}?root=...   remove one document
-GET  /health                liveness (no data, no key needed)
+GET  /health                liveness and the model's state (no data, no key needed): 200 while it answers,
+                            busy or not; 503 when a generation has held the model past llm.timeout_s
+                            without producing a token (wedged: restart the process)
 
 With ``server.api_key`` set, every other route needs ``Authorization: Bearer <key>``. No interactive
 docs page: it would load its scripts from a CDN, and nothing here reaches the network.
@@ -20,15 +22,18 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, File, HTTPException, Request, UploadFile
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
+from api.runs import AnswerRun, ClientGone
 from api.service import Service, SessionChoices
-from rag.answer import Answer, AnswerStream
+from rag.activity import Cancellation
+from rag.answer import Answer
 from rag.errors import IngestLockedError, LLMServerError, ModelFileError, SourcierError, StoreError
 from rag.packing import Turn
 
@@ -183,15 +188,17 @@ def create_app(service: Service) -> FastAPI:
     guarded = [Depends(authorize)]
 
     @app.get("/health")
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
+    async def health() -> JSONResponse:
+        # async: answered by the event loop itself, even when every worker thread is stuck
+        report = service.health()
+        return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)
 
     @app.get("/v1/models", dependencies=guarded)
     def models() -> dict[str, Any]:
         return {"object": "list", "data": [{"id": MODEL_NAME, "object": "model", "created": 0, "owned_by": "local"}]}
 
     @app.post("/v1/chat/completions", dependencies=guarded, response_model=None)
-    def chat(body: ChatRequest) -> Any:
+    async def chat(body: ChatRequest, request: Request) -> Any:
         question, history = conversation(body.messages)
         defaults = service.defaults()
         choices = SessionChoices(
@@ -201,15 +208,26 @@ def create_app(service: Service) -> FastAPI:
             system_prompt=defaults.system_prompt,
             model_path=None,
         )
-        stream = service.answerer(choices).stream(question, history)  # bad questions fail here, before any 200
+        cancel = Cancellation()
+        # Retrieval and packing (and the model's first load) block: a worker thread. Bad questions fail
+        # here, before any 200.
+        stream = await run_in_threadpool(lambda: service.answerer(choices).stream(question, history, cancel))
+        run = AnswerRun(stream, cancel).start()
         ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         if body.stream:
-            return StreamingResponse(
-                sse_chunks(stream, ident, created),
+            return AnswerResponse(
+                run,
+                sse_chunks(run, request.is_disconnected, ident, created),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache"},
             )
-        text = "".join(stream)
+        try:
+            text = await run.text(request.is_disconnected)
+        except ClientGone:
+            return Response(status_code=499)  # nobody is there to read it (nginx's "client closed request")
+        finally:
+            run.cancel()
+        stream = run.stream
         assert stream.answer is not None
         return {
             "id": ident,
@@ -281,7 +299,24 @@ def create_app(service: Service) -> FastAPI:
     return app
 
 
-def sse_chunks(stream: AnswerStream, ident: str, created: int) -> Iterator[str]:
+class AnswerResponse(StreamingResponse):
+    """A streamed answer whose run is cancelled when the response ends, however it ends (finished, client
+    gone, server shutting down, an error while sending)."""
+
+    def __init__(self, run: AnswerRun, content: AsyncIterator[str], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self.run = run
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.run.cancel("response ended")
+
+
+async def sse_chunks(
+    run: AnswerRun, disconnected: Callable[[], Awaitable[bool]], ident: str, created: int
+) -> AsyncIterator[str]:
     """The answer as OpenAI chat-completion chunks (server-sent events), sources in the last one."""
 
     def event(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
@@ -297,13 +332,16 @@ def sse_chunks(stream: AnswerStream, ident: str, created: int) -> Iterator[str]:
 
     yield event({"role": "assistant", "content": ""})
     try:
-        for piece in stream:
+        async for piece in run.pieces(disconnected):
             yield event({"content": piece})
+    except ClientGone:
+        return
     except SourcierError as exc:  # the status line is already sent: the error travels as an event
         err = api_error(exc)
         yield f"data: {json.dumps(error_body(err.message, err.kind, err.code), ensure_ascii=False)}\n\n"
         return
-    assert stream.answer is not None
+    answer = run.answer
+    assert answer is not None
     # The streamed pieces are the model's raw words; ``text`` is the answer as checked (invalid [n] removed).
-    yield event({}, "stop", usage=usage(stream.answer), text=stream.answer.text, **answer_extras(stream.answer))
+    yield event({}, "stop", usage=usage(answer), text=answer.text, **answer_extras(answer))
     yield "data: [DONE]\n\n"

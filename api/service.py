@@ -60,6 +60,24 @@ class Service:
     def model_loaded(self, path: Path | None = None) -> bool:
         return path in self._models
 
+    def health(self) -> dict[str, Any]:
+        """The model's state for a health check: ``status`` "ok", or "unhealthy" when a generation has held
+        the model for longer than ``llm.timeout_s`` without producing anything (a wedged process, which an
+        orchestrator should restart)."""
+        limit = self.settings.llm.timeout_s
+        models = list(self._models.values())
+        if not models:
+            return {"status": "ok", "model": {"loaded": False, "busy": False}, "stall_limit_s": limit}
+        state = models[0].activity.state()
+        report: dict[str, Any] = {"status": "ok", "model": {"loaded": True, **state.as_dict()}, "stall_limit_s": limit}
+        if state.quiet_s is not None and state.quiet_s > limit:
+            report["status"] = "unhealthy"
+            report["reason"] = (
+                f"a generation has held the model for {state.busy_s:.0f} s and produced nothing for "
+                f"{state.quiet_s:.0f} s (llm.timeout_s = {limit:g} s)"
+            )
+        return report
+
     def answerer(self, choices: SessionChoices) -> Answerer:
         settings = self.settings.model_copy(deep=True)
         settings.retrieval.k = choices.k

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from rag.activity import Cancellation, ModelActivity, cancelled
 from rag.citations import Citation, check_citations
 from rag.errors import SourcierError
 from rag.llm import Prompt
@@ -48,12 +49,17 @@ class Generator(Protocol):
 
     prompter: Prompting
     n_ctx: int
+    activity: ModelActivity
 
     def stream(
-        self, prompt: Prompt, max_tokens: int | None = None, decoding: LLMSettings | None = None
+        self,
+        prompt: Prompt,
+        max_tokens: int | None = None,
+        decoding: LLMSettings | None = None,
+        cancel: Cancellation | None = None,
     ) -> Iterator[str]: ...
 
-    def answerability(self, prompt: Prompt) -> float | None: ...
+    def answerability(self, prompt: Prompt, cancel: Cancellation | None = None) -> float | None: ...
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,7 @@ class Answer:
     dropped_passages: int = 0
     answerability: float | None = None  # the model's P(yes) that the passages hold the answer
     timings: Timings = field(default_factory=Timings)
+    cancelled: bool = False  # generation was stopped before the model finished (the client went away)
 
     @property
     def cited_sources(self) -> list[Source]:
@@ -136,7 +143,11 @@ def detect_language(text: str) -> str:
 
 
 class AnswerStream:
-    """Text pieces as they are generated; ``answer`` is final once the iteration has ended."""
+    """Text pieces as they are generated; ``answer`` is final once the iteration has ended.
+
+    Iterate it once. Stopping early (``close()``, or leaving the loop) releases the model at once: the
+    generator chain down to the model's own is closed explicitly, never left to the garbage collector.
+    """
 
     def __init__(self, pieces: Iterator[str], finish: Callable[[str], Answer]) -> None:
         self._pieces = pieces
@@ -145,10 +156,18 @@ class AnswerStream:
 
     def __iter__(self) -> Iterator[str]:
         text = []
-        for piece in self._pieces:
-            text.append(piece)
-            yield piece
+        try:
+            for piece in self._pieces:
+                text.append(piece)
+                yield piece
+        finally:
+            self.close()
         self.answer = self._finish("".join(text))
+
+    def close(self) -> None:
+        close = getattr(self._pieces, "close", None)
+        if close is not None:
+            close()
 
 
 class Answerer:
@@ -166,7 +185,10 @@ class Answerer:
         assert stream.answer is not None
         return stream.answer
 
-    def stream(self, question: str, history: Sequence[Turn] = ()) -> AnswerStream:
+    def stream(self, question: str, history: Sequence[Turn] = (), cancel: Cancellation | None = None) -> AnswerStream:
+        """Retrieve and pack now (a bad question fails here); generate as the stream is read. Once ``cancel``
+        is set the stream ends at the next token (the model stops at once) and its answer is marked
+        ``cancelled``."""
         question = clean_question(question)
         language = detect_language(question)
         timings = Timings()
@@ -194,24 +216,30 @@ class Answerer:
             # Only the model's own time counts: a slow reader (the page drawing each piece) is not the model.
             start = time.perf_counter()
             if self.settings.llm.answerability_check:
-                check["score"] = score = self.llm.answerability(self._check_prompt(system, packed, question))
+                check_prompt = self._check_prompt(system, packed, question)
+                check["score"] = score = self.llm.answerability(check_prompt, cancel=cancel)
                 timings.check_ms = (time.perf_counter() - start) * 1000
                 if score is not None and score < self.settings.llm.min_answerability:
                     yield NOT_FOUND[language]
                     return
-            generated = iter(self.llm.stream(packed.prompt, decoding=self.settings.llm))
+            generated = iter(self.llm.stream(packed.prompt, decoding=self.settings.llm, cancel=cancel))
             busy = time.perf_counter() - start
-            while True:
-                start = time.perf_counter()
-                piece = next(generated, None)
-                busy += time.perf_counter() - start
-                timings.generation_s = busy
-                if piece is None:
-                    return
-                if timings.first_token_ms is None:
-                    timings.first_token_ms = busy * 1000
-                timings.answer_pieces += 1
-                yield piece
+            try:
+                while not cancelled(cancel):
+                    start = time.perf_counter()
+                    piece = next(generated, None)
+                    busy += time.perf_counter() - start
+                    timings.generation_s = busy
+                    if piece is None or cancelled(cancel):
+                        return
+                    if timings.first_token_ms is None:
+                        timings.first_token_ms = busy * 1000
+                    timings.answer_pieces += 1
+                    yield piece
+            finally:
+                close = getattr(generated, "close", None)
+                if close is not None:
+                    close()  # gives the model back now, whoever stopped reading
 
         def finish(text: str) -> Answer:
             score = check.get("score")
@@ -221,6 +249,7 @@ class Answerer:
                 return answer
             answer = self._finish(question, language, text, packed.passages, packed.dropped_passages, timings)
             answer.answerability = score
+            answer.cancelled = cancelled(cancel)
             return answer
 
         return AnswerStream(pieces(), finish)

@@ -10,13 +10,15 @@ added only when the model asks for one and the text lacks it, so a prompt never 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from rag.activity import Cancellation, ModelActivity, cancelled
 from rag.errors import ModelFileError
+from rag.llama_internals import install_abort_check, is_abort, last_logits
 from rag.settings import LLMSettings, Settings
 
 TEMPLATE_KEY = "tokenizer.chat_template"
@@ -147,7 +149,13 @@ def model_wants_bos(metadata: dict[str, str]) -> bool:
 
 
 class LocalLLM:
-    """A loaded GGUF model with its chat prompter and the decoding settings."""
+    """A loaded GGUF model with its chat prompter and the decoding settings.
+
+    The model has one context, shared by every page session and API request: ``activity`` lets one
+    generation at a time use it, and each one gives it back when it ends in any way (finished, closed
+    early, cancelled, an error). A cancelled generation stops between two tokens, or inside a long
+    prompt's evaluation through llama.cpp's abort callback.
+    """
 
     def __init__(self, llama: Any, prompter: ChatPrompter, settings: Settings, model_path: Path) -> None:
         self.llama = llama
@@ -155,7 +163,9 @@ class LocalLLM:
         self.settings = settings
         self.model_path = model_path
         self.last_prompt: Prompt | None = None  # what the model was last given (benchmarks, debugging)
-        self.lock = threading.Lock()
+        self.activity = ModelActivity(exclusive=True)
+        self._running: Cancellation | None = None  # the cancellation of the generation holding the model
+        install_abort_check(llama, lambda: cancelled(self._running))
 
     @property
     def n_ctx(self) -> int:
@@ -166,15 +176,20 @@ class LocalLLM:
         return decoding_kwargs(decoding or self.settings.llm)
 
     def stream(
-        self, prompt: Prompt, max_tokens: int | None = None, decoding: LLMSettings | None = None
+        self,
+        prompt: Prompt,
+        max_tokens: int | None = None,
+        decoding: LLMSettings | None = None,
+        cancel: Cancellation | None = None,
     ) -> Iterator[str]:
-        """Text pieces of the answer as the model produces them.
+        """Text pieces of the answer as the model produces them; nothing more once ``cancel`` is set.
 
-        One generation at a time: the model is shared (page sessions, API requests), so others wait
-        on its lock until this answer is finished or abandoned.
+        Others wait for the model until this answer is finished, closed or cancelled.
         """
         s = decoding or self.settings.llm
-        with self.lock:
+        with self.activity.hold(cancel) as hold, self._running_as(cancel):
+            if hold is None:
+                return
             self.last_prompt = prompt
             chunks = self.llama.create_completion(
                 prompt=prompt.tokens,
@@ -183,27 +198,54 @@ class LocalLLM:
                 stream=True,
                 **self.sampling_kwargs(s),
             )
-            for chunk in chunks:
-                text = chunk["choices"][0]["text"]
-                if text:
-                    yield text
+            try:
+                for chunk in chunks:
+                    hold.progress()
+                    if cancelled(cancel):
+                        return
+                    text = chunk["choices"][0]["text"]
+                    if text:
+                        yield text
+            except RuntimeError as exc:
+                if cancelled(cancel) and is_abort(exc):
+                    return
+                raise
+            finally:
+                chunks.close()
 
-    def answerability(self, prompt: Prompt) -> float:
+    def answerability(self, prompt: Prompt, cancel: Cancellation | None = None) -> float | None:
         """P(yes) / P(yes + no) for the first token the model would write after ``prompt``, which asks
         whether the passages hold the answer. One forward pass over the prompt's new tokens (the passages
-        stay in the model's cache for the answer that follows), nothing sampled."""
+        stay in the model's cache for the answer that follows), nothing sampled. None when cancelled."""
         import numpy as np
 
-        with self.lock:
+        with self.activity.hold(cancel) as hold, self._running_as(cancel):
+            if hold is None:
+                return None
             tokens = prompt.tokens
             cached = self.llama.longest_token_prefix(self.llama.input_ids[: self.llama.n_tokens], tokens)
             self.llama.n_tokens = min(cached, len(tokens) - 1)  # evaluate at least the last token
-            self.llama.eval(tokens[self.llama.n_tokens :])
-            logits = np.ctypeslib.as_array(self.llama._ctx.get_logits(), shape=(self.llama.n_vocab(),))
+            try:
+                self.llama.eval(tokens[self.llama.n_tokens :])
+            except RuntimeError as exc:
+                if cancelled(cancel) and is_abort(exc):
+                    return None
+                raise
+            hold.progress()
+            logits = last_logits(self.llama)
             probs = np.exp(logits - logits.max())
             yes = float(sum(probs[t] for t in self._answer_tokens(("yes", "Yes", " yes", " Yes", "YES"))))
             no = float(sum(probs[t] for t in self._answer_tokens(("no", "No", " no", " No", "NO"))))
         return yes / (yes + no) if yes + no > 0 else 0.5
+
+    @contextmanager
+    def _running_as(self, cancel: Cancellation | None) -> Iterator[None]:
+        """While the model is held: the abort callback watches this generation's cancellation."""
+        self._running = cancel
+        try:
+            yield
+        finally:
+            self._running = None
 
     def _answer_tokens(self, words: Sequence[str]) -> set[int]:
         return {self.llama.tokenize(w.encode("utf-8"), add_bos=False, special=False)[0] for w in words}

@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from rag.activity import Cancellation, ModelActivity, cancelled
 from rag.errors import LLMServerError
 from rag.llm import ZERO_WIDTH_SPACE, Prompt, decoding_kwargs
 from rag.settings import LLMSettings, Settings
@@ -69,6 +70,7 @@ class RemoteLLM:
         self.n_ctx = settings.llm.n_ctx
         self.model_path = None
         self.last_prompt: Prompt | None = None
+        self.activity = ModelActivity(exclusive=False)  # the server schedules its own requests
         self._logprobs = True  # turned off if the server refuses them
 
     def describe(self) -> str:
@@ -84,9 +86,18 @@ class RemoteLLM:
         return kwargs
 
     def stream(
-        self, prompt: Prompt, max_tokens: int | None = None, decoding: LLMSettings | None = None
+        self,
+        prompt: Prompt,
+        max_tokens: int | None = None,
+        decoding: LLMSettings | None = None,
+        cancel: Cancellation | None = None,
     ) -> Iterator[str]:
-        """Text pieces of the answer as the server sends them (server-sent events)."""
+        """Text pieces of the answer as the server sends them (server-sent events).
+
+        The upstream stream is closed when this generator is closed, finishes or fails, and at the next
+        piece the server sends once ``cancel`` is set (httpx responses are not closed from another thread):
+        the server then stops generating for a client that is gone.
+        """
         s = decoding or self.settings.llm
         self.last_prompt = prompt
         payload = {
@@ -96,23 +107,31 @@ class RemoteLLM:
             "stream": True,
             **self.sampling_kwargs(s),
         }
-        response = self._post("/chat/completions", payload, stream=True)
-        try:
-            for line in self._lines(response):
-                if not line.startswith("data:"):
-                    continue
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    return
-                piece = _delta_text(self._json(data))
-                if piece:
-                    yield piece
-        finally:
-            response.close()
+        with self.activity.hold(cancel) as hold:
+            if hold is None:
+                return
+            response = self._post("/chat/completions", payload, stream=True)
+            try:
+                for line in self._lines(response):
+                    hold.progress()
+                    if cancelled(cancel):
+                        return
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        return
+                    piece = _delta_text(self._json(data))
+                    if piece:
+                        yield piece
+            finally:
+                response.close()
 
-    def answerability(self, prompt: Prompt) -> float | None:
+    def answerability(self, prompt: Prompt, cancel: Cancellation | None = None) -> float | None:
         """P(yes) / P(yes + no) of the first answer token, from the server's log-probabilities; a server
-        without them gives its word instead (yes 1.0, no 0.0); None when it says neither."""
+        without them gives its word instead (yes 1.0, no 0.0); None when it says neither, or when cancelled."""
+        if cancelled(cancel):
+            return None
         payload: dict[str, Any] = {
             "model": self.model,
             "messages": prompt.messages,
@@ -128,7 +147,7 @@ class RemoteLLM:
             if not self._logprobs:
                 raise
             self._logprobs = False  # some servers refuse the fields: ask again without them
-            return self.answerability(prompt)
+            return self.answerability(prompt, cancel)
         choice = (reply.get("choices") or [{}])[0]
         score = _yes_share(choice.get("logprobs"))
         if score is not None:

@@ -172,7 +172,8 @@ class LLMSettings(_Group):
         120.0,
         gt=0,
         description="Longest wait for the server's next piece of answer (backend 'server'); past it, a clear "
-        "error instead of a hang.",
+        "error instead of a hang. For any backend, the API's /health turns unhealthy (503) when one generation "
+        "has held the model this long without producing a token.",
     )
     connect_timeout_s: float = Field(5.0, gt=0, description="Longest wait to connect to the LLM server.")
     retries: int = Field(
@@ -247,6 +248,12 @@ class ServerSettings(_Group):
         None,
         description="When set, every API request must carry 'Authorization: Bearer <key>' (the page is not "
         "affected; keep it on 127.0.0.1 or behind a proxy with its own login).",
+    )
+    shutdown_grace_s: int = Field(
+        3,
+        ge=0,
+        description="On SIGTERM, how long the API lets requests in flight finish before cancelling them "
+        "(their generations stop at once) and exiting.",
     )
     language: Literal["auto", "en", "fr"] = Field(
         "auto", description="Language of the page's interface ('auto': from the system locale)."

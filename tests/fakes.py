@@ -123,9 +123,12 @@ class CharTokenizer:
 class FakeLLM:
     """Queued replies, streamed word by word; records the prompts it was given (like llm's MockModel)."""
 
-    def __init__(self, replies: list[str], n_ctx: int = 4096) -> None:
+    def __init__(self, replies: list[str], n_ctx: int = 4096, piece_delay: float = 0.0) -> None:
+        from rag.activity import ModelActivity
         from rag.llm import ChatPrompter
 
+        self.activity = ModelActivity(exclusive=True)
+        self.piece_delay = piece_delay  # seconds per piece, for tests of slow answers
         self.replies = list(replies)
         self.prompts = []
         self.decodings = []
@@ -134,13 +137,22 @@ class FakeLLM:
 
     answerable = 1.0  # what answerability() reports; tests set it lower to see a decline
 
-    def answerability(self, prompt):
+    def answerability(self, prompt, cancel=None):
         self.checks = [*getattr(self, "checks", []), prompt]
         return self.answerable
 
-    def stream(self, prompt, max_tokens=None, decoding=None):
-        self.prompts.append(prompt)
-        self.decodings.append(decoding)
-        reply = self.replies.pop(0)
-        yield from (w + " " for w in reply.split(" ")[:-1])
-        yield reply.split(" ")[-1]
+    def stream(self, prompt, max_tokens=None, decoding=None, cancel=None):
+        """The next queued reply word by word, holding the model like the real ones (one at a time)."""
+        with self.activity.hold(cancel) as hold:
+            if hold is None:
+                return
+            self.prompts.append(prompt)
+            self.decodings.append(decoding)
+            words = self.replies.pop(0).split(" ")
+            for i, word in enumerate(words):
+                if cancel is not None and cancel.cancelled:
+                    return
+                if self.piece_delay:
+                    time.sleep(self.piece_delay)
+                hold.progress()
+                yield word if i == len(words) - 1 else word + " "

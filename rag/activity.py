@@ -1,0 +1,141 @@
+"""Who is using the model, since when, and how to make them stop.
+
+A :class:`Cancellation` is one request's "stop now". Whoever ends the request (the client went away, its
+timeout passed, the server is shutting down) calls ``cancel()``; the work checks it between steps (a token,
+a line from an LLM server), and a local model's decode checks it from inside llama.cpp.
+
+A :class:`ModelActivity` is the model's side: with ``exclusive`` it lets one generation run at a time (a
+local GGUF has one context) and the others wait their turn, giving up the wait as soon as they are cancelled;
+either way it records what runs, since when, and the last sign of progress, so a health check can tell a
+busy model from a wedged one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+WAIT_POLL_S = 0.05  # how often a generation waiting for the model looks at its cancellation
+
+
+class Cancellation:
+    """Set once, never reset; thread-safe. The work checks it between steps (tokens, lines of a stream)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason = ""
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        if not self._event.is_set():
+            self.reason = reason
+            self._event.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._event.wait(timeout)
+
+
+def cancelled(cancel: Cancellation | None) -> bool:
+    return cancel is not None and cancel.cancelled
+
+
+class Hold:
+    """One generation's use of the model; ``progress()`` on every token keeps it from looking stuck."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self.since = self.last_progress = clock()
+
+    def progress(self) -> None:
+        self.last_progress = self._clock()
+
+
+@dataclass(frozen=True)
+class ActivityState:
+    """A snapshot for health checks."""
+
+    running: int  # generations using the model now
+    waiting: int  # generations queued for it (exclusive models only)
+    busy_s: float | None  # how long the oldest running generation has held it
+    quiet_s: float | None  # longest time any running generation has gone without progress
+
+    @property
+    def busy(self) -> bool:
+        return self.running > 0
+
+    def as_dict(self) -> dict[str, object]:
+        rounded = lambda x: None if x is None else round(x, 2)  # noqa: E731
+        return {
+            "busy": self.busy,
+            "running": self.running,
+            "waiting": self.waiting,
+            "busy_s": rounded(self.busy_s),
+            "since_progress_s": rounded(self.quiet_s),
+        }
+
+
+class ModelActivity:
+    """The model's generations: one at a time when ``exclusive``, each tracked while it runs."""
+
+    def __init__(self, exclusive: bool, clock: Callable[[], float] = time.monotonic) -> None:
+        self._turn = threading.Lock() if exclusive else None
+        self._guard = threading.Lock()
+        self._clock = clock
+        self._holds: set[Hold] = set()
+        self._waiting = 0
+
+    @contextmanager
+    def hold(self, cancel: Cancellation | None = None) -> Iterator[Hold | None]:
+        """The model for one generation, after the ones before it; ``None`` when cancelled while waiting.
+
+        Released when the block ends in any way (finished, closed early, an exception).
+        """
+        if not self._take_turn(cancel):
+            yield None
+            return
+        hold = Hold(self._clock)
+        with self._guard:
+            self._holds.add(hold)
+        try:
+            yield hold
+        finally:
+            with self._guard:
+                self._holds.discard(hold)
+            if self._turn is not None:
+                self._turn.release()
+
+    def _take_turn(self, cancel: Cancellation | None) -> bool:
+        if self._turn is None:
+            return not cancelled(cancel)
+        with self._guard:
+            self._waiting += 1
+        try:
+            while not self._turn.acquire(timeout=WAIT_POLL_S):
+                if cancelled(cancel):
+                    return False
+            if cancelled(cancel):
+                self._turn.release()
+                return False
+            return True
+        finally:
+            with self._guard:
+                self._waiting -= 1
+
+    def state(self) -> ActivityState:
+        now = self._clock()
+        with self._guard:
+            holds, waiting = list(self._holds), self._waiting
+        if not holds:
+            return ActivityState(0, waiting, None, None)
+        return ActivityState(
+            running=len(holds),
+            waiting=waiting,
+            busy_s=max(now - h.since for h in holds),
+            quiet_s=max(now - h.last_progress for h in holds),
+        )
