@@ -2,7 +2,8 @@
 
 A :class:`Cancellation` is one request's "stop now". Whoever ends the request (the client went away, its
 timeout passed, the server is shutting down) calls ``cancel()``; the work checks it between steps (a token,
-a line from an LLM server), and a local model's decode checks it from inside llama.cpp.
+a line from an LLM server); a local model's decode checks it from inside llama.cpp, and a read from an LLM
+server is cut short by a callback that shuts its socket down.
 
 A :class:`ModelActivity` is the model's side: with ``exclusive`` it lets one generation run at a time (a
 local GGUF has one context) and the others wait their turn, giving up the wait as soon as they are cancelled;
@@ -12,6 +13,7 @@ busy model from a wedged one.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,10 +24,13 @@ WAIT_POLL_S = 0.05  # how often a generation waiting for the model looks at its 
 
 
 class Cancellation:
-    """Set once, never reset; thread-safe. The work checks it between steps (tokens, lines of a stream)."""
+    """Set once, never reset; thread-safe. The work checks it between steps (tokens, lines of a stream);
+    what blocks in between registers a callback that unblocks it (run once, in the cancelling thread)."""
 
     def __init__(self) -> None:
         self._event = threading.Event()
+        self._guard = threading.Lock()
+        self._callbacks: list[Callable[[], None]] = []
         self.reason = ""
 
     @property
@@ -33,9 +38,29 @@ class Cancellation:
         return self._event.is_set()
 
     def cancel(self, reason: str = "cancelled") -> None:
-        if not self._event.is_set():
+        with self._guard:
+            if self._event.is_set():
+                return
             self.reason = reason
             self._event.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            with contextlib.suppress(Exception):  # unblocking is best effort: the flag is what counts
+                callback()
+
+    def on_cancel(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Run ``callback`` when cancelled (at once if already); returns a function that unregisters it."""
+        with self._guard:
+            if not self._event.is_set():
+                self._callbacks.append(callback)
+                return lambda: self._forget(callback)
+        callback()
+        return lambda: None
+
+    def _forget(self, callback: Callable[[], None]) -> None:
+        with self._guard:
+            if callback in self._callbacks:
+                self._callbacks.remove(callback)
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._event.wait(timeout)

@@ -14,9 +14,11 @@ the server and what to do.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
+import socket
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -94,9 +96,9 @@ class RemoteLLM:
     ) -> Iterator[str]:
         """Text pieces of the answer as the server sends them (server-sent events).
 
-        The upstream stream is closed when this generator is closed, finishes or fails, and at the next
-        piece the server sends once ``cancel`` is set (httpx responses are not closed from another thread):
-        the server then stops generating for a client that is gone.
+        The upstream stream is closed when this generator is closed, finishes or fails, and at once when
+        ``cancel`` is set, even while waiting for the server's first piece: the server stops generating for
+        a client that is gone.
         """
         s = decoding or self.settings.llm
         self.last_prompt = prompt
@@ -111,8 +113,9 @@ class RemoteLLM:
             if hold is None:
                 return
             response = self._post("/chat/completions", payload, stream=True)
+            forget = cancel.on_cancel(lambda: _interrupt(response)) if cancel is not None else (lambda: None)
             try:
-                for line in self._lines(response):
+                for line in self._lines(response, cancel):
                     hold.progress()
                     if cancelled(cancel):
                         return
@@ -125,6 +128,7 @@ class RemoteLLM:
                     if piece:
                         yield piece
             finally:
+                forget()
                 response.close()
 
     def answerability(self, prompt: Prompt, cancel: Cancellation | None = None) -> float | None:
@@ -186,14 +190,16 @@ class RemoteLLM:
             return response
         raise AssertionError("unreachable")
 
-    def _lines(self, response: Any) -> Iterator[str]:
+    def _lines(self, response: Any, cancel: Cancellation | None = None) -> Iterator[str]:
         import httpx
 
         try:
             yield from response.iter_lines()
-        except httpx.TimeoutException as exc:
-            raise self._unreachable(exc) from None
         except httpx.TransportError as exc:
+            if cancelled(cancel):
+                return  # we cut the connection ourselves
+            if isinstance(exc, httpx.TimeoutException):
+                raise self._unreachable(exc) from None
             raise LLMServerError(f"{self.describe()} broke off the answer: {exc}") from None
 
     def _unreachable(self, exc: Exception) -> LLMServerError:
@@ -236,6 +242,17 @@ class RemoteLLM:
         if isinstance(data, dict) and "error" in data:
             raise LLMServerError(f"{self.describe()} reported an error: {_error_detail(json.dumps(data))}")
         return data if isinstance(data, dict) else {}
+
+
+def _interrupt(response: Any) -> None:
+    """Cut a streamed response's connection from another thread: ``shutdown`` wakes the thread blocked reading
+    it (``close`` would not) and tells the server its client is gone. The socket comes from httpx's documented
+    ``network_stream`` response extension."""
+    stream = response.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 def _backoff(attempt: int) -> None:
