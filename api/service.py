@@ -125,10 +125,11 @@ def build_service(settings: Settings) -> Service:
     """The real service: the configured store and embedder; the model loads on the first question."""
     from rag.embedding import embedding_model_info, load_embedder
     from rag.llm import load_llm
+    from rag.rerank import load_reranker
     from rag.retrieval import LiveRetriever
 
     info = embedding_model_info(settings)
-    retriever = LiveRetriever(settings, load_embedder(settings, info), info)
+    retriever = LiveRetriever(settings, load_embedder(settings, info), info, load_reranker(settings))
     return Service(settings, retriever, lambda path: load_llm(settings, path))
 
 

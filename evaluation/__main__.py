@@ -1,6 +1,6 @@
 """python -m evaluation: measure retrieval and answers on a question set.
 
-    python -m evaluation piaf --limit 200 --retrieval-only --modes hybrid vector keyword
+    python -m evaluation piaf --limit 200 --retrieval-only --modes rerank hybrid vector keyword
     python -m evaluation covid_qa --limit 30 --unanswerable 10
     python -m evaluation financebench --retrieval-only
     python -m evaluation my-questions.jsonl --corpus my-docs/
@@ -42,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--retrieval-only", action="store_true", help="score retrieval only: no model, minutes not hours")
-    ap.add_argument("--modes", nargs="+", choices=["hybrid", "vector", "keyword"], help="compare retrieval modes")
+    ap.add_argument(
+        "--modes", nargs="+", choices=["rerank", "hybrid", "vector", "keyword"], help="compare retrieval modes"
+    )
     ap.add_argument("--out", type=Path, help="JSON report path (default: in the work folder)")
     ap.add_argument("--config", type=Path, help="a sourcier.toml")
     return ap
@@ -99,25 +101,31 @@ def run(args: argparse.Namespace) -> int:
     store = ingest_corpus(settings, corpus, console)
 
     from rag.embedding import load_embedder
+    from rag.rerank import load_reranker
     from rag.retrieval import Retriever
 
     embedder = load_embedder(settings)
+    reranker = load_reranker(settings)
+    if reranker is None and "rerank" in (args.modes or []):
+        reranker = load_reranker(_with_reranker(settings))
     answerer = None
     if not args.retrieval_only:
         from rag.answer import Answerer
         from rag.llm import load_llm
 
         with console.status("loading the model"):
-            answerer = Answerer(settings, Retriever(store, embedder, settings), load_llm(settings))
+            answerer = Answerer(settings, Retriever(store, embedder, settings, reranker), load_llm(settings))
     results: dict[str, Any] = {}
     for mode in args.modes or ["configured"]:
-        mode_settings = settings
+        mode_settings, mode_reranker = settings, reranker
         if mode != "configured":
-            vector, keyword = MODES[mode]
-            mode_settings = settings.model_copy(
-                update={"retrieval": settings.retrieval.model_copy(update={"vector": vector, "keyword": keyword})}
+            vector, keyword, reranked = MODES[mode]
+            retrieval = settings.retrieval.model_copy(
+                update={"vector": vector, "keyword": keyword, "reranker": "ms-marco-minilm" if reranked else "none"}
             )
-        retriever = Retriever(store, embedder, mode_settings)
+            mode_settings = settings.model_copy(update={"retrieval": retrieval})
+            mode_reranker = reranker if reranked else None
+        retriever = Retriever(store, embedder, mode_settings, mode_reranker)
         with _progress(console, f"{name} {mode}", len(questions)) as advance:
             results[mode] = evaluate(mode_settings, store, retriever, questions, answerer, advance)
     report = {
@@ -133,6 +141,13 @@ def run(args: argparse.Namespace) -> int:
     print_summary(name, {mode: r.summary for mode, r in results.items()})
     print(f"report: {out}")
     return EXIT_OK
+
+
+def _with_reranker(settings: Any) -> Any:
+    """The settings with the default reranker on (for --modes rerank when the configuration has none)."""
+    return settings.model_copy(
+        update={"retrieval": settings.retrieval.model_copy(update={"reranker": "ms-marco-minilm"})}
+    )
 
 
 def ingest_corpus(settings: Any, corpus: Path, console: Any) -> Any:
@@ -187,12 +202,21 @@ def print_summary(name: str, summaries: dict[str, dict[str, Any]]) -> None:
     table.add_row("peak RSS MB", *(str(s["peak_rss_mb"]) for s in summaries.values()))
     console = Console()
     console.print(table)
-    sweep = Table(title="similarity threshold: share declined before the model")
-    for column in ("threshold", "unanswerable declined", "answerable declined"):
-        sweep.add_column(column, justify="right")
-    for row in first["threshold_sweep"]:
-        sweep.add_row(*("-" if v is None else str(v) for v in row.values()))
-    console.print(sweep)
+    for key, title in (
+        ("threshold_sweep", "similarity threshold: share declined before the model"),
+        ("rerank_sweep", "rerank relevance threshold: share declined before the model"),
+    ):
+        rows = next(
+            (s[key] for s in summaries.values() if any(r["answerable_declined"] is not None for r in s[key])), None
+        )
+        if rows is None:
+            continue
+        sweep = Table(title=title)
+        for column in ("threshold", "unanswerable declined", "answerable declined"):
+            sweep.add_column(column, justify="right")
+        for row in rows:
+            sweep.add_row(*("-" if v is None else str(v) for v in row.values()))
+        console.print(sweep)
 
 
 if __name__ == "__main__":

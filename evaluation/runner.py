@@ -24,8 +24,15 @@ from rag.retrieval import Retriever
 from rag.settings import Settings
 from rag.store import Store
 
-KS = (1, 5, 10)
-MODES = {"hybrid": (True, True), "vector": (True, False), "keyword": (False, True)}
+KS = (1, 3, 5, 10)
+# mode: (vector search, keyword search, cross-encoder reranking)
+MODES = {
+    "rerank": (True, True, True),
+    "hybrid": (True, True, False),
+    "vector": (True, False, False),
+    "keyword": (False, True, False),
+}
+RERANK_THRESHOLDS = (0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5)
 THRESHOLDS = (0.0, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6)
 
 
@@ -81,6 +88,8 @@ def retrieval_row(retriever: Retriever, question: Question, gold: set[str]) -> d
     row: dict[str, Any] = {"retrieval_ms": (time.perf_counter() - t0) * 1000}
     similarities = [p.similarity for p in passages if p.similarity is not None]
     row["top_similarity"] = max(similarities) if similarities else None
+    relevances = [p.rerank_score for p in passages if p.rerank_score is not None]
+    row["top_rerank"] = max(relevances) if relevances else None
     if question.answerable:
         ranked = [p.chunk_id for p in passages]
         row["gold_chunks"] = len(gold)
@@ -185,12 +194,16 @@ def summarize(rows: Sequence[dict[str, Any]], settings: Settings, answered: bool
             "p95_ms": _round(m.percentile(latencies, 95)),
         },
         "threshold_sweep": threshold_sweep(answerable, unanswerable),
+        "rerank_sweep": threshold_sweep(answerable, unanswerable, "top_rerank", RERANK_THRESHOLDS),
         "settings": {
             "chunk_tokens": settings.chunking.chunk_tokens,
             "overlap_tokens": settings.chunking.overlap_tokens,
             "k": settings.retrieval.k,
             "vector": settings.retrieval.vector,
             "keyword": settings.retrieval.keyword,
+            "reranker": settings.retrieval.reranker,
+            "candidates_for_rerank": settings.retrieval.candidates_for_rerank,
+            "min_rerank_score": settings.retrieval.min_rerank_score,
             "min_similarity": settings.retrieval.similarity_floor(settings.embedding.backend),
         },
         "peak_rss_mb": round(_peak_rss_mb()),
@@ -226,12 +239,18 @@ def summarize(rows: Sequence[dict[str, Any]], settings: Settings, answered: bool
     return summary
 
 
-def threshold_sweep(answerable: Sequence[dict[str, Any]], unanswerable: Sequence[dict[str, Any]]) -> list[dict]:
-    """For each similarity threshold: how many unanswerable questions it would decline before the model,
-    and how many answerable ones it would wrongly decline (the calibration of retrieval.min_similarity)."""
+def threshold_sweep(
+    answerable: Sequence[dict[str, Any]],
+    unanswerable: Sequence[dict[str, Any]],
+    key: str = "top_similarity",
+    thresholds: Sequence[float] = THRESHOLDS,
+) -> list[dict]:
+    """For each threshold on the best passage's ``key`` (vector similarity, or the reranker's relevance): how
+    many unanswerable questions it would decline before the model, and how many answerable ones it would
+    wrongly decline (the calibration of retrieval.min_similarity and retrieval.min_rerank_score)."""
 
     def declined(rows: Sequence[dict[str, Any]], t: float) -> float | None:
-        values = [r["top_similarity"] for r in rows if r["top_similarity"] is not None]
+        values = [r[key] for r in rows if r.get(key) is not None]
         return round(sum(v < t for v in values) / len(values), 3) if values else None
 
     return [
@@ -240,7 +259,7 @@ def threshold_sweep(answerable: Sequence[dict[str, Any]], unanswerable: Sequence
             "unanswerable_declined": declined(unanswerable, t),
             "answerable_declined": declined(answerable, t),
         }
-        for t in THRESHOLDS
+        for t in thresholds
     ]
 
 

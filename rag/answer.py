@@ -153,6 +153,7 @@ class AnswerStream:
         self._pieces = pieces
         self._finish = finish
         self.answer: Answer | None = None
+        self.answer_cancelled = False  # cancelled before retrieval could run
 
     def __iter__(self) -> Iterator[str]:
         text = []
@@ -194,10 +195,16 @@ class Answerer:
         timings = Timings()
         t0 = time.perf_counter()
         query = question if not history else f"{history[-1].question} {question}"
-        passages = self.retriever.search(query, self.settings.retrieval.k)
+        # Retrieval (query embedding, cross-encoder) and generation share the same cores: a local model
+        # lets one of them run at a time, so a question being reranked never slows an answer being written.
+        with self.llm.activity.hold(cancel) as turn:
+            passages = self.retriever.search(query, self.settings.retrieval.k) if turn is not None else []
         timings.retrieval_ms = (time.perf_counter() - t0) * 1000
-        if not self._relevant(passages):
-            return self._not_found(question, language, passages, timings)
+        if turn is None or not self._relevant(passages):
+            stream = self._not_found(question, language, passages, timings)
+            if turn is None:
+                stream.answer_cancelled = True
+            return stream
         system = system_prompt(self.settings.llm.system_prompt, language)
         packed = pack_prompt(
             self.llm.prompter,
@@ -260,19 +267,28 @@ class Answerer:
         return self.llm.prompter.render(messages)
 
     def _relevant(self, passages: list[Passage]) -> bool:
+        """Whether the passages may hold the answer: the best vector similarity reaches
+        ``retrieval.similarity_floor`` and, when a reranker scored them, the best relevance reaches
+        ``retrieval.min_rerank_score``. Otherwise the model is not called."""
         if not passages:
             return False
-        threshold = self.settings.retrieval.similarity_floor(self.settings.embedding.backend)
+        r = self.settings.retrieval
         best = max((p.similarity for p in passages if p.similarity is not None), default=None)
-        return best is None or best >= threshold
+        if best is not None and best < r.similarity_floor(self.settings.embedding.backend):
+            return False
+        relevance = max((p.rerank_score for p in passages if p.rerank_score is not None), default=None)
+        return relevance is None or relevance >= r.min_rerank_score
 
     def _not_found(self, question: str, language: str, passages: list[Passage], timings: Timings) -> AnswerStream:
         answer = declined(question, language, passages, timings)
+        stream: AnswerStream
 
         def finish(_: str) -> Answer:
+            answer.cancelled = stream.answer_cancelled
             return answer
 
-        return AnswerStream(iter([answer.text]), finish)
+        stream = AnswerStream(iter([answer.text]), finish)
+        return stream
 
     def _finish(
         self, question: str, language: str, text: str, passages: list[Passage], dropped: int, timings: Timings

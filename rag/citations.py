@@ -97,12 +97,49 @@ def check_citations(answer: str, passages: Sequence[str], min_overlap: float = 0
 
     text = MARKER.sub(keep_valid, answer)
     text = re.sub(r"[ \t]+([.,;:!?])", r"\1", text)  # a removed marker leaves no space before punctuation
+    text = attach_filler_citations(text)
     citations = []
     for sentence in split_sentences(text):
         for n in dict.fromkeys(int(x) for x in re.findall(r"\[(\d+)\]", sentence)):
             ok, overlap = support(sentence, passages[n - 1], min_overlap)
             citations.append(Citation(n, sentence.strip(), ok, overlap))
     return CitationReport(text=text, citations=citations, invalid_markers=invalid)
+
+
+# Words a model writes around markers without saying anything ("Citez [3][4].", "Sources: [1]", "See [2].").
+_FILLER_WORDS = {
+    "cite", "cited", "citez", "citer", "cité", "cités", "citation", "citations", "source", "sources", "see",
+    "voir", "ref", "refs", "reference", "references", "référence", "références", "passage", "passages", "cf",
+    "and", "et", "also", "aussi", "the", "les", "le", "la", "in", "dans",
+}  # fmt: skip
+_SEPARATED = re.compile(r"((?<=[.!?])\s+|\n+)")
+
+
+def is_filler(sentence: str) -> bool:
+    """A sentence made only of citation markers and words that say nothing ("Sources: [1]", "[2][3].")."""
+    if not MARKER.search(sentence):
+        return False
+    return all(w in _FILLER_WORDS for w in re.findall(r"\w+", MARKER.sub("", sentence).lower()))
+
+
+def attach_filler_citations(text: str) -> str:
+    """Give the markers of each filler sentence to the sentence before it and drop the filler's words:
+    "It lasted 47 minutes. Citez [3][4]." becomes "It lasted 47 minutes [3][4].", so the citations are
+    judged (and shown) against the claim they were written for."""
+    parts = _SEPARATED.split(text) + [""]
+    pairs = [[parts[i], parts[i + 1]] for i in range(0, len(parts) - 1, 2)]  # [sentence, separator after it]
+    kept: list[list[str]] = []
+    for sentence, separator in pairs:
+        if kept and kept[-1][0].strip() and is_filler(sentence):
+            markers = "".join(f"[{n}]" for n in dict.fromkeys(re.findall(r"\[(\d+)\]", sentence)))
+            head = re.match(r"(.*?)([.!?:;]*)$", kept[-1][0].rstrip(), re.DOTALL)
+            assert head is not None
+            claim = head.group(1).rstrip()
+            kept[-1][0] = f"{claim}{'' if claim.endswith(']') else ' '}{markers}{head.group(2)}"
+            kept[-1][1] = separator
+            continue
+        kept.append([sentence, separator])
+    return "".join(sentence + separator for sentence, separator in kept)
 
 
 def split_sentences(text: str) -> list[str]:

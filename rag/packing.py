@@ -40,6 +40,7 @@ class Passage:
     score: float
     root: str = ""
     similarity: float | None = None  # cosine similarity to the question, when vector search found it
+    rerank_score: float | None = None  # the cross-encoder's relevance (0-1), when a reranker ordered it
 
 
 @dataclass(frozen=True)

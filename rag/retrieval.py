@@ -1,15 +1,19 @@
-"""Find the passages for a question: vector search and BM25 keyword search, fused by reciprocal rank.
+"""Find the passages for a question: vector search and BM25 keyword search, fused by reciprocal rank,
+then reordered by a cross-encoder.
 
 Both searches look at the same chunks of the Chroma store and can be switched off in the settings
 (``retrieval.vector``, ``retrieval.keyword``) for comparison. The keyword index is built from the
-store's documents when first needed and kept for the life of the retriever.
+store's documents when first needed and kept for the life of the retriever. With a reranker
+(``retrieval.reranker``, see ``rag.rerank``), the fusion proposes ``retrieval.candidates_for_rerank``
+passages, all scored in one batch, and the best ``k`` are returned, best first.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from rag.embedding import Embedder, EmbeddingModelInfo
 from rag.errors import SettingsError, StoreError
@@ -17,6 +21,9 @@ from rag.packing import Passage
 from rag.settings import Settings
 from rag.store import Hit, Store, drop_cached_stores, open_store
 from rag.text import keyword_tokens
+
+if TYPE_CHECKING:
+    from rag.rerank import Reranker
 
 
 def reciprocal_rank_fusion(
@@ -58,13 +65,16 @@ class KeywordIndex:
 class Retriever:
     """Hybrid search over the store; returns ranked passages with their provenance."""
 
-    def __init__(self, store: Store, embedder: Embedder, settings: Settings) -> None:
+    def __init__(
+        self, store: Store, embedder: Embedder, settings: Settings, reranker: Reranker | None = None
+    ) -> None:
         r = settings.retrieval
         if not (r.vector or r.keyword):
             raise SettingsError("retrieval.vector and retrieval.keyword are both off: nothing can be searched")
         self.store = store
         self.embedder = embedder
         self.settings = settings
+        self.reranker = reranker
         self._keyword: KeywordIndex | None = None
 
     @property
@@ -79,8 +89,15 @@ class Retriever:
 
     def search(self, query: str, k: int | None = None) -> list[Passage]:
         """The ``k`` best passages for ``query`` (``retrieval.k`` by default), best first."""
+        k = k or self.settings.retrieval.k
+        if self.reranker is None:
+            return self.hybrid(query, k)
+        candidates = self.hybrid(query, max(k, self.settings.retrieval.candidates_for_rerank))
+        return rerank(self.reranker, query, candidates)[:k]
+
+    def hybrid(self, query: str, k: int) -> list[Passage]:
+        """The ``k`` best passages of the fused vector and keyword rankings."""
         r = self.settings.retrieval
-        k = k or r.k
         rankings, weights = [], []
         similarity: dict[str, float] = {}
         if r.vector:
@@ -117,10 +134,13 @@ class LiveRetriever:
     is retried once on a fresh copy.
     """
 
-    def __init__(self, settings: Settings, embedder: Embedder, model: EmbeddingModelInfo) -> None:
+    def __init__(
+        self, settings: Settings, embedder: Embedder, model: EmbeddingModelInfo, reranker: Reranker | None = None
+    ) -> None:
         self.settings = settings
         self.embedder = embedder
         self.model = model
+        self.reranker = reranker
         self._lock = threading.Lock()
         self._retriever = self._open(drop_cache=False)
 
@@ -147,7 +167,15 @@ class LiveRetriever:
             drop_cached_stores(self.settings.paths.store_dir)
         store = open_store(self.settings, self.model)
         self._version = store.version()
-        return Retriever(store, self.embedder, self.settings)
+        return Retriever(store, self.embedder, self.settings, self.reranker)
+
+
+def rerank(reranker: Reranker, query: str, passages: Sequence[Passage]) -> list[Passage]:
+    """``passages`` ordered by the reranker's relevance, best first (ties keep the fused order), each carrying
+    its ``rerank_score``."""
+    scores = reranker.score(query, [p.text for p in passages])
+    scored = [replace(p, rerank_score=round(s, 6)) for p, s in zip(passages, scores, strict=True)]
+    return sorted(scored, key=lambda p: -(p.rerank_score or 0.0))
 
 
 def _passage(chunk_id: str, text: str, meta: dict[str, Any], score: float, similarity: float | None) -> Passage:
@@ -168,6 +196,7 @@ def build_retriever(settings: Settings) -> Retriever:
     """The configured store and embedder behind a retriever; refuses an empty store (cheap, before any model)."""
     from rag.embedding import embedding_model_info, load_embedder
     from rag.errors import StoreError
+    from rag.rerank import load_reranker
     from rag.store import open_store
 
     info = embedding_model_info(settings)
@@ -176,4 +205,4 @@ def build_retriever(settings: Settings) -> Retriever:
         raise StoreError(
             f"the store is empty ({store.describe()}): run python -m ingest first (e.g. python -m ingest data)"
         )
-    return Retriever(store, load_embedder(settings, info), settings)
+    return Retriever(store, load_embedder(settings, info), settings, load_reranker(settings))

