@@ -8,8 +8,14 @@
 2. Generation: for a few questions on the sample store, answer() with the default model, then the same
    prompt tokens through raw Llama.create_completion; the KV cache is reset before each run. Prints time
    to first token and tokens/s, and ours/raw ratios (target >= 0.95).
+3. Reranking (--rerank N): the packaged cross-encoder on batches of 20 real chunks of 128 tokens against
+   one question, through rag.rerank and through a raw onnxruntime session on the same tokens; p50/p95 ms.
+4. Pipeline (--pipeline): the sample questions asked in a row (the model's cache kept between them, as in
+   the page and the API), today's pipeline (no reranker, k 8) against the default (reranker, retrieval.k):
+   time to first token p50, prompt tokens, retrieval time; and the same with the cache reset before each
+   question (what keeping the shared system prompt evaluated saves).
 
-    .venv/bin/python benchmarks/answer_bench.py [--sizes 10000 100000] [--questions 3]
+    .venv/bin/python benchmarks/answer_bench.py [--sizes 10000 100000] [--questions 3] [--rerank 30] [--pipeline]
 """
 
 from __future__ import annotations
@@ -163,15 +169,113 @@ def generation(n_questions: int) -> dict:
     return result
 
 
+def rerank_latency(rounds: int, batch: int = 20) -> dict:
+    """rag.rerank's packaged cross-encoder vs a raw onnxruntime session on the same 20-passage batches."""
+    import numpy as np
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    from rag.rerank import MS_MARCO_MINILM, load_reranker
+    from rag.settings import Settings
+
+    settings = Settings()
+    reranker = load_reranker(settings)
+    texts = passage_texts()
+    rng = random.Random(3)
+    batches = [(rng.choice(QUESTIONS), rng.sample(texts, batch)) for _ in range(rounds)]
+    folder = MS_MARCO_MINILM.path()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = settings.retrieval.reranker_threads, 1
+    session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tokenizer.enable_truncation(max_length=512)
+    tokenizer.enable_padding()
+    ours, raw, lengths = [], [], []
+    reranker.score(*batches[0])  # warm up both
+    for question, passages in batches:
+        t = time.perf_counter()
+        reranker.score(question, passages)
+        ours.append((time.perf_counter() - t) * 1000)
+        t = time.perf_counter()
+        enc = tokenizer.encode_batch([(question, p) for p in passages])
+        feed = {
+            "input_ids": np.array([e.ids for e in enc], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64),
+            "token_type_ids": np.array([e.type_ids for e in enc], dtype=np.int64),
+        }
+        session.run(None, feed)
+        raw.append((time.perf_counter() - t) * 1000)
+        lengths.append(len(enc[0].ids))
+    result = {
+        "batches": rounds,
+        "pairs_per_batch": batch,
+        "padded_tokens_per_pair": round(statistics.mean(lengths)),
+        "rerank_p50_ms": round(percentile(ours, 0.5), 1),
+        "rerank_p95_ms": round(percentile(ours, 0.95), 1),
+        "raw_onnxruntime_p50_ms": round(percentile(raw, 0.5), 1),
+        "ratio_raw_over_ours_p50": round(percentile(raw, 0.5) / percentile(ours, 0.5), 3),
+    }
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def pipeline(reset_each: bool) -> list[dict]:
+    """TTFT p50 and prompt tokens of today's pipeline (no reranker, k 8) and of the default settings."""
+    from rag.answer import build_answerer
+    from rag.llm import load_llm
+    from rag.settings import load_settings
+
+    base = load_settings()
+    llm = load_llm(base)
+    rows = []
+    for label, reranker, k in (("today (hybrid, k 8)", "none", 8), ("default", base.retrieval.reranker, None)):
+        settings = load_settings()
+        settings.retrieval.reranker = reranker
+        settings.retrieval.k = k or base.retrieval.k
+        answerer = build_answerer(settings, llm)
+        llm.llama.reset()
+        ttft, prompt, retrieval = [], [], []
+        for q in QUESTIONS:
+            if reset_each:
+                llm.llama.reset()
+            a = answerer.answer(q)
+            if a.timings.first_token_ms is not None:
+                ttft.append(a.timings.first_token_ms)
+                prompt.append(a.timings.prompt_tokens)
+            retrieval.append(a.timings.retrieval_ms)
+        row = {
+            "pipeline": label,
+            "cache": "reset before each question" if reset_each else "kept between questions",
+            "k": settings.retrieval.k,
+            "reranker": reranker,
+            "answered": len(ttft),
+            "ttft_p50_ms": round(statistics.median(ttft)) if ttft else None,
+            "prompt_tokens_mean": round(statistics.mean(prompt)) if prompt else None,
+            "retrieval_p50_ms": round(statistics.median(retrieval), 1),
+        }
+        rows.append(row)
+        print(json.dumps(row, ensure_ascii=False), flush=True)
+    if rows[0]["ttft_p50_ms"] and rows[1]["ttft_p50_ms"]:
+        print(json.dumps({"ratio_ttft_default_over_today": round(rows[1]["ttft_p50_ms"] / rows[0]["ttft_p50_ms"], 3)}))
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000])
     ap.add_argument("--questions", type=int, default=3)
+    ap.add_argument("--rerank", type=int, default=0, help="batches of 20 passages to rerank (0: skip)")
+    ap.add_argument("--pipeline", action="store_true", help="TTFT of today's pipeline vs the default")
     args = ap.parse_args()
     if args.sizes:
         retrieval_latency(args.sizes)
     if args.questions:
         generation(args.questions)
+    if args.rerank:
+        rerank_latency(args.rerank)
+    if args.pipeline:
+        pipeline(reset_each=False)
+        pipeline(reset_each=True)
 
 
 if __name__ == "__main__":
