@@ -121,6 +121,7 @@ def source_dict(source: Any) -> dict[str, Any]:
         "text": p.text,
         "score": p.score,
         "similarity": p.similarity,
+        "relevance": p.rerank_score,
         "cited": source.cited,
         "supported": source.supported,
     }

@@ -134,14 +134,16 @@ def print_sources(answer: Answer) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    reranked = any(s.passage.rerank_score is not None for s in answer.sources)
     table = Table(show_header=True, header_style="bold", title=None)
-    for col in ("n", "file", "page", "score", "cited"):
-        table.add_column(col, justify="right" if col in ("n", "page", "score") else "left")
-    for s in answer.sources:
+    columns = ("n", "file", "page", "relevance" if reranked else "score", "cited")
+    for col in columns:
+        table.add_column(col, justify="right" if col in ("n", "page", "score", "relevance") else "left")
+    for s in answer.sources_for_display:
         cited = "no" if not s.cited else ("yes" if s.supported else "yes (not supported)")
         p = s.passage
-        score = p.similarity if p.similarity is not None else p.score
-        table.add_row(str(s.number), p.source, str(p.page or "-"), f"{score:.3f}", cited)
+        score = p.rerank_score if reranked else (p.similarity if p.similarity is not None else p.score)
+        table.add_row(str(s.number), p.source, str(p.page or "-"), f"{score or 0:.3f}", cited)
     console = Console()
     if answer.sources:
         console.print(table)

@@ -109,6 +109,11 @@ class Answer:
         return [s for s in self.sources if s.cited]
 
     @property
+    def sources_for_display(self) -> list[Source]:
+        """The passages given to the model, cited ones first (each keeps its number)."""
+        return sorted(self.sources, key=lambda s: (not s.cited, s.number))
+
+    @property
     def unsupported_citations(self) -> list[Citation]:
         return [c for c in self.citations if not c.supported]
 

@@ -144,7 +144,7 @@ def show_answer(service: Service, answer: Answer, lang: str, streamed: bool) -> 
 
 def show_sources(service: Service, answer: Answer, lang: str) -> None:
     st.markdown(f"**{tr(lang, 'sources')}**")
-    for source in answer.sources:
+    for source in answer.sources_for_display:
         p = source.passage
         where = f"{p.source}, {tr(lang, 'page')} {p.page}" if p.page else p.source
         mark = tr(lang, "cited") if source.cited else tr(lang, "uncited")
@@ -156,6 +156,8 @@ def show_sources(service: Service, answer: Answer, lang: str) -> None:
         label = f"[{source.number}] {where} · {mark}"
         with st.expander(plain(label), icon=icon, expanded=False):
             details = f"{tr(lang, 'score')} {p.score:.4f}"
+            if p.rerank_score is not None:
+                details = f"{tr(lang, 'relevance')} {p.rerank_score:.2f} · " + details
             if p.similarity is not None:
                 details += f" · {tr(lang, 'similarity')} {p.similarity:.2f}"
             st.caption(details)
