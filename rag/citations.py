@@ -113,6 +113,9 @@ _FILLER_WORDS = {
     "and", "et", "also", "aussi", "the", "les", "le", "la", "in", "dans", "this", "it", "is", "as", "c", "est",
     "ce", "cela", "ceci", "comme", "mentioned", "stated", "indicated", "shown", "mentionné", "mentionnée",
     "indiqué", "indiquée", "précisé", "according", "to", "selon", "from", "de", "du", "des", "par", "by",
+    "qui", "that", "which", "cites", "mentionne", "mentions", "states", "indique", "indicates", "says",
+    "dit", "cette", "information", "informations", "contains", "contient", "là", "here", "ici", "en",
+    "are", "sont", "was", "été", "a", "où", "where", "found", "trouve", "trouvée", "provides", "fournit",
 }  # fmt: skip
 _SEPARATED = re.compile(r"((?<=[.!?])\s+|\n+)")
 

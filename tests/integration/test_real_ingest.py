@@ -76,14 +76,12 @@ def test_no_chunk_exceeds_what_the_embedding_model_reads(sample_store):
     ],
 )
 def test_a_question_finds_the_passage_that_answers_it(sample_store, question, source, needle):
-    from rag.embedding import load_embedder
+    from rag.retrieval import build_retriever
 
-    settings, store = open_real_store(sample_store)
-    vec = load_embedder(settings).embed_query(question)
-    k = settings.retrieval.k  # what the answer step will give the model
-    hits = store.collection.query(query_embeddings=[vec], n_results=k, include=["documents", "metadatas"])
-    top = list(zip(hits["documents"][0], hits["metadatas"][0], strict=True))
-    assert any(m["source"] == source and needle in d for d, m in top), [(m["source"], d[:80]) for d, m in top]
+    settings, _ = open_real_store(sample_store)
+    top = build_retriever(settings).search(question)  # what the answer step gives the model (reranked, k)
+    assert len(top) == settings.retrieval.k
+    assert any(p.source == source and needle in p.text for p in top), [(p.source, p.text[:80]) for p in top]
 
 
 def test_unchanged_rerun_skips_everything_without_loading_torch(sample_store):

@@ -25,7 +25,7 @@ def test_environment_overrides_toml_which_overrides_defaults(monkeypatch, tmp_pa
     s = load_settings(cfg)
     assert s.chunking.chunk_tokens == 120  # env wins
     assert s.chunking.overlap_tokens == 20 and s.paths.store_dir == Path("/srv/store")  # toml
-    assert s.retrieval.k == 8  # default
+    assert s.retrieval.k == 4  # default
 
 
 def test_sourcier_toml_in_working_directory_is_picked_up(monkeypatch, tmp_path):
