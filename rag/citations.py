@@ -116,6 +116,7 @@ _FILLER_WORDS = {
     "qui", "that", "which", "cites", "mentionne", "mentions", "states", "indique", "indicates", "says",
     "dit", "cette", "information", "informations", "contains", "contient", "là", "here", "ici", "en",
     "are", "sont", "was", "été", "a", "où", "where", "found", "trouve", "trouvée", "provides", "fournit",
+    "can", "be", "peut", "être", "on", "se", "retrouve", "retrouver", "given", "donnée",
 }  # fmt: skip
 _SEPARATED = re.compile(r"((?<=[.!?])\s+|\n+)")
 

@@ -115,6 +115,7 @@ def test_reranker_none_loads_nothing_and_a_bad_path_is_a_clear_error(settings, t
         ("3 jours par semaine. C'est mentionné dans le passage [2][1].", "3 jours par semaine [2][1]."),
         ("Il reçoit Montepeloso. C'est le passage [2] qui cite cette information.", "Il reçoit Montepeloso [2]."),
         ("It took 47 minutes. This is stated in passage [1].", "It took 47 minutes [1]."),
+        ("It is 170 euros. This information can be found in Passage [1].", "It is 170 euros [1]."),
         ("A is true [1]. [2][3]. B is false.", "A is true [1][2][3]. B is false."),
         ("Sources: [1]", "Sources: [1]"),  # nothing before it to give the citation to
         ("It lasted 47 minutes [1].", "It lasted 47 minutes [1]."),
