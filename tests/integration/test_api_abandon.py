@@ -242,7 +242,9 @@ def test_over_an_llm_server_an_abandoned_stream_closes_the_upstream_one(home, up
                 ) as first:
                     lines = first.aiter_lines()
                     await lines.__anext__()
+                    deadline = time.monotonic() + 30
                     while not (await asyncio.to_thread(model_state, base))["busy"]:
+                        assert time.monotonic() < deadline, "the answer never started"
                         await asyncio.sleep(0.05)
                     seen["during"] = upstream_connections(proc.pid, upstream)
                 left = time.monotonic()  # the client has gone
