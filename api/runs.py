@@ -38,7 +38,6 @@ class AnswerRun:
         self._queue: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
         self._loop = asyncio.get_running_loop()
         self._thread = threading.Thread(target=self._produce, name="sourcier-answer", daemon=True)
-        self.finished = threading.Event()  # set when the thread has let go of the model
 
     @property
     def answer(self) -> Answer | None:
@@ -48,8 +47,8 @@ class AnswerRun:
         self._thread.start()
         return self
 
-    def cancel(self, reason: str = "request ended") -> None:
-        self.cancellation.cancel(reason)
+    def cancel(self) -> None:
+        self.cancellation.cancel()
 
     def _produce(self) -> None:
         try:
@@ -61,14 +60,13 @@ class AnswerRun:
         except BaseException as exc:  # handed to the request, which decides what the client sees
             self._send(_ERROR, exc)
         finally:
-            self.stream.close()
-            self.finished.set()
+            self.stream.close()  # gives the model back, whatever ended the loop
 
     def _send(self, kind: str, value: object) -> None:
         try:
             self._loop.call_soon_threadsafe(self._queue.put_nowait, (kind, value))
         except RuntimeError:  # the event loop is gone (server stopped): nobody is listening any more
-            self.cancel("server stopped")
+            self.cancel()
 
     async def pieces(self, disconnected: Callable[[], Awaitable[bool]]) -> AsyncIterator[str]:
         """The answer's pieces as they come; raises :class:`ClientGone` when ``disconnected()`` says so and

@@ -312,7 +312,7 @@ class AnswerResponse(StreamingResponse):
         try:
             await super().__call__(scope, receive, send)
         finally:
-            self.run.cancel("response ended")
+            self.run.cancel()
 
 
 async def sse_chunks(

@@ -31,17 +31,15 @@ class Cancellation:
         self._event = threading.Event()
         self._guard = threading.Lock()
         self._callbacks: list[Callable[[], None]] = []
-        self.reason = ""
 
     @property
     def cancelled(self) -> bool:
         return self._event.is_set()
 
-    def cancel(self, reason: str = "cancelled") -> None:
+    def cancel(self) -> None:
         with self._guard:
             if self._event.is_set():
                 return
-            self.reason = reason
             self._event.set()
             callbacks, self._callbacks = self._callbacks, []
         for callback in callbacks:
@@ -61,9 +59,6 @@ class Cancellation:
         with self._guard:
             if callback in self._callbacks:
                 self._callbacks.remove(callback)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return self._event.wait(timeout)
 
 
 def cancelled(cancel: Cancellation | None) -> bool:

@@ -158,7 +158,6 @@ class AnswerStream:
         self._pieces = pieces
         self._finish = finish
         self.answer: Answer | None = None
-        self.answer_cancelled = False  # cancelled before retrieval could run
 
     def __iter__(self) -> Iterator[str]:
         text = []
@@ -206,10 +205,7 @@ class Answerer:
             passages = self.retriever.search(query, self.settings.retrieval.k) if turn is not None else []
         timings.retrieval_ms = (time.perf_counter() - t0) * 1000
         if turn is None or not self._relevant(passages):
-            stream = self._not_found(question, language, passages, timings)
-            if turn is None:
-                stream.answer_cancelled = True
-            return stream
+            return self._not_found(question, language, passages, timings, cancelled=turn is None)
         system = system_prompt(self.settings.llm.system_prompt, language)
         packed = pack_prompt(
             self.llm.prompter,
@@ -284,16 +280,16 @@ class Answerer:
         relevance = max((p.rerank_score for p in passages if p.rerank_score is not None), default=None)
         return relevance is None or relevance >= r.min_rerank_score
 
-    def _not_found(self, question: str, language: str, passages: list[Passage], timings: Timings) -> AnswerStream:
+    def _not_found(
+        self, question: str, language: str, passages: list[Passage], timings: Timings, cancelled: bool = False
+    ) -> AnswerStream:
         answer = declined(question, language, passages, timings)
-        stream: AnswerStream
+        answer.cancelled = cancelled  # cancelled while waiting for its turn: nothing was searched
 
         def finish(_: str) -> Answer:
-            answer.cancelled = stream.answer_cancelled
             return answer
 
-        stream = AnswerStream(iter([answer.text]), finish)
-        return stream
+        return AnswerStream(iter([answer.text]), finish)
 
     def _finish(
         self, question: str, language: str, text: str, passages: list[Passage], dropped: int, timings: Timings
