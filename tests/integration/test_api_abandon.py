@@ -23,7 +23,7 @@ import pytest
 from tests.conftest import SAMPLE_DATA
 from tests.integration.test_page_browser import free_port
 from tests.integration.test_real_ingest import cli, smollm_path
-from tests.integration.test_servers import start, stop, wait_for
+from tests.integration.test_servers import llama_cpp_server, start, stop, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -206,19 +206,8 @@ def test_sigterm_with_a_stream_in_flight_stops_the_server_within_5_s(home):
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[str]:
-    port = free_port()
-    proc = start(
-        [
-            sys.executable, "-m", "llama_cpp.server", "--model", str(smollm_path()),
-            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096",
-            "--n_threads", "2", "--n_threads_batch", "2", "--verbose", "False",
-        ]
-    )  # fmt: skip
-    try:
-        wait_for(f"http://127.0.0.1:{port}/v1/models", proc)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        stop(proc)
+    with llama_cpp_server(smollm_path()) as url:
+        yield url
 
 
 def upstream_connections(pid: int, upstream: str) -> int:

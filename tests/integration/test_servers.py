@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -74,14 +75,13 @@ def chroma_port(tmp_path_factory) -> Iterator[int]:
         stop(proc)
 
 
-@pytest.fixture(scope="module")
-def llm_url() -> Iterator[str]:
-    model = cli("rag", "model")
-    assert model.returncode == 0, model.stderr
+@contextmanager
+def llama_cpp_server(model: str | Path) -> Iterator[str]:
+    """llama-cpp-python's OpenAI-compatible server for ``model`` on a free port; yields its base URL (.../v1)."""
     port = free_port()
     proc = start(
         [
-            sys.executable, "-m", "llama_cpp.server", "--model", model.stdout.strip().splitlines()[-1],
+            sys.executable, "-m", "llama_cpp.server", "--model", str(model),
             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096",
             "--n_threads", "2", "--n_threads_batch", "2", "--verbose", "False",
         ]
@@ -91,6 +91,14 @@ def llm_url() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}/v1"
     finally:
         stop(proc)
+
+
+@pytest.fixture(scope="module")
+def llm_url() -> Iterator[str]:
+    model = cli("rag", "model")
+    assert model.returncode == 0, model.stderr
+    with llama_cpp_server(model.stdout.strip().splitlines()[-1]) as url:
+        yield url
 
 
 def server_env(chroma_port: int, llm_url: str, collection: str, **extra: str) -> dict[str, str]:

@@ -52,16 +52,21 @@ def served(app) -> Iterator[str]:
         assert not thread.is_alive(), "the server did not stop"
 
 
-@pytest.fixture
-def api(settings, corpus):
-    """(base URL, the fake model, its queued replies)."""
+def sample_retriever(settings, corpus) -> Retriever:
+    """The sample documents in a real store (fake embedder); every question reaches the model, unchecked."""
     settings.paths.docs_dir = corpus
     settings.retrieval.min_similarity = 0.0
     settings.llm.answerability_check = False
-    store = fake_ingestor(settings)[0]
-    store.run([corpus])
+    ingestor = fake_ingestor(settings)[0]
+    ingestor.run([corpus])
+    return Retriever(ingestor.store, FakeEmbedder(), settings)
+
+
+@pytest.fixture
+def api(settings, corpus):
+    """(base URL, the fake model, its queued replies)."""
     model = FakeLLM([], piece_delay=0.02)
-    service = Service(settings, Retriever(store.store, FakeEmbedder(), settings), lambda path: model)
+    service = Service(settings, sample_retriever(settings, corpus), lambda path: model)
     with served(create_app(service)) as base:
         yield base, model, model.replies
 
@@ -173,14 +178,9 @@ class StuckLLM(FakeLLM):
 
 
 def test_health_turns_unhealthy_when_a_generation_holds_the_model_without_progress(settings, corpus):
-    settings.paths.docs_dir = corpus
-    settings.retrieval.min_similarity = 0.0
-    settings.llm.answerability_check = False
     settings.llm.timeout_s = 1.0
-    store = fake_ingestor(settings)[0]
-    store.run([corpus])
     model = StuckLLM()
-    service = Service(settings, Retriever(store.store, FakeEmbedder(), settings), lambda path: model)
+    service = Service(settings, sample_retriever(settings, corpus), lambda path: model)
     with served(create_app(service)) as base:
         pending = threading.Thread(
             target=lambda: httpx.post(f"{base}/v1/chat/completions", json=body(), timeout=10), daemon=True
@@ -249,12 +249,8 @@ def test_activity_tracks_holders_and_progress():
 def test_closing_an_answer_stream_early_releases_the_model(settings, corpus):
     from rag.answer import Answerer
 
-    settings.retrieval.min_similarity = 0.0
-    settings.llm.answerability_check = False
-    store = fake_ingestor(settings)[0]
-    store.run([corpus])
     model = FakeLLM([LONG])
-    stream = Answerer(settings, Retriever(store.store, FakeEmbedder(), settings), model).stream(QUESTION)
+    stream = Answerer(settings, sample_retriever(settings, corpus), model).stream(QUESTION)
     pieces = iter(stream)
     next(pieces)
     assert model.activity.state().busy
@@ -265,13 +261,9 @@ def test_closing_an_answer_stream_early_releases_the_model(settings, corpus):
 def test_a_cancelled_answer_stops_at_the_next_piece(settings, corpus):
     from rag.answer import Answerer
 
-    settings.retrieval.min_similarity = 0.0
-    settings.llm.answerability_check = False
-    store = fake_ingestor(settings)[0]
-    store.run([corpus])
     model = FakeLLM([LONG])
     cancel = Cancellation()
-    stream = Answerer(settings, Retriever(store.store, FakeEmbedder(), settings), model).stream(QUESTION, (), cancel)
+    stream = Answerer(settings, sample_retriever(settings, corpus), model).stream(QUESTION, (), cancel)
     got = []
     for piece in stream:
         got.append(piece)
