@@ -297,4 +297,5 @@ def store_dir_for(workdir: Path, settings: Settings) -> Path:
     else:
         model = settings.embedding.model_path.name if settings.embedding.model_path else "default"
     c = settings.chunking
-    return workdir / f"store-{model}-{c.chunk_tokens}-{c.overlap_tokens}"
+    context = f"-context{c.context_tokens}" if c.context_tokens else ""
+    return workdir / f"store-{model}-{c.chunk_tokens}-{c.overlap_tokens}{context}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Any
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
@@ -26,11 +27,14 @@ class Chunk:
     start: int
     end: int
     text: str
+    section: str = ""  # the heading in effect where the chunk starts; "" when the document has none
 
 
-def pipeline_signature(model_name: str, chunk_tokens: int, overlap_tokens: int) -> str:
+def pipeline_signature(model_name: str, chunk_tokens: int, overlap_tokens: int, context_tokens: int = 0) -> str:
     """Identifies how chunks were made; a store built another way is re-ingested."""
     raw = f"{CHUNKER_VERSION}|{model_name}|{chunk_tokens}|{overlap_tokens}"
+    if context_tokens:
+        raw += f"|context{context_tokens}"
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
@@ -45,9 +49,13 @@ def split_pages(pages: Iterable[Page], counter: TokenCounter, chunk_tokens: int,
         strip_whitespace=True,
     )
     chunks: list[Chunk] = []
+    section = ""  # a section goes on across pages until the next heading
     for page in pages:
         for start, end in _spans(page.text, splitter.split_text(page.text)):
-            chunks.extend(_bounded(page, start, end, counter, chunk_tokens))
+            in_effect = [h for at, h in page.headings if at <= start]
+            chunks.extend(_bounded(page, start, end, counter, chunk_tokens, in_effect[-1] if in_effect else section))
+        if page.headings:
+            section = page.headings[-1][1]
     return chunks
 
 
@@ -64,23 +72,56 @@ def _spans(text: str, pieces: list[str]) -> Iterable[tuple[int, int]]:
         cursor = start + 1
 
 
-def _bounded(page: Page, start: int, end: int, counter: TokenCounter, limit: int) -> list[Chunk]:
+def _bounded(page: Page, start: int, end: int, counter: TokenCounter, limit: int, section: str) -> list[Chunk]:
     """Guarantee the token bound even for text the splitter could not cut (e.g. one huge word)."""
     text = page.text[start:end]
     if counter.count(text) <= limit:
-        return [Chunk(page.number, start, end, text)]
+        return [Chunk(page.number, start, end, text, section)]
     out = []
     for s, e in counter.split_offsets(text, limit):
         piece = text[s:e]
         if piece.strip():
-            out.append(Chunk(page.number, start + s, start + e, piece))
+            out.append(Chunk(page.number, start + s, start + e, piece, section))
     return out
 
 
-def chunk_id(root: str, source: str, chunk: Chunk) -> str:
-    """Derived from the chunk's place and content: the same chunk always gets the same id."""
+def context_headers(chunks: list[Chunk], source: str, title: str, counter: TokenCounter, max_tokens: int) -> list[str]:
+    """Each chunk's context header (see :func:`context_header`), cut to ``max_tokens``; all "" when 0."""
+    if max_tokens <= 0:
+        return ["" for _ in chunks]
+    by_section: dict[str, str] = {}
+    for section in {c.section for c in chunks}:
+        header = context_header(source, title, section)
+        if counter.count(header) > max_tokens:
+            s, e = counter.split_offsets(header, max_tokens)[0]
+            header = header[s:e].rstrip()
+        by_section[section] = header
+    return [by_section[c.section] for c in chunks]
+
+
+def context_header(source: str, title: str, section: str) -> str:
+    """What a chunk is searched with besides its own words: its document's name (the file's path without
+    suffix, so "reports/3M_2018_10K.pdf" says "reports / 3M 2018 10K"), the title the file states and the
+    section heading, each left out when an earlier part already says it."""
+    name = " / ".join(_humanized(part) for part in PurePosixPath(source).with_suffix("").parts)
+    parts: list[str] = []
+    for part in (name, title, section):
+        part = " ".join(part.split())
+        if part and not any(part.casefold() in p.casefold() for p in parts):
+            parts.append(part)
+    return " — ".join(parts)
+
+
+def _humanized(name: str) -> str:
+    return " ".join(name.replace("_", " ").replace("-", " ").split())
+
+
+def chunk_id(root: str, source: str, chunk: Chunk, context: str = "") -> str:
+    """Derived from the chunk's place and content (and its context header, which changes its vector): the
+    same chunk always gets the same id."""
     h = hashlib.sha256()
-    for part in (root, source, str(chunk.page), str(chunk.start), str(chunk.end), chunk.text):
+    parts = [root, source, str(chunk.page), str(chunk.start), str(chunk.end), chunk.text]
+    for part in parts + ([context] if context else []):
         h.update(part.encode("utf-8", "surrogatepass"))
         h.update(b"\x00")
     return h.hexdigest()[:32]
@@ -97,9 +138,12 @@ def chunk_metadata(
     index: int,
     total: int,
     ingested_at: str,
+    context: str = "",
 ) -> dict[str, Any]:
-    """Everything a citation needs, plus what incremental ingest checks (hash, pipeline, count)."""
-    return {
+    """Everything a citation needs, plus what incremental ingest checks (hash, pipeline, count), and the
+    chunk's context header when it has one (searched with it, never shown as part of it)."""
+    extra = {"context": context} if context else {}
+    return extra | {
         "root": root,
         "source": source,
         "kind": kind,

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ingest.chunking import chunk_id, chunk_metadata, pipeline_signature, split_pages
+from ingest.chunking import chunk_id, chunk_metadata, context_headers, pipeline_signature, split_pages
 from ingest.discover import Discovery, Problem, SourceFile, discover
 from ingest.readers import read_document
 from rag.embedding import Embedder, EmbeddingModelInfo, TokenCounter
@@ -32,6 +32,7 @@ from rag.errors import DocumentError, SettingsError
 from rag.hashing import file_sha256
 from rag.settings import Settings
 from rag.store import Store, StoredDocument
+from rag.text import search_text
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,10 @@ class _Job:
     to_embed: list[int]
     pending: int = 0
 
+    def search_text(self, i: int) -> str:
+        """What chunk ``i`` is embedded as: its context header, then its text."""
+        return search_text(self.texts[i], self.metadatas[i].get("context", ""))
+
 
 class Ingestor:
     """Runs ingests against one store; the embedder and tokenizer are loaded only when needed."""
@@ -114,7 +119,11 @@ class Ingestor:
         self.settings = settings
         self.store = store
         self.model = model
-        self.pipeline = pipeline_signature(model.name, chunking.chunk_tokens, chunking.overlap_tokens)
+        # The header shares the embedding model's window with the chunk.
+        self.context_tokens = min(chunking.context_tokens, model.max_chunk_tokens - chunking.chunk_tokens)
+        self.pipeline = pipeline_signature(
+            model.name, chunking.chunk_tokens, chunking.overlap_tokens, self.context_tokens
+        )
         self._counter_factory = counter_factory
         self._embedder_factory = embedder_factory
         self._counter: TokenCounter | None = None
@@ -221,9 +230,11 @@ class Ingestor:
         """Read and chunk one file; on failure record why and leave the store untouched."""
         f = planned.file
         try:
-            pages = read_document(f.path, f.kind)
+            document = read_document(f.path, f.kind)
+            pages = document.pages
             chunking = self.settings.chunking
             chunks = split_pages(pages, self.counter, chunking.chunk_tokens, chunking.overlap_tokens)
+            headers = context_headers(chunks, f.source, document.title, self.counter, self.context_tokens)
         except DocumentError as exc:
             report.failed.append(Problem(f.source, self._failure_reason(str(exc), planned)))
             self.progress.file_finished(f.source, f.size)
@@ -237,7 +248,7 @@ class Ingestor:
         report.pages += len(pages)
         report.bytes_read += f.size
         self.progress.file_chunked(f.source, len(pages), len(chunks))
-        ids = [chunk_id(root, f.source, c) for c in chunks]
+        ids = [chunk_id(root, f.source, c, h) for c, h in zip(chunks, headers, strict=True)]
         metas = [
             chunk_metadata(
                 root=root,
@@ -249,6 +260,7 @@ class Ingestor:
                 index=i,
                 total=len(chunks),
                 ingested_at=now,
+                context=headers[i],
             )
             for i, c in enumerate(chunks)
         ]
@@ -267,7 +279,7 @@ class Ingestor:
         batch = [queue.popleft() for _ in range(min(limit, len(queue)))]
         embedder = self.embedder  # loaded on first use, outside the timing
         t0 = time.perf_counter()
-        vectors = embedder.embed_documents([job.texts[i] for job, i in batch])
+        vectors = embedder.embed_documents([job.search_text(i) for job, i in batch])
         report.embed_seconds += time.perf_counter() - t0
         self.progress.chunks_embedded(len(batch))
         self.store.upsert(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rag.errors import DocumentError
 
@@ -16,17 +18,29 @@ _ALLOWED_CONTROLS = {"\n", "\r", "\t", "\f", "\v"}
 
 @dataclass(frozen=True)
 class Page:
-    """Text of one page (PDF pages count from 1; formats without pages use 0)."""
+    """Text of one page (PDF pages count from 1; formats without pages use 0).
+
+    ``headings`` are the section headings that begin on this page, as (character offset, heading), in order.
+    """
 
     number: int
     text: str
+    headings: tuple[tuple[int, str], ...] = ()
 
 
-def read_document(path: Path, kind: str) -> list[Page]:
-    """Pages with text of one file; raises DocumentError when nothing usable comes out."""
+@dataclass(frozen=True)
+class DocumentText:
+    """What a reader got out of one file: its pages, and its title when the file states one."""
+
+    pages: list[Page]
+    title: str = ""
+
+
+def read_document(path: Path, kind: str) -> DocumentText:
+    """Pages with text of one file (and its title); raises DocumentError when nothing usable comes out."""
     reader = _READERS[kind]
     try:
-        pages = reader(path)
+        read = reader(path)
     except DocumentError:
         raise
     except MemoryError:
@@ -37,20 +51,59 @@ def read_document(path: Path, kind: str) -> list[Page]:
         raise DocumentError("is a folder, not a file") from None
     except OSError as exc:
         raise DocumentError(f"cannot read file: {exc.strerror or exc}") from None
-    pages = [Page(p.number, _clean(p.text)) for p in pages]
+    pages = [_cleaned(p) for p in read.pages]
     pages = [p for p in pages if p.text.strip()]
     if not pages:
         if kind == "pdf":
             raise DocumentError("no extractable text (a scanned PDF? run OCR on it first)")
         raise DocumentError("no text in the document")
-    return pages
+    return DocumentText(pages, meaningful_title(read.title))
 
 
 def _clean(text: str) -> str:
     return text.replace("\x00", "").replace("\r\n", "\n")
 
 
-def read_pdf(path: Path) -> list[Page]:
+def _cleaned(page: Page) -> Page:
+    """The page with its text cleaned and its headings found again in the cleaned text (offsets move)."""
+    text = _clean(page.text)
+    return Page(page.number, text, locate_headings(text, [h for _, h in page.headings]))
+
+
+def locate_headings(text: str, headings: list[str]) -> tuple[tuple[int, str], ...]:
+    """(offset of its line, heading) for each heading, searched in order in ``text``; one not found is put
+    where the previous one is (the page's start for the first)."""
+    located, cursor = [], 0
+    for heading in headings:
+        heading = " ".join(heading.split())
+        if not heading:
+            continue
+        found = text.find(heading, cursor)
+        # a heading starts its line ("# Title", "1.2 Title"); one not found goes where the previous one is
+        at = text.rfind("\n", 0, found) + 1 if found >= 0 else (cursor if located else 0)
+        located.append((at, heading[:_MAX_HEADING_CHARS]))
+        cursor = at
+    return tuple(located)
+
+
+_MAX_HEADING_CHARS = 160
+# Titles that tools write by default and that say nothing about the document.
+_PLACEHOLDER_TITLE = re.compile(r"^(untitled|sans titre|document\s*\d*|title|titre|new document|slide \d+)$", re.I)
+
+
+def meaningful_title(title: str | None) -> str:
+    """``title`` when it names the document in words; "" for placeholders and identifiers (accession
+    numbers, "Document1", "Microsoft Word - x.docx")."""
+    t = " ".join(str(title or "").split())
+    t = re.sub(r"^microsoft (word|powerpoint|excel) - ", "", t, flags=re.I)
+    t = re.sub(r"\.(docx?|pdf|odt|rtf|txt|pptx?)$", "", t, flags=re.I)
+    letters = sum(ch.isalpha() for ch in t)
+    if letters < 3 or letters < sum(ch.isdigit() for ch in t) or _PLACEHOLDER_TITLE.match(t):
+        return ""
+    return t[:_MAX_HEADING_CHARS]
+
+
+def read_pdf(path: Path) -> DocumentText:
     from pypdf import PdfReader
     from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError
 
@@ -65,7 +118,12 @@ def read_pdf(path: Path) -> list[Page]:
                 raise DocumentError(f"encrypted PDF this installation cannot decrypt: {exc}") from None
             if not ok:
                 raise DocumentError("PDF is encrypted and needs a password")
-        return [Page(i + 1, page.extract_text() or "") for i, page in enumerate(reader.pages)]
+        outline = _pdf_outline(reader)
+        pages = [
+            Page(i + 1, page.extract_text() or "", tuple((0, h) for h in outline.get(i + 1, ())))
+            for i, page in enumerate(reader.pages)
+        ]
+        return DocumentText(pages, _pdf_title(reader))
     except DocumentError:
         raise
     except FileNotDecryptedError:
@@ -74,23 +132,68 @@ def read_pdf(path: Path) -> list[Page]:
         raise DocumentError(f"not a readable PDF (corrupt or truncated): {_short(exc)}") from None
 
 
-def read_text(path: Path) -> list[Page]:
-    return [Page(0, _decode_text(path))]
+def _pdf_title(reader: Any) -> str:
+    try:
+        return str((reader.metadata or {}).get("/Title") or "")
+    except Exception:  # a damaged info dictionary costs the title, not the document
+        return ""
 
 
-def read_html(path: Path) -> list[Page]:
+def _pdf_outline(reader: Any) -> dict[int, list[str]]:
+    """Bookmark titles by the page (from 1) they point to, in outline order; {} when there are none."""
+    found: dict[int, list[str]] = {}
+
+    def walk(items: list) -> None:
+        for item in items:
+            if isinstance(item, list):
+                walk(item)
+                continue
+            try:
+                number = reader.get_destination_page_number(item)
+            except Exception:
+                continue
+            if number is not None and number >= 0 and getattr(item, "title", None):
+                found.setdefault(number + 1, []).append(str(item.title))
+
+    try:
+        walk(reader.outline)
+    except Exception:  # a broken outline costs the section names, not the document
+        return {}
+    return found
+
+
+def read_text(path: Path) -> DocumentText:
+    return DocumentText([Page(0, _decode_text(path))])
+
+
+_MD_HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)[ \t]*#*[ \t]*$", re.M)
+
+
+def read_markdown(path: Path) -> DocumentText:
+    """Text as written; ``#`` headings are the sections, the first top-level one the title."""
+    text = _decode_text(path)
+    found = [(m.start(), len(m.group(1)), m.group(2).strip()) for m in _MD_HEADING.finditer(text)]
+    top = [h for _, level, h in found if level == 1]
+    title = top[0] if top else (found[0][2] if found else "")
+    return DocumentText([Page(0, text, tuple((at, h) for at, _, h in found))], title)
+
+
+def read_html(path: Path) -> DocumentText:
     from bs4 import BeautifulSoup
 
     html = _decode_text(path)
     soup = BeautifulSoup(html, "html.parser")
     for tag in soup(["script", "style", "noscript", "template"]):
         tag.decompose()
+    title = soup.title.get_text(" ", strip=True) if soup.title else ""
+    headings = [h.get_text(" ", strip=True) for h in soup.find_all(["h1", "h2", "h3", "h4"])]
     text = soup.get_text("\n")
     lines = [line.strip() for line in text.splitlines()]
-    return [Page(0, "\n".join(line for line in lines if line))]
+    body = "\n".join(line for line in lines if line)
+    return DocumentText([Page(0, body, tuple((0, h) for h in headings))], title or (headings[0] if headings else ""))
 
 
-def read_docx(path: Path) -> list[Page]:
+def read_docx(path: Path) -> DocumentText:
     import zipfile
 
     from docx import Document
@@ -101,13 +204,23 @@ def read_docx(path: Path) -> list[Page]:
         doc = Document(str(path))
     except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError) as exc:
         raise DocumentError(f"not a readable Word .docx file: {_short(exc)}") from None
-    parts = [p.text for p in doc.paragraphs if p.text.strip()]
+    paragraphs = [p for p in doc.paragraphs if p.text.strip()]
+    parts = [p.text for p in paragraphs]
+    headings = [p.text for p in paragraphs if _style_name(p).startswith(("heading", "title"))]
     for table in doc.tables:
         for row in table.rows:
             cells = [c.text.strip() for c in row.cells if c.text.strip()]
             if cells:
                 parts.append(" | ".join(cells))
-    return [Page(0, "\n\n".join(parts))]
+    title = doc.core_properties.title or (headings[0] if headings else "")
+    return DocumentText([Page(0, "\n\n".join(parts), tuple((0, h) for h in headings))], title)
+
+
+def _style_name(paragraph: Any) -> str:
+    try:
+        return str(paragraph.style.name or "").lower()
+    except Exception:  # a paragraph whose style the file does not define
+        return ""
 
 
 def _refuse_empty(path: Path) -> None:
@@ -165,10 +278,10 @@ def _short(exc: BaseException) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
-_READERS: dict[str, Callable[[Path], list[Page]]] = {
+_READERS: dict[str, Callable[[Path], DocumentText]] = {
     "pdf": read_pdf,
     "text": read_text,
-    "markdown": read_text,
+    "markdown": read_markdown,
     "html": read_html,
     "docx": read_docx,
 }

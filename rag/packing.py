@@ -41,6 +41,7 @@ class Passage:
     root: str = ""
     similarity: float | None = None  # cosine similarity to the question, when vector search found it
     rerank_score: float | None = None  # the cross-encoder's relevance (0-1), when a reranker ordered it
+    context: str = ""  # the chunk's context header (document, section): searched with it, not shown as its text
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from rag.errors import SettingsError, StoreError
 from rag.packing import Passage
 from rag.settings import Settings
 from rag.store import Hit, Store, drop_cached_stores, open_store
-from rag.text import keyword_tokens
+from rag.text import keyword_tokens, search_text
 
 if TYPE_CHECKING:
     from rag.rerank import Reranker
@@ -65,9 +65,7 @@ class KeywordIndex:
 class Retriever:
     """Hybrid search over the store; returns ranked passages with their provenance."""
 
-    def __init__(
-        self, store: Store, embedder: Embedder, settings: Settings, reranker: Reranker | None = None
-    ) -> None:
+    def __init__(self, store: Store, embedder: Embedder, settings: Settings, reranker: Reranker | None = None) -> None:
         r = settings.retrieval
         if not (r.vector or r.keyword):
             raise SettingsError("retrieval.vector and retrieval.keyword are both off: nothing can be searched")
@@ -81,9 +79,9 @@ class Retriever:
     def keyword_index(self) -> KeywordIndex:
         if self._keyword is None:
             ids, texts = [], []
-            for chunk_id, doc in self.store.iter_documents():
+            for chunk_id, text in self.store.iter_search_texts():
                 ids.append(chunk_id)
-                texts.append(doc)
+                texts.append(text)
             self._keyword = KeywordIndex(ids, texts)
         return self._keyword
 
@@ -173,7 +171,7 @@ class LiveRetriever:
 def rerank(reranker: Reranker, query: str, passages: Sequence[Passage]) -> list[Passage]:
     """``passages`` ordered by the reranker's relevance, best first (ties keep the fused order), each carrying
     its ``rerank_score``."""
-    scores = reranker.score(query, [p.text for p in passages])
+    scores = reranker.score(query, [search_text(p.text, p.context) for p in passages])
     scored = [replace(p, rerank_score=round(s, 6)) for p, s in zip(passages, scores, strict=True)]
     return sorted(scored, key=lambda p: -(p.rerank_score or 0.0))
 
@@ -189,6 +187,7 @@ def _passage(chunk_id: str, text: str, meta: dict[str, Any], score: float, simil
         score=round(score, 6),
         root=str(meta.get("root", "")),
         similarity=similarity,
+        context=str(meta.get("context", "")),
     )
 
 

@@ -78,6 +78,15 @@ class ChunkingSettings(_Group):
         "limit (256 word pieces for all-MiniLM-L6-v2, special tokens included).",
     )
     overlap_tokens: int = Field(19, ge=0, description="Tokens shared by consecutive chunks of a page.")
+    context_tokens: int = Field(
+        32,
+        ge=0,
+        description="Largest context header, in tokens: each chunk is embedded, keyword-indexed and reranked "
+        "with a short header naming its document (file name, the title the file states, section heading), "
+        "so a passage that never says which company, year or contract it belongs to is still found by a "
+        "question that does. Not shown, not part of the cited passage. 0 turns headers off; changing it "
+        "re-embeds the documents on the next ingest. Capped by what the embedding model reads beside a chunk.",
+    )
     max_file_mb: float = Field(
         200.0, gt=0, description="Files larger than this are refused (reported as failed), not read."
     )

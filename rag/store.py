@@ -15,6 +15,7 @@ from typing import Any
 from rag.embedding import EmbeddingModelInfo
 from rag.errors import StoreError, StoreMismatchError
 from rag.settings import Settings
+from rag.text import search_text
 
 READ_PAGE = 5000
 CHANGE_MARKER = ".sourcier-changed"  # rewritten after every write, so readers in other processes notice
@@ -78,7 +79,7 @@ class Store:
 
     def iter_metadatas(self, where: dict[str, Any] | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
         """All (id, metadata) pairs matching ``where``, read a page at a time."""
-        for page in self._pages("read chunk metadata", "metadatas", where):
+        for page in self._pages("read chunk metadata", "metadatas", where=where):
             ids = page["ids"]
             yield from zip(ids, page["metadatas"] or [{}] * len(ids), strict=True)
 
@@ -87,11 +88,19 @@ class Store:
         for page in self._pages("read chunks", "documents"):
             yield from zip(page["ids"], page["documents"], strict=True)
 
-    def _pages(self, what: str, field: str, where: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
-        """Successive ``collection.get`` pages of ``READ_PAGE`` chunks with ``field`` included."""
+    def iter_search_texts(self) -> Iterator[tuple[str, str]]:
+        """All (id, text the chunk is searched as: context header and text) pairs, read a page at a time."""
+        for page in self._pages("read chunks", "documents", "metadatas"):
+            for cid, doc, meta in zip(page["ids"], page["documents"], page["metadatas"], strict=True):
+                yield cid, search_text(doc, str((meta or {}).get("context", "")))
+
+    def _pages(self, what: str, *fields: str, where: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+        """Successive ``collection.get`` pages of ``READ_PAGE`` chunks with ``fields`` included."""
         offset = 0
         while True:
-            page = self._call(what, self.collection.get, where=where, include=[field], limit=READ_PAGE, offset=offset)
+            page = self._call(
+                what, self.collection.get, where=where, include=list(fields), limit=READ_PAGE, offset=offset
+            )
             yield page
             if len(page["ids"]) < READ_PAGE:
                 return

@@ -1,4 +1,5 @@
-"""Word-level text helpers shared by keyword search and citation checks (French and English)."""
+"""Word-level text helpers shared by keyword search and citation checks (French and English), and the text a
+chunk is searched as."""
 
 from __future__ import annotations
 
@@ -178,3 +179,9 @@ def keyword_tokens(text: str) -> list[str]:
             w = w[:-1]
         out.append(w)
     return out
+
+
+def search_text(text: str, context: str = "") -> str:
+    """What a chunk is embedded, keyword-indexed and reranked as: its context header (written by the ingest
+    into its metadata, see ``chunking.context_tokens``), then its own text."""
+    return f"{context}\n\n{text}" if context else text

@@ -90,12 +90,12 @@ def test_every_bad_file_is_reported_and_good_ones_stored(tmp_path, messy):
 
 
 def test_non_utf8_text_is_decoded_not_mangled(messy):
-    (page,) = read_document(messy / "latin1.txt", "text")
+    (page,) = read_document(messy / "latin1.txt", "text").pages
     assert "Café crème à l'été" in page.text
 
 
 def test_empty_password_aes_pdf_is_read(messy):
-    pages = read_document(messy / "aes-empty-password.pdf", "pdf")
+    pages = read_document(messy / "aes-empty-password.pdf", "pdf").pages
     assert len(pages) == 3 and "télétravail" in pages[0].text
 
 
@@ -170,7 +170,7 @@ def test_random_bytes_never_crash_a_reader(tmp_path, data, suffix):
     path = tmp_path / f"fuzz{suffix}"
     path.write_bytes(data)
     try:
-        pages = read_document(path, SUPPORTED_SUFFIXES[suffix])
+        pages = read_document(path, SUPPORTED_SUFFIXES[suffix]).pages
     except DocumentError as exc:
         assert str(exc)
     else:
@@ -190,13 +190,13 @@ def test_random_bytes_never_crash_a_reader(tmp_path, data, suffix):
 def test_legacy_encodings_are_detected(tmp_path, text, encoding):
     path = tmp_path / "legacy.txt"
     path.write_bytes(text.encode(encoding))
-    assert read_document(path, "text")[0].text == text
+    assert read_document(path, "text").pages[0].text == text
 
 
 def test_utf16_with_bom_is_read(tmp_path):
     path = tmp_path / "u16.txt"
     path.write_bytes("Texte en UTF-16 avec accents : é, à.".encode("utf-16"))
-    assert "accents : é, à" in read_document(path, "text")[0].text
+    assert "accents : é, à" in read_document(path, "text").pages[0].text
 
 
 def test_file_grown_past_the_limit_keeps_its_previous_version(tmp_path):

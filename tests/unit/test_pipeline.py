@@ -71,7 +71,7 @@ def test_chunk_text_is_exactly_the_recorded_span_of_its_page(settings, corpus):
     got = ingestor.store.collection.get(
         where={"source": "politique-teletravail.pdf"}, include=["documents", "metadatas"]
     )
-    pages = {p.number: p.text for p in read_document(corpus / "politique-teletravail.pdf", "pdf")}
+    pages = {p.number: p.text for p in read_document(corpus / "politique-teletravail.pdf", "pdf").pages}
     for doc, m in zip(got["documents"], got["metadatas"], strict=True):
         assert pages[m["page"]][m["start"] : m["end"]] == doc
 
@@ -213,7 +213,7 @@ def test_half_written_file_is_repaired_to_a_clean_state(settings, corpus, tmp_pa
     job = ingestor._prepare(key, _Planned(f, file_sha256(md), stored), "t", IngestReport())
     i = job.to_embed[0]
     ingestor.store.upsert(
-        [job.ids[i]], ingestor.embedder.embed_documents([job.texts[i]]), [job.texts[i]], [job.metadatas[i]]
+        [job.ids[i]], ingestor.embedder.embed_documents([job.search_text(i)]), [job.texts[i]], [job.metadatas[i]]
     )
     report = run(settings, corpus)
     assert report.updated == ["compost-guide.md"]

@@ -54,7 +54,9 @@ def test_candidates_are_the_hybrid_ranking_and_k_above_them_widens_the_pool(sett
     hybrid = Retriever(store, FakeEmbedder(), settings).search("storage outage minutes", k=5)
     scorer = FakeScorer()
     Retriever(store, FakeEmbedder(), settings, scorer).search("storage outage minutes", k=5)
-    assert scorer.calls[0][1] == [p.text for p in hybrid]
+    # the reranker reads each candidate as it is searched: its context header (document, section), then its text
+    assert scorer.calls[0][1] == [f"{p.context}\n\n{p.text}" for p in hybrid]
+    assert all(p.context.startswith("incident postmortem") for p in hybrid if p.source == "incident-postmortem.md")
     Retriever(store, FakeEmbedder(), settings, scorer).search("storage outage minutes", k=8)
     assert len(scorer.calls[1][1]) == 8  # never fewer candidates than passages asked for
 
