@@ -19,6 +19,7 @@ from rag.citations import Citation, check_citations
 from rag.errors import SourcierError
 from rag.llm import Prompt
 from rag.packing import PackedPrompt, Passage, Prompting, Turn, build_messages, pack_prompt
+from rag.quotes import Quote, QuotedDisplay, answer_grammar, answer_mismatches, parse_quoted
 from rag.settings import LLMSettings, Settings
 from rag.text import STOPWORDS_EN, STOPWORDS_FR, fold
 
@@ -28,6 +29,13 @@ SYSTEM_PROMPT = (
     "like [1] or [2][3]. Never cite a passage that does not say what the sentence says. "
     "If the passages do not contain the answer, reply only: {not_found} "
     "Be brief and answer in {language}."
+)
+# The quoted style (see rag.quotes): the model copies the passage's sentence, then answers briefly.
+QUOTED_SYSTEM_PROMPT = (
+    "You answer questions using only the numbered passages from the user's documents. "
+    "First copy, word for word, the sentence of a passage that answers the question, after that passage's "
+    'number, like this: [n] "copied sentence". On the next line write Answer: and a short answer in {language}, '
+    "using the words of the copied sentence. If no passage answers the question, write only: NONE"
 )
 USER_TEMPLATE = "Passages:\n{passages}\n\nQuestion: {question}"
 # Appended to the same user message for the answerability check, so everything before it (system prompt,
@@ -57,6 +65,7 @@ class Generator(Protocol):
         max_tokens: int | None = None,
         decoding: LLMSettings | None = None,
         cancel: Cancellation | None = None,
+        grammar: str | None = None,
     ) -> Iterator[str]: ...
 
     def answerability(self, prompt: Prompt, cancel: Cancellation | None = None) -> float | None: ...
@@ -77,6 +86,8 @@ class Timings:
     retrieval_ms: float = 0.0
     check_ms: float | None = None  # the answerability check (included in first_token_ms)
     first_token_ms: float | None = None
+    answer_start_ms: float | None = None  # quoted style: the first word of the short answer, after the quote
+    quote_pieces: int = 0  # quoted style: tokens the quote took before the answer
     generation_s: float = 0.0
     prompt_tokens: int = 0
     answer_pieces: int = 0
@@ -103,6 +114,15 @@ class Answer:
     answerability: float | None = None  # the model's P(yes) that the passages hold the answer
     timings: Timings = field(default_factory=Timings)
     cancelled: bool = False  # generation was stopped before the model finished (the client went away)
+    quote: Quote | None = None  # quoted style: the passage's sentence the answer rests on
+    warnings: list[str] = field(default_factory=list)  # why the answer may not match its quote
+
+    @property
+    def display_text(self) -> str:
+        """The answer as shown: the quote (quoted style) above the short answer."""
+        if self.quote is None:
+            return self.text
+        return f"«{self.quote.text}» [{self.quote.number}]\n\n{_MARKERS_AT_END.sub('', self.text)}"
 
     @property
     def cited_sources(self) -> list[Source]:
@@ -118,9 +138,9 @@ class Answer:
         return [c for c in self.citations if not c.supported]
 
 
-def system_prompt(template: str | None, language: str) -> str:
-    """The configured (or built-in) instructions with the refusal sentence and language filled in."""
-    text = template if template is not None else SYSTEM_PROMPT
+def system_prompt(template: str | None, language: str, style: str = "free") -> str:
+    """The configured (or the style's built-in) instructions with the refusal sentence and language filled in."""
+    text = template if template is not None else (QUOTED_SYSTEM_PROMPT if style == "quoted" else SYSTEM_PROMPT)
     return text.replace("{not_found}", NOT_FOUND[language]).replace("{language}", LANGUAGE_NAMES[language])
 
 
@@ -206,7 +226,8 @@ class Answerer:
         timings.retrieval_ms = (time.perf_counter() - t0) * 1000
         if turn is None or not self._relevant(passages):
             return self._not_found(question, language, passages, timings, cancelled=turn is None)
-        system = system_prompt(self.settings.llm.system_prompt, language)
+        style = self.settings.llm.answer_style
+        system = system_prompt(self.settings.llm.system_prompt, language, style)
         packed = pack_prompt(
             self.llm.prompter,
             system=system,
@@ -219,6 +240,7 @@ class Answerer:
         )
         timings.prompt_tokens = packed.prompt_tokens
         check: dict[str, float | None] = {}
+        raw: list[str] = []  # what the model wrote, as it wrote it
 
         def pieces() -> Iterator[str]:
             # Only the model's own time counts: a slow reader (the page drawing each piece) is not the model.
@@ -230,24 +252,17 @@ class Answerer:
                 if score is not None and score < self.settings.llm.min_answerability:
                     yield NOT_FOUND[language]
                     return
-            generated = iter(self.llm.stream(packed.prompt, decoding=self.settings.llm, cancel=cancel))
-            busy = time.perf_counter() - start
+            grammar = answer_grammar([p.text for p in packed.passages]) if style == "quoted" else None
+            generated = self._generate(packed.prompt, grammar, cancel, timings, time.perf_counter() - start)
             try:
-                while not cancelled(cancel):
-                    start = time.perf_counter()
-                    piece = next(generated, None)
-                    busy += time.perf_counter() - start
-                    timings.generation_s = busy
-                    if piece is None or cancelled(cancel):
-                        return
-                    if timings.first_token_ms is None:
-                        timings.first_token_ms = busy * 1000
-                    timings.answer_pieces += 1
-                    yield piece
+                if grammar is None:
+                    for piece in generated:
+                        raw.append(piece)
+                        yield piece
+                else:
+                    yield from self._shown_quoted(generated, raw, timings, language, cancel)
             finally:
-                close = getattr(generated, "close", None)
-                if close is not None:
-                    close()  # gives the model back now, whoever stopped reading
+                generated.close()  # gives the model back now, whoever stopped reading
 
         def finish(text: str) -> Answer:
             score = check.get("score")
@@ -255,12 +270,56 @@ class Answerer:
                 answer = declined(question, language, packed.passages, timings)
                 answer.answerability = score
                 return answer
-            answer = self._finish(question, language, text, packed.passages, packed.dropped_passages, timings)
+            if style == "quoted":
+                answer = self._finish_quoted(question, language, "".join(raw), packed, timings)
+            else:
+                answer = self._finish(question, language, text, packed.passages, packed.dropped_passages, timings)
             answer.answerability = score
             answer.cancelled = cancelled(cancel)
             return answer
 
         return AnswerStream(pieces(), finish)
+
+    def _generate(
+        self, prompt: Prompt, grammar: str | None, cancel: Cancellation | None, timings: Timings, busy: float
+    ) -> Iterator[str]:
+        """The model's pieces, timed (``busy``: model time already spent on this answer); ends at once when
+        ``cancel`` is set, and closes the model's generator however it ends."""
+        generated = iter(self.llm.stream(prompt, decoding=self.settings.llm, cancel=cancel, grammar=grammar))
+        try:
+            while not cancelled(cancel):
+                start = time.perf_counter()
+                piece = next(generated, None)
+                busy += time.perf_counter() - start
+                timings.generation_s = busy
+                if piece is None or cancelled(cancel):
+                    return
+                if timings.first_token_ms is None:
+                    timings.first_token_ms = busy * 1000
+                timings.answer_pieces += 1
+                yield piece
+        finally:
+            close = getattr(generated, "close", None)
+            if close is not None:
+                close()
+
+    @staticmethod
+    def _shown_quoted(
+        generated: Iterator[str], raw: list[str], timings: Timings, language: str, cancel: Cancellation | None
+    ) -> Iterator[str]:
+        """The quoted style's output as the reader sees it: «quote» [n], then the short answer."""
+        display = QuotedDisplay()
+        for piece in generated:
+            raw.append(piece)
+            shown = display.feed(piece)
+            if display.answering and timings.answer_start_ms is None:
+                timings.answer_start_ms = timings.generation_s * 1000
+                timings.quote_pieces = timings.answer_pieces - 1
+            if shown:
+                yield shown
+        if not cancelled(cancel):
+            tail = display.end()
+            yield NOT_FOUND[language] if display.none else tail
 
     def _check_prompt(self, system: str, packed: PackedPrompt, question: str) -> Prompt:
         """The answer's own messages (same system prompt, history and passages) plus the yes/no line."""
@@ -315,6 +374,42 @@ class Answerer:
             timings=timings,
         )
 
+    def _finish_quoted(self, question: str, language: str, raw: str, packed: PackedPrompt, timings: Timings) -> Answer:
+        """The quoted style's answer: the short answer citing the quote's passage, supported when the quote is
+        in that passage word for word, with warnings when the answer and its quote disagree."""
+        passages = packed.passages
+        parsed = parse_quoted(raw, [p.text for p in passages])
+        if not parsed.well_formed:  # a model that did not keep to the shape (no grammar): judged as free text
+            return self._finish(question, language, raw, passages, packed.dropped_passages, timings)
+        if parsed.quote is None or not parsed.answer or is_abstention(parsed.answer):
+            answer = declined(question, language, passages, timings)
+            answer.dropped_passages = packed.dropped_passages
+            return answer
+        quote = parsed.quote
+        exists = 1 <= quote.number <= len(passages)
+        warnings = answer_mismatches(parsed.answer, quote.text, question) if quote.verbatim else []
+        if not quote.verbatim:
+            warnings.insert(0, f"the quote is not in passage [{quote.number}]")
+        sources = [
+            Source(n, p, n == quote.number, quote.verbatim if n == quote.number else None)
+            for n, p in enumerate(passages, 1)
+        ]
+        return Answer(
+            question=question,
+            text=f"{parsed.answer} [{quote.number}]" if exists else parsed.answer,
+            language=language,
+            found=True,
+            sources=sources,
+            citations=[Citation(quote.number, parsed.answer, quote.verbatim, 1.0 if quote.verbatim else 0.0)]
+            if exists
+            else [],
+            invalid_citations=0 if exists else 1,
+            dropped_passages=packed.dropped_passages,
+            timings=timings,
+            quote=quote,
+            warnings=warnings,
+        )
+
 
 def declined(question: str, language: str, passages: list[Passage], timings: Timings) -> Answer:
     """ "Not found in the documents", in the question's language, with the passages listed as uncited."""
@@ -336,6 +431,9 @@ _ABSTAIN = re.compile(
     r"n'ai pas trouv|ne trouve pas|ne contiennent pas|ne mentionnent pas|aucune information)",
     re.IGNORECASE,
 )
+
+
+_MARKERS_AT_END = re.compile(r"(?:\s*\[\d+\])+\s*$")
 
 
 def is_abstention(text: str) -> bool:

@@ -16,7 +16,8 @@ from rag.text import content_words
 
 MARKER = re.compile(r"\[(\s*\d+\s*(?:[,;]\s*\d+\s*)*)\]")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+# "1,577", "1.577" and the French "1 577" (thin or no-break spaces too) are one number.
+_NUMBER = re.compile(r"\d{1,3}(?:[ \u00a0\u202f]\d{3})+(?!\d)|\d+(?:[.,]\d+)*")
 _LEADING_MARKERS = re.compile(r"(?:\s*\[[\d,;\s]+\])+\.?\s*")
 
 
@@ -69,9 +70,9 @@ _NUMBER_WORDS = {
 _NUMBER_WORD = re.compile(r"\b(" + "|".join(sorted(_NUMBER_WORDS, key=len, reverse=True)) + r")\b", re.IGNORECASE)
 
 
-def _numbers(text: str) -> set[str]:
+def stated_numbers(text: str) -> set[str]:
     """Numbers stated in a text, digits or words, without thousands separators ("1,200" == "1200")."""
-    digits = {n.replace(",", "").replace(".", "") for n in _NUMBER.findall(text)}
+    digits = {re.sub(r"[.,\s]", "", n) for n in _NUMBER.findall(text)}
     return digits | {_NUMBER_WORDS[w.lower()] for w in _NUMBER_WORD.findall(text)}
 
 
@@ -80,7 +81,7 @@ def support(sentence: str, passage: str, min_overlap: float = 0.3) -> tuple[bool
     bare = MARKER.sub("", sentence)
     words = content_words(bare)
     overlap = len(words & content_words(passage)) / len(words) if words else 1.0
-    numbers_ok = _numbers(bare) <= _numbers(passage)
+    numbers_ok = stated_numbers(bare) <= stated_numbers(passage)
     return overlap >= min_overlap and numbers_ok, round(overlap, 3)
 
 
@@ -167,7 +168,7 @@ def support_spans(sentences: Sequence[str], passage: str) -> list[tuple[int, int
     wanted: set[str] = set()
     for sentence in sentences:
         bare = MARKER.sub("", sentence)
-        wanted |= content_words(bare) | _numbers(bare)
+        wanted |= content_words(bare) | stated_numbers(bare)
     spans: list[tuple[int, int]] = []
     for match in _SUPPORT_TOKEN.finditer(passage):
         token = match.group(0)

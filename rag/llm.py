@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rag.activity import Cancellation, ModelActivity, cancelled
-from rag.errors import ModelFileError
+from rag.errors import ModelFileError, SourcierError
 from rag.llama_internals import install_abort_check, is_abort, last_logits
 from rag.settings import LLMSettings, Settings
 
@@ -126,6 +126,16 @@ def decoding_kwargs(s: LLMSettings) -> dict[str, Any]:
     }
 
 
+def compile_grammar(grammar: str) -> Any:
+    """A GBNF grammar ready for llama-cpp-python's sampler; a grammar it cannot parse is our bug, said clearly."""
+    from llama_cpp import LlamaGrammar
+
+    try:
+        return LlamaGrammar.from_string(grammar, verbose=False)
+    except ValueError as exc:
+        raise SourcierError(f"the answer's grammar could not be parsed by llama.cpp: {exc}") from None
+
+
 def chat_template_for(metadata: dict[str, str], template_file: Path | None, model_path: Path) -> tuple[str, str]:
     """The template to use and where it came from; refuses a GGUF without one unless a file is set."""
     if template_file is not None:
@@ -181,12 +191,15 @@ class LocalLLM:
         max_tokens: int | None = None,
         decoding: LLMSettings | None = None,
         cancel: Cancellation | None = None,
+        grammar: str | None = None,
     ) -> Iterator[str]:
-        """Text pieces of the answer as the model produces them; nothing more once ``cancel`` is set.
+        """Text pieces of the answer as the model produces them; nothing more once ``cancel`` is set. With a
+        ``grammar`` (GBNF), only output it allows can be sampled.
 
         Others wait for the model until this answer is finished, closed or cancelled.
         """
         s = decoding or self.settings.llm
+        constraint = compile_grammar(grammar) if grammar else None
         with self.activity.hold(cancel) as hold, self._running_as(cancel):
             if hold is None:
                 return
@@ -196,6 +209,7 @@ class LocalLLM:
                 max_tokens=max_tokens or s.max_tokens,
                 stop=prompt.stop,
                 stream=True,
+                grammar=constraint,
                 **self.sampling_kwargs(s),
             )
             try:

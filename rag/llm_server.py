@@ -93,8 +93,11 @@ class RemoteLLM:
         max_tokens: int | None = None,
         decoding: LLMSettings | None = None,
         cancel: Cancellation | None = None,
+        grammar: str | None = None,
     ) -> Iterator[str]:
-        """Text pieces of the answer as the server sends them (server-sent events).
+        """Text pieces of the answer as the server sends them (server-sent events). A ``grammar`` (GBNF) is sent
+        in the request's ``grammar`` field when ``llm.server_grammar`` says the server reads it (llama.cpp's
+        server, llama-cpp-python's); otherwise the output comes unconstrained and is checked after.
 
         The upstream stream is closed when this generator is closed, finishes or fails, and at once when
         ``cancel`` is set, even while waiting for the server's first piece: the server stops generating for
@@ -109,6 +112,8 @@ class RemoteLLM:
             "stream": True,
             **self.sampling_kwargs(s),
         }
+        if grammar and self.settings.llm.server_grammar:
+            payload["grammar"] = grammar
         with self.activity.hold(cancel) as hold:
             if hold is None:
                 return

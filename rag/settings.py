@@ -223,6 +223,12 @@ class LLMSettings(_Group):
         description="Also send top_k, min_p and repeat_penalty (llama.cpp, vLLM and Ollama accept them; turn off "
         "for a server that refuses unknown fields).",
     )
+    server_grammar: bool = Field(
+        False,
+        description="Send the quoted answer style's grammar (GBNF) in the request's 'grammar' field, so the server "
+        "can only write quotes taken from the passages: llama.cpp's llama-server and python -m llama_cpp.server "
+        "read it. Off: the output is unconstrained, then parsed and checked the same way.",
+    )
     server_bytes_per_token: float = Field(
         3.0,
         gt=0,
@@ -247,6 +253,13 @@ class LLMSettings(_Group):
     repeat_penalty: float = Field(1.1, ge=0.0, description="Penalty on repeated tokens (1.0: none).")
     max_tokens: int = Field(512, ge=1, description="Largest answer, in tokens.")
     seed: int = Field(0, description="Sampling seed, for repeatable answers.")
+    answer_style: Literal["quoted", "free"] = Field(
+        "quoted",
+        description="'quoted': the model first copies the sentence of a passage that answers, then writes a short "
+        "answer; the quote is checked against its passage (a local model is held to passages' own sentences by "
+        "a grammar) and the answer against its quote. 'free': the model writes its answer with [n] markers, "
+        "checked word by word (for larger models, or servers). See docs/answers.md for the measurements.",
+    )
     system_prompt: str | None = Field(
         None,
         description="Instructions given to the model before the passages (None: the built-in prompt). "

@@ -132,6 +132,7 @@ class FakeLLM:
         self.replies = list(replies)
         self.prompts = []
         self.decodings = []
+        self.grammars = []
         self.n_ctx = n_ctx
         self.prompter = ChatPrompter(CharTokenizer(), WITHOUT_BOS, "test", add_bos=False)
 
@@ -141,13 +142,14 @@ class FakeLLM:
         self.checks = [*getattr(self, "checks", []), prompt]
         return self.answerable
 
-    def stream(self, prompt, max_tokens=None, decoding=None, cancel=None):
+    def stream(self, prompt, max_tokens=None, decoding=None, cancel=None, grammar=None):
         """The next queued reply word by word, holding the model like the real ones (one at a time)."""
         with self.activity.hold(cancel) as hold:
             if hold is None:
                 return
             self.prompts.append(prompt)
             self.decodings.append(decoding)
+            self.grammars.append(grammar)
             words = self.replies.pop(0).split(" ")
             for i, word in enumerate(words):
                 if cancel is not None and cancel.cancelled:

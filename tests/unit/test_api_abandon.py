@@ -171,7 +171,7 @@ class StuckLLM(FakeLLM):
         super().__init__([])
         self.release = threading.Event()
 
-    def stream(self, prompt, max_tokens=None, decoding=None, cancel=None):
+    def stream(self, prompt, max_tokens=None, decoding=None, cancel=None, grammar=None):
         with self.activity.hold(cancel):
             self.release.wait(30)
             yield "late"

@@ -1,0 +1,323 @@
+"""Quote, then answer: the answer style that lets a small model be checked.
+
+The model first copies, word for word, the sentence of one numbered passage that answers the question,
+then writes a short answer. A local model is held to that shape by a grammar (llama.cpp GBNF) whose only
+allowed quotes are the passages' own sentences, each behind its own passage's number: the quote is
+verbatim and its number real by construction. Output from a model that was not constrained (an LLM server
+without grammar support) is parsed the same way and its quote searched in the passage it names, tolerant of
+case, accents, spacing, line breaks and hyphenation; a quote not found there is a failed citation.
+
+The raw output looks like::
+
+    [2] "Le rapport d'incident indique une panne de 47 minutes."
+    Answer: 47 minutes.
+
+or ``NONE`` when no passage answers the question.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from rag.citations import stated_numbers
+
+NONE_MARK = "NONE"
+ANSWER_LABEL = "Answer: "
+# A quote is a run of whole clauses of one passage: text is cut after . ! ? , ; : and at line breaks
+# (not a word hyphenated across lines). A quote shorter than this is too short to stand alone.
+_CLAUSE_END = re.compile(r"(?<=[.!?,;:])\s+|(?<![-\u00ad])[ \t]*\n\s*")
+_MIN_QUOTE_CHARS = 12
+_SENTENCE_END = re.compile(r"[.!?][\"'’”»)\]]*$")
+
+
+@dataclass(frozen=True)
+class Quote:
+    """The sentence an answer rests on: passage ``number`` (from 1), its text, and where it lies in the
+    passage (``start``/``end``, or None when the quote is not in it)."""
+
+    number: int
+    text: str
+    start: int | None = None
+    end: int | None = None
+
+    @property
+    def verbatim(self) -> bool:
+        return self.start is not None
+
+
+@dataclass(frozen=True)
+class QuotedOutput:
+    """A parsed model output: the quote and short answer, or ``found=False`` (the model wrote NONE, or an
+    output of no recognisable shape, whose words are kept in ``answer``)."""
+
+    found: bool
+    answer: str
+    quote: Quote | None = None
+    well_formed: bool = True
+
+
+def clause_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each clause of ``text``, in order; a quote is a run of consecutive ones."""
+    return [(s, e) for s, e in _pieces(text, 0, len(text), _CLAUSE_END) if any(ch.isalnum() for ch in text[s:e])]
+
+
+def _pieces(text: str, start: int, end: int, boundary: re.Pattern[str]) -> Iterator[tuple[int, int]]:
+    cursor = start
+    for m in boundary.finditer(text, start, end):
+        yield from _stripped(text, cursor, m.start())
+        cursor = m.end()
+    yield from _stripped(text, cursor, end)
+
+
+def _stripped(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    if end > start:
+        yield start, end
+
+
+def answer_grammar(passages: Sequence[str]) -> str:
+    """GBNF for "[n] \"<a run of clauses of passage n>\"\\nAnswer: <one line>" or "NONE".
+
+    Citation numbers outside the passages are impossible, and so is a quote that is not a run of whole
+    consecutive clauses of one sentence of its passage (a line of a table or list is a sentence): it may
+    start at any clause and stop after any, never past its sentence's end (the quote shows
+    the passage's text with blanks and line breaks as single spaces, hyphenated words joined, and its inner
+    double quotes left out, since they close the quote). The answer is one line that does not start with
+    a bracket or a blank, so an answer of markers only cannot be written.
+    """
+    rules = [
+        f'root ::= quoted | "{NONE_MARK}"',
+        f'quoted ::= "[" cite "\\"\\n{ANSWER_LABEL}" answer',
+        'answer ::= [^\\n\\[\\] "] [^\\n]*',
+    ]
+    cites = []
+    for number, text in enumerate(passages, 1):
+        clauses = [c for c in (_quotable(text[s:e]) for s, e in clause_spans(text)) if c]
+        if not clauses:
+            continue
+        for i, clause in enumerate(clauses):  # c<n>-<i>: clause i, then optionally the rest of its sentence
+            more = f' (" " c{number}-{i + 1})?' if i + 1 < len(clauses) and not _SENTENCE_END.search(clause) else ""
+            rules.append(f"c{number}-{i} ::= {_gbnf_literal(clause)}{more}")
+        rules.append(f"p{number} ::= " + " | ".join(f"c{number}-{i}" for i in range(len(clauses))))
+        cites.append(f'"{number}] \\"" p{number}')
+    if not cites:
+        return f'root ::= "{NONE_MARK}"\n'
+    rules.insert(2, "cite ::= " + " | ".join(cites))
+    return "\n".join(rules) + "\n"
+
+
+def _quotable(text: str) -> str:
+    """A clause as a quote holds it: hyphenated words joined, inner double quotes out, blanks single."""
+    return " ".join(_folded_hyphens(text).replace('"', " ").split())
+
+
+def _folded_hyphens(text: str) -> str:
+    """Words hyphenated across a line break joined ("exam-\nple" -> "example"), as a reader would copy them."""
+    return re.sub(r"(\w)[-\u00ad][ \t\r]*\n\s*(?=\w)", r"\1", text)
+
+
+def _gbnf_literal(text: str) -> str:
+    out = []
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ord(ch) < 32 or unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
+            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 256 else f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+_QUOTED = re.compile(r'^\s*\[(\d+)\]\s*["“«]\s*(.*?)\s*["”»]\s*\n+\s*(?:answer|réponse)\s*:\s*(.*)\s*$', re.I | re.S)
+
+
+def parse_quoted(output: str, passages: Sequence[str]) -> QuotedOutput:
+    """The quote and short answer in ``output``, the quote located in the passage it cites."""
+    text = output.strip()
+    if text == NONE_MARK or not text:
+        return QuotedOutput(found=False, answer="")
+    m = _QUOTED.match(text)
+    if m is None:
+        return QuotedOutput(found=False, answer=text, well_formed=False)
+    number, quoted, answer = int(m.group(1)), m.group(2), m.group(3).strip()
+    span = locate_quote(quoted, passages[number - 1]) if 1 <= number <= len(passages) else None
+    quote = Quote(number, quoted, *span) if span else Quote(number, quoted)
+    return QuotedOutput(found=True, answer=answer, quote=quote)
+
+
+def locate_quote(quote: str, passage: str) -> tuple[int, int] | None:
+    """Where ``quote`` lies in ``passage`` (character span), comparing both folded: case, accents, runs of
+    blanks and line breaks, words hyphenated across a line break, typographic quotes and apostrophes,
+    and the double quotes the grammar leaves out. None when it is not there."""
+    needle, _ = _folded(quote)
+    if len(needle) < 3:
+        return None
+    hay, where = _folded(passage)
+    at = hay.find(needle)
+    if at < 0:
+        return None
+    return where[at], where[at + len(needle) - 1] + 1
+
+
+_SAME = str.maketrans({"’": "'", "‘": "'", "`": "'", "“": "", "”": "", '"': "", "«": "", "»": "", "\u00ad": ""})
+
+
+def _folded(text: str) -> tuple[str, list[int]]:
+    """``text`` folded for comparison, and for each folded character the index of its original one."""
+    out: list[str] = []
+    where: list[int] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch in "-\u00ad" and i > 0 and text[i - 1].isalnum():
+            after = _after_line_break(text, i + 1)
+            if after is not None:  # "exam-\nple" reads "example"
+                i = after
+                continue
+        if ch.isspace():
+            if out and out[-1] != " ":
+                out.append(" ")
+                where.append(i)
+            i += 1
+            continue
+        for c in unicodedata.normalize("NFKD", ch.translate(_SAME).lower()):
+            if not unicodedata.combining(c):
+                out.append(c)
+                where.append(i)
+        i += 1
+    if out and out[-1] == " ":
+        out.pop()
+        where.pop()
+    return "".join(out), where
+
+
+def _after_line_break(text: str, i: int) -> int | None:
+    """Index of the word that goes on after blanks holding a line break at ``i``; None when there is none."""
+    j = i
+    while j < len(text) and text[j] in " \t\r":
+        j += 1
+    if j >= len(text) or text[j] != "\n":
+        return None
+    j += 1
+    while j < len(text) and text[j] in " \t\r":
+        j += 1
+    return j if j < len(text) and text[j].isalnum() else None
+
+
+# -- the short answer against its quote ---------------------------------------------------------------------
+
+_NEGATIONS = frozenset(
+    ["not", "no", "never", "none", "nobody", "nothing", "neither", "nor", "cannot", "ne", "n'", "pas", "jamais"]
+    + ["aucun", "aucune", "rien", "personne", "ni", "guère", "nullement", "sans"]
+)
+_WORDS = re.compile(r"[\w'’]+", re.UNICODE)
+
+
+def answer_mismatches(answer: str, quote: str, question: str = "") -> list[str]:
+    """Why the short answer may not match its quote (empty when nothing is suspect): a number the quote does
+    not hold, a negation one of them has and the other not, a name (a capitalised word inside a sentence)
+    that neither the quote nor the question holds. Cheap rules: a flag for the reader, never a verdict."""
+    problems = [f"the number {n} is not in the quote" for n in sorted(stated_numbers(answer) - stated_numbers(quote))]
+    if _negated(answer) != _negated(quote):
+        problems.append("the answer and its quote disagree on a negation")
+    known = _folded(quote)[0] + " " + _folded(question)[0]
+    for name in _names(answer):
+        if _folded(name)[0] not in known:
+            problems.append(f"the name {name} is not in the quote")
+    return problems
+
+
+def _negated(text: str) -> bool:
+    words = [w.lower().replace("’", "'") for w in _WORDS.findall(text)]
+    return any(w in _NEGATIONS or w.endswith("n't") or w.startswith("n'") for w in words)
+
+
+def _names(text: str) -> list[str]:
+    """Capitalised words that are not the first word of a sentence."""
+    names = []
+    for sentence in re.split(r"(?<=[.!?])\s+", text.strip()):
+        words = _WORDS.findall(sentence)
+        names += [w for w in words[1:] if w[:1].isupper() and not w.isupper() and len(w) > 1]
+    return names
+
+
+# -- what the reader sees while the model writes ------------------------------------------------------------
+
+_HEAD = re.compile(r'\s*\[(\d+)\]\s*["“«]')
+_LABEL = re.compile(r'\s*["”»]?\s*\n\s*(?:answer|réponse)\s*:\s*', re.I)
+
+
+class QuotedDisplay:
+    """Turns the raw output, piece by piece, into what is shown: ``«quote» [n]``, a blank line, the answer.
+
+    ``feed`` returns the text to show for each raw piece (often ""); ``end`` what is left to show. "NONE"
+    shows nothing (the caller shows its own "not found" sentence); output of another shape (a model that was
+    not constrained) is shown as it came.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = ""
+        self._phase = "head"
+        self.none = False
+
+    @property
+    def answering(self) -> bool:
+        """Whether the short answer (after the quote and its label) has begun."""
+        return self._phase in ("answer", "raw")
+
+    def feed(self, piece: str) -> str:
+        self._buffer += piece
+        out = []
+        while True:
+            shown, progressed = self._step()
+            out.append(shown)
+            if not progressed:
+                return "".join(out)
+
+    def end(self) -> str:
+        rest, self._buffer = self._buffer, ""
+        if self._phase == "head":
+            self.none = rest.strip() == NONE_MARK
+            return "" if self.none else rest
+        if self._phase == "quote":
+            return rest.rstrip('"”» \n') + "»"
+        if self._phase == "label":
+            return _LABEL.sub("", rest, count=1).lstrip('"”» \n')
+        return rest
+
+    def _step(self) -> tuple[str, bool]:
+        b = self._buffer
+        if self._phase == "head":
+            m = _HEAD.match(b)
+            if m:
+                self._buffer, self._phase, self._number = b[m.end() :], "quote", m.group(1)
+                return "«", True
+            if NONE_MARK.startswith(b.strip()) or re.fullmatch(r"\s*\[\d*\]?\s*", b):
+                return "", False  # not decided yet
+            self._buffer, self._phase = "", "raw"
+            return b, True
+        if self._phase == "quote":
+            close = re.search(r'["”»]', b)
+            if close is None:
+                keep = b.rstrip(" ")  # a closing quote may follow the blanks
+                self._buffer = b[len(keep) :]
+                return keep, False
+            self._buffer, self._phase = b[close.start() :], "label"
+            return b[: close.start()].rstrip() + f"» [{self._number}]\n\n", True
+        if self._phase == "label":
+            m = _LABEL.match(b)
+            if m and m.end() < len(b):  # blanks after the label may still come
+                self._buffer, self._phase = b[m.end() :], "answer"
+                return "", True
+            if len(b) < 16 and "answer:".startswith(b.strip('"”» \n').lower()[:7]):
+                return "", False
+            self._buffer, self._phase = "", "answer"
+            return b.lstrip('"”» \n'), True
+        self._buffer = ""
+        return b, False

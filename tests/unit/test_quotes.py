@@ -1,0 +1,200 @@
+"""Quote, then answer: the grammar, the quote matcher, the display while streaming, the answer-vs-quote check,
+and the Answerer's quoted style (fake model)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from rag.answer import NOT_FOUND, Answerer
+from rag.quotes import (
+    QuotedDisplay,
+    answer_grammar,
+    answer_mismatches,
+    clause_spans,
+    locate_quote,
+    parse_quoted,
+)
+from tests.fakes import FakeEmbedder, FakeLLM, fake_ingestor
+
+PASSAGES = [
+    "Le rapport d'incident indique une panne de 47 minutes. Les données sont intactes ; aucune écriture "
+    "n'a été perdue.\nL'équipe a réagi en neuf minutes, confor-\nmément au plan « Orage ».",
+    'Capital expenditures\n1,577\n1,373\nThe board said "no dividend" for 2018, as planned.',
+]
+
+
+def _grammar_rules(grammar: str) -> dict[str, str]:
+    return dict(line.split(" ::= ", 1) for line in grammar.strip().splitlines())
+
+
+def _literals(rule: str) -> list[str]:
+    return [
+        bytes(m, "utf-8").decode("unicode_escape").encode("latin-1").decode("utf-8")
+        for m in re.findall(r'"((?:[^"\\]|\\.)*)"', rule)
+    ]
+
+
+def _quotes_allowed(rules: dict[str, str], number: int) -> set[str]:
+    """Every quote the grammar allows for passage ``number``: runs of its clause rules, read back."""
+
+    def runs(name: str) -> set[str]:
+        rule = rules[name]
+        (text,) = _literals(rule.split(" (")[0])
+        nxt = re.search(r'\(" " (c\d+-\d+)\)\?', rule)
+        return {text} | ({f"{text} {rest}" for rest in runs(nxt.group(1))} if nxt else set())
+
+    return {q for start in rules[f"p{number}"].split(" | ") for q in runs(start)}
+
+
+def test_the_grammar_allows_only_runs_of_clauses_of_the_passage_it_cites():
+    rules = _grammar_rules(answer_grammar(PASSAGES))
+    assert re.findall(r'"(\d+)\] ', rules["cite"]) == ["1", "2"]  # no number outside the passages
+    for number, passage in enumerate(PASSAGES, 1):
+        allowed = _quotes_allowed(rules, number)
+        assert allowed and all(locate_quote(q, passage) for q in allowed)  # every allowed quote is in its passage
+    first = _quotes_allowed(rules, 1)
+    assert "Le rapport d'incident indique une panne de 47 minutes." in first
+    assert "L'équipe a réagi en neuf minutes, conformément au plan « Orage »." in first  # hyphenation joined
+    assert "conformément au plan « Orage »." in first  # a quote may start at any clause
+    # ... and never runs past its sentence's end
+    assert not any("47 minutes. Les données" in q for q in first)
+    assert not any('"' in q for q in _quotes_allowed(rules, 2))  # inner double quotes would close the quote
+    assert 'answer ::= [^\\n\\[\\] "]' in answer_grammar(PASSAGES)  # an answer cannot start with a marker
+
+
+def test_the_grammar_compiles_in_llama_cpp_and_handles_no_passages():
+    llama_cpp = pytest.importorskip("llama_cpp")
+    llama_cpp.LlamaGrammar.from_string(answer_grammar(PASSAGES), verbose=False)
+    assert answer_grammar([]).strip() == 'root ::= "NONE"'
+
+
+def test_clauses_cut_at_punctuation_and_line_breaks_but_not_hyphenated_words():
+    pieces = [PASSAGES[0][s:e] for s, e in clause_spans(PASSAGES[0])]
+    assert "L'équipe a réagi en neuf minutes," in pieces
+    assert "confor-\nmément au plan « Orage »." in pieces
+
+
+@pytest.mark.parametrize(
+    "quote",
+    [
+        "le rapport d'incident indique une panne de 47 minutes.",  # case
+        "Les donnees sont intactes",  # accents dropped
+        "Les  données\nsont   intactes",  # blanks and line breaks
+        "conformément au plan",  # hyphenated across a line break in the passage
+        "L’équipe a réagi",  # typographic apostrophe
+        "plan Orage",  # the quote's own quotation marks left out
+    ],
+)
+def test_a_quote_is_found_in_its_passage_despite_spelling_details(quote):
+    span = locate_quote(quote, PASSAGES[0])
+    assert span is not None
+    start, end = span
+    assert PASSAGES[0][start:end].replace("\n", " ").lower().startswith(quote.split()[0].lower().replace("’", "'")[:2])
+
+
+def test_a_quote_not_in_its_passage_is_not_found():
+    assert locate_quote("Le rapport indique une panne de 45 minutes.", PASSAGES[0]) is None
+    assert locate_quote("ab", PASSAGES[0]) is None
+    parsed = parse_quoted(
+        '[2] "Le rapport d\'incident indique une panne de 47 minutes."\nAnswer: 47 minutes.', PASSAGES
+    )
+    assert parsed.found and parsed.quote.number == 2 and not parsed.quote.verbatim  # right words, wrong passage
+
+
+def test_parse_reads_the_answer_none_and_output_of_another_shape():
+    parsed = parse_quoted('[1] "Les données sont intactes ;"\nAnswer: Oui, elles sont intactes.', PASSAGES)
+    assert parsed.found and parsed.answer == "Oui, elles sont intactes." and parsed.quote.verbatim
+    assert PASSAGES[0][parsed.quote.start : parsed.quote.end] == "Les données sont intactes ;"
+    assert parse_quoted("NONE", PASSAGES) == parse_quoted("  NONE\n", PASSAGES)
+    assert not parse_quoted("NONE", PASSAGES).found and parse_quoted("NONE", PASSAGES).well_formed
+    other = parse_quoted("The outage lasted 47 minutes [1].", PASSAGES)
+    assert not other.well_formed and other.answer == "The outage lasted 47 minutes [1]."
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 1000])
+def test_the_display_shows_quote_then_answer_whatever_the_pieces(size):
+    raw = '[1] "Le rapport d\'incident indique une panne de 47 minutes."\nAnswer: 47 minutes.'
+    display = QuotedDisplay()
+    shown = "".join(display.feed(raw[i : i + size]) for i in range(0, len(raw), size)) + display.end()
+    assert shown == "«Le rapport d'incident indique une panne de 47 minutes.» [1]\n\n47 minutes."
+    none = QuotedDisplay()
+    assert none.feed("NO") + none.feed("NE") + none.end() == "" and none.none
+    free = QuotedDisplay()
+    assert free.feed("The outage") + free.feed(" lasted 47 minutes [1].") + free.end() == (
+        "The outage lasted 47 minutes [1]."
+    )
+
+
+def test_the_answer_is_checked_against_its_quote():
+    quote = "Le rapport d'incident indique une panne de 47 minutes."
+    assert answer_mismatches("47 minutes.", quote) == []
+    assert answer_mismatches("La panne a duré quarante-sept minutes.", quote) != []  # said in words, flagged
+    assert answer_mismatches("Une panne de 45 minutes.", quote) == ["the number 45 is not in the quote"]
+    assert answer_mismatches("Il n'y a pas eu de panne.", quote) == ["the answer and its quote disagree on a negation"]
+    assert answer_mismatches("La panne chez Orange a duré 47 minutes.", quote) == [
+        "the name Orange is not in the quote"
+    ]
+    assert answer_mismatches("La panne chez Orange a duré 47 minutes.", quote, "Et chez Orange ?") == []
+    assert answer_mismatches("1 577 millions", "Capital expenditures\n1,577") == []  # the same number
+
+
+@pytest.fixture
+def retriever(settings, corpus):
+    from rag.retrieval import Retriever
+
+    ingestor, _ = fake_ingestor(settings)
+    ingestor.run([corpus])
+    return Retriever(ingestor.store, FakeEmbedder(), settings)
+
+
+def _answerer(settings, retriever, reply: str) -> tuple[Answerer, FakeLLM]:
+    settings.llm.answer_style = "quoted"
+    settings.retrieval.min_similarity = 0.0  # the fake embedder's similarities are low
+    llm = FakeLLM([reply])
+    return Answerer(settings, retriever, llm), llm
+
+
+def test_a_quoted_answer_cites_the_quote_passage_and_shows_the_quote(settings, retriever):
+    question = "How long did the storage outage last?"
+    passages = retriever.search(question, settings.retrieval.k)
+    number, passage = next((n, p) for n, p in enumerate(passages, 1) if "minutes" in p.text)
+    sentence = next(s for s in re.split(r"(?<=\.)\s+", passage.text) if "minutes" in s).replace("\n", " ")
+    answerer, llm = _answerer(settings, retriever, f'[{number}] "{sentence}"\nAnswer: It lasted some minutes.')
+    stream = answerer.stream(question)
+    shown = "".join(stream)
+    answer = stream.answer
+    assert shown.startswith("«") and shown.endswith("It lasted some minutes.")
+    assert answer.found and answer.text == f"It lasted some minutes. [{number}]"
+    assert answer.quote.verbatim and answer.cited_sources[0].number == number and answer.cited_sources[0].supported
+    assert passage.text[answer.quote.start : answer.quote.end].replace("\n", " ").startswith(sentence[:20])
+    assert answer.display_text == shown
+    assert llm.grammars[0] is not None and f'"{number}] ' in llm.grammars[0]
+    assert "copy" in llm.prompts[0].text and "NONE" in llm.prompts[0].text
+
+
+def test_none_from_the_model_is_a_clear_not_found(settings, retriever):
+    answerer, _ = _answerer(settings, retriever, "NONE")
+    stream = answerer.stream("How long did the storage outage last?")
+    assert "".join(stream) == NOT_FOUND["en"]
+    assert not stream.answer.found and stream.answer.sources and not stream.answer.cited_sources
+
+
+def test_a_quote_missing_from_its_passage_is_a_failed_citation_shown_as_such(settings, retriever):
+    answerer, _ = _answerer(settings, retriever, '[1] "The moon is made of cheese."\nAnswer: Cheese.')
+    answer = answerer.answer("How long did the storage outage last?")
+    assert answer.found and not answer.quote.verbatim
+    assert answer.cited_sources[0].supported is False and answer.unsupported_citations
+    assert answer.warnings == ["the quote is not in passage [1]"]
+
+
+def test_an_answer_contradicting_its_quote_is_flagged_not_hidden(settings, retriever):
+    question = "How long did the storage outage last?"
+    passages = retriever.search(question, settings.retrieval.k)
+    number, passage = next((n, p) for n, p in enumerate(passages, 1) if "minutes" in p.text)
+    sentence = next(s for s in re.split(r"(?<=\.)\s+", passage.text) if "minutes" in s).replace("\n", " ")
+    answerer, _ = _answerer(settings, retriever, f'[{number}] "{sentence}"\nAnswer: 12345 minutes.')
+    answer = answerer.answer(question)
+    assert answer.found and answer.quote.verbatim and answer.text.startswith("12345 minutes.")
+    assert answer.warnings == ["the number 12345 is not in the quote"]
