@@ -135,14 +135,26 @@ def answer_extras(answer: Answer) -> dict[str, Any]:
         "language": answer.language,
         "answerability": answer.answerability,
         "invalid_citations": answer.invalid_citations,
+        "quote": quote_dict(answer),
+        "warnings": answer.warnings,
         "timings": {
             "retrieval_ms": round(t.retrieval_ms, 1),
             "check_ms": round(t.check_ms, 1) if t.check_ms is not None else None,
             "first_token_ms": round(t.first_token_ms, 1) if t.first_token_ms is not None else None,
+            "answer_start_ms": round(t.answer_start_ms, 1) if t.answer_start_ms is not None else None,
             "generation_s": round(t.generation_s, 3),
             "tokens_per_s": round(t.tokens_per_s, 2),
         },
     }
+
+
+def quote_dict(answer: Answer) -> dict[str, Any] | None:
+    """The sentence the answer rests on (quoted style): its passage's number, its text, where it lies in
+    the passage (``start``/``end``, null when it is not in it) and whether it was found there word for word."""
+    q = answer.quote
+    if q is None:
+        return None
+    return {"number": q.number, "text": q.text, "start": q.start, "end": q.end, "verbatim": q.verbatim}
 
 
 def usage(answer: Answer) -> dict[str, int]:

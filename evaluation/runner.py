@@ -102,6 +102,8 @@ def retrieval_row(retriever: Retriever, question: Question, gold: set[str]) -> d
 
 
 _MARKER = re.compile(r"\s*\[\d+\]")
+# Answers that talk about the passages instead of answering ("The passage [2] states that...").
+_ABOUT_PASSAGES = re.compile(r"\b(passages?|extraits?|the (?:text|document)s? (?:says?|states?))\b", re.I)
 
 
 def answer_row(answer: Answer, question: Question, gold: set[str]) -> dict[str, Any]:
@@ -122,7 +124,16 @@ def answer_row(answer: Answer, question: Question, gold: set[str]) -> dict[str, 
         "tokens_per_s": answer.timings.tokens_per_s or None,
         "prompt_tokens": answer.timings.prompt_tokens,
         "answerability": answer.answerability,
+        "answer_start_ms": answer.timings.answer_start_ms,
+        "quote_pieces": answer.timings.quote_pieces if answer.quote is not None else None,
     }
+    if answer.found:
+        row |= {
+            "no_words": float(not re.search(r"\w", text)),
+            "about_passages": float(bool(_ABOUT_PASSAGES.search(text))),
+            "warned": float(bool(answer.warnings)),
+            "quote_verbatim": float(answer.quote.verbatim) if answer.quote is not None else None,
+        }
     if question.answerable and answer.found:
         refs = question.answers
         row |= {
@@ -220,6 +231,14 @@ def summarize(rows: Sequence[dict[str, Any]], settings: Settings, answered: bool
             "invalid_markers": sum(r["invalid_markers"] for r in rows),
             "unsupported": sum(r["unsupported"] for r in rows),
         }
+        answered_rows = [r for r in rows if not r["declined"]]
+        summary["faithfulness"] = {
+            "no_words": sum(r["no_words"] for r in answered_rows),
+            "about_passages": sum(r["about_passages"] for r in answered_rows),
+            "quote_verbatim": _avg([r for r in answered_rows if r["quote_verbatim"] is not None], "quote_verbatim"),
+            "warned_when_right": _avg([r for r in found if r.get("contains") == 1.0], "warned"),
+            "warned_when_wrong": _avg([r for r in found if r.get("contains") == 0.0], "warned"),
+        }
         summary["abstention"] = {
             "unanswerable_declined": _avg([{"v": float(r["declined"])} for r in unanswerable], "v"),
             "answerable_declined": _avg([{"v": float(r["declined"])} for r in answerable], "v"),
@@ -232,6 +251,10 @@ def summarize(rows: Sequence[dict[str, Any]], settings: Settings, answered: bool
         summary["answerability_sweep"] = answerability_sweep(answerable, unanswerable)
         summary["cost"] = {
             "first_token_ms_p50": _round(m.percentile([r["first_token_ms"] for r in rows if r["first_token_ms"]], 50)),
+            "answer_start_ms_p50": _round(
+                m.percentile([r["answer_start_ms"] for r in rows if r["answer_start_ms"]], 50)
+            ),
+            "quote_tokens": _avg([r for r in rows if r["quote_pieces"] is not None], "quote_pieces"),
             "tokens_per_s": _avg(rows, "tokens_per_s"),
             "seconds_per_question": _avg(rows, "total_s"),
             "prompt_tokens": _avg(rows, "prompt_tokens"),

@@ -145,6 +145,8 @@ def print_sources(answer: Answer) -> None:
         score = p.rerank_score if reranked else (p.similarity if p.similarity is not None else p.score)
         table.add_row(str(s.number), p.source, str(p.page or "-"), f"{score or 0:.3f}", cited)
     console = Console()
+    for warning in answer.warnings:
+        console.print(f"[yellow]the answer may not match its source: {warning}[/]", highlight=False)
     if answer.sources:
         console.print(table)
     t = answer.timings

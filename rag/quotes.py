@@ -303,13 +303,13 @@ class QuotedDisplay:
             self._buffer, self._phase = "", "raw"
             return b, True
         if self._phase == "quote":
-            close = re.search(r'["”»]', b)
-            if close is None:
+            close = b.find('"')  # the grammar's delimiter (a passage's own « » or “ ” stay inside)
+            if close < 0:
                 keep = b.rstrip(" ")  # a closing quote may follow the blanks
                 self._buffer = b[len(keep) :]
                 return keep, False
-            self._buffer, self._phase = b[close.start() :], "label"
-            return b[: close.start()].rstrip() + f"» [{self._number}]\n\n", True
+            self._buffer, self._phase = b[close:], "label"
+            return b[:close].rstrip() + f"» [{self._number}]\n\n", True
         if self._phase == "label":
             m = _LABEL.match(b)
             if m and m.end() < len(b):  # blanks after the label may still come

@@ -132,7 +132,9 @@ def show_answer(service: Service, answer: Answer, lang: str, streamed: bool) -> 
         if not streamed:
             st.markdown(plain(answer.text))
     elif not streamed:
-        st.markdown(plain(answer.text))
+        st.markdown(plain(answer.display_text))
+    for warning in answer.warnings:
+        st.warning(tr(lang, "may_not_match", why=warning), icon=":material/warning:")
     t = answer.timings
     if answer.found and t.first_token_ms is not None:
         st.caption(tr(lang, "timings", **describe_timings(t)))
@@ -163,10 +165,17 @@ def show_sources(service: Service, answer: Answer, lang: str) -> None:
             st.caption(details)
             if source.cited and not source.supported:
                 st.warning(tr(lang, "unsupported"), icon=":material/warning:")
-            sentences = [c.sentence for c in answer.citations if c.number == source.number]
-            spans = support_spans(sentences, p.text) if sentences else []
-            st.markdown(highlighted(p.text, spans))
+            st.markdown(highlighted(p.text, passage_spans(answer, source)))
             download(service, p, key=f"dl-{id(answer)}-{source.number}", lang=lang)
+
+
+def passage_spans(answer: Answer, source: Any) -> list[tuple[int, int]]:
+    """What to highlight in a source: the quote the answer rests on, else the words of the sentences citing it."""
+    q = answer.quote
+    if q is not None and q.number == source.number and q.start is not None and q.end is not None:
+        return [(q.start, q.end)]
+    sentences = [c.sentence for c in answer.citations if c.number == source.number]
+    return support_spans(sentences, source.passage.text) if sentences else []
 
 
 def download(service: Service, passage: Any, key: str, lang: str) -> None:

@@ -117,3 +117,36 @@ def test_a_cancelled_generation_stops_inside_a_long_prompt_and_leaves_the_model_
     worker.join()
     assert got == [] and not smollm.activity.state().busy and stopped < 1.5, stopped
     assert "".join(smollm.stream(short, decoding=greedy)) == expected  # the context is sound after the abort
+
+
+def test_whatever_the_model_samples_the_grammar_yields_a_verbatim_quote_of_a_given_passage_or_none(smollm):
+    """Sampling hot (temperature 1.5) from a tiny model, the quoted style's grammar still only lets out a
+    real passage number, a run of that passage's own clauses and a one-line answer that is not a marker."""
+    from rag.answer import QUOTED_SYSTEM_PROMPT
+    from rag.quotes import answer_grammar, parse_quoted
+
+    passages = [
+        "The storage outage of 14 March lasted 47 minutes. No write was lost, thanks to the read-only fallback.",
+        "Le télétravail est possible deux jours par semaine, après accord du responsable.",
+    ]
+    numbered = "\n\n".join(f"[{n}] {p}" for n, p in enumerate(passages, 1))
+    prompt = smollm.prompter.render(
+        [
+            {"role": "system", "content": QUOTED_SYSTEM_PROMPT.replace("{language}", "English")},
+            {"role": "user", "content": f"Passages:\n{numbered}\n\nQuestion: How long did the outage last?"},
+        ]
+    )
+    hot = smollm.settings.llm.model_copy(update={"temperature": 1.5, "top_k": 0, "top_p": 1.0, "min_p": 0.0})
+    outputs = []
+    for seed in range(12):
+        decoding = hot.model_copy(update={"seed": seed})
+        outputs.append(
+            "".join(smollm.stream(prompt, max_tokens=80, decoding=decoding, grammar=answer_grammar(passages)))
+        )
+    for out in outputs:
+        parsed = parse_quoted(out, passages)
+        assert parsed.well_formed, out
+        if parsed.found:
+            assert 1 <= parsed.quote.number <= 2 and parsed.quote.verbatim, out
+            assert not parsed.answer.startswith(("[", " ")), out
+    assert any(parse_quoted(o, passages).found for o in outputs)

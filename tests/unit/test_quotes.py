@@ -119,6 +119,9 @@ def test_the_display_shows_quote_then_answer_whatever_the_pieces(size):
     display = QuotedDisplay()
     shown = "".join(display.feed(raw[i : i + size]) for i in range(0, len(raw), size)) + display.end()
     assert shown == "«Le rapport d'incident indique une panne de 47 minutes.» [1]\n\n47 minutes."
+    french = QuotedDisplay()
+    raw = '[1] "conformément au plan « Orage »."\nAnswer: Oui.'
+    assert "".join(french.feed(ch) for ch in raw) + french.end() == "«conformément au plan « Orage ».» [1]\n\nOui."
     none = QuotedDisplay()
     assert none.feed("NO") + none.feed("NE") + none.end() == "" and none.none
     free = QuotedDisplay()
