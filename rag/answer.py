@@ -285,7 +285,10 @@ class Answerer:
     ) -> Iterator[str]:
         """The model's pieces, timed (``busy``: model time already spent on this answer); ends at once when
         ``cancel`` is set, and closes the model's generator however it ends."""
-        generated = iter(self.llm.stream(prompt, decoding=self.settings.llm, cancel=cancel, grammar=grammar))
+        decoding = self.settings.llm
+        if grammar is not None:  # copying is the task: greedy, and no penalty on repeating the passage's words
+            decoding = decoding.model_copy(update={"temperature": 0.0, "repeat_penalty": 1.0})
+        generated = iter(self.llm.stream(prompt, decoding=decoding, cancel=cancel, grammar=grammar))
         try:
             while not cancelled(cancel):
                 start = time.perf_counter()

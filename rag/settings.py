@@ -257,7 +257,8 @@ class LLMSettings(_Group):
         "quoted",
         description="'quoted': the model first copies the sentence of a passage that answers, then writes a short "
         "answer; the quote is checked against its passage (a local model is held to passages' own sentences by "
-        "a grammar) and the answer against its quote. 'free': the model writes its answer with [n] markers, "
+        "a grammar; decoding is greedy without repeat penalty, since copying is the task) and the answer "
+        "against its quote. 'free': the model writes its answer with [n] markers, "
         "checked word by word (for larger models, or servers). See docs/answers.md for the measurements.",
     )
     system_prompt: str | None = Field(
