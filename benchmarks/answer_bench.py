@@ -14,8 +14,11 @@
    the page and the API), today's pipeline (no reranker, k 8) against the default (reranker, retrieval.k):
    time to first token p50, prompt tokens, retrieval time; and the same with the cache reset before each
    question (what keeping the shared system prompt evaluated saves).
+5. Grammar (--grammar N): the quoted answer style's grammar against no grammar, raw llama-cpp-python decoding
+   the same prompts greedily (tokens/s), and the time to build and compile a question's grammar.
 
     .venv/bin/python benchmarks/answer_bench.py [--sizes 10000 100000] [--questions 3] [--rerank 30] [--pipeline]
+        [--grammar 4]
 """
 
 from __future__ import annotations
@@ -140,6 +143,7 @@ def generation(n_questions: int) -> dict:
         ours_ttft.append(a.timings.first_token_ms)
         ours_tps.append(a.timings.tokens_per_s)
         llama.reset()
+        grammar, decoding = same_constraints(answerer, a)
         t0 = time.perf_counter()
         first, n = None, 0
         for chunk in llama.create_completion(
@@ -147,7 +151,8 @@ def generation(n_questions: int) -> dict:
             max_tokens=len(pieces) + 1,
             stop=prompt.stop,
             stream=True,
-            **answerer.llm.sampling_kwargs(),
+            grammar=grammar,
+            **answerer.llm.sampling_kwargs(decoding),
         ):
             if chunk["choices"][0]["text"]:
                 n += 1
@@ -165,6 +170,62 @@ def generation(n_questions: int) -> dict:
     }
     result["ratio_ttft_raw_over_ours"] = round(result["ttft_ms_raw"] / result["ttft_ms_ours"], 3)
     result["ratio_tokens_per_s_ours_over_raw"] = round(result["tokens_per_s_ours"] / result["tokens_per_s_raw"], 3)
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def same_constraints(answerer, answer) -> tuple:
+    """The grammar (compiled) and decoding the answerer used for ``answer``, for the raw library to do the same."""
+    from rag.llm import compile_grammar
+    from rag.quotes import answer_grammar
+
+    if answerer.settings.llm.answer_style != "quoted":
+        return None, answerer.settings.llm
+    grammar = compile_grammar(answer_grammar([s.passage.text for s in answer.sources]))
+    return grammar, answerer.settings.llm.model_copy(update={"temperature": 0.0, "repeat_penalty": 1.0})
+
+
+def grammar_cost(n_questions: int, tokens: int = 48) -> dict:
+    """What the quoted style's grammar costs: raw llama-cpp-python decoding the same prompt greedily, with and
+    without the grammar (tokens/s after the first token), and the time to build and compile the grammar."""
+    from rag.answer import build_answerer
+    from rag.llm import compile_grammar
+    from rag.quotes import answer_grammar
+    from rag.settings import load_settings
+
+    answerer = build_answerer(load_settings())
+    llama = answerer.llm.llama
+    rates: dict[str, list[float]] = {"free": [], "grammar": []}
+    compile_ms, rules = [], []
+    for q in QUESTIONS[:n_questions]:
+        a = answerer.answer(q)
+        prompt = answerer.llm.last_prompt
+        t0 = time.perf_counter()
+        text = answer_grammar([s.passage.text for s in a.sources])
+        grammar = compile_grammar(text)
+        compile_ms.append((time.perf_counter() - t0) * 1000)
+        rules.append(text.count("\n"))
+        for label, g in (("free", None), ("grammar", grammar)):
+            llama.reset()
+            llama.eval(prompt.tokens)  # the prompt is not what is compared
+            first, n = None, 0
+            for chunk in llama.create_completion(
+                prompt=prompt.tokens, max_tokens=tokens, stream=True, temperature=0.0, repeat_penalty=1.0, grammar=g
+            ):
+                if chunk["choices"][0]["text"]:
+                    n += 1
+                    first = first or time.perf_counter()
+            end = time.perf_counter()
+            if n > 1:
+                rates[label].append((n - 1) / (end - first))
+    result = {
+        "questions": len(rates["grammar"]),
+        "grammar_rules_mean": round(statistics.mean(rules)),
+        "grammar_build_and_compile_ms_p50": round(statistics.median(compile_ms), 1),
+        "tokens_per_s_free": round(statistics.mean(rates["free"]), 2),
+        "tokens_per_s_grammar": round(statistics.mean(rates["grammar"]), 2),
+    }
+    result["ratio_grammar_over_free"] = round(result["tokens_per_s_grammar"] / result["tokens_per_s_free"], 3)
     print(json.dumps(result), flush=True)
     return result
 
@@ -266,6 +327,7 @@ def main() -> None:
     ap.add_argument("--questions", type=int, default=3)
     ap.add_argument("--rerank", type=int, default=0, help="batches of 20 passages to rerank (0: skip)")
     ap.add_argument("--pipeline", action="store_true", help="TTFT of today's pipeline vs the default")
+    ap.add_argument("--grammar", type=int, default=0, help="questions for the grammar's cost (0: skip)")
     args = ap.parse_args()
     if args.sizes:
         retrieval_latency(args.sizes)
@@ -273,6 +335,8 @@ def main() -> None:
         generation(args.questions)
     if args.rerank:
         rerank_latency(args.rerank)
+    if args.grammar:
+        grammar_cost(args.grammar)
     if args.pipeline:
         pipeline(reset_each=False)
         pipeline(reset_each=True)
