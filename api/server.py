@@ -250,7 +250,7 @@ def create_app(service: Service) -> FastAPI:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": stream.answer.text or text},
+                    "message": {"role": "assistant", "content": stream.answer.display_text or text},
                     "finish_reason": "stop",
                 }
             ],

@@ -41,6 +41,8 @@ USER_TEMPLATE = "Passages:\n{passages}\n\nQuestion: {question}"
 # Appended to the same user message for the answerability check, so everything before it (system prompt,
 # passages, question) is shared with the answer's prompt and evaluated once.
 CHECK_SUFFIX = "\n\nDo the passages above state the answer to this question? Reply with yes or no only."
+# The quoted style copies: a penalty on repeated words would push the model off the passage's own words.
+QUOTE_DECODING = {"repeat_penalty": 1.0}
 NOT_FOUND = {
     "en": "I could not find the answer in the documents.",
     "fr": "Je n'ai pas trouvé la réponse dans les documents.",
@@ -286,8 +288,8 @@ class Answerer:
         """The model's pieces, timed (``busy``: model time already spent on this answer); ends at once when
         ``cancel`` is set, and closes the model's generator however it ends."""
         decoding = self.settings.llm
-        if grammar is not None:  # copying is the task: greedy, and no penalty on repeating the passage's words
-            decoding = decoding.model_copy(update={"temperature": 0.0, "repeat_penalty": 1.0})
+        if grammar is not None:
+            decoding = decoding.model_copy(update=QUOTE_DECODING)
         generated = iter(self.llm.stream(prompt, decoding=decoding, cancel=cancel, grammar=grammar))
         try:
             while not cancelled(cancel):

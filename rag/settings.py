@@ -246,7 +246,13 @@ class LLMSettings(_Group):
     n_threads: int = Field(2, ge=1, description="Threads for generation (llama-cpp-python's default is half).")
     n_threads_batch: int = Field(2, ge=1, description="Threads for prompt processing.")
     n_gpu_layers: int = Field(0, description="Layers offloaded to a GPU (-1: all).")
-    temperature: float = Field(0.1, ge=0.0, le=2.0, description="Sampling temperature (low: faithful).")
+    temperature: float = Field(
+        0.0,
+        ge=0.0,
+        le=2.0,
+        description="Sampling temperature; 0 is greedy, the most faithful (with 0.1 the default model sometimes "
+        "quoted the wrong passage of the sample documents).",
+    )
     top_k: int = Field(40, ge=0, description="Sample among the k likeliest tokens (0: all).")
     top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling: smallest set of tokens of this mass.")
     min_p: float = Field(0.05, ge=0.0, le=1.0, description="Drop tokens less likely than min_p x the likeliest.")
@@ -257,7 +263,7 @@ class LLMSettings(_Group):
         "quoted",
         description="'quoted': the model first copies the sentence of a passage that answers, then writes a short "
         "answer; the quote is checked against its passage (a local model is held to passages' own sentences by "
-        "a grammar; decoding is greedy without repeat penalty, since copying is the task) and the answer "
+        "a grammar; without repeat penalty, since copying is the task) and the answer "
         "against its quote. 'free': the model writes its answer with [n] markers, "
         "checked word by word (for larger models, or servers). See docs/answers.md for the measurements.",
     )

@@ -174,7 +174,7 @@ def test_a_quoted_answer_cites_the_quote_passage_and_shows_the_quote(settings, r
     assert passage.text[answer.quote.start : answer.quote.end].replace("\n", " ").startswith(sentence[:20])
     assert answer.display_text == shown
     assert llm.grammars[0] is not None and f'"{number}] ' in llm.grammars[0]
-    assert llm.decodings[0].temperature == 0.0 and llm.decodings[0].repeat_penalty == 1.0  # copying: greedy
+    assert llm.decodings[0].repeat_penalty == 1.0  # copying: no penalty on repeating the passage's words
     assert "copy" in llm.prompts[0].text and "NONE" in llm.prompts[0].text
 
 
