@@ -19,7 +19,7 @@ from rag.citations import Citation, check_citations
 from rag.errors import SourcierError
 from rag.llm import Prompt
 from rag.packing import PackedPrompt, Passage, Prompting, Turn, build_messages, pack_prompt
-from rag.quotes import Quote, QuotedDisplay, answer_grammar, answer_mismatches, parse_quoted
+from rag.quotes import NONE_MARK, Quote, QuotedDisplay, answer_grammar, answer_mismatches, parse_quoted
 from rag.settings import LLMSettings, Settings
 from rag.text import STOPWORDS_EN, STOPWORDS_FR, fold
 
@@ -386,7 +386,7 @@ class Answerer:
         parsed = parse_quoted(raw, [p.text for p in passages])
         if not parsed.well_formed:  # a model that did not keep to the shape (no grammar): judged as free text
             return self._finish(question, language, raw, passages, packed.dropped_passages, timings)
-        if parsed.quote is None or not parsed.answer or is_abstention(parsed.answer):
+        if parsed.quote is None or not parsed.answer or parsed.answer == NONE_MARK or is_abstention(parsed.answer):
             answer = declined(question, language, passages, timings)
             answer.dropped_passages = packed.dropped_passages
             return answer

@@ -27,9 +27,10 @@ from rag.citations import stated_numbers
 NONE_MARK = "NONE"
 ANSWER_LABEL = "Answer: "
 # A quote is a run of whole clauses of one passage: text is cut after . ! ? , ; : and at line breaks
-# (not a word hyphenated across lines). A quote shorter than this is too short to stand alone.
+# (not a word hyphenated across lines).
 _CLAUSE_END = re.compile(r"(?<=[.!?,;:])\s+|(?<![-\u00ad])[ \t]*\n\s*")
-_MIN_QUOTE_CHARS = 12
+# Longest run of clauses a quote may be: about 40 tokens of the default model, 3-4 s to copy on 2 cores.
+MAX_QUOTE_CHARS = 160
 _SENTENCE_END = re.compile(r"[.!?][\"'’”»)\]]*$")
 
 
@@ -85,8 +86,9 @@ def answer_grammar(passages: Sequence[str]) -> str:
     """GBNF for "[n] \"<a run of clauses of passage n>\"\\nAnswer: <one line>" or "NONE".
 
     Citation numbers outside the passages are impossible, and so is a quote that is not a run of whole
-    consecutive clauses of one sentence of its passage (a line of a table or list is a sentence): it may
-    start at any clause and stop after any, never past its sentence's end (the quote shows
+    consecutive clauses of one sentence of its passage (a line of a table or list is a sentence), at most
+    ``MAX_QUOTE_CHARS`` long: it may start at any clause and stop after any, never past its sentence's end
+    (the quote shows
     the passage's text with blanks and line breaks as single spaces, hyphenated words joined, and its inner
     double quotes left out, since they close the quote). The answer is one line that does not start with
     a bracket or a blank, so an answer of markers only cannot be written.
@@ -101,15 +103,26 @@ def answer_grammar(passages: Sequence[str]) -> str:
         clauses = [c for c in (_quotable(text[s:e]) for s, e in clause_spans(text)) if c]
         if not clauses:
             continue
-        for i, clause in enumerate(clauses):  # c<n>-<i>: clause i, then optionally the rest of its sentence
-            more = f' (" " c{number}-{i + 1})?' if i + 1 < len(clauses) and not _SENTENCE_END.search(clause) else ""
-            rules.append(f"c{number}-{i} ::= {_gbnf_literal(clause)}{more}")
-        rules.append(f"p{number} ::= " + " | ".join(f"c{number}-{i}" for i in range(len(clauses))))
+        runs = dict.fromkeys(_gbnf_literal(run) for run in quote_runs(clauses))
+        rules.append(f"p{number} ::= " + " | ".join(runs))
         cites.append(f'"{number}] \\"" p{number}')
     if not cites:
         return f'root ::= "{NONE_MARK}"\n'
     rules.insert(2, "cite ::= " + " | ".join(cites))
     return "\n".join(rules) + "\n"
+
+
+def quote_runs(clauses: Sequence[str], max_chars: int = MAX_QUOTE_CHARS) -> Iterator[str]:
+    """Every quote allowed from these clauses: a run of consecutive clauses of one sentence, at most
+    ``max_chars`` long (a single longer clause is allowed alone): copying costs a token every few characters."""
+    for i, clause in enumerate(clauses):
+        run = clause
+        yield run
+        for nxt in clauses[i + 1 :]:
+            if _SENTENCE_END.search(run) or len(run) + 1 + len(nxt) > max_chars:
+                break
+            run = f"{run} {nxt}"
+            yield run
 
 
 def _quotable(text: str) -> str:

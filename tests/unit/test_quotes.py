@@ -9,6 +9,7 @@ import pytest
 
 from rag.answer import NOT_FOUND, Answerer
 from rag.quotes import (
+    MAX_QUOTE_CHARS,
     QuotedDisplay,
     answer_grammar,
     answer_mismatches,
@@ -37,15 +38,8 @@ def _literals(rule: str) -> list[str]:
 
 
 def _quotes_allowed(rules: dict[str, str], number: int) -> set[str]:
-    """Every quote the grammar allows for passage ``number``: runs of its clause rules, read back."""
-
-    def runs(name: str) -> set[str]:
-        rule = rules[name]
-        (text,) = _literals(rule.split(" (")[0])
-        nxt = re.search(r'\(" " (c\d+-\d+)\)\?', rule)
-        return {text} | ({f"{text} {rest}" for rest in runs(nxt.group(1))} if nxt else set())
-
-    return {q for start in rules[f"p{number}"].split(" | ") for q in runs(start)}
+    """Every quote the grammar allows for passage ``number``."""
+    return set(_literals(rules[f"p{number}"]))
 
 
 def test_the_grammar_allows_only_runs_of_clauses_of_the_passage_it_cites():
@@ -62,6 +56,16 @@ def test_the_grammar_allows_only_runs_of_clauses_of_the_passage_it_cites():
     assert not any("47 minutes. Les données" in q for q in first)
     assert not any('"' in q for q in _quotes_allowed(rules, 2))  # inner double quotes would close the quote
     assert 'answer ::= [^\\n\\[\\] "]' in answer_grammar(PASSAGES)  # an answer cannot start with a marker
+
+
+def test_quotes_are_bounded_in_length_but_a_long_clause_may_stand_alone():
+    long_sentence = ", ".join(f"clause number {i} of a long sentence" for i in range(12)) + "."
+    rules = _grammar_rules(answer_grammar([long_sentence]))
+    allowed = _quotes_allowed(rules, 1)
+    assert max(len(q) for q in allowed) <= MAX_QUOTE_CHARS
+    assert "clause number 3 of a long sentence, clause number 4 of a long sentence," in allowed
+    one_clause = "A" + "a" * 300 + "."
+    assert _quotes_allowed(_grammar_rules(answer_grammar([one_clause])), 1) == {one_clause}
 
 
 def test_the_grammar_compiles_in_llama_cpp_and_handles_no_passages():
@@ -183,6 +187,9 @@ def test_none_from_the_model_is_a_clear_not_found(settings, retriever):
     stream = answerer.stream("How long did the storage outage last?")
     assert "".join(stream) == NOT_FOUND["en"]
     assert not stream.answer.found and stream.answer.sources and not stream.answer.cited_sources
+
+    late = _answerer(settings, retriever, '[1] "The storage outage."\nAnswer: NONE')[0].answer("How long?")
+    assert not late.found and late.text == NOT_FOUND["en"]  # NONE written as the answer, after a quote
 
 
 def test_a_quote_missing_from_its_passage_is_a_failed_citation_shown_as_such(settings, retriever):
