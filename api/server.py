@@ -136,7 +136,7 @@ def answer_extras(answer: Answer) -> dict[str, Any]:
         "answerability": answer.answerability,
         "invalid_citations": answer.invalid_citations,
         "quote": quote_dict(answer),
-        "warnings": answer.warnings,
+        "warnings": [{"kind": w.kind, "value": w.value, "text": str(w)} for w in answer.warnings],
         "timings": {
             "retrieval_ms": round(t.retrieval_ms, 1),
             "check_ms": round(t.check_ms, 1) if t.check_ms is not None else None,

@@ -19,7 +19,7 @@ from rag.citations import Citation, check_citations
 from rag.errors import SourcierError
 from rag.llm import Prompt
 from rag.packing import PackedPrompt, Passage, Prompting, Turn, build_messages, pack_prompt
-from rag.quotes import NONE_MARK, Quote, QuotedDisplay, answer_grammar, answer_mismatches, parse_quoted
+from rag.quotes import NONE_MARK, Mismatch, Quote, QuotedDisplay, answer_grammar, answer_mismatches, parse_quoted
 from rag.settings import LLMSettings, Settings
 from rag.text import STOPWORDS_EN, STOPWORDS_FR, fold
 
@@ -117,7 +117,7 @@ class Answer:
     timings: Timings = field(default_factory=Timings)
     cancelled: bool = False  # generation was stopped before the model finished (the client went away)
     quote: Quote | None = None  # quoted style: the passage's sentence the answer rests on
-    warnings: list[str] = field(default_factory=list)  # why the answer may not match its quote
+    warnings: list[Mismatch] = field(default_factory=list)  # why the answer may not match its quote
 
     @property
     def display_text(self) -> str:
@@ -394,7 +394,7 @@ class Answerer:
         exists = 1 <= quote.number <= len(passages)
         warnings = answer_mismatches(parsed.answer, quote.text, question) if quote.verbatim else []
         if not quote.verbatim:
-            warnings.insert(0, f"the quote is not in passage [{quote.number}]")
+            warnings.insert(0, Mismatch("not_in_passage", str(quote.number)))
         sources = [
             Source(n, p, n == quote.number, quote.verbatim if n == quote.number else None)
             for n, p in enumerate(passages, 1)

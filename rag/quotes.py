@@ -232,17 +232,32 @@ _NEGATIONS = frozenset(
 _WORDS = re.compile(r"[\w'’]+", re.UNICODE)
 
 
-def answer_mismatches(answer: str, quote: str, question: str = "") -> list[str]:
+@dataclass(frozen=True)
+class Mismatch:
+    """One reason the answer may not match its quote: ``kind`` is "number", "negation", "name" or
+    "not_in_passage"; ``value`` the number, name or passage number concerned ("" for a negation)."""
+
+    kind: str
+    value: str = ""
+
+    def __str__(self) -> str:
+        return {
+            "number": f"the number {self.value} is not in the quote",
+            "negation": "the answer and its quote disagree on a negation",
+            "name": f"the name {self.value} is not in the quote",
+            "not_in_passage": f"the quote is not in passage [{self.value}]",
+        }[self.kind]
+
+
+def answer_mismatches(answer: str, quote: str, question: str = "") -> list[Mismatch]:
     """Why the short answer may not match its quote (empty when nothing is suspect): a number the quote does
     not hold, a negation one of them has and the other not, a name (a capitalised word inside a sentence)
     that neither the quote nor the question holds. Cheap rules: a flag for the reader, never a verdict."""
-    problems = [f"the number {n} is not in the quote" for n in sorted(stated_numbers(answer) - stated_numbers(quote))]
+    problems = [Mismatch("number", n) for n in sorted(stated_numbers(answer) - stated_numbers(quote))]
     if _negated(answer) != _negated(quote):
-        problems.append("the answer and its quote disagree on a negation")
+        problems.append(Mismatch("negation"))
     known = _folded(quote)[0] + " " + _folded(question)[0]
-    for name in _names(answer):
-        if _folded(name)[0] not in known:
-            problems.append(f"the name {name} is not in the quote")
+    problems += [Mismatch("name", name) for name in _names(answer) if _folded(name)[0] not in known]
     return problems
 
 

@@ -134,7 +134,8 @@ def show_answer(service: Service, answer: Answer, lang: str, streamed: bool) -> 
     elif not streamed:
         st.markdown(plain(answer.display_text))
     for warning in answer.warnings:
-        st.warning(tr(lang, "may_not_match", why=warning), icon=":material/warning:")
+        why = tr(lang, f"mismatch_{warning.kind}", value=warning.value)
+        st.warning(tr(lang, "may_not_match", why=why), icon=":material/warning:")
     t = answer.timings
     if answer.found and t.first_token_ms is not None:
         st.caption(tr(lang, "timings", **describe_timings(t)))

@@ -115,3 +115,22 @@ def test_markup_in_an_answer_is_shown_as_text(service):
     at = ask(page(service), "outage minutes")
     shown = " ".join(md.value for md in at.chat_message[1].markdown)
     assert "\\!\\[x\\]\\(http\\:" in shown and "\\<img" in shown
+
+
+def test_a_quoted_answer_shows_its_quote_highlighted_and_warns_in_french(service):
+    import re
+
+    question = "Combien de minutes a duré la panne de stockage ? outage minutes"
+    passages = service.retriever.search(question, service.settings.retrieval.k)
+    number, passage = next((n, p) for n, p in enumerate(passages, 1) if "47 minutes" in p.text)
+    sentence = next(s for s in re.split(r"(?<=\.)\s+", passage.text) if "47 minutes" in s).replace("\n", " ")
+    service.replies.append(f'[{number}] "{sentence}"\nAnswer: La panne a duré 45 minutes.')
+    at = ask(page(service, language="fr"), question)
+    assert not at.exception
+    shown = " ".join(md.value for md in at.chat_message[1].markdown)
+    assert "«" in shown and "45 minutes" in shown
+    assert [w.value for w in at.warning] == [
+        "La réponse ne correspond peut-être pas à sa source : le nombre 45 n'est pas dans la citation."
+    ]
+    cited = next(e for e in at.expander if e.label.startswith(f"\\[{number}"))
+    assert any(":orange-background[" in md.value and "47 minutes" in md.value for md in cited.markdown)
