@@ -31,6 +31,7 @@ ANSWER_LABEL = "Answer: "
 _CLAUSE_END = re.compile(r"(?<=[.!?,;:])\s+|(?<![-\u00ad])[ \t]*\n\s*")
 # Longest run of clauses a quote may be: about 40 tokens of the default model, 3-4 s to copy on 2 cores.
 MAX_QUOTE_CHARS = 160
+MIN_QUOTE_CHARS = 8
 _SENTENCE_END = re.compile(r"[.!?][\"'’”»)\]]*$")
 
 
@@ -61,8 +62,15 @@ class QuotedOutput:
 
 
 def clause_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each clause of ``text``, in order; a quote is a run of consecutive ones."""
-    return [(s, e) for s, e in _pieces(text, 0, len(text), _CLAUSE_END) if any(ch.isalnum() for ch in text[s:e])]
+    """(start, end) of each clause of ``text``, in order; a quote is a run of consecutive ones. A piece with no
+    letter or digit (a stray ", " or "-") belongs to the clause before it, so runs never skip text."""
+    spans: list[tuple[int, int]] = []
+    for start, end in _pieces(text, 0, len(text), _CLAUSE_END):
+        if any(ch.isalnum() for ch in text[start:end]):
+            spans.append((start, end))
+        elif spans:
+            spans[-1] = (spans[-1][0], end)
+    return spans
 
 
 def _pieces(text: str, start: int, end: int, boundary: re.Pattern[str]) -> Iterator[tuple[int, int]]:
@@ -114,20 +122,22 @@ def answer_grammar(passages: Sequence[str]) -> str:
 
 def quote_runs(clauses: Sequence[str], max_chars: int = MAX_QUOTE_CHARS) -> Iterator[str]:
     """Every quote allowed from these clauses: a run of consecutive clauses of one sentence, at most
-    ``max_chars`` long (a single longer clause is allowed alone): copying costs a token every few characters."""
+    ``max_chars`` long (a single longer clause is allowed alone: copying costs a token every few characters)
+    and at least ``MIN_QUOTE_CHARS`` (a quote of "2," says nothing)."""
     for i, clause in enumerate(clauses):
         run = clause
-        yield run
-        for nxt in clauses[i + 1 :]:
-            if _SENTENCE_END.search(run) or len(run) + 1 + len(nxt) > max_chars:
-                break
-            run = f"{run} {nxt}"
-            yield run
+        for nxt in [None, *clauses[i + 1 :]]:
+            if nxt is not None:
+                if _SENTENCE_END.search(run) or len(run) + 1 + len(nxt) > max_chars:
+                    break
+                run = f"{run} {nxt}"
+            if len(run) >= MIN_QUOTE_CHARS:
+                yield run
 
 
 def _quotable(text: str) -> str:
     """A clause as a quote holds it: hyphenated words joined, inner double quotes out, blanks single."""
-    return " ".join(_folded_hyphens(text).replace('"', " ").split())
+    return " ".join(_folded_hyphens(text).replace('"', "").split())
 
 
 def _folded_hyphens(text: str) -> str:

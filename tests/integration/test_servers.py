@@ -165,6 +165,18 @@ def test_ask_through_both_servers_cites_the_passage_that_holds_the_answer(ingest
     assert answer["answerability"] is not None and answer["answerability"] >= 0.6  # from the server's logprobs
 
 
+def test_the_servers_grammar_holds_the_quote_to_the_passages_words(ingested):
+    home, env = ingested
+    env = {**env, "SOURCIER_LLM__SERVER_GRAMMAR": "true"}
+    out = run(["rag", "ask", "--json", "How many species were recorded in the bird survey?"], env, home)
+    assert out.returncode == 0, out.stderr
+    answer = json.loads(out.stdout)
+    quote = answer["quote"]
+    assert answer["found"] and quote and quote["start"] is not None, answer
+    passage = answer["sources"][quote["number"] - 1]["passage"]["text"]
+    assert "61" in passage[quote["start"] : quote["end"]] and answer["cited"] == [quote["number"]], answer
+
+
 def test_a_question_the_documents_cannot_answer_is_declined_over_the_servers(ingested):
     home, env = ingested
     out = run(["rag", "ask", "--json", "What is the capital of Australia?"], env, home)

@@ -10,6 +10,7 @@ import pytest
 from rag.answer import NOT_FOUND, Answerer
 from rag.quotes import (
     MAX_QUOTE_CHARS,
+    MIN_QUOTE_CHARS,
     Mismatch,
     QuotedDisplay,
     answer_grammar,
@@ -209,3 +210,19 @@ def test_an_answer_contradicting_its_quote_is_flagged_not_hidden(settings, retri
     answer = answerer.answer(question)
     assert answer.found and answer.quote.verbatim and answer.text.startswith("12345 minutes.")
     assert answer.warnings == [Mismatch("number", "12345")]
+
+
+@pytest.mark.parametrize(
+    "passage",
+    [
+        'As a proverb says "a thousand-mile journey starts from one step". Then it goes on.',
+        "existing molecules (Knight et al., 1980; Zhou et al., 1997 Zhou et al., , 2005 Sarkar et al., 1999) .",
+        "Capital expenditures\n1,577\n1,373\n(in millions)",
+        "Le chiffre d'af-\nfaires a crû de 12 % ; la marge — elle — a baissé.",
+    ],
+)
+def test_every_quote_the_grammar_allows_is_found_in_its_passage(passage):
+    rules = _grammar_rules(answer_grammar([passage]))
+    allowed = _quotes_allowed(rules, 1)
+    assert allowed and all(locate_quote(q, passage) for q in allowed), allowed
+    assert all(len(q) >= MIN_QUOTE_CHARS for q in allowed)
