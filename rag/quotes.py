@@ -160,15 +160,22 @@ def _gbnf_literal(text: str) -> str:
 _QUOTED = re.compile(r'^\s*\[(\d+)\]\s*["“«]\s*(.*?)\s*["”»]\s*\n+\s*(?:answer|réponse)\s*:\s*(.*)\s*$', re.I | re.S)
 
 
+_QUOTE_ALONE = re.compile(r'^\s*\[(\d+)\]\s*["“«]\s*(.*?)\s*["”»]?\s*$', re.S)
+
+
 def parse_quoted(output: str, passages: Sequence[str]) -> QuotedOutput:
     """The quote and short answer in ``output``, the quote located in the passage it cites."""
     text = output.strip()
     if text == NONE_MARK or not text:
         return QuotedOutput(found=False, answer="")
     m = _QUOTED.match(text)
-    if m is None:
+    if m is not None:
+        number, quoted, answer = int(m.group(1)), m.group(2), m.group(3).strip()
+    elif (alone := _QUOTE_ALONE.match(text)) is not None:  # an unconstrained model that stopped after its quote
+        number, quoted = int(alone.group(1)), alone.group(2)
+        answer = quoted
+    else:
         return QuotedOutput(found=False, answer=text, well_formed=False)
-    number, quoted, answer = int(m.group(1)), m.group(2), m.group(3).strip()
     span = locate_quote(quoted, passages[number - 1]) if 1 <= number <= len(passages) else None
     quote = Quote(number, quoted, *span) if span else Quote(number, quoted)
     return QuotedOutput(found=True, answer=answer, quote=quote)

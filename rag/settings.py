@@ -224,10 +224,11 @@ class LLMSettings(_Group):
         "for a server that refuses unknown fields).",
     )
     server_grammar: bool = Field(
-        False,
+        True,
         description="Send the quoted answer style's grammar (GBNF) in the request's 'grammar' field, so the server "
         "can only write quotes taken from the passages: llama.cpp's llama-server and python -m llama_cpp.server "
-        "read it. Off: the output is unconstrained, then parsed and checked the same way.",
+        "read it, Ollama and vLLM ignore it (turn off for a server that refuses unknown fields). Off or ignored: "
+        "the output is unconstrained, then parsed and checked the same way.",
     )
     server_bytes_per_token: float = Field(
         3.0,

@@ -115,6 +115,8 @@ def test_parse_reads_the_answer_none_and_output_of_another_shape():
     assert PASSAGES[0][parsed.quote.start : parsed.quote.end] == "Les données sont intactes ;"
     assert parse_quoted("NONE", PASSAGES) == parse_quoted("  NONE\n", PASSAGES)
     assert not parse_quoted("NONE", PASSAGES).found and parse_quoted("NONE", PASSAGES).well_formed
+    alone = parse_quoted('[1] "Les données sont intactes ;"', PASSAGES)  # no answer line: the quote answers
+    assert alone.found and alone.answer == "Les données sont intactes ;" and alone.quote.verbatim
     other = parse_quoted("The outage lasted 47 minutes [1].", PASSAGES)
     assert not other.well_formed and other.answer == "The outage lasted 47 minutes [1]."
 
