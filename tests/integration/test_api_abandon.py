@@ -47,12 +47,13 @@ def api_env(**extra: str) -> dict[str, str]:
         {
             "SOURCIER_LLM__MODEL_PATH": str(smollm_path()),
             "SOURCIER_LLM__ANSWERABILITY_CHECK": "false",  # as in the issue: quicker, same code path
-            # The issue's long question ("Describe everything...") is vague: the reranker's relevance gate would
-            # decline it before the model. These tests are about what happens while the model generates.
+            # The issue's long question ("Describe everything...") is vague: the reranker's relevance gate and the
+            # similarity floor would decline it before the model. These tests are about what happens while the
+            # model generates.
             "SOURCIER_RETRIEVAL__MIN_RERANK_SCORE": "0",
-            # A long free answer: the tiny model under the quoted style's grammar often says NONE at once, and these
-            # tests need a generation that is still running when the client leaves (the quoted style goes through
-            # the same cancellable loop: tests/unit/test_api_abandon.py).
+            "SOURCIER_RETRIEVAL__MIN_SIMILARITY": "0",
+            # A long free answer: these tests need a generation that is still running when the client leaves (the
+            # quoted style goes through the same cancellable loop: tests/unit/test_api_abandon.py).
             "SOURCIER_LLM__ANSWER_STYLE": "free",
             **extra,
         }
