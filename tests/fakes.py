@@ -158,3 +158,14 @@ class FakeLLM:
                     time.sleep(self.piece_delay)
                 hold.progress()
                 yield word if i == len(words) - 1 else word + " "
+
+
+def sentence_holding(retriever, question: str, k: int, words: str):
+    """(number as given to the model, passage, its sentence holding ``words`` on one line): what a model
+    quoting the right passage would copy."""
+    import re
+
+    passages = retriever.search(question, k)
+    number, passage = next((n, p) for n, p in enumerate(passages, 1) if words in p.text)
+    sentence = next(s for s in re.split(r"(?<=\.)\s+", passage.text) if words in s).replace("\n", " ")
+    return number, passage, sentence

@@ -7,7 +7,7 @@ import pytest
 from api.service import Service
 from rag.retrieval import Retriever
 from tests.conftest import REPO
-from tests.fakes import FakeEmbedder, FakeLLM, fake_ingestor
+from tests.fakes import FakeEmbedder, FakeLLM, fake_ingestor, sentence_holding
 from ui.render import highlighted, plain
 
 streamlit_testing = pytest.importorskip("streamlit.testing.v1")
@@ -118,12 +118,8 @@ def test_markup_in_an_answer_is_shown_as_text(service):
 
 
 def test_a_quoted_answer_shows_its_quote_highlighted_and_warns_in_french(service):
-    import re
-
     question = "Combien de minutes a duré la panne de stockage ? outage minutes"
-    passages = service.retriever.search(question, service.settings.retrieval.k)
-    number, passage = next((n, p) for n, p in enumerate(passages, 1) if "47 minutes" in p.text)
-    sentence = next(s for s in re.split(r"(?<=\.)\s+", passage.text) if "47 minutes" in s).replace("\n", " ")
+    number, _, sentence = sentence_holding(service.retriever, question, service.settings.retrieval.k, "47 minutes")
     service.replies.append(f'[{number}] "{sentence}"\nAnswer: La panne a duré 45 minutes.')
     at = ask(page(service, language="fr"), question)
     assert not at.exception

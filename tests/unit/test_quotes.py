@@ -19,7 +19,7 @@ from rag.quotes import (
     locate_quote,
     parse_quoted,
 )
-from tests.fakes import FakeEmbedder, FakeLLM, fake_ingestor
+from tests.fakes import FakeEmbedder, FakeLLM, fake_ingestor, sentence_holding
 
 PASSAGES = [
     "Le rapport d'incident indique une panne de 47 minutes. Les données sont intactes ; aucune écriture "
@@ -168,9 +168,7 @@ def _answerer(settings, retriever, reply: str) -> tuple[Answerer, FakeLLM]:
 
 def test_a_quoted_answer_cites_the_quote_passage_and_shows_the_quote(settings, retriever):
     question = "How long did the storage outage last?"
-    passages = retriever.search(question, settings.retrieval.k)
-    number, passage = next((n, p) for n, p in enumerate(passages, 1) if "minutes" in p.text)
-    sentence = next(s for s in re.split(r"(?<=\.)\s+", passage.text) if "minutes" in s).replace("\n", " ")
+    number, passage, sentence = sentence_holding(retriever, question, settings.retrieval.k, "minutes")
     answerer, llm = _answerer(settings, retriever, f'[{number}] "{sentence}"\nAnswer: It lasted some minutes.')
     stream = answerer.stream(question)
     shown = "".join(stream)
@@ -205,9 +203,7 @@ def test_a_quote_missing_from_its_passage_is_a_failed_citation_shown_as_such(set
 
 def test_an_answer_contradicting_its_quote_is_flagged_not_hidden(settings, retriever):
     question = "How long did the storage outage last?"
-    passages = retriever.search(question, settings.retrieval.k)
-    number, passage = next((n, p) for n, p in enumerate(passages, 1) if "minutes" in p.text)
-    sentence = next(s for s in re.split(r"(?<=\.)\s+", passage.text) if "minutes" in s).replace("\n", " ")
+    number, passage, sentence = sentence_holding(retriever, question, settings.retrieval.k, "minutes")
     answerer, _ = _answerer(settings, retriever, f'[{number}] "{sentence}"\nAnswer: 12345 minutes.')
     answer = answerer.answer(question)
     assert answer.found and answer.quote.verbatim and answer.text.startswith("12345 minutes.")
