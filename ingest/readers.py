@@ -20,7 +20,8 @@ _ALLOWED_CONTROLS = {"\n", "\r", "\t", "\f", "\v"}
 class Page:
     """Text of one page (PDF pages count from 1; formats without pages use 0).
 
-    ``headings`` are the section headings that begin on this page, as (character offset, heading), in order.
+    ``headings`` are the section headings that begin on this page, as (character offset, heading), in order;
+    readers give 0 and ``read_document`` finds each heading's line in the cleaned text.
     """
 
     number: int
@@ -172,10 +173,10 @@ _MD_HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)[ \t]*#*[ \t]*$", re.M)
 def read_markdown(path: Path) -> DocumentText:
     """Text as written; ``#`` headings are the sections, the first top-level one the title."""
     text = _decode_text(path)
-    found = [(m.start(), len(m.group(1)), m.group(2).strip()) for m in _MD_HEADING.finditer(text)]
-    top = [h for _, level, h in found if level == 1]
-    title = top[0] if top else (found[0][2] if found else "")
-    return DocumentText([Page(0, text, tuple((at, h) for at, _, h in found))], title)
+    found = [(len(m.group(1)), m.group(2).strip()) for m in _MD_HEADING.finditer(text)]
+    top = [h for level, h in found if level == 1]
+    title = top[0] if top else (found[0][1] if found else "")
+    return DocumentText([Page(0, text, tuple((0, h) for _, h in found))], title)
 
 
 def read_html(path: Path) -> DocumentText:

@@ -2,7 +2,7 @@
 
 The model first copies, word for word, the sentence of one numbered passage that answers the question,
 then writes a short answer. A local model is held to that shape by a grammar (llama.cpp GBNF) whose only
-allowed quotes are the passages' own sentences, each behind its own passage's number: the quote is
+allowed quotes are runs of the passages' own clauses, each behind its own passage's number: the quote is
 verbatim and its number real by construction. Output from a model that was not constrained (an LLM server
 without grammar support) is parsed the same way and its quote searched in the passage it names, tolerant of
 case, accents, spacing, line breaks and hyphenation; a quote not found there is a failed citation.
@@ -96,9 +96,8 @@ def answer_grammar(passages: Sequence[str]) -> str:
     Citation numbers outside the passages are impossible, and so is a quote that is not a run of whole
     consecutive clauses of one sentence of its passage (a line of a table or list is a sentence), at most
     ``MAX_QUOTE_CHARS`` long: it may start at any clause and stop after any, never past its sentence's end
-    (the quote shows
-    the passage's text with blanks and line breaks as single spaces, hyphenated words joined, and its inner
-    double quotes left out, since they close the quote). The answer is one line that does not start with
+    (the quote shows the passage's text with blanks and line breaks as single spaces, hyphenated words joined,
+    and its inner double quotes left out, since they close the quote). The answer is one line that does not start with
     a bracket or a blank, so an answer of markers only cannot be written.
     """
     rules = [
@@ -140,9 +139,13 @@ def _quotable(text: str) -> str:
     return " ".join(_folded_hyphens(text).replace('"', "").split())
 
 
+# A word hyphenated across a line break: the hyphen and the break, which a reader copies as nothing.
+_HYPHEN_BREAK = re.compile(r"(?<=\w)[-\u00ad][ \t\r]*\n\s*(?=\w)")
+
+
 def _folded_hyphens(text: str) -> str:
     """Words hyphenated across a line break joined ("exam-\nple" -> "example"), as a reader would copy them."""
-    return re.sub(r"(\w)[-\u00ad][ \t\r]*\n\s*(?=\w)", r"\1", text)
+    return _HYPHEN_BREAK.sub("", text)
 
 
 def _gbnf_literal(text: str) -> str:
@@ -158,8 +161,6 @@ def _gbnf_literal(text: str) -> str:
 
 
 _QUOTED = re.compile(r'^\s*\[(\d+)\]\s*["“«]\s*(.*?)\s*["”»]\s*\n+\s*(?:answer|réponse)\s*:\s*(.*)\s*$', re.I | re.S)
-
-
 _QUOTE_ALONE = re.compile(r'^\s*\[(\d+)\]\s*["“«]\s*(.*?)\s*["”»]?\s*$', re.S)
 
 
@@ -202,14 +203,13 @@ def _folded(text: str) -> tuple[str, list[int]]:
     """``text`` folded for comparison, and for each folded character the index of its original one."""
     out: list[str] = []
     where: list[int] = []
+    skip = {m.start(): m.end() for m in _HYPHEN_BREAK.finditer(text)}  # "exam-\nple" reads "example"
     i = 0
     while i < len(text):
         ch = text[i]
-        if ch in "-\u00ad" and i > 0 and text[i - 1].isalnum():
-            after = _after_line_break(text, i + 1)
-            if after is not None:  # "exam-\nple" reads "example"
-                i = after
-                continue
+        if i in skip:
+            i = skip[i]
+            continue
         if ch.isspace():
             if out and out[-1] != " ":
                 out.append(" ")
@@ -225,19 +225,6 @@ def _folded(text: str) -> tuple[str, list[int]]:
         out.pop()
         where.pop()
     return "".join(out), where
-
-
-def _after_line_break(text: str, i: int) -> int | None:
-    """Index of the word that goes on after blanks holding a line break at ``i``; None when there is none."""
-    j = i
-    while j < len(text) and text[j] in " \t\r":
-        j += 1
-    if j >= len(text) or text[j] != "\n":
-        return None
-    j += 1
-    while j < len(text) and text[j] in " \t\r":
-        j += 1
-    return j if j < len(text) and text[j].isalnum() else None
 
 
 # -- the short answer against its quote ---------------------------------------------------------------------
