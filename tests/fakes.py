@@ -76,6 +76,8 @@ def store_snapshot(store) -> dict[str, tuple]:
     for cid, doc, meta, emb in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"], strict=True):
         meta = {k: v for k, v in meta.items() if k != "ingested_at"}
         snap[cid] = (doc, tuple(sorted(meta.items())), tuple(round(float(x), 5) for x in emb))
+    if store.keywords is not None:  # the keyword index is part of the store's content
+        snap["keyword index"] = tuple(sorted(store.keywords.entries().items()))
     return snap
 
 

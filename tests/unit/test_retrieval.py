@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from rag.errors import SettingsError
-from rag.retrieval import KeywordIndex, Retriever, reciprocal_rank_fusion
+from rag.keyword import MemoryKeywordIndex
+from rag.retrieval import Retriever, reciprocal_rank_fusion
 from rag.store import Hit
 from rag.text import keyword_tokens
 from tests.fakes import FakeEmbedder, fake_ingestor
@@ -43,8 +44,8 @@ def test_keyword_terms_fold_accents_plurals_and_stop_words():
 
 
 def test_keyword_search_finds_accented_words_without_accents():
-    index = KeywordIndex(["x", "y"], ["Pendant l'été, le compost chauffe.", "Hotel caps per night."])
-    assert [h.chunk_id for h in index.search("ete compost", 5)] == ["x"]
+    index = MemoryKeywordIndex(["x", "y"], ["Pendant l'été, le compost chauffe.", "Hotel caps per night."])
+    assert [cid for cid, _ in index.search("ete compost", 5)] == ["x"]
     assert index.search("unknownword", 5) == []
 
 

@@ -1,0 +1,198 @@
+"""Keyword (BM25) search over the store's chunks: one interface, two indexes.
+
+- :class:`SqliteKeywordIndex` (default): SQLite FTS5 in a file beside the store (``keywords.sqlite3``),
+  written by the ingest in step with the Chroma store and updated in place (added and removed chunks only).
+  A reader opens it in milliseconds and sees every committed write at once: nothing is rebuilt.
+- :class:`MemoryKeywordIndex`: bm25s over every chunk, built in memory by each reader (the index of earlier
+  versions; used for a Chroma server without a shared index file, or on request).
+
+Both index the same terms (``rag.text.keyword_tokens``: folded, stop words out, French/English plurals cut)
+of the same text (``rag.text.search_text``: the chunk's context header and its text).
+
+Crash safety: the store writes the index before Chroma when adding and after Chroma when removing, so the
+index never misses a stored chunk; it may hold a few ids Chroma lost to a crash (retrieval skips ids
+it cannot read). Each ingest starts with :meth:`SqliteKeywordIndex.reconcile`, which brings the index back
+to exactly the store's chunks; a reader that finds the index behind the store (a store built before the
+index existed) fills it the same way, once.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from rag.errors import StoreError
+from rag.text import keyword_tokens
+
+INDEX_FILE = "keywords.sqlite3"
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS chunks (row INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE)",
+    # Terms are written already folded and cut by keyword_tokens, separated by blanks; '_' stays inside a term
+    # as in the \w words keyword_tokens finds.
+    'CREATE VIRTUAL TABLE IF NOT EXISTS terms USING fts5(body, tokenize = "unicode61 remove_diacritics 0 '
+    "tokenchars '_'\")",
+)
+_WRITE_BATCH = 500
+
+
+class KeywordIndex(Protocol):
+    """What retrieval needs from a keyword index: the ``n`` best (chunk id, BM25 score) for a query, best first."""
+
+    def search(self, query: str, n: int) -> list[tuple[str, float]]: ...
+
+
+def _terms(text: str) -> str:
+    return " ".join(keyword_tokens(text))
+
+
+class MemoryKeywordIndex:
+    """BM25 (bm25s) over the given chunks, held in memory."""
+
+    def __init__(self, ids: list[str], texts: Sequence[str]) -> None:
+        import bm25s
+
+        self.ids = ids
+        self._bm25 = bm25s.BM25()
+        self._vocab: set[str] = set()
+        if ids:
+            self._bm25.index([keyword_tokens(t) or [""] for t in texts], show_progress=False)
+            self._vocab = set(self._bm25.vocab_dict)
+
+    def search(self, query: str, n: int) -> list[tuple[str, float]]:
+        terms = [t for t in keyword_tokens(query) if t in self._vocab]
+        if not terms or not self.ids:
+            return []
+        docs, scores = self._bm25.retrieve([terms], k=min(n, len(self.ids)), show_progress=False)
+        return [(self.ids[int(d)], float(s)) for d, s in zip(docs[0], scores[0], strict=True) if s > 0]
+
+
+class SqliteKeywordIndex:
+    """BM25 over SQLite FTS5 in one file; safe to share between threads and processes (WAL journal)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=60.0, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            for statement in _SCHEMA:
+                self._db.execute(statement)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the keyword index {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def count(self) -> int:
+        return int(self._query("count the keyword index", "SELECT count(*) FROM chunks")[0][0])
+
+    def ids(self) -> set[str]:
+        return {row[0] for row in self._query("read the keyword index", "SELECT id FROM chunks")}
+
+    def entries(self) -> dict[str, str]:
+        """Every indexed chunk id with its indexed terms (two indexes holding the same entries search alike)."""
+        sql = "SELECT c.id, t.body FROM chunks c JOIN terms t ON t.rowid = c.row"
+        return dict(self._query("read the keyword index", sql))
+
+    def search(self, query: str, n: int) -> list[tuple[str, float]]:
+        """The ``n`` chunks with the best BM25 score (FTS5's ``bm25()``) for any of the query's terms."""
+        terms = list(dict.fromkeys(keyword_tokens(query)))
+        if not terms or n <= 0:
+            return []
+        match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+        found = self._query(
+            "search the keyword index",
+            "SELECT c.id, -t.rank FROM (SELECT rowid, rank FROM terms WHERE terms MATCH ? ORDER BY rank LIMIT ?) t "
+            "JOIN chunks c ON c.row = t.rowid ORDER BY t.rank",
+            (match, n),
+        )
+        return [(cid, float(score)) for cid, score in found]
+
+    def add(self, ids: Sequence[str], texts: Sequence[str]) -> None:
+        """Index the chunks not indexed yet (a chunk's id is derived from its text: a known id is the same text)."""
+        with self._writing("write the keyword index") as db:
+            for cid, text in zip(ids, texts, strict=True):
+                cursor = db.execute("INSERT OR IGNORE INTO chunks(id) VALUES (?)", (cid,))
+                if cursor.rowcount:
+                    db.execute("INSERT INTO terms(rowid, body) VALUES (?, ?)", (cursor.lastrowid, _terms(text)))
+
+    def remove(self, ids: Iterable[str]) -> None:
+        with self._writing("remove from the keyword index") as db:
+            for cid in ids:
+                row = db.execute("SELECT row FROM chunks WHERE id = ?", (cid,)).fetchone()
+                if row is not None:
+                    db.execute("DELETE FROM terms WHERE rowid = ?", row)
+                    db.execute("DELETE FROM chunks WHERE row = ?", row)
+
+    def reconcile(
+        self, stored_ids: set[str], texts_of: Callable[[list[str]], Iterator[tuple[str, str]]]
+    ) -> tuple[int, int]:
+        """Make the index hold exactly ``stored_ids``: index the missing ones (their search texts read through
+        ``texts_of``, in batches) and drop the others. Returns (added, removed)."""
+        indexed = self.ids()
+        extra = indexed - stored_ids
+        missing = sorted(stored_ids - indexed)
+        self.remove(extra)
+        for i in range(0, len(missing), _WRITE_BATCH):
+            pairs = list(texts_of(missing[i : i + _WRITE_BATCH]))
+            self.add([cid for cid, _ in pairs], [text for _, text in pairs])
+        return len(missing), len(extra)
+
+    def _query(self, what: str, sql: str, params: Sequence[object] = ()) -> list[tuple]:
+        try:
+            with self._lock:
+                return self._db.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot {what} ({self.path}): {exc}") from exc
+
+    def _writing(self, what: str) -> _Transaction:
+        return _Transaction(self, what)
+
+
+_SHARED: dict[Path, SqliteKeywordIndex] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_index(path: Path) -> SqliteKeywordIndex:
+    """The process's one open index for ``path`` (every store opened on the same folder shares it, so a
+    reader that reopens its store after each change does not open the file again)."""
+    key = Path(path).absolute()
+    with _SHARED_LOCK:
+        index = _SHARED.get(key)
+        if index is None or not key.exists():
+            index = _SHARED[key] = SqliteKeywordIndex(key)
+        return index
+
+
+class _Transaction:
+    """One write transaction on the index (BEGIN IMMEDIATE .. COMMIT, rolled back on error), holding its lock."""
+
+    def __init__(self, index: SqliteKeywordIndex, what: str) -> None:
+        self.index = index
+        self.what = what
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.index._lock.acquire()
+        try:
+            self.index._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            self.index._lock.release()
+            raise StoreError(f"cannot {self.what} ({self.index.path}): {exc}") from exc
+        return self.index._db
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        db = self.index._db
+        try:
+            db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot {self.what} ({self.index.path}): {error}") from error
+        finally:
+            self.index._lock.release()
+        if isinstance(exc, sqlite3.Error):
+            raise StoreError(f"cannot {self.what} ({self.index.path}): {exc}") from exc

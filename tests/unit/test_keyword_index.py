@@ -1,0 +1,119 @@
+"""The persistent keyword index (SQLite FTS5): in step with the store through ingests, updates and removals,
+seen by readers without a rebuild, filled once for an older store, same ranking as the in-memory BM25."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.keyword import INDEX_FILE, MemoryKeywordIndex, SqliteKeywordIndex
+from rag.retrieval import Retriever
+from rag.store import open_store
+from tests.conftest import make_settings
+from tests.fakes import FAKE_INFO, FakeEmbedder, fake_ingestor
+
+TEXTS = {
+    "a": "Pendant l'été, le compost chauffe au fond du jardin.",
+    "b": "Hotel caps per night in Paris are set by the travel policy.",
+    "c": "Le télétravail est possible deux jours par semaine.",
+    "d": "Les hôtels de Paris sont plafonnés à 150 euros par nuit.",
+}
+
+
+def in_step(store) -> bool:
+    return store.keywords is not None and set(store.keywords.entries()) == store.ids()
+
+
+def test_search_folds_accents_and_plurals_and_ranks_like_the_memory_index(tmp_path):
+    index = SqliteKeywordIndex(tmp_path / INDEX_FILE)
+    index.add(list(TEXTS), list(TEXTS.values()))
+    memory = MemoryKeywordIndex(list(TEXTS), list(TEXTS.values()))
+    assert [cid for cid, _ in index.search("ete compost", 5)] == ["a"]
+    assert [cid for cid, _ in index.search("TÉLÉTRAVAIL semaines", 5)] == ["c"]
+    for query in ("hotel Paris nuit", "hotels per night", "compost été jardin", 'guillemets "doubles" OR AND'):
+        ours, theirs = index.search(query, 5), memory.search(query, 5)
+        assert [cid for cid, _ in ours] == [cid for cid, _ in theirs], query
+        assert all(score > 0 for _, score in ours)
+    assert index.search("motinconnu", 5) == [] and index.search("le la les", 5) == []
+
+
+def test_add_is_idempotent_and_remove_forgets(tmp_path):
+    index = SqliteKeywordIndex(tmp_path / INDEX_FILE)
+    index.add(["a", "b"], [TEXTS["a"], TEXTS["b"]])
+    index.add(["a"], [TEXTS["a"]])
+    assert index.count() == 2
+    index.remove(["a", "never-there"])
+    assert index.ids() == {"b"} and index.search("compost", 5) == []
+
+
+def test_ingest_keeps_the_index_in_step_through_changes_and_removals(settings, corpus):
+    ingestor, _ = fake_ingestor(settings)
+    ingestor.run([corpus])
+    store = ingestor.store
+    assert (settings.paths.store_dir / INDEX_FILE).exists() and in_step(store) and store.count() > 10
+
+    first = sorted(corpus.iterdir())[0]
+    first.unlink()
+    (corpus / "owls.txt").write_text("Les chouettes effraies nichent dans les granges.\n", encoding="utf-8")
+    report = ingestor.run([corpus])
+    assert report.ok and report.removed and "owls.txt" in report.added
+    assert in_step(store)
+    retriever = Retriever(store, FakeEmbedder(), settings)
+    assert retriever.search("chouettes effraies granges", k=1)[0].source == "owls.txt"
+
+
+def test_a_reader_sees_a_write_at_once_without_rebuilding(settings, corpus):
+    fake_ingestor(settings)[0].run([corpus])
+    settings.retrieval.vector = False
+    reader = Retriever(open_store(settings, FAKE_INFO), FakeEmbedder(), settings)
+    assert reader.search("zygomorphe", k=3) == []
+    index = reader.keyword_index
+    (corpus / "new.md").write_text("# Botanique\n\nUne fleur zygomorphe a un seul plan de symétrie.\n")
+    fake_ingestor(settings)[0].run([corpus])  # another writer
+    found = reader.search("zygomorphe", k=3)
+    assert reader.keyword_index is index  # the same index, not rebuilt
+    assert [p.source for p in found] == ["new.md"]
+
+
+def test_the_index_of_a_store_written_without_it_is_filled_once(tmp_path, corpus):
+    old = make_settings(tmp_path)
+    old.retrieval.keyword_index = "memory"
+    fake_ingestor(old)[0].run([corpus])
+    assert not (old.paths.store_dir / INDEX_FILE).exists()
+
+    settings = make_settings(tmp_path)
+    store = open_store(settings, FAKE_INFO)
+    passages = Retriever(store, FakeEmbedder(), settings).search("indemnité forfaitaire internet", k=2)
+    assert passages and in_step(store)
+
+
+def test_an_ingest_repairs_an_index_left_off_by_a_crash(settings, corpus):
+    ingestor, _ = fake_ingestor(settings)
+    ingestor.run([corpus])
+    store = ingestor.store
+    clean = store.keywords.entries()
+    victim = sorted(clean)[0]
+    store.keywords.add(["ghost-chunk"], ["a chunk whose Chroma write never happened"])
+    store.keywords.remove([victim])  # as if the index had lost one: the repair re-reads it from the store
+    assert not in_step(store)
+    ingestor.run([corpus])
+    assert store.keywords.entries() == clean
+
+
+def test_memory_mode_keeps_no_file(tmp_path, corpus):
+    settings = make_settings(tmp_path)
+    settings.retrieval.keyword_index = "memory"
+    fake_ingestor(settings)[0].run([corpus])
+    store = open_store(settings, FAKE_INFO)
+    assert store.keywords is None
+    assert isinstance(Retriever(store, FakeEmbedder(), settings).keyword_index, MemoryKeywordIndex)
+
+
+@pytest.mark.parametrize("mode", ["sqlite", "memory"])
+def test_both_indexes_find_the_same_passages(tmp_path, corpus, mode):
+    settings = make_settings(tmp_path / mode)
+    settings.retrieval.keyword_index = mode
+    settings.retrieval.vector = False
+    fake_ingestor(settings)[0].run([corpus])
+    retriever = Retriever(open_store(settings, FAKE_INFO), FakeEmbedder(), settings)
+    passages = retriever.search("indemnité forfaitaire internet électricité", k=3)
+    assert passages[0].source == "politique-teletravail.pdf" and "25 euros" in passages[0].text
