@@ -36,6 +36,13 @@ _SCHEMA = (
     "tokenchars '_'\")",
 )
 _WRITE_BATCH = 500
+# FTS5 scores every chunk holding any query term, so a search costs about the sum of its terms' document
+# frequencies (measured: 2.5 ms per 1,000 such postings on 2 cores). A search reads the rarest terms first and
+# stops adding terms past this many postings (the rarest one is always kept): exact BM25 up to about
+# 50 ms of work, then the most common terms (the lowest idf, the least weight in BM25) are left out.
+MAX_POSTINGS = 20_000
+# Document frequencies are remembered per reader and forgotten when the index has grown by this share.
+_DF_REFRESH = 0.05
 
 
 class KeywordIndex(Protocol):
@@ -75,6 +82,8 @@ class SqliteKeywordIndex:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
+        self._df: dict[str, int] = {}
+        self._df_rows = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=60.0, check_same_thread=False, isolation_level=None)
@@ -82,6 +91,7 @@ class SqliteKeywordIndex:
             self._db.execute("PRAGMA synchronous=NORMAL")
             for statement in _SCHEMA:
                 self._db.execute(statement)
+            self._db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.vocab USING fts5vocab(main, 'terms', 'row')")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the keyword index {self.path}: {exc}") from exc
 
@@ -102,7 +112,7 @@ class SqliteKeywordIndex:
 
     def search(self, query: str, n: int) -> list[tuple[str, float]]:
         """The ``n`` chunks with the best BM25 score (FTS5's ``bm25()``) for any of the query's terms."""
-        terms = list(dict.fromkeys(keyword_tokens(query)))
+        terms = self._searched_terms(list(dict.fromkeys(keyword_tokens(query))))
         if not terms or n <= 0:
             return []
         match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
@@ -113,6 +123,31 @@ class SqliteKeywordIndex:
             (match, n),
         )
         return [(cid, float(score)) for cid, score in found]
+
+    def _searched_terms(self, terms: list[str]) -> list[str]:
+        """The query's terms that occur, rarest first, until ``MAX_POSTINGS`` (see above)."""
+        if not terms:
+            return []
+        frequencies = {t: self._document_frequency(t) for t in terms}
+        kept, postings = [], 0
+        for term in sorted((t for t in terms if frequencies[t]), key=frequencies.__getitem__):
+            if kept and postings + frequencies[term] > MAX_POSTINGS:
+                break
+            kept.append(term)
+            postings += frequencies[term]
+        return kept
+
+    def _document_frequency(self, term: str) -> int:
+        rows = int(self._query("read the keyword index", "SELECT coalesce(max(row), 0) FROM chunks")[0][0])
+        if rows > self._df_rows * (1 + _DF_REFRESH) or rows < self._df_rows:
+            self._df, self._df_rows = {}, rows
+        if term in self._df:
+            return self._df[term]
+        found = self._query("read the keyword index", "SELECT doc FROM temp.vocab WHERE term = ?", (term,))
+        frequency = int(found[0][0]) if found else 0
+        if frequency:  # a term not indexed yet is looked up again next time: a write may bring it at once
+            self._df[term] = frequency
+        return frequency
 
     def add(self, ids: Sequence[str], texts: Sequence[str]) -> None:
         """Index the chunks not indexed yet (a chunk's id is derived from its text: a known id is the same text)."""

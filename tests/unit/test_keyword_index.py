@@ -117,3 +117,17 @@ def test_both_indexes_find_the_same_passages(tmp_path, corpus, mode):
     retriever = Retriever(open_store(settings, FAKE_INFO), FakeEmbedder(), settings)
     passages = retriever.search("indemnité forfaitaire internet électricité", k=3)
     assert passages[0].source == "politique-teletravail.pdf" and "25 euros" in passages[0].text
+
+
+def test_a_search_leaves_out_the_commonest_terms_past_its_postings_budget(tmp_path, monkeypatch):
+    import rag.keyword
+
+    index = SqliteKeywordIndex(tmp_path / INDEX_FILE)
+    common = [f"Le contrat numéro {i} est signé." for i in range(30)]
+    index.add([f"c{i}" for i in range(30)], common)
+    index.add(["rare"], ["Le contrat de licence zygomorphe est signé."])
+    exact = index.search("contrat zygomorphe", 40)
+    assert exact[0][0] == "rare" and len(exact) == 31  # within budget: every chunk holding a term
+    monkeypatch.setattr(rag.keyword, "MAX_POSTINGS", 10)
+    assert [cid for cid, _ in index.search("contrat zygomorphe", 40)] == ["rare"]  # the rarest term alone
+    assert len(index.search("contrat", 40)) == 31  # the rarest term is always searched
