@@ -44,6 +44,8 @@ class Service:
         self._load_model = load_model
         self._models: dict[Path | None, Generator] = {}
         self._model_lock = threading.Lock()
+        self._documents: tuple[str, list[DocumentInfo]] | None = None  # (store version, its documents)
+        self._documents_lock = threading.Lock()
 
     def defaults(self) -> SessionChoices:
         s = self.settings
@@ -96,7 +98,15 @@ class Service:
     # -- documents ----------------------------------------------------------------------------------
 
     def documents(self) -> list[DocumentInfo]:
-        return self.retriever.store.documents()  # type: ignore[attr-defined]
+        """The store's documents, read once per store version (reading them goes through every chunk's
+        metadata: seconds at tens of thousands of chunks, too slow for every rerun of the page). Any write,
+        by this process or another, changes the version, and the next call reads them again."""
+        store = self.retriever.store  # type: ignore[attr-defined]
+        with self._documents_lock:
+            version = store.version()
+            if self._documents is None or self._documents[0] != version:
+                self._documents = (version, store.documents())
+            return list(self._documents[1])
 
     def file_of(self, doc: DocumentInfo) -> Path:
         return resolve_root(doc.root, self.settings.paths.store_dir) / doc.source

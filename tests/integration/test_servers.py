@@ -317,3 +317,28 @@ def test_the_page_answers_over_both_servers_in_a_real_browser(ingested):
                 browser.close()
     finally:
         stop_page(proc)
+
+
+def test_replicas_read_the_ingests_keyword_index_beside_a_chroma_server(chroma_port, tmp_path):
+    from rag.keyword import SqliteKeywordIndex
+    from rag.retrieval import Retriever
+    from rag.store import open_store
+    from tests.fakes import FAKE_INFO, FakeEmbedder
+
+    shared = tmp_path / "shared-folder" / "keywords.sqlite3"  # storage the ingest host and replicas share
+    docs = tmp_path / "docs"
+    shutil.copytree(SAMPLE_DATA, docs)
+    writer = http_settings(tmp_path / "ingest-host", chroma_port, "shared-keywords")
+    writer.paths.keyword_index = shared
+    ingestor = fake_ingestor(writer)[0]
+    assert ingestor.run([docs]).ok
+
+    replica = http_settings(tmp_path / "replica", chroma_port, "shared-keywords")
+    replica.paths.keyword_index = shared
+    replica.retrieval.vector = False
+    reader = Retriever(open_store(replica, FAKE_INFO), FakeEmbedder(), replica)
+    assert isinstance(reader.keyword_index, SqliteKeywordIndex)
+    assert set(reader.keyword_index.entries()) == ingestor.store.ids()
+    (docs / "owls.txt").write_text("Les chouettes effraies nichent dans les granges.\n", encoding="utf-8")
+    assert ingestor.run([docs]).ok
+    assert [p.source for p in reader.search("chouettes effraies", k=2)][:1] == ["owls.txt"]  # no rebuild

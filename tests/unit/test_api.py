@@ -151,6 +151,19 @@ def test_documents_are_listed_uploaded_and_ingested_and_removed(client, service,
     assert client.delete("/v1/documents/new-policy.txt").status_code == 404
 
 
+def test_the_document_list_is_read_once_per_store_version(service, corpus, monkeypatch):
+    from rag.store import Store
+
+    reads = []
+    read_all = Store.documents
+    monkeypatch.setattr(Store, "documents", lambda self: reads.append(1) or read_all(self))
+    first = service.documents()
+    assert service.documents() == first and len(reads) == 1  # a rerun of the page reads nothing
+    (corpus / "memo.txt").write_text("A memo about badges and lanyards.", encoding="utf-8")
+    assert service.ingest([corpus / "memo.txt"]).ok  # any write changes the store's version
+    assert "memo.txt" in {d.source for d in service.documents()} and len(reads) == 2
+
+
 def test_an_unreadable_upload_is_reported_and_the_store_keeps_its_documents(client, corpus):
     before = client.get("/v1/documents").json()["data"]
     reply = client.post("/v1/documents", files=[("files", ("broken.pdf", b"%PDF-1.7 not really", "application/pdf"))])
