@@ -138,6 +138,7 @@ def answer_extras(answer: Answer) -> dict[str, Any]:
         "quote": quote_dict(answer),
         "warnings": [{"kind": w.kind, "value": w.value, "text": str(w)} for w in answer.warnings],
         "timings": {
+            "queue_ms": round(t.queue_ms, 1),
             "retrieval_ms": round(t.retrieval_ms, 1),
             "check_ms": round(t.check_ms, 1) if t.check_ms is not None else None,
             "first_token_ms": round(t.first_token_ms, 1) if t.first_token_ms is not None else None,

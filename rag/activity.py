@@ -6,7 +6,8 @@ a line from an LLM server); a local model's decode checks it from inside llama.c
 server is cut short by a callback that shuts its socket down.
 
 A :class:`ModelActivity` is the model's side: with ``exclusive`` it lets one generation run at a time (a
-local GGUF has one context) and the others wait their turn, giving up the wait as soon as they are cancelled;
+local GGUF has one context) and the others wait their turn in order of arrival, told how many are ahead of
+them, giving up the wait as soon as they are cancelled;
 either way it records what runs, since when, and the last sign of progress, so a health check can tell a
 busy model from a wedged one.
 """
@@ -101,22 +102,29 @@ class ActivityState:
 
 
 class ModelActivity:
-    """The model's generations: one at a time when ``exclusive``, each tracked while it runs."""
+    """The model's generations: one at a time when ``exclusive``, in order of arrival, each tracked while it
+    runs."""
 
     def __init__(self, exclusive: bool, clock: Callable[[], float] = time.monotonic) -> None:
-        self._turn = threading.Lock() if exclusive else None
+        self._exclusive = exclusive
         self._guard = threading.Lock()
+        self._changed = threading.Condition(self._guard)
         self._clock = clock
         self._holds: set[Hold] = set()
-        self._waiting = 0
+        self._queue: list[object] = []  # waiting generations, first come first served
+        self._taken = False
 
     @contextmanager
-    def hold(self, cancel: Cancellation | None = None) -> Iterator[Hold | None]:
+    def hold(
+        self, cancel: Cancellation | None = None, on_wait: Callable[[int], None] | None = None
+    ) -> Iterator[Hold | None]:
         """The model for one generation, after the ones before it; ``None`` when cancelled while waiting.
 
-        Released when the block ends in any way (finished, closed early, an exception).
+        While it waits, ``on_wait(n)`` is called with the number of generations ahead of it (the one running
+        included) each time that number changes. Released when the block ends in any way (finished, closed
+        early, an exception).
         """
-        if not self._take_turn(cancel):
+        if not self._take_turn(cancel, on_wait):
             yield None
             return
         hold = Hold(self._clock)
@@ -125,32 +133,42 @@ class ModelActivity:
         try:
             yield hold
         finally:
-            with self._guard:
+            with self._changed:
                 self._holds.discard(hold)
-            if self._turn is not None:
-                self._turn.release()
+                if self._exclusive:
+                    self._taken = False
+                    self._changed.notify_all()
 
-    def _take_turn(self, cancel: Cancellation | None) -> bool:
-        if self._turn is None:
+    def _take_turn(self, cancel: Cancellation | None, on_wait: Callable[[int], None] | None) -> bool:
+        if not self._exclusive:
             return not cancelled(cancel)
-        with self._guard:
-            self._waiting += 1
+        ticket = object()
+        reported = None
+        with self._changed:
+            self._queue.append(ticket)
         try:
-            while not self._turn.acquire(timeout=WAIT_POLL_S):
-                if cancelled(cancel):
-                    return False
-            if cancelled(cancel):
-                self._turn.release()
-                return False
-            return True
+            while True:
+                with self._changed:
+                    if cancelled(cancel):
+                        return False
+                    ahead = self._queue.index(ticket) + int(self._taken)
+                    if ahead == 0:
+                        self._taken = True
+                        return True
+                    if ahead == reported or on_wait is None:
+                        self._changed.wait(WAIT_POLL_S)
+                        continue
+                reported = ahead
+                on_wait(ahead)  # outside the lock: the caller may draw on a page
         finally:
-            with self._guard:
-                self._waiting -= 1
+            with self._changed:
+                self._queue.remove(ticket)
+                self._changed.notify_all()
 
     def state(self) -> ActivityState:
         now = self._clock()
         with self._guard:
-            holds, waiting = list(self._holds), self._waiting
+            holds, waiting = list(self._holds), len(self._queue)
         if not holds:
             return ActivityState(0, waiting, None, None)
         return ActivityState(

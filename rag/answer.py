@@ -85,6 +85,7 @@ class Source:
 
 @dataclass
 class Timings:
+    queue_ms: float = 0.0  # waiting for the model's turn (other questions ahead on a shared local model)
     retrieval_ms: float = 0.0
     check_ms: float | None = None  # the answerability check (included in first_token_ms)
     first_token_ms: float | None = None
@@ -212,10 +213,16 @@ class Answerer:
         assert stream.answer is not None
         return stream.answer
 
-    def stream(self, question: str, history: Sequence[Turn] = (), cancel: Cancellation | None = None) -> AnswerStream:
+    def stream(
+        self,
+        question: str,
+        history: Sequence[Turn] = (),
+        cancel: Cancellation | None = None,
+        on_wait: Callable[[int], None] | None = None,
+    ) -> AnswerStream:
         """Retrieve and pack now (a bad question fails here); generate as the stream is read. Once ``cancel``
         is set the stream ends at the next token (the model stops at once) and its answer is marked
-        ``cancelled``."""
+        ``cancelled``. While other questions hold the shared model, ``on_wait(n)`` says how many are ahead."""
         question = clean_question(question)
         language = detect_language(question)
         timings = Timings()
@@ -223,9 +230,10 @@ class Answerer:
         query = question if not history else f"{history[-1].question} {question}"
         # Retrieval (query embedding, cross-encoder) and generation share the same cores: a local model
         # lets one of them run at a time, so a question being reranked never slows an answer being written.
-        with self.llm.activity.hold(cancel) as turn:
+        with self.llm.activity.hold(cancel, on_wait) as turn:
+            timings.queue_ms = (time.perf_counter() - t0) * 1000
             passages = self.retriever.search(query, self.settings.retrieval.k) if turn is not None else []
-        timings.retrieval_ms = (time.perf_counter() - t0) * 1000
+        timings.retrieval_ms = (time.perf_counter() - t0) * 1000 - timings.queue_ms
         if turn is None or not self._relevant(passages):
             return self._not_found(question, language, passages, timings, cancelled=turn is None)
         style = self.settings.llm.answer_style

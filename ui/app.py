@@ -102,8 +102,12 @@ def ask(service: Service, question: str, lang: str) -> None:
                     service.model(choices.model_path)
             answerer = service.answerer(choices)
             history = [Turn(m["question"], m["answer"].text) for m in state.messages if m["role"] == "assistant"]
+            queue_note = st.empty()
             with st.spinner(tr(lang, "waiting")):
-                stream = answerer.stream(question, history)
+                stream = answerer.stream(
+                    question, history, on_wait=lambda n: queue_note.caption(tr(lang, "queue", n=n))
+                )
+                queue_note.empty()
                 pieces = iter(stream)
                 first = next(pieces, "")
             st.write_stream(_chain(first, pieces))

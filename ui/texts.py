@@ -49,6 +49,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "language": "Language",
         "loading_model": "Loading the model (once, shared by every session)…",
         "waiting": "Thinking…",
+        "queue": "{n} question(s) ahead of yours: the model answers one at a time…",
         "busy": "Another ingest is running: {reason}",
     },
     "fr": {
@@ -96,6 +97,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "language": "Langue",
         "loading_model": "Chargement du modèle (une fois, partagé par toutes les sessions)…",
         "waiting": "Réflexion…",
+        "queue": "{n} question(s) avant la vôtre : le modèle répond à une question à la fois…",
         "busy": "Un autre ajout est en cours : {reason}",
     },
 }

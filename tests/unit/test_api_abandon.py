@@ -16,6 +16,7 @@ import pytest
 from api.server import create_app
 from api.service import Service
 from rag.activity import Cancellation, ModelActivity
+from rag.answer import Answerer
 from rag.retrieval import Retriever
 from tests.fakes import FakeEmbedder, FakeLLM, fake_ingestor
 from tests.integration.test_page_browser import free_port
@@ -229,6 +230,48 @@ def test_a_generation_waiting_for_the_model_gives_up_its_turn_when_cancelled():
         assert not waiter.is_alive() and got == [None]
     with activity.hold() as again:  # the turn was not taken by the cancelled one
         assert again is not None
+
+
+def test_waiting_generations_take_the_model_in_order_and_are_told_how_many_are_ahead():
+    activity = ModelActivity(exclusive=True)
+    order: list[str] = []
+    told: dict[str, list[int]] = {"b": [], "c": [], "d": []}
+    cancel_c = Cancellation()
+
+    def ask(name: str, cancel: Cancellation | None = None) -> None:
+        with activity.hold(cancel, on_wait=told[name].append) as hold:
+            if hold is not None:
+                order.append(name)
+
+    with activity.hold():
+        threads = []
+        for arrived, name in enumerate("bcd", 1):  # arrive in this order
+            threads.append(threading.Thread(target=ask, args=(name, cancel_c if name == "c" else None)))
+            threads[-1].start()
+            wait_until(lambda n=arrived: activity.state().waiting == n, 2)
+        assert told == {"b": [1], "c": [2], "d": [3]}  # the running one counts
+        cancel_c.cancel()  # c gives up: d moves up
+        wait_until(lambda: told["d"] == [3, 2], 2)
+    for t in threads:
+        t.join(2)
+    assert order == ["b", "d"] and told["d"] == [3, 2, 1]
+
+
+def test_an_answer_reports_its_wait_for_the_model(settings, corpus):
+    settings.retrieval.min_similarity = 0.0
+    model = FakeLLM(["The outage lasted 47 minutes [1]."])
+    answerer = Answerer(settings, sample_retriever(settings, corpus), model)
+    positions: list[int] = []
+    streams = []
+    with model.activity.hold():  # another question holds the model
+        worker = threading.Thread(target=lambda: streams.append(answerer.stream("outage", on_wait=positions.append)))
+        worker.start()
+        wait_until(lambda: positions == [1], 2)
+        time.sleep(0.2)
+    worker.join(2)
+    list(streams[0])
+    timings = streams[0].answer.timings
+    assert timings.queue_ms >= 200 and timings.retrieval_ms < timings.queue_ms
 
 
 def test_activity_tracks_holders_and_progress():
