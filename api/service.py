@@ -9,6 +9,7 @@ through here to functions of ``rag`` and ``ingest``; tests build one with fakes.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 from ingest.pipeline import IngestReport, ProgressListener, ingest_paths, resolve_root
 from ingest.uploads import SavedUpload, remove_document, save_upload
 from rag.answer import Answerer, Generator, Searcher
+from rag.errors import SourcierError
 from rag.settings import Settings
 from rag.store import DocumentInfo
 
@@ -42,7 +44,7 @@ class Service:
         self.settings = settings
         self.retriever = retriever
         self._load_model = load_model
-        self._models: dict[Path | None, Generator] = {}
+        self._models: OrderedDict[Path | None, Generator] = OrderedDict()  # least recently used first
         self._model_lock = threading.Lock()
         self._documents: tuple[str, list[DocumentInfo]] | None = None  # (store version, its documents)
         self._documents_lock = threading.Lock()
@@ -52,12 +54,40 @@ class Service:
         return SessionChoices(s.retrieval.k, s.llm.temperature, s.llm.max_tokens, s.llm.system_prompt, None)
 
     def model(self, path: Path | None = None) -> Generator:
-        """The model of that file (the configured one when None), loaded once; one model kept at a time."""
+        """The model of that file (the configured one when None), loaded once and shared.
+
+        Choosing another file does not unload the configured model for everyone: up to ``llm.extra_models``
+        other files stay loaded beside it (each with its own queue), the least recently used unloaded first
+        (a conversation still answering with it keeps it until its answer ends). A file that would not fit in
+        the memory available is refused before anything is unloaded or loaded."""
         with self._model_lock:
-            if path not in self._models:
-                self._models.clear()  # a 1.5B model is ~2 GB of memory: never keep two
-                self._models[path] = self._load_model(path)
+            if path in self._models:
+                self._models.move_to_end(path)
+                return self._models[path]
+            if path is not None:
+                self._make_room_for(path)
+            self._models[path] = self._load_model(path)
             return self._models[path]
+
+    def _make_room_for(self, path: Path) -> None:
+        limit = self.settings.llm.extra_models
+        if limit == 0:
+            raise SourcierError(
+                f"{path.name}: this service answers with its configured model only (llm.extra_models = 0)"
+            )
+        extras = [p for p in self._models if p is not None]
+        evicted = extras[: max(0, len(extras) - limit + 1)]
+        needed = _model_memory(path)
+        available = available_memory()
+        freed = sum(_model_memory(p) or 0 for p in evicted)
+        if needed is not None and available is not None and needed > available + freed:
+            raise SourcierError(
+                f"{path.name}: not enough memory to load this model beside the ones in use (needs about "
+                f"{needed / 2**30:.1f} GiB, {(available + freed) / 2**30:.1f} GiB available): choose a smaller "
+                "model or ask with the default one"
+            )
+        for p in evicted:
+            del self._models[p]
 
     def model_loaded(self, path: Path | None = None) -> bool:
         return path in self._models
@@ -70,7 +100,8 @@ class Service:
         models = list(self._models.values())
         if not models:
             return {"status": "ok", "model": {"loaded": False, "busy": False}, "stall_limit_s": limit}
-        state = models[0].activity.state()
+        # The model that has gone longest without progress speaks for all (a wedged one must be seen).
+        state = max((m.activity.state() for m in models), key=lambda st: st.quiet_s or -1.0)
         report: dict[str, Any] = {"status": "ok", "model": {"loaded": True, **state.as_dict()}, "stall_limit_s": limit}
         if state.quiet_s is not None and state.quiet_s > limit:
             report["status"] = "unhealthy"
@@ -113,8 +144,6 @@ class Service:
 
     def save_uploads(self, files: Sequence[tuple[str, bytes]]) -> tuple[list[SavedUpload], list[tuple[str, str]]]:
         """Save uploaded (name, bytes) into the documents folder; returns the saved files and the refused ones."""
-        from rag.errors import SourcierError
-
         saved, refused = [], []
         for name, data in files:
             try:
@@ -129,6 +158,25 @@ class Service:
 
     def remove(self, doc: DocumentInfo) -> int:
         return remove_document(self.settings, doc.root, doc.source)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations (Linux /proc/meminfo); None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text(encoding="ascii").splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _model_memory(path: Path | None) -> int | None:
+    """About what a loaded GGUF takes: its file (mapped weights) plus a quarter for the context and buffers."""
+    try:
+        return int(path.stat().st_size * 1.25) if path is not None else None
+    except OSError:
+        return None
 
 
 def build_service(settings: Settings) -> Service:

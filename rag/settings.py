@@ -299,6 +299,14 @@ class LLMSettings(_Group):
         "declined per set; python -m evaluation prints the sweep for any model).",
     )
     history_turns: int = Field(4, ge=0, description="Earlier question/answer turns kept in a conversation.")
+    extra_models: int = Field(
+        1,
+        ge=0,
+        le=8,
+        description="Other GGUF files the page may keep loaded beside the configured model, for conversations "
+        "that chose one (the least recently used goes first; the configured model is never unloaded). 0: only "
+        "the configured model. A model that would not fit in the memory available is refused with a message.",
+    )
     lora_path: Path | None = Field(None, description="Optional LoRA adapter (GGUF) applied to the model.")
     chat_template_file: Path | None = Field(
         None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -10,6 +11,7 @@ from fastapi.testclient import TestClient
 from api.server import create_app
 from api.service import Service
 from rag.answer import NOT_FOUND
+from rag.errors import SourcierError
 from rag.retrieval import Retriever
 from tests.fakes import FakeEmbedder, FakeLLM, fake_ingestor
 
@@ -194,3 +196,33 @@ def test_the_official_openai_client_works_unchanged(client, service):
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == "It lasted 47 minutes [1]."
     assert chunks[-1].model_extra["sources"][0]["cited"] is True
     assert [m.id for m in sdk.models.list()] == ["sourcier"]
+
+
+def test_choosing_another_model_keeps_the_configured_one_loaded_for_everyone(settings, tmp_path, monkeypatch):
+    import api.service as service_module
+
+    loaded: list[Path | None] = []
+
+    def load_model(path):
+        loaded.append(path)
+        return FakeLLM([])
+
+    files = []
+    for name, size in (("a.gguf", 1000), ("b.gguf", 1000), ("huge.gguf", 100_000)):
+        files.append(tmp_path / name)
+        files[-1].write_bytes(b"GGUF" + b"\0" * size)
+    svc = Service(settings, None, load_model)
+    default = svc.model()
+    a = svc.model(files[0])
+    assert svc.model() is default and svc.model(files[0]) is a and loaded == [None, files[0]]
+    svc.model(files[1])  # one extra model by default: a goes, the configured model stays
+    assert svc.model_loaded(None) and svc.model_loaded(files[1]) and not svc.model_loaded(files[0])
+
+    monkeypatch.setattr(service_module, "available_memory", lambda: 100)
+    with pytest.raises(SourcierError, match=r"huge\.gguf: not enough memory"):
+        svc.model(files[2])
+    assert svc.model_loaded(files[1])  # nothing was unloaded for a model that cannot load
+
+    settings.llm.extra_models = 0
+    with pytest.raises(SourcierError, match=r"a\.gguf: .*configured model only"):
+        svc.model(files[0])
