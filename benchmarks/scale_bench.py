@@ -11,7 +11,12 @@ reach N); queries are real questions of those sets. For each size it prints:
 - write seen: one chunk added by a writer, until a reader's search returns it (no rebuild);
 - the index file's size.
 
+With ``--reopens N``: a reader (``LiveRetriever``) over a store of ``--reopen-chunks`` chunks (real texts,
+random vectors) sees N writes by another process and reopens its store each time; prints its memory and
+open files every 10 reopens, with the old copies released (default) or kept (``--release off``, as before).
+
     .venv/bin/python benchmarks/scale_bench.py [--sizes 100000 1000000] [--queries 200]
+    .venv/bin/python benchmarks/scale_bench.py --sizes --reopens 50 [--release off]
 """
 
 from __future__ import annotations
@@ -104,11 +109,67 @@ def bench_size(size: int, base: list[str], queries: list[str]) -> dict:
     return row
 
 
+def reopen_release(chunks: int, reopens: int, release: bool) -> None:
+    import gc
+    import os
+    import uuid
+
+    import numpy as np
+
+    import rag.retrieval
+    from rag.embedding import embedding_model_info, load_embedder
+    from rag.settings import PathSettings, Settings
+    from rag.store import CHANGE_MARKER, open_store
+
+    def rss_mb() -> int:
+        status = Path("/proc/self/status").read_text().splitlines()
+        return int(next(line for line in status if line.startswith("VmRSS")).split()[1]) // 1024
+
+    base = passage_texts()
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(paths=PathSettings(store_dir=Path(tmp) / "store"))
+        info = embedding_model_info(settings)
+        store = open_store(settings, info)
+        rng = np.random.default_rng(0)
+        for start in range(0, chunks, BATCH):
+            n = min(BATCH, chunks - start)
+            vectors = rng.standard_normal((n, info.dimension)).astype("float32")
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            metas = [{"root": "bench", "source": f"doc{i % 500}.txt", "page": 0} for i in range(start, start + n)]
+            store.upsert(
+                [f"c{i}" for i in range(start, start + n)], vectors.tolist(), chunk_texts(base, start, n), metas
+            )
+        rag.retrieval.RELEASE_GRACE_S = 0.0
+        if not release:
+            rag.retrieval.release_system = lambda system: False
+        live = rag.retrieval.LiveRetriever(settings, load_embedder(settings, info), info)
+        live.search("coronavirus transmission")
+        gc.collect()
+        row = {"chunks": chunks, "release": release, "reopens": [0], "rss_mb": [rss_mb()]}
+        row["open_files"] = [len(os.listdir("/proc/self/fd"))]
+        for i in range(1, reopens + 1):
+            (settings.paths.store_dir / CHANGE_MARKER).write_text(uuid.uuid4().hex)  # another process wrote
+            live.search("coronavirus transmission")
+            if i % 10 == 0:
+                gc.collect()
+                row["reopens"].append(i)
+                row["rss_mb"].append(rss_mb())
+                row["open_files"].append(len(os.listdir("/proc/self/fd")))
+        print(json.dumps(row), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    ap.add_argument("--sizes", type=int, nargs="*", default=[100_000, 1_000_000])
     ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--reopens", type=int, default=0)
+    ap.add_argument("--reopen-chunks", type=int, default=20_000)
+    ap.add_argument("--release", choices=["on", "off"], default="on")
     args = ap.parse_args()
+    if args.reopens:
+        reopen_release(args.reopen_chunks, args.reopens, args.release == "on")
+    if not args.sizes:
+        return
     base = passage_texts()
     queries = real_questions(args.queries)
     print(f"{len(base)} distinct passages, {len(queries)} queries", flush=True)

@@ -15,8 +15,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from rag.errors import IngestLockedError, StoreError
+from rag.store import WRITER_LOCK
 
-LOCK_NAME = ".sourcier-ingest.lock"
+LOCK_NAME = WRITER_LOCK
 
 
 @contextmanager

@@ -11,6 +11,7 @@ passages, all scored in one batch, and the best ``k`` are returned, best first.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -20,11 +21,24 @@ from rag.errors import SettingsError, StoreError
 from rag.keyword import KeywordIndex, MemoryKeywordIndex
 from rag.packing import Passage
 from rag.settings import Settings
-from rag.store import Hit, Store, drop_cached_stores, open_store
+from rag.store import (
+    Hit,
+    Store,
+    claim_system,
+    drop_cached_stores,
+    open_store,
+    release_system,
+    store_system,
+    writer_active,
+)
 from rag.text import search_text
 
 if TYPE_CHECKING:
     from rag.rerank import Reranker
+
+
+# A retired copy of the store is released this long after it was replaced at the earliest.
+RELEASE_GRACE_S = 30.0
 
 
 def reciprocal_rank_fusion(
@@ -125,6 +139,8 @@ class LiveRetriever:
         self.model = model
         self.reranker = reranker
         self._lock = threading.Lock()
+        self._in_use: dict[int, int] = {}  # id(retriever) -> searches running on it
+        self._retired: list[tuple[Retriever, float]] = []  # copies replaced by a fresh one, and since when
         self._retriever = self._open(drop_cache=False)
 
     @property
@@ -132,23 +148,68 @@ class LiveRetriever:
         return self._current().store
 
     def search(self, query: str, k: int | None = None) -> list[Passage]:
-        try:
-            return self._current().search(query, k)
-        except StoreError:
-            with self._lock:
-                self._retriever = self._open(drop_cache=True)
-            return self._retriever.search(query, k)
+        for attempt in (1, 2):
+            retriever = self._enter(reopen=attempt == 2)
+            try:
+                return retriever.search(query, k)
+            except StoreError:
+                if attempt == 2:
+                    raise
+            finally:
+                self._leave(retriever)
+        raise AssertionError("unreachable")
 
     def _current(self) -> Retriever:
         with self._lock:
             if self._retriever.store.version() != self._version:
-                self._retriever = self._open(drop_cache=True)
+                self._reopen()
             return self._retriever
+
+    def _enter(self, reopen: bool) -> Retriever:
+        """The current retriever (a fresh one if the store changed), counted as in use until ``_leave``."""
+        with self._lock:
+            if reopen or self._retriever.store.version() != self._version:
+                self._reopen()
+            retriever = self._retriever
+            self._in_use[id(retriever)] = self._in_use.get(id(retriever), 0) + 1
+            return retriever
+
+    def _leave(self, retriever: Retriever) -> None:
+        with self._lock:
+            left = self._in_use[id(retriever)] - 1
+            if left:
+                self._in_use[id(retriever)] = left
+            else:
+                del self._in_use[id(retriever)]
+            self._release_retired()
+
+    def _reopen(self) -> None:
+        """Move to a fresh copy of the store; the old one is released once idle (see ``_release_retired``)."""
+        old = self._retriever
+        self._retriever = self._open(drop_cache=True)
+        self._retired.append((old, time.monotonic()))
+        self._release_retired()
+
+    def _release_retired(self) -> None:
+        """Stop the Chroma systems of retired copies (their memory back to the OS) once no search of this
+        reader uses them, no ingest of this process may (the ingest lock is free), and ``RELEASE_GRACE_S``
+        have passed (for short reads made outside ``search``, such as the page's document list)."""
+        now = time.monotonic()
+        store_dir = self.settings.paths.store_dir
+        keep = []
+        for retriever, retired_at in self._retired:
+            idle = id(retriever) not in self._in_use and now - retired_at >= RELEASE_GRACE_S
+            if idle and not writer_active(store_dir):
+                release_system(store_system(retriever.store))
+            else:
+                keep.append((retriever, retired_at))
+        self._retired = keep
 
     def _open(self, drop_cache: bool) -> Retriever:
         if drop_cache and self.settings.store.mode == "embedded":
             drop_cached_stores(self.settings.paths.store_dir)
         store = open_store(self.settings, self.model)
+        claim_system(store_system(store))
         self._version = store.version()
         return Retriever(store, self.embedder, self.settings, self.reranker)
 

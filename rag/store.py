@@ -7,6 +7,12 @@ from (see ``ingest.chunking.chunk_metadata``); documents are grouped by ``root``
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import fcntl
+import gc
+import os
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +27,7 @@ from rag.text import search_text
 READ_PAGE = 5000
 CHANGE_MARKER = ".sourcier-changed"  # rewritten after every write, so readers in other processes notice
 CHANGED_KEY = "sourcier_changed"  # the same marker, in the collection's metadata on a Chroma server
+WRITER_LOCK = ".sourcier-ingest.lock"  # the ingest's one-writer lock file (ingest.lock), beside the store
 
 
 @dataclass
@@ -345,7 +352,8 @@ def drop_cached_stores(store_dir: Path | None = None) -> None:
 
     Chroma keeps one in-memory index per store folder and process; writes made by another process
     (an ingest beside a long-running reader) are not visible to it until the cache is dropped and the
-    store opened again. Clients already open keep working on their own copy.
+    store opened again. Clients already open keep working on their own copy (until it is released with
+    :func:`release_system`).
     """
     from chromadb.api.client import SharedSystemClient
 
@@ -354,3 +362,68 @@ def drop_cached_stores(store_dir: Path | None = None) -> None:
         return
     SharedSystemClient._identifier_to_system.pop(str(store_dir), None)
     SharedSystemClient._identifier_to_refcount.pop(str(store_dir), None)
+
+
+# A dropped embedded store's Chroma "system" (its database connection, its in-memory vector index) lives on
+# until it is stopped: tens of MB per reopen. Readers that reopen their store (rag.retrieval.LiveRetriever)
+# claim the system they use and release it when they move to a fresh one; the last release stops it.
+_CLAIMS: dict[int, tuple[Any, int]] = {}  # id(system) -> (system, readers using it)
+_CLAIMS_LOCK = threading.Lock()
+
+
+def store_system(store: Store) -> Any | None:
+    """The Chroma system behind an embedded store's client (None for a Chroma server)."""
+    if store.settings.store.mode != "embedded":
+        return None
+    return getattr(getattr(store.client, "_server", None), "_system", None)
+
+
+def claim_system(system: Any | None) -> None:
+    if system is None:
+        return
+    with _CLAIMS_LOCK:
+        _, readers = _CLAIMS.get(id(system), (system, 0))
+        _CLAIMS[id(system)] = (system, readers + 1)
+
+
+def release_system(system: Any | None) -> bool:
+    """One reader is done with ``system``; the last one stops it and gives its memory back. Only for a system
+    already dropped from Chroma's cache (:func:`drop_cached_stores`), when no ingest of this process uses it
+    (it holds the ingest lock while it does). True when it was stopped."""
+    if system is None:
+        return False
+    with _CLAIMS_LOCK:
+        _, readers = _CLAIMS.get(id(system), (system, 1))
+        if readers > 1:
+            _CLAIMS[id(system)] = (system, readers - 1)
+            return False
+        _CLAIMS.pop(id(system), None)
+    with contextlib.suppress(Exception):  # stopping a half-broken system is best effort
+        system.stop()
+    gc.collect()
+    _give_memory_back()
+    return True
+
+
+def _give_memory_back() -> None:
+    """Return freed heap pages to the operating system (glibc keeps them otherwise)."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def writer_active(store_dir: Path) -> bool:
+    """Whether an ingest (of any process, this one included) holds the store's one-writer lock."""
+    path = store_dir / WRITER_LOCK
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)

@@ -3,11 +3,13 @@ seen by readers without a rebuild, filled once for an older store, same ranking 
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from rag.keyword import INDEX_FILE, MemoryKeywordIndex, SqliteKeywordIndex
 from rag.retrieval import Retriever
-from rag.store import open_store
+from rag.store import drop_cached_stores, open_store, store_system, writer_active
 from tests.conftest import make_settings
 from tests.fakes import FAKE_INFO, FakeEmbedder, fake_ingestor
 
@@ -131,3 +133,51 @@ def test_a_search_leaves_out_the_commonest_terms_past_its_postings_budget(tmp_pa
     monkeypatch.setattr(rag.keyword, "MAX_POSTINGS", 10)
     assert [cid for cid, _ in index.search("contrat zygomorphe", 40)] == ["rare"]  # the rarest term alone
     assert len(index.search("contrat", 40)) == 31  # the rarest term is always searched
+
+
+# -- a reader's old copies of the store are released ----------------------------------------------------
+
+
+@pytest.fixture
+def live_reader(settings, corpus, monkeypatch):
+    import rag.retrieval
+    from rag.retrieval import LiveRetriever
+
+    fake_ingestor(settings)[0].run([corpus])
+    monkeypatch.setattr(rag.retrieval, "RELEASE_GRACE_S", 0.0)
+    released = []
+    real_release = rag.retrieval.release_system
+    monkeypatch.setattr(rag.retrieval, "release_system", lambda system: released.append(real_release(system)))
+    live = LiveRetriever(settings, FakeEmbedder(), FAKE_INFO)
+    live.released = released
+    yield live
+    drop_cached_stores()
+
+
+def another_process_wrote(settings) -> None:
+    from rag.store import CHANGE_MARKER
+
+    (settings.paths.store_dir / CHANGE_MARKER).write_text(f"written elsewhere {uuid.uuid4()}", encoding="utf-8")
+
+
+def test_a_reader_stops_the_copies_of_the_store_it_moved_away_from(live_reader, settings):
+    assert store_system(live_reader.store) is not None, "chromadb changed: update rag.store.store_system"
+    for _ in range(3):
+        another_process_wrote(settings)
+        assert live_reader.search("indemnité internet", k=2)
+    assert live_reader.released == [True, True, True] and not live_reader._retired
+
+
+def test_a_copy_still_searched_or_under_an_ingest_is_kept_until_then(live_reader, settings):
+    from ingest.lock import ingest_lock
+
+    busy = live_reader._enter(reopen=False)  # a search running on the current copy
+    another_process_wrote(settings)
+    assert live_reader.search("indemnité internet", k=2)  # reopens; the busy copy is retired, not released
+    assert live_reader.released == [] and len(live_reader._retired) == 1
+    with ingest_lock(settings.paths.store_dir):  # an ingest of this process may be using it
+        live_reader._leave(busy)
+        assert live_reader.released == [] and writer_active(settings.paths.store_dir)
+    assert busy.search("indemnité internet", k=2)  # still whole
+    live_reader.search("indemnité internet", k=2)
+    assert live_reader.released == [True] and not writer_active(settings.paths.store_dir)
