@@ -52,6 +52,7 @@ def test_a_chat_completion_answers_with_numbered_sources(client, service):
     assert body["object"] == "chat.completion" and body["model"] == "sourcier"
     assert body["choices"][0]["message"] == {"role": "assistant", "content": "The outage lasted 47 minutes [1]."}
     assert body["found"] is True and body["usage"]["prompt_tokens"] > 0
+    assert body["timings"]["queue_ms"] >= 0 and body["timings"]["retrieval_ms"] >= 0
     sources = body["sources"]
     assert [s["number"] for s in sources] == list(range(1, len(sources) + 1))
     assert sources[0]["cited"] is True and sources[0]["file"] and sources[0]["text"]
