@@ -128,7 +128,7 @@ class SqliteKeywordIndex:
         """The query's terms that occur, rarest first, until ``MAX_POSTINGS`` (see above)."""
         if not terms:
             return []
-        frequencies = {t: self._document_frequency(t) for t in terms}
+        frequencies = self._document_frequencies(terms)
         kept, postings = [], 0
         for term in sorted((t for t in terms if frequencies[t]), key=frequencies.__getitem__):
             if kept and postings + frequencies[term] > MAX_POSTINGS:
@@ -137,17 +137,20 @@ class SqliteKeywordIndex:
             postings += frequencies[term]
         return kept
 
-    def _document_frequency(self, term: str) -> int:
+    def _document_frequencies(self, terms: list[str]) -> dict[str, int]:
+        """How many chunks hold each term, remembered until the index grows by ``_DF_REFRESH`` (a term not
+        indexed yet is looked up again next time: a write may bring it at once)."""
         rows = int(self._query("read the keyword index", "SELECT coalesce(max(row), 0) FROM chunks")[0][0])
         if rows > self._df_rows * (1 + _DF_REFRESH) or rows < self._df_rows:
             self._df, self._df_rows = {}, rows
-        if term in self._df:
-            return self._df[term]
-        found = self._query("read the keyword index", "SELECT doc FROM temp.vocab WHERE term = ?", (term,))
-        frequency = int(found[0][0]) if found else 0
-        if frequency:  # a term not indexed yet is looked up again next time: a write may bring it at once
-            self._df[term] = frequency
-        return frequency
+        frequencies = {}
+        for term in terms:
+            if term not in self._df:
+                found = self._query("read the keyword index", "SELECT doc FROM temp.vocab WHERE term = ?", (term,))
+                if found and found[0][0]:
+                    self._df[term] = int(found[0][0])
+            frequencies[term] = self._df.get(term, 0)
+        return frequencies
 
     def add(self, ids: Sequence[str], texts: Sequence[str]) -> None:
         """Index the chunks not indexed yet (a chunk's id is derived from its text: a known id is the same text)."""
