@@ -11,6 +11,9 @@ reach N); queries are real questions of those sets. For each size it prints:
 - write seen: one chunk added by a writer, until a reader's search returns it (no rebuild);
 - the index file's size.
 
+With ``--tantivy`` (the ``tantivy`` package installed by hand; not a dependency): the same chunks and
+questions through a Tantivy index (BM25 over the same terms), the engine compared with SQLite FTS5.
+
 With ``--reopens N``: a reader (``LiveRetriever``) over a store of ``--reopen-chunks`` chunks (real texts,
 random vectors) sees N writes by another process and reopens its store each time; prints its memory and
 open files every 10 reopens, with the old copies released (default) or kept (``--release off``, as before).
@@ -109,6 +112,43 @@ def bench_size(size: int, base: list[str], queries: list[str]) -> dict:
     return row
 
 
+def tantivy_row(size: int, base: list[str], queries: list[str]) -> dict:
+    import tantivy
+
+    from rag.text import keyword_tokens
+
+    row: dict = {"chunks": size, "engine": "tantivy"}
+    with tempfile.TemporaryDirectory() as tmp:
+        builder = tantivy.SchemaBuilder()
+        builder.add_text_field("id", stored=True, tokenizer_name="raw")
+        builder.add_text_field("body", stored=False, tokenizer_name="whitespace")
+        schema = builder.build()
+        index = tantivy.Index(schema, path=tmp)
+        t0 = time.perf_counter()
+        writer = index.writer(heap_size=200_000_000, num_threads=2)
+        for start in range(0, size, BATCH):
+            texts = chunk_texts(base, start, min(BATCH, size - start))
+            for i, text in enumerate(texts, start):
+                writer.add_document(tantivy.Document(id=f"c{i}", body=" ".join(keyword_tokens(text))))
+            writer.commit()
+        writer.wait_merging_threads()
+        row["build_s"] = round(time.perf_counter() - t0, 1)
+        t0 = time.perf_counter()
+        searcher = tantivy.Index.open(tmp).searcher()
+
+        def search(q: str) -> list:
+            terms = list(dict.fromkeys(keyword_tokens(q)))
+            should = [(tantivy.Occur.Should, tantivy.Query.term_query(schema, "body", t)) for t in terms]
+            return searcher.search(tantivy.Query.boolean_query(should), 30).hits if terms else []
+
+        search(queries[0])
+        row["first_search_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+        times = [timed_ms(search, q)[1] for q in queries]
+        row["search_p50_ms"] = round(percentile(times, 50), 1)
+        row["search_p95_ms"] = round(percentile(times, 95), 1)
+    return row
+
+
 def reopen_release(chunks: int, reopens: int, release: bool) -> None:
     import gc
     import os
@@ -162,6 +202,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", type=int, nargs="*", default=[100_000, 1_000_000])
     ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--tantivy", action="store_true", help="also time a Tantivy index on the same chunks")
     ap.add_argument("--reopens", type=int, default=0)
     ap.add_argument("--reopen-chunks", type=int, default=20_000)
     ap.add_argument("--release", choices=["on", "off"], default="on")
@@ -175,6 +216,8 @@ def main() -> None:
     print(f"{len(base)} distinct passages, {len(queries)} queries", flush=True)
     for size in args.sizes:
         print(json.dumps(bench_size(size, base, queries)), flush=True)
+        if args.tantivy:
+            print(json.dumps(tantivy_row(size, base, queries)), flush=True)
 
 
 if __name__ == "__main__":
