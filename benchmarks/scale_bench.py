@@ -14,12 +14,17 @@ reach N); queries are real questions of those sets. For each size it prints:
 With ``--tantivy`` (the ``tantivy`` package installed by hand; not a dependency): the same chunks and
 questions through a Tantivy index (BM25 over the same terms), the engine compared with SQLite FTS5.
 
+With ``--hybrid N...``: a store of N chunks (Chroma and the keyword index; random vectors), then a new reader
+process: from its start to its first hybrid search result, warm hybrid p50/p95, a chunk written by another
+process seen by its next search (the reader reopens its store), and its peak memory.
+
 With ``--reopens N``: a reader (``LiveRetriever``) over a store of ``--reopen-chunks`` chunks (real texts,
 random vectors) sees N writes by another process and reopens its store each time; prints its memory and
 open files every 10 reopens, with the old copies released (default) or kept (``--release off``, as before).
 
     .venv/bin/python benchmarks/scale_bench.py [--sizes 100000 1000000] [--queries 200]
     .venv/bin/python benchmarks/scale_bench.py --sizes --reopens 50 [--release off]
+    .venv/bin/python benchmarks/scale_bench.py --sizes --hybrid 100000 1000000
 """
 
 from __future__ import annotations
@@ -112,6 +117,84 @@ def bench_size(size: int, base: list[str], queries: list[str]) -> dict:
     return row
 
 
+def build_store(settings, chunks: int, base: list[str], first: int = 0) -> float:  # noqa: ANN001
+    """A store of ``chunks`` real texts with random unit vectors (embedding a million chunks would take days
+    on 2 cores; search cost depends on size, not meaning), through Store.upsert (Chroma and the keyword
+    index). Returns the seconds it took."""
+    import numpy as np
+
+    from rag.embedding import embedding_model_info
+    from rag.store import open_store
+
+    info = embedding_model_info(settings)
+    store = open_store(settings, info)
+    rng = np.random.default_rng(first)
+    t0 = time.perf_counter()
+    for start in range(first, first + chunks, BATCH):
+        n = min(BATCH, first + chunks - start)
+        vectors = rng.standard_normal((n, info.dimension)).astype("float32")
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        metas = [{"root": "bench", "source": f"doc{i % 500}.txt", "page": 0} for i in range(start, start + n)]
+        store.upsert([f"c{i}" for i in range(start, start + n)], vectors.tolist(), chunk_texts(base, start, n), metas)
+    return time.perf_counter() - t0
+
+
+def hybrid_reader(store_dir: Path, started: float, queries: list[str]) -> dict:
+    """In a fresh process: from process start to the first hybrid search result, warm p50/p95, a write by
+    another process seen, peak memory."""
+    import resource
+    import subprocess
+
+    from rag.embedding import embedding_model_info, load_embedder
+    from rag.retrieval import LiveRetriever
+    from rag.settings import PathSettings, Settings
+
+    settings = Settings(paths=PathSettings(store_dir=store_dir))
+    info = embedding_model_info(settings)
+    live = LiveRetriever(settings, load_embedder(settings, info), info)  # hybrid, no reranker
+    live.search(queries[0])
+    row: dict = {"start_to_first_search_s": round(time.time() - started, 2)}
+    times = [timed_ms(live.search, q)[1] for q in queries]
+    row["hybrid_p50_ms"] = round(percentile(times, 50), 1)
+    row["hybrid_p95_ms"] = round(percentile(times, 95), 1)
+    writer = [sys.executable, __file__, "--write-one", str(store_dir)]
+    subprocess.run(writer, check=True, capture_output=True)  # another process adds one chunk
+    t0 = time.perf_counter()
+    found = live.search("zygomorphe symétrie", k=3)
+    row["write_seen_s"] = round(time.perf_counter() - t0, 2)
+    assert found and "zygomorphe" in found[0].text, found
+    row["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return row
+
+
+def write_one(store_dir: Path) -> None:
+    import numpy as np
+
+    from rag.embedding import embedding_model_info
+    from rag.settings import PathSettings, Settings
+    from rag.store import open_store
+
+    settings = Settings(paths=PathSettings(store_dir=store_dir))
+    info = embedding_model_info(settings)
+    vector = np.ones(info.dimension, dtype="float32") / np.sqrt(info.dimension)
+    meta = {"root": "bench", "source": "fresh.txt", "page": 0}
+    open_store(settings, info).upsert(["fresh"], [vector.tolist()], ["Une fleur zygomorphe : une symétrie."], [meta])
+
+
+def hybrid_at_scale(size: int, queries: int) -> dict:
+    """Build a store of ``size`` chunks, then measure a new reader process over it (``hybrid_reader``)."""
+    import subprocess
+
+    from rag.settings import PathSettings, Settings
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store_dir = Path(tmp) / "store"
+        build_s = build_store(Settings(paths=PathSettings(store_dir=store_dir)), size, passage_texts())
+        child = [sys.executable, __file__, "--reader", str(store_dir), str(time.time()), "--queries", str(queries)]
+        out = subprocess.run(child, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        return {"chunks": size, "store_build_s": round(build_s, 1), **json.loads(out)}
+
+
 def tantivy_row(size: int, base: list[str], queries: list[str]) -> dict:
     import tantivy
 
@@ -154,31 +237,19 @@ def reopen_release(chunks: int, reopens: int, release: bool) -> None:
     import os
     import uuid
 
-    import numpy as np
-
     import rag.retrieval
     from rag.embedding import embedding_model_info, load_embedder
     from rag.settings import PathSettings, Settings
-    from rag.store import CHANGE_MARKER, open_store
+    from rag.store import CHANGE_MARKER
 
     def rss_mb() -> int:
         status = Path("/proc/self/status").read_text().splitlines()
         return int(next(line for line in status if line.startswith("VmRSS")).split()[1]) // 1024
 
-    base = passage_texts()
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(paths=PathSettings(store_dir=Path(tmp) / "store"))
         info = embedding_model_info(settings)
-        store = open_store(settings, info)
-        rng = np.random.default_rng(0)
-        for start in range(0, chunks, BATCH):
-            n = min(BATCH, chunks - start)
-            vectors = rng.standard_normal((n, info.dimension)).astype("float32")
-            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-            metas = [{"root": "bench", "source": f"doc{i % 500}.txt", "page": 0} for i in range(start, start + n)]
-            store.upsert(
-                [f"c{i}" for i in range(start, start + n)], vectors.tolist(), chunk_texts(base, start, n), metas
-            )
+        build_store(settings, chunks, passage_texts())
         rag.retrieval.RELEASE_GRACE_S = 0.0
         if not release:
             rag.retrieval.release_system = lambda system: False
@@ -203,10 +274,20 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="*", default=[100_000, 1_000_000])
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--tantivy", action="store_true", help="also time a Tantivy index on the same chunks")
+    ap.add_argument("--hybrid", type=int, nargs="*", default=[], help="stores of these sizes: a new reader process")
+    ap.add_argument("--reader", nargs=2, help=argparse.SUPPRESS)  # store folder, start time (child process)
+    ap.add_argument("--write-one", type=Path, help=argparse.SUPPRESS)  # store folder (another writer)
     ap.add_argument("--reopens", type=int, default=0)
     ap.add_argument("--reopen-chunks", type=int, default=20_000)
     ap.add_argument("--release", choices=["on", "off"], default="on")
     args = ap.parse_args()
+    if args.write_one:
+        return write_one(args.write_one)
+    if args.reader:
+        row = hybrid_reader(Path(args.reader[0]), float(args.reader[1]), real_questions(args.queries))
+        return print(json.dumps(row), flush=True)
+    for size in args.hybrid:
+        print(json.dumps(hybrid_at_scale(size, args.queries)), flush=True)
     if args.reopens:
         reopen_release(args.reopen_chunks, args.reopens, args.release == "on")
     if not args.sizes:

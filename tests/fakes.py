@@ -69,6 +69,9 @@ def fake_ingestor(settings, delay: float = 0.0, progress=None):
     return ingestor, embedder
 
 
+KEYWORD_INDEX = "keyword index"  # the snapshot's entry for the keyword index (never a chunk id: those are hashes)
+
+
 def store_snapshot(store) -> dict[str, tuple]:
     """Everything that defines a store's content, minus the ingest time stamp."""
     got = store.collection.get(include=["documents", "metadatas", "embeddings"])
@@ -77,7 +80,7 @@ def store_snapshot(store) -> dict[str, tuple]:
         meta = {k: v for k, v in meta.items() if k != "ingested_at"}
         snap[cid] = (doc, tuple(sorted(meta.items())), tuple(round(float(x), 5) for x in emb))
     if store.keywords is not None:  # the keyword index is part of the store's content
-        snap["keyword index"] = tuple(sorted(store.keywords.entries().items()))
+        snap[KEYWORD_INDEX] = tuple(sorted(store.keywords.entries().items()))
     return snap
 
 

@@ -242,6 +242,8 @@ def test_waiting_generations_take_the_model_in_order_and_are_told_how_many_are_a
         with activity.hold(cancel, on_wait=told[name].append) as hold:
             if hold is not None:
                 order.append(name)
+                if name == "b":  # keep the model until d has seen itself next
+                    wait_until(lambda: told["d"][-1:] == [1], 2)
 
     with activity.hold():
         threads = []
