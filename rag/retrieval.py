@@ -26,10 +26,10 @@ from rag.store import (
     Store,
     claim_system,
     drop_cached_stores,
+    ingest_in_this_process,
     open_store,
     release_system,
     store_system,
-    writer_active,
 )
 from rag.text import search_text
 
@@ -127,8 +127,9 @@ class LiveRetriever:
     Chroma keeps one in-memory index per store and process: chunks written by another process (a
     ``python -m ingest`` beside the page) stay invisible, and chunks it deleted make queries fail, until
     the store is opened again. Before each search this checks the store's change marker; when it moved,
-    the store is reopened and the keyword index rebuilt. A search that fails on a store changed under it
-    is retried once on a fresh copy.
+    the store is reopened (the persistent keyword index needs nothing; an in-memory one is rebuilt) and the
+    copy left behind is released once idle. A search that fails on a store changed under it is retried
+    once on a fresh copy.
     """
 
     def __init__(
@@ -163,7 +164,9 @@ class LiveRetriever:
         with self._lock:
             if self._retriever.store.version() != self._version:
                 self._reopen()
-            return self._retriever
+            current, idle = self._retriever, self._idle_retired()
+        self._release(idle)
+        return current
 
     def _enter(self, reopen: bool) -> Retriever:
         """The current retriever (a fresh one if the store changed), counted as in use until ``_leave``."""
@@ -181,29 +184,37 @@ class LiveRetriever:
                 self._in_use[id(retriever)] = left
             else:
                 del self._in_use[id(retriever)]
-            self._release_retired()
+            idle = self._idle_retired()
+        self._release(idle)
 
     def _reopen(self) -> None:
-        """Move to a fresh copy of the store; the old one is released once idle (see ``_release_retired``)."""
+        """Move to a fresh copy of the store; the old one is released once idle (see ``_idle_retired``)."""
         old = self._retriever
         self._retriever = self._open(drop_cache=True)
         self._retired.append((old, time.monotonic()))
-        self._release_retired()
 
-    def _release_retired(self) -> None:
-        """Stop the Chroma systems of retired copies (their memory back to the OS) once no search of this
-        reader uses them, no ingest of this process may (the ingest lock is free), and ``RELEASE_GRACE_S``
-        have passed (for short reads made outside ``search``, such as the page's document list)."""
+    def _idle_retired(self) -> list[Retriever]:
+        """Retired copies (taken out of the list) that no search of this reader uses, that no ingest of this
+        process may be using (it holds the ingest lock while it runs), and that were retired at least
+        ``RELEASE_GRACE_S`` ago (for short reads made outside ``search``, such as the page's document list)."""
+        if not self._retired:
+            return []
         now = time.monotonic()
-        store_dir = self.settings.paths.store_dir
-        keep = []
+        ingesting = ingest_in_this_process(self.settings.paths.store_dir)
+        idle, keep = [], []
         for retriever, retired_at in self._retired:
-            idle = id(retriever) not in self._in_use and now - retired_at >= RELEASE_GRACE_S
-            if idle and not writer_active(store_dir):
-                release_system(store_system(retriever.store))
+            if not ingesting and id(retriever) not in self._in_use and now - retired_at >= RELEASE_GRACE_S:
+                idle.append(retriever)
             else:
                 keep.append((retriever, retired_at))
         self._retired = keep
+        return idle
+
+    @staticmethod
+    def _release(retired: list[Retriever]) -> None:
+        """Stop the Chroma systems of these copies (their memory back to the OS); outside the lock."""
+        for retriever in retired:
+            release_system(store_system(retriever.store))
 
     def _open(self, drop_cache: bool) -> Retriever:
         if drop_cache and self.settings.store.mode == "embedded":

@@ -411,18 +411,19 @@ def _give_memory_back() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-def writer_active(store_dir: Path) -> bool:
-    """Whether an ingest (of any process, this one included) holds the store's one-writer lock."""
+def ingest_in_this_process(store_dir: Path) -> bool:
+    """Whether an ingest of this very process holds the store's one-writer lock (the lock file names its
+    holder's pid). An ingest in another process never uses this process's Chroma systems."""
     path = store_dir / WRITER_LOCK
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
         return False
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    else:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:  # held: by whom?
+            return os.pread(fd, 200, 0).decode(errors="replace").startswith(f"pid {os.getpid()},")
         fcntl.flock(fd, fcntl.LOCK_UN)
         return False
     finally:

@@ -3,14 +3,16 @@ seen by readers without a rebuild, filled once for an older store, same ranking 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 
 import pytest
 
 from rag.keyword import INDEX_FILE, MemoryKeywordIndex, SqliteKeywordIndex
 from rag.retrieval import Retriever
-from rag.store import drop_cached_stores, open_store, store_system, writer_active
-from tests.conftest import make_settings
+from rag.store import drop_cached_stores, ingest_in_this_process, open_store, store_system
+from tests.conftest import REPO, make_settings
 from tests.fakes import FAKE_INFO, FakeEmbedder, fake_ingestor
 
 TEXTS = {
@@ -177,7 +179,25 @@ def test_a_copy_still_searched_or_under_an_ingest_is_kept_until_then(live_reader
     assert live_reader.released == [] and len(live_reader._retired) == 1
     with ingest_lock(settings.paths.store_dir):  # an ingest of this process may be using it
         live_reader._leave(busy)
-        assert live_reader.released == [] and writer_active(settings.paths.store_dir)
+        assert live_reader.released == [] and ingest_in_this_process(settings.paths.store_dir)
     assert busy.search("indemnité internet", k=2)  # still whole
     live_reader.search("indemnité internet", k=2)
-    assert live_reader.released == [True] and not writer_active(settings.paths.store_dir)
+    assert live_reader.released == [True] and not ingest_in_this_process(settings.paths.store_dir)
+
+
+def test_an_ingest_in_another_process_does_not_hold_the_readers_old_copies(live_reader, settings):
+    hold = "import sys, time\nfrom pathlib import Path\nfrom ingest.lock import ingest_lock\n"
+    hold += "with ingest_lock(Path(sys.argv[1])):\n    print('held', flush=True)\n    time.sleep(60)\n"
+    other = subprocess.Popen(
+        [sys.executable, "-c", hold, str(settings.paths.store_dir)], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert other.stdout.readline().strip() == "held"
+        assert not ingest_in_this_process(settings.paths.store_dir)
+        another_process_wrote(settings)
+        assert live_reader.search("indemnité internet", k=2)
+        assert live_reader.released == [True]  # released while the other process ingests
+    finally:
+        other.kill()
+        other.wait()
+        other.stdout.close()
