@@ -23,6 +23,7 @@ import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
@@ -124,8 +125,11 @@ class SqliteKeywordIndex:
     def search(self, query: str, n: int) -> list[tuple[str, float]]:
         """The ``n`` chunks with the best BM25 score for the query's terms (see ``RESCORED``)."""
         weights = Counter(keyword_tokens(query))
-        terms = self._searched_terms(list(weights))
-        if not terms or n <= 0:
+        if not weights or n <= 0:
+            return []
+        frequencies = self._document_frequencies(list(weights))
+        terms = _searched_terms(frequencies)
+        if not terms:
             return []
         match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
         found = self._query(
@@ -136,7 +140,6 @@ class SqliteKeywordIndex:
         )
         chunks, total = self._stats()
         average = total / chunks if chunks else 1.0
-        frequencies = self._document_frequencies(terms)
         idf = {t: math.log(1 + (chunks - frequencies[t] + 0.5) / (frequencies[t] + 0.5)) for t in terms}
         scored = []
         for cid, body in found:
@@ -161,19 +164,6 @@ class SqliteKeywordIndex:
             chunks += 1
             terms += len(body.split())
         self._db.executemany("INSERT OR REPLACE INTO stats VALUES (?, ?)", [("chunks", chunks), ("terms", terms)])
-
-    def _searched_terms(self, terms: list[str]) -> list[str]:
-        """The query's terms that occur, rarest first, until ``MAX_POSTINGS`` (see above)."""
-        if not terms:
-            return []
-        frequencies = self._document_frequencies(terms)
-        kept, postings = [], 0
-        for term in sorted((t for t in terms if frequencies[t]), key=frequencies.__getitem__):
-            if kept and postings + frequencies[term] > MAX_POSTINGS:
-                break
-            kept.append(term)
-            postings += frequencies[term]
-        return kept
 
     def _document_frequencies(self, terms: list[str]) -> dict[str, int]:
         """How many chunks hold each term, remembered until the index grows by ``_DF_REFRESH`` (a term not
@@ -237,8 +227,31 @@ class SqliteKeywordIndex:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot {what} ({self.path}): {exc}") from exc
 
-    def _writing(self, what: str) -> _Transaction:
-        return _Transaction(self, what)
+    @contextmanager
+    def _writing(self, what: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE .. COMMIT, rolled back on any error), under the lock."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot {what} ({self.path}): {exc}") from exc
+
+
+def _searched_terms(frequencies: dict[str, int]) -> list[str]:
+    """The query's terms that occur (term -> chunks holding it), rarest first, until ``MAX_POSTINGS``."""
+    kept, postings = [], 0
+    for term in sorted((t for t, f in frequencies.items() if f), key=frequencies.__getitem__):
+        if kept and postings + frequencies[term] > MAX_POSTINGS:
+            break
+        kept.append(term)
+        postings += frequencies[term]
+    return kept
 
 
 def _count(db: sqlite3.Connection, chunks: int, terms: int) -> None:
@@ -262,31 +275,3 @@ def shared_index(path: Path) -> SqliteKeywordIndex:
         if index is None or not key.exists():
             index = _SHARED[key] = SqliteKeywordIndex(key)
         return index
-
-
-class _Transaction:
-    """One write transaction on the index (BEGIN IMMEDIATE .. COMMIT, rolled back on error), holding its lock."""
-
-    def __init__(self, index: SqliteKeywordIndex, what: str) -> None:
-        self.index = index
-        self.what = what
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.index._lock.acquire()
-        try:
-            self.index._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            self.index._lock.release()
-            raise StoreError(f"cannot {self.what} ({self.index.path}): {exc}") from exc
-        return self.index._db
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        db = self.index._db
-        try:
-            db.execute("COMMIT" if exc_type is None else "ROLLBACK")
-        except sqlite3.Error as error:
-            raise StoreError(f"cannot {self.what} ({self.index.path}): {error}") from error
-        finally:
-            self.index._lock.release()
-        if isinstance(exc, sqlite3.Error):
-            raise StoreError(f"cannot {self.what} ({self.index.path}): {exc}") from exc

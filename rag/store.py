@@ -103,7 +103,7 @@ class Store:
         """All (id, text the chunk is searched as: context header and text) pairs, read a page at a time."""
         for page in self._pages("read chunks", "documents", "metadatas"):
             for cid, doc, meta in zip(page["ids"], page["documents"], page["metadatas"], strict=True):
-                yield cid, search_text(doc, str((meta or {}).get("context", "")))
+                yield cid, _searched_as(doc, meta)
 
     def ids(self) -> set[str]:
         """The id of every chunk (no text, no metadata)."""
@@ -112,7 +112,7 @@ class Store:
     def search_texts(self, ids: Sequence[str]) -> Iterator[tuple[str, str]]:
         """(id, search text) of the given chunks that exist."""
         for cid, (doc, meta) in self.records(ids).items():
-            yield cid, search_text(doc, str((meta or {}).get("context", "")))
+            yield cid, _searched_as(doc, meta)
 
     def reconcile_keywords(self) -> tuple[int, int]:
         """Bring the keyword index back to exactly the store's chunks (after a crash, or for a store written
@@ -187,9 +187,7 @@ class Store:
         # The keyword index first: if the process dies between the two writes, the index holds a few ids the
         # store lacks (searches skip them; the next ingest drops them), never the other way round.
         if self.keywords is not None:
-            self.keywords.add(
-                ids, [search_text(t, str((m or {}).get("context", ""))) for t, m in zip(texts, metadatas, strict=True)]
-            )
+            self.keywords.add(ids, [_searched_as(t, m) for t, m in zip(texts, metadatas, strict=True)])
         for i in range(0, len(ids), self.max_batch):
             sl = slice(i, i + self.max_batch)
             self._call(
@@ -254,6 +252,11 @@ class Store:
         s = self.settings.store
         where = f"{s.host}:{s.port}" if s.mode == "http" else str(self.settings.paths.store_dir)
         return f"collection '{s.collection}' at {where}"
+
+
+def _searched_as(text: str, metadata: dict[str, Any] | None) -> str:
+    """What a stored chunk is searched as: its context header (metadata ``context``) and its text."""
+    return search_text(text, str((metadata or {}).get("context", "")))
 
 
 def _hint(exc: Exception) -> str:
