@@ -9,21 +9,18 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from rag.errors import IngestLockedError, StoreError
-from rag.store import WRITER_LOCK
-
-LOCK_NAME = WRITER_LOCK
+from rag.store import WRITER_LOCK, writer_note
 
 
 @contextmanager
 def ingest_lock(folder: Path, wait: bool = False) -> Iterator[None]:
     """Hold the ingest lock of ``folder``; raise IngestLockedError if taken (unless ``wait``)."""
-    path = folder / LOCK_NAME
+    path = folder / WRITER_LOCK
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -43,7 +40,7 @@ def ingest_lock(folder: Path, wait: bool = False) -> Iterator[None]:
                 f"wait for it to finish or run again with --wait"
             ) from None
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
+        os.pwrite(fd, writer_note(os.getpid()).encode(), 0)
         yield
     finally:
         os.close(fd)

@@ -162,18 +162,14 @@ class LiveRetriever:
 
     def _current(self) -> Retriever:
         with self._lock:
-            if self._retriever.store.version() != self._version:
-                self._reopen()
-            current, idle = self._retriever, self._idle_retired()
+            current, idle = self._followed(reopen=False), self._idle_retired()
         self._release(idle)
         return current
 
     def _enter(self, reopen: bool) -> Retriever:
         """The current retriever (a fresh one if the store changed), counted as in use until ``_leave``."""
         with self._lock:
-            if reopen or self._retriever.store.version() != self._version:
-                self._reopen()
-            retriever = self._retriever
+            retriever = self._followed(reopen)
             self._in_use[id(retriever)] = self._in_use.get(id(retriever), 0) + 1
             return retriever
 
@@ -187,11 +183,13 @@ class LiveRetriever:
             idle = self._idle_retired()
         self._release(idle)
 
-    def _reopen(self) -> None:
-        """Move to a fresh copy of the store; the old one is released once idle (see ``_idle_retired``)."""
-        old = self._retriever
-        self._retriever = self._open(drop_cache=True)
-        self._retired.append((old, time.monotonic()))
+    def _followed(self, reopen: bool) -> Retriever:
+        """The current retriever, on a fresh copy of the store when it changed (or ``reopen``); the old copy is
+        released once idle (see ``_idle_retired``). Under the lock."""
+        if reopen or self._retriever.store.version() != self._version:
+            old, self._retriever = self._retriever, self._open(drop_cache=True)
+            self._retired.append((old, time.monotonic()))
+        return self._retriever
 
     def _idle_retired(self) -> list[Retriever]:
         """Retired copies (taken out of the list) that no search of this reader uses, that no ingest of this

@@ -13,6 +13,7 @@ import fcntl
 import gc
 import os
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -414,6 +415,16 @@ def _give_memory_back() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
+def writer_note(pid: int) -> str:
+    """What the ingest lock file says of its holder (shown to a refused ingest, read by
+    :func:`ingest_in_this_process`)."""
+    return f"{_holder_prefix(pid)}started {time.strftime('%Y-%m-%d %H:%M:%S')}"
+
+
+def _holder_prefix(pid: int) -> str:
+    return f"pid {pid}, "
+
+
 def ingest_in_this_process(store_dir: Path) -> bool:
     """Whether an ingest of this very process holds the store's one-writer lock (the lock file names its
     holder's pid). An ingest in another process never uses this process's Chroma systems."""
@@ -426,7 +437,7 @@ def ingest_in_this_process(store_dir: Path) -> bool:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except OSError:  # held: by whom?
-            return os.pread(fd, 200, 0).decode(errors="replace").startswith(f"pid {os.getpid()},")
+            return os.pread(fd, 200, 0).decode(errors="replace").startswith(_holder_prefix(os.getpid()))
         fcntl.flock(fd, fcntl.LOCK_UN)
         return False
     finally:
