@@ -1,24 +1,29 @@
-"""Ingest benchmark: throughput, memory, and two ratios against the raw libraries in the same run.
+"""Ingest benchmark: end-to-end throughput per set-up, the embedding back-ends against the raw library.
 
-1. Full ingest of a corpus (default: the FinanceBench PDFs) through our pipeline into a fresh store:
-   pages/s, chunks/s, peak RSS.
-2. Raw ``SentenceTransformer.encode`` on exactly the chunk texts we stored (same model, same batch
-   size): our embedding throughput / raw throughput (target >= 0.9), and end to end / raw.
-3. Unchanged re-ingest (fresh ingestor, in process, and the real CLI in a new process) over the full
-   ingest time (target <= 0.02).
+1. End to end, each set-up in a fresh store through the real CLI (``python -m ingest``) in a new process,
+   as a user runs it: pages/s, chunks/s, peak RSS of the process tree (workers included). Set-ups:
+   ``torch/0`` (today's before this benchmark: torch, files read in the main process), then the default
+   runtime with 0 and N reading workers (``--workers``), and ``--ray`` a local Ray cluster of 2 workers.
+   Ratios are against the first set-up of the same run.
+2. The embedding back-ends on the very same chunk texts (a sample of the stored chunks, as embedded:
+   context header + text): the raw ``SentenceTransformer.encode``, our torch, ONNX float32 and ONNX INT8
+   embedders: chunks/s, ratio to raw, mean and minimum cosine against raw.
+3. Unchanged re-run through the CLI over the fastest full ingest (target <= 0.02).
 
-    .venv/bin/python benchmarks/ingest_bench.py [CORPUS] [--limit N]
+    .venv/bin/python benchmarks/ingest_bench.py [CORPUS] [--limit N] [--workers 0 1 2] [--ray]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import resource
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -27,20 +32,143 @@ sys.path.insert(0, str(ROOT))
 DEFAULT_CORPUS = ROOT.parent / "shared" / "eval" / "financebench_dev" / "pdfs"
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+class TreePeak:
+    """Peak resident memory of a process and its children, sampled every 0.1 s."""
+
+    def __init__(self, pid: int) -> None:
+        import psutil
+
+        self.root = psutil.Process(pid)
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import psutil
+
+        while not self._stop.wait(0.1):
+            try:
+                procs = [self.root, *self.root.children(recursive=True)]
+                total = 0
+                for p in procs:
+                    with contextlib.suppress(psutil.Error):
+                        total += p.memory_info().rss
+                self.peak = max(self.peak, total)
+            except psutil.Error:
+                return
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.peak / 2**20
+
+
+def cli_ingest(corpus: Path, store: Path, env: dict[str, str], extra: list[str] | None = None) -> tuple[float, float]:
+    """Seconds and peak MB of one ``python -m ingest`` run."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ingest", str(corpus), "--store", str(store), "-q", *(extra or [])],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    peak = TreePeak(proc.pid)
+    out, _ = proc.communicate()
+    seconds = time.perf_counter() - t0
+    mb = peak.stop()
+    if proc.returncode not in (0, 1):  # 1: some files failed, which the report counts
+        raise SystemExit(f"ingest failed ({proc.returncode}):\n{out[-3000:]}")
+    return seconds, mb
+
+
+def store_counts(store: Path) -> tuple[int, int]:
+    """Pages and chunks in a store (pages: distinct (source, page) pairs)."""
+    from rag.embedding import embedding_model_info
+    from rag.settings import PathSettings, Settings
+    from rag.store import drop_cached_stores, open_store
+
+    settings = Settings(paths=PathSettings(store_dir=store))
+    st = open_store(settings, embedding_model_info(settings), create=False)
+    pages, chunks = set(), 0
+    for _, meta in st.iter_metadatas():
+        pages.add((meta["source"], meta["page"]))
+        chunks += 1
+    drop_cached_stores()
+    return len(pages), chunks
+
+
+def end_to_end(corpus: Path, tmp: Path, setups: list[tuple[str, dict[str, str]]]) -> list[dict]:
+    rows = []
+    for name, env in setups:
+        store = tmp / f"store-{name.replace('/', '-')}"
+        seconds, mb = cli_ingest(corpus, store, env)
+        pages, chunks = store_counts(store)
+        rows.append({
+            "setup": name, "seconds": round(seconds, 1), "pages": pages, "chunks": chunks,
+            "pages_per_s": round(pages / seconds, 2), "chunks_per_s": round(chunks / seconds, 1),
+            "peak_rss_mb": round(mb), "store": str(store),
+        })  # fmt: skip
+        base = rows[0]["pages_per_s"]
+        rows[-1]["ratio_to_first"] = round(rows[-1]["pages_per_s"] / base, 2)
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def embedding_backends(store: Path, sample: int, batch_size: int) -> list[dict]:
+    """Each back-end on the same stored chunks (as embedded), against the raw sentence-transformers."""
+    import numpy as np
+
+    from rag.embedding import embedding_model_info, load_embedder
+    from rag.settings import EmbeddingSettings, PathSettings, Settings
+    from rag.store import open_store
+    from rag.text import search_text
+
+    settings = Settings(paths=PathSettings(store_dir=store))
+    info = embedding_model_info(settings)
+    got = open_store(settings, info, create=False).collection.get(limit=sample, include=["documents", "metadatas"])
+    texts = [search_text(d, m.get("context", "")) for d, m in zip(got["documents"], got["metadatas"], strict=True)]
+
+    from sentence_transformers import SentenceTransformer
+
+    raw = SentenceTransformer(str(info.path), device="cpu", local_files_only=True)
+    raw.encode(texts[:64], batch_size=batch_size)  # warm-up
+    t0 = time.perf_counter()
+    reference = raw.encode(texts, batch_size=batch_size, normalize_embeddings=True)
+    raw_rate = len(texts) / (time.perf_counter() - t0)
+    rows = [{"backend": "raw SentenceTransformer.encode", "chunks_per_s": round(raw_rate, 1), "ratio_to_raw": 1.0}]
+    for runtime in ("torch", "onnx", "onnx-int8"):
+        s = Settings(
+            paths=PathSettings(store_dir=store, model_dir=ROOT / "models"),
+            embedding=EmbeddingSettings(runtime=runtime, device="cpu", batch_size=batch_size),
+        )
+        embedder = load_embedder(s, info)
+        embedder.embed_documents(texts[:64])
+        t0 = time.perf_counter()
+        vectors = np.asarray(embedder.embed_documents(texts), dtype=np.float32)
+        rate = len(texts) / (time.perf_counter() - t0)
+        cos = (vectors * reference).sum(axis=1)
+        rows.append({
+            "backend": runtime, "chunks_per_s": round(rate, 1), "ratio_to_raw": round(rate / raw_rate, 2),
+            "mean_cosine_to_raw": round(float(cos.mean()), 5), "min_cosine_to_raw": round(float(cos.min()), 5),
+        })  # fmt: skip
+        print(json.dumps(rows[-1]), flush=True)
+    print(json.dumps(rows[0]), flush=True)
+    return rows
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("corpus", nargs="?", type=Path, default=DEFAULT_CORPUS)
     ap.add_argument("--limit", type=int, help="only the N smallest files (quick runs)")
+    ap.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="reading workers to compare")
+    ap.add_argument("--no-baseline", action="store_true", help="skip the torch/0 set-up (the slowest)")
+    ap.add_argument("--ray", action="store_true", help="also a local Ray cluster of 2 workers")
+    ap.add_argument("--sample", type=int, default=2000, help="chunks for the embedding back-ends")
+    ap.add_argument("--out", type=Path, help="also write the figures as JSON")
     args = ap.parse_args()
-
-    from ingest.pipeline import build_ingestor
-    from rag.embedding import embedding_model_info
-    from rag.settings import PathSettings, Settings
-    from rag.store import drop_cached_stores
 
     tmp = Path(tempfile.mkdtemp(prefix="sourcier-bench-"))
     corpus = tmp / "corpus"
@@ -48,63 +176,27 @@ def main() -> None:
     corpus.mkdir()
     for f in files[: args.limit] if args.limit else files:
         shutil.copy(f, corpus)
-    settings = Settings(paths=PathSettings(store_dir=tmp / "store"))
 
-    # 1. full ingest
-    t0 = time.perf_counter()
-    ingestor = build_ingestor(settings)
-    report = ingestor.run([corpus])
-    full_s = time.perf_counter() - t0
-    rss_after_ingest = peak_rss_mb()
+    setups: list[tuple[str, dict[str, str]]] = []
+    if not args.no_baseline:
+        setups.append(("torch/0", {"SOURCIER_EMBEDDING__RUNTIME": "torch", "SOURCIER_INGEST__WORKERS": "0"}))
+    for n in args.workers:
+        setups.append((f"default/{n}", {"SOURCIER_INGEST__WORKERS": str(n)}))
+    if args.ray:
+        setups.append(("ray/2", {"SOURCIER_INGEST__RAY": "local:2"}))
+    rows = end_to_end(corpus, tmp, setups)
 
-    # 2. raw sentence-transformers on the very same texts
-    texts = ingestor.store.collection.get(include=["documents"])["documents"]
-    from sentence_transformers import SentenceTransformer
+    fastest = min(rows, key=lambda r: r["seconds"])
+    rerun_s, _ = cli_ingest(corpus, Path(fastest["store"]), {})
+    rerun = {"unchanged_rerun_cli_s": round(rerun_s, 2), "ratio_to_fastest": round(rerun_s / fastest["seconds"], 4)}
+    print(json.dumps(rerun), flush=True)
 
-    info = embedding_model_info(settings)
-    raw_model = SentenceTransformer(str(info.path), device="cpu")
-    raw_model.encode(texts[:64], batch_size=settings.embedding.batch_size)  # warm-up, as ours had its first batch
-    t0 = time.perf_counter()
-    raw_model.encode(texts, batch_size=settings.embedding.batch_size, normalize_embeddings=True)
-    raw_s = time.perf_counter() - t0
-
-    # 3. unchanged re-ingest, in process and through the CLI
-    drop_cached_stores()
-    t0 = time.perf_counter()
-    again = build_ingestor(settings).run([corpus])
-    rerun_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    cli = subprocess.run(
-        [sys.executable, "-m", "ingest", str(corpus), "--store", str(settings.paths.store_dir), "-q"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    cli_s = time.perf_counter() - t0
-    assert cli.returncode in (0, 1) and not again.added and not again.updated, "re-ingest did work"
-
-    n = report.chunks_written
-    ours_embed = n / report.embed_seconds
-    raw_rate = len(texts) / raw_s
-    figures = {
-        "files": len(report.added),
-        "failed": len(report.failed),
-        "pages": report.pages,
-        "chunks": n,
-        "full_ingest_s": round(full_s, 1),
-        "pages_per_s": round(report.pages / full_s, 2),
-        "chunks_per_s_end_to_end": round(n / full_s, 2),
-        "chunks_per_s_embedding_stage": round(ours_embed, 2),
-        "raw_encode_chunks_per_s": round(raw_rate, 2),
-        "ratio_embedding_ours_over_raw": round(ours_embed / raw_rate, 3),
-        "ratio_end_to_end_over_raw": round((n / full_s) / raw_rate, 3),
-        "peak_rss_mb_after_ingest": round(rss_after_ingest, 0),
-        "unchanged_reingest_s": round(rerun_s, 2),
-        "unchanged_reingest_cli_s": round(cli_s, 2),
-        "ratio_unchanged_over_full": round(rerun_s / full_s, 4),
-        "ratio_unchanged_cli_over_full": round(cli_s / full_s, 4),
-    }
+    backends = embedding_backends(Path(rows[0]["store"]), args.sample, 32)
+    figures = {"corpus": str(args.corpus), "files": len(list(corpus.iterdir())), "cores": os.cpu_count(),
+               "end_to_end": rows, "unchanged": rerun, "embedding": backends}  # fmt: skip
     print(json.dumps(figures, indent=2))
+    if args.out:
+        args.out.write_text(json.dumps(figures, indent=2), encoding="utf-8")
     shutil.rmtree(tmp, ignore_errors=True)
 
 

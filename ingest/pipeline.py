@@ -15,7 +15,6 @@ so the next run redoes that file and ends in the same store as a clean ingest.
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from collections import deque
@@ -24,17 +23,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ingest.chunking import chunk_id, chunk_metadata, context_headers, pipeline_signature, split_pages
+from ingest.chunking import chunk_id, chunk_metadata, pipeline_signature
 from ingest.discover import Discovery, Problem, SourceFile, discover
-from ingest.readers import read_document
+from ingest.parsing import Parsed, ParseFailure, ParseJob, parse_all
 from rag.embedding import Embedder, EmbeddingModelInfo, TokenCounter
 from rag.errors import DocumentError, SettingsError
 from rag.hashing import file_sha256
 from rag.settings import Settings
 from rag.store import Store, StoredDocument
 from rag.text import search_text
-
-log = logging.getLogger(__name__)
 
 
 class ProgressListener:
@@ -109,6 +106,7 @@ class Ingestor:
         counter_factory: Callable[[], TokenCounter],
         embedder_factory: Callable[[], Embedder],
         progress: ProgressListener | None = None,
+        workers: int = 0,
     ) -> None:
         chunking = settings.chunking
         if chunking.chunk_tokens > model.max_chunk_tokens:
@@ -129,6 +127,7 @@ class Ingestor:
         self._counter: TokenCounter | None = None
         self._embedder: Embedder | None = None
         self.progress = progress or ProgressListener()
+        self.workers = workers  # processes reading files ahead of the embedder (0: read in this process)
 
     # -- public -------------------------------------------------------------------------------
 
@@ -214,8 +213,9 @@ class Ingestor:
         queue: deque[tuple[_Job, int]] = deque()
         flush_at = self.settings.embedding.flush_chunks
         now = datetime.now(UTC).isoformat(timespec="seconds")
-        for planned in to_write:
-            job = self._prepare(root, planned, now, report)
+        parsed = parse_all(to_write, self._parse_job, lambda: self.counter, self.model, self.workers)
+        for planned, result in parsed:
+            job = self._prepare(root, planned, result, now, report)
             if job is None:
                 continue
             if not job.to_embed:
@@ -228,28 +228,24 @@ class Ingestor:
         while queue:
             self._flush(queue, flush_at, report)
 
-    def _prepare(self, root: str, planned: _Planned, now: str, report: IngestReport) -> _Job | None:
-        """Read and chunk one file; on failure record why and leave the store untouched."""
+    def _parse_job(self, planned: _Planned) -> ParseJob:
         f = planned.file
-        try:
-            document = read_document(f.path, f.kind)
-            pages = document.pages
-            chunking = self.settings.chunking
-            chunks = split_pages(pages, self.counter, chunking.chunk_tokens, chunking.overlap_tokens)
-            headers = context_headers(chunks, f.source, document.title, self.counter, self.context_tokens)
-        except DocumentError as exc:
-            report.failed.append(Problem(f.source, self._failure_reason(str(exc), planned)))
+        chunking = self.settings.chunking
+        return ParseJob(f.path, f.kind, f.source, chunking.chunk_tokens, chunking.overlap_tokens, self.context_tokens)
+
+    def _prepare(
+        self, root: str, planned: _Planned, result: Parsed | ParseFailure, now: str, report: IngestReport
+    ) -> _Job | None:
+        """The chunks of one parsed file to write; on failure record why and leave the store untouched."""
+        f = planned.file
+        if isinstance(result, ParseFailure):
+            report.failed.append(Problem(f.source, self._failure_reason(result.reason, planned)))
             self.progress.file_finished(f.source, f.size)
             return None
-        except Exception as exc:  # a parser bug must not stop the other files
-            log.debug("unexpected error reading %s", f.path, exc_info=True)
-            reason = f"unexpected error while reading: {type(exc).__name__}: {exc}"
-            report.failed.append(Problem(f.source, self._failure_reason(reason, planned)))
-            self.progress.file_finished(f.source, f.size)
-            return None
-        report.pages += len(pages)
+        chunks, headers = result.chunks, result.headers
+        report.pages += result.pages
         report.bytes_read += f.size
-        self.progress.file_chunked(f.source, len(pages), len(chunks))
+        self.progress.file_chunked(f.source, result.pages, len(chunks))
         ids = [chunk_id(root, f.source, c, h) for c, h in zip(chunks, headers, strict=True)]
         metas = [
             chunk_metadata(
@@ -373,6 +369,7 @@ def build_ingestor(settings: Settings, progress: ProgressListener | None = None)
         counter_factory=lambda: load_token_counter(info),
         embedder_factory=lambda: load_embedder(settings, info),
         progress=progress,
+        workers=settings.ingest.parse_workers(),
     )
 
 

@@ -205,12 +205,15 @@ def test_half_written_file_is_repaired_to_a_clean_state(settings, corpus, tmp_pa
     md.write_text(md.read_text(encoding="utf-8").replace("trois kilogrammes", "quatre kilogrammes"), encoding="utf-8")
     # a partial write of the new version: its first chunk only, with the new hash
     from ingest.discover import discover
+    from ingest.parsing import parse
     from ingest.pipeline import _Planned, file_sha256, root_key
 
     f = next(x for x in discover(corpus).files if x.source == "compost-guide.md")
     key = root_key(corpus, settings.paths.store_dir)
     stored = ingestor.store.stored_documents(key)["compost-guide.md"]
-    job = ingestor._prepare(key, _Planned(f, file_sha256(md), stored), "t", IngestReport())
+    planned = _Planned(f, file_sha256(md), stored)
+    parsed = parse(ingestor._parse_job(planned), ingestor.counter)
+    job = ingestor._prepare(key, planned, parsed, "t", IngestReport())
     i = job.to_embed[0]
     ingestor.store.upsert(
         [job.ids[i]], ingestor.embedder.embed_documents([job.search_text(i)]), [job.texts[i]], [job.metadatas[i]]
