@@ -183,7 +183,7 @@ def main() -> None:
     for n in args.workers:
         setups.append((f"default/{n}", {"SOURCIER_INGEST__WORKERS": str(n)}))
     if args.ray:
-        setups.append(("ray/2", {"SOURCIER_INGEST__RAY": "local:2"}))
+        setups.append(("ray/2", {"SOURCIER_INGEST__RAY_ADDRESS": "local:2"}))
     rows = end_to_end(corpus, tmp, setups)
 
     fastest = min(rows, key=lambda r: r["seconds"])

@@ -30,6 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="remove every chunk ingested from FOLDER (moved or deleted); repeatable; ingests nothing",
     )
     p.add_argument("--wait", action="store_true", help="wait for a running ingest instead of refusing")
+    p.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="read, chunk and embed on the Ray cluster at ADDRESS ('local:N' starts one here with N CPUs); "
+        "overrides ingest.ray_address",
+    )
     p.add_argument("--config", type=Path, help="settings TOML file (default: ./sourcier.toml if present)")
     p.add_argument("--store", type=Path, help="store folder (overrides paths.store_dir)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, summary only")
@@ -49,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.config)
         if args.store:
             settings.paths.store_dir = args.store
+        if args.ray:
+            settings.ingest.ray_address = args.ray
         if args.forget:
             from ingest.pipeline import forget_folders
 

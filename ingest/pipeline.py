@@ -18,13 +18,15 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from ingest.chunking import chunk_id, chunk_metadata, pipeline_signature
 from ingest.discover import Discovery, Problem, SourceFile, discover
+from ingest.distributed import Embedded
 from ingest.parsing import Parsed, ParseFailure, ParseJob, parse_all
 from rag.embedding import Embedder, EmbeddingModelInfo, TokenCounter
 from rag.errors import DocumentError, SettingsError
@@ -89,6 +91,7 @@ class _Job:
     metadatas: list[dict]
     to_embed: list[int]
     pending: int = 0
+    vectors: list[list[float]] | None = None  # every chunk's vector, when a cluster worker embedded the file
 
     def search_text(self, i: int) -> str:
         """What chunk ``i`` is embedded as: its context header, then its text."""
@@ -140,12 +143,13 @@ class Ingestor:
         plans = [self._plan(discover(Path(t)), report, keep_missing) for t in targets]
         todo = [p for plan in plans for p in plan[1]]
         self.progress.planned(len(todo), sum(p.file.size for p in todo))
-        for root, to_write, stale_docs in plans:
-            if dry_run:
-                self._describe_dry_run(to_write, stale_docs, report)
-            else:
-                self._write(root, to_write, report)
-                self._remove(stale_docs, report)
+        with self._cluster(bool(todo) and not dry_run):
+            for root, to_write, stale_docs in plans:
+                if dry_run:
+                    self._describe_dry_run(to_write, stale_docs, report)
+                else:
+                    self._write(root, to_write, report)
+                    self._remove(stale_docs, report)
         report.elapsed_seconds = time.perf_counter() - started
         return report
 
@@ -156,6 +160,21 @@ class Ingestor:
         ids = [cid for key in names for doc in self.store.stored_documents(key).values() for cid in doc.ids]
         self.store.delete(ids)
         return len(ids)
+
+    @contextmanager
+    def _cluster(self, needed: bool) -> Iterator[None]:
+        """Joined to the Ray cluster while files go to it (never for a run with nothing to read)."""
+        address = self.settings.ingest.ray_address
+        if not (address and needed):
+            yield
+            return
+        from ingest.distributed import connect
+
+        leave = connect(address)
+        try:
+            yield
+        finally:
+            leave()
 
     # -- planning -----------------------------------------------------------------------------
 
@@ -213,11 +232,21 @@ class Ingestor:
         queue: deque[tuple[_Job, int]] = deque()
         flush_at = self.settings.embedding.flush_chunks
         now = datetime.now(UTC).isoformat(timespec="seconds")
-        parsed = parse_all(to_write, self._parse_job, lambda: self.counter, self.model, self.workers)
+        if self.settings.ingest.ray_address:
+            from ingest.distributed import cluster_parse_embed
+
+            parsed: Iterable[tuple[_Planned, Parsed | ParseFailure | Embedded]]
+            parsed = cluster_parse_embed(to_write, self._parse_job, self.settings)
+        else:
+            parsed = parse_all(to_write, self._parse_job, lambda: self.counter, self.model, self.workers)
         for planned, result in parsed:
+            vectors = None
+            if isinstance(result, Embedded):
+                vectors, result = result.vectors, result.parsed
             job = self._prepare(root, planned, result, now, report)
             if job is None:
                 continue
+            job.vectors = vectors
             if not job.to_embed:
                 self._finish(job, report)
                 continue
@@ -275,10 +304,14 @@ class Ingestor:
     def _flush(self, queue: deque[tuple[_Job, int]], limit: int, report: IngestReport) -> None:
         """Embed up to ``limit`` queued chunks (across files), write them, finish complete files."""
         batch = [queue.popleft() for _ in range(min(limit, len(queue)))]
-        embedder = self.embedder  # loaded on first use, outside the timing
-        t0 = time.perf_counter()
-        vectors = embedder.embed_documents([job.search_text(i) for job, i in batch])
-        report.embed_seconds += time.perf_counter() - t0
+        missing = [(job, i) for job, i in batch if job.vectors is None]  # all, unless a cluster embedded them
+        computed: Iterator[list[float]] = iter(())
+        if missing:
+            embedder = self.embedder  # loaded on first use, outside the timing
+            t0 = time.perf_counter()
+            computed = iter(embedder.embed_documents([job.search_text(i) for job, i in missing]))
+            report.embed_seconds += time.perf_counter() - t0
+        vectors = [next(computed) if job.vectors is None else job.vectors[i] for job, i in batch]
         self.progress.chunks_embedded(len(batch))
         self.store.upsert(
             [job.ids[i] for job, i in batch],

@@ -248,7 +248,7 @@ def load_embedder(settings: Settings, info: EmbeddingModelInfo | None = None) ->
         from rag.onnx_embedding import OnnxEmbedder, ensure_onnx_model, providers_for
 
         model_file = ensure_onnx_model(settings.paths.model_dir, info, runtime)
-        return OnnxEmbedder(info, model_file, e.threads, e.batch_size, providers_for(device, e.device == "auto"))
+        return OnnxEmbedder(info, model_file, e.threads, providers_for(device, e.device == "auto"))
     if e.threads:
         import torch
 

