@@ -166,7 +166,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="reading workers to compare")
     ap.add_argument("--no-baseline", action="store_true", help="skip the torch/0 set-up (the slowest)")
     ap.add_argument("--ray", action="store_true", help="also a local Ray cluster of 2 workers")
-    ap.add_argument("--sample", type=int, default=2000, help="chunks for the embedding back-ends")
+    ap.add_argument("--sample", type=int, default=2000, help="chunks for the embedding back-ends (0: skip them)")
     ap.add_argument("--out", type=Path, help="also write the figures as JSON")
     args = ap.parse_args()
 
@@ -191,7 +191,7 @@ def main() -> None:
     rerun = {"unchanged_rerun_cli_s": round(rerun_s, 2), "ratio_to_fastest": round(rerun_s / fastest["seconds"], 4)}
     print(json.dumps(rerun), flush=True)
 
-    backends = embedding_backends(Path(rows[0]["store"]), args.sample, 32)
+    backends = embedding_backends(Path(rows[0]["store"]), args.sample, 32) if args.sample else []
     figures = {"corpus": str(args.corpus), "files": len(list(corpus.iterdir())), "cores": os.cpu_count(),
                "end_to_end": rows, "unchanged": rerun, "embedding": backends}  # fmt: skip
     print(json.dumps(figures, indent=2))

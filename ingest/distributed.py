@@ -15,14 +15,14 @@ made absolute here; it must be writable there).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import pickle
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ingest.parsing import Parsed, ParseFailure, ParseJob
+from ingest.parsing import Embedded, ParseFailure, ParseJob, one_thread, parse_and_embed
 from rag.errors import DocumentError, SettingsError
 from rag.settings import Settings
 
@@ -32,14 +32,6 @@ T = TypeVar("T")
 
 WINDOW_BYTES = 256 * 2**20  # file bytes sent to the cluster per window
 WINDOW_FILES = 512
-
-
-@dataclass(frozen=True)
-class Embedded:
-    """One file read, chunked and embedded by a worker: ``vectors[i]`` is chunk ``i``'s (context + text)."""
-
-    parsed: Parsed
-    vectors: list[list[float]]
 
 
 class ParseEmbed:
@@ -56,18 +48,11 @@ class ParseEmbed:
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         import tempfile
 
-        from ingest.parsing import parse
-        from rag.text import search_text
-
         job: ParseJob = pickle.loads(row["job"])
         with tempfile.TemporaryDirectory(prefix="sourcier-") as tmp:
             local = Path(tmp) / Path(job.source).name  # the reader may look at the suffix
             local.write_bytes(row["data"])
-            result = parse(ParseJob(local, job.kind, job.source, job.chunk_tokens, job.overlap_tokens,
-                                    job.context_tokens), self.counter)  # fmt: skip
-        if isinstance(result, Parsed):
-            texts = [search_text(c.text, h) for c, h in zip(result.chunks, result.headers, strict=True)]
-            result = Embedded(result, self.embedder.embed_documents(texts) if texts else [])
+            result = parse_and_embed(dataclasses.replace(job, path=local), self.counter, self.embedder)
         return {"i": row["i"], "result": pickle.dumps(result)}
 
 
@@ -92,14 +77,6 @@ def connect(address: str) -> Callable[[], None]:
     return ray.shutdown
 
 
-def worker_settings(settings: Settings) -> Settings:
-    """What a worker loads its models with: absolute model folder, one embedding thread per actor CPU."""
-    s = settings.model_copy(deep=True)
-    s.paths.model_dir = Path(settings.paths.model_dir).absolute()
-    s.embedding.threads = 1
-    return s
-
-
 def cluster_parse_embed(
     items: list[T],
     to_job: Callable[[T], ParseJob],
@@ -115,7 +92,7 @@ def cluster_parse_embed(
     context.enable_progress_bars = False
     context.print_on_execution_start = False
     size = actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
-    settings_json = worker_settings(settings).model_dump_json()
+    settings_json = one_thread(settings).model_dump_json()
     for window in _windows(items, to_job):
         rows, unreadable = [], {}
         for i, (_, job) in enumerate(window):

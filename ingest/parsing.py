@@ -19,12 +19,14 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ingest.chunking import Chunk, context_headers, split_pages
 from ingest.readers import read_document
-from rag.embedding import EmbeddingModelInfo, TokenCounter, load_token_counter
+from rag.embedding import Embedder, EmbeddingModelInfo, TokenCounter, load_embedder, load_token_counter
 from rag.errors import DocumentError
+from rag.settings import Settings
+from rag.text import search_text
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,14 @@ class Parsed:
 
 
 @dataclass(frozen=True)
+class Embedded:
+    """One file read, chunked and embedded in a worker: ``vectors[i]`` is chunk ``i``'s (context + text)."""
+
+    parsed: Parsed
+    vectors: list[list[float]]
+
+
+@dataclass(frozen=True)
 class ParseFailure:
     """Why a file could not be read; ``expected`` is False for a parser bug or a dead worker."""
 
@@ -74,20 +84,43 @@ def parse(job: ParseJob, counter: TokenCounter) -> Parsed | ParseFailure:
     return Parsed(len(document.pages), chunks, headers)
 
 
+def parse_and_embed(job: ParseJob, counter: TokenCounter, embedder: Embedder) -> Embedded | ParseFailure:
+    """Read, chunk and embed one file (each chunk as its context header, then its text)."""
+    result = parse(job, counter)
+    if isinstance(result, ParseFailure):
+        return result
+    texts = [search_text(c.text, h) for c, h in zip(result.chunks, result.headers, strict=True)]
+    return Embedded(result, embedder.embed_documents(texts) if texts else [])
+
+
 # -- worker processes ---------------------------------------------------------------------------------
 
 _worker_counter: TokenCounter | None = None
+_worker_embedder: Embedder | None = None
 
 
-def _init_worker(info: EmbeddingModelInfo) -> None:
-    global _worker_counter
+def _init_worker(info: EmbeddingModelInfo, settings_json: str | None) -> None:
+    global _worker_counter, _worker_embedder
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one thread per worker: the workers are the parallelism
     _worker_counter = load_token_counter(info)
+    if settings_json is not None:
+        _worker_embedder = load_embedder(one_thread(Settings.model_validate_json(settings_json)), info)
 
 
-def _parse_in_worker(job: ParseJob) -> Parsed | ParseFailure:
+def _parse_in_worker(job: ParseJob) -> Parsed | Embedded | ParseFailure:
     assert _worker_counter is not None, "worker not initialised"
+    if _worker_embedder is not None:
+        return parse_and_embed(job, _worker_counter, _worker_embedder)
     return parse(job, _worker_counter)
+
+
+def one_thread(settings: Settings) -> Settings:
+    """The settings a worker loads its embedder with: one thread (the workers are the parallelism) and an
+    absolute model folder (a worker's working directory may differ)."""
+    s = settings.model_copy(deep=True)
+    s.paths.model_dir = Path(settings.paths.model_dir).absolute()
+    s.embedding.threads = 1
+    return s
 
 
 def parse_all(
@@ -97,71 +130,73 @@ def parse_all(
     info: EmbeddingModelInfo,
     workers: int,
     worker: Callable[[ParseJob], Parsed | ParseFailure] | None = None,
-) -> Iterator[tuple[T, Parsed | ParseFailure]]:
+    embed_with: Settings | None = None,
+) -> Iterator[tuple[T, Parsed | Embedded | ParseFailure]]:
     """Each item with its parse result, in order; ``workers`` processes read ahead (0: in this process).
 
-    At most ``2 * workers`` files are read ahead of the one being consumed, which bounds the memory
-    held by chunks waiting for the embedder. ``worker`` replaces the function the workers run (tests
-    make one crash); it must be importable by name, as the workers are started afresh.
+    With ``embed_with`` (the settings of the embedder), the workers also embed each file's chunks, one
+    thread each, and return :class:`Embedded`: this process then only writes, and a machine's cores all
+    read and embed without waiting on each other. At most ``2 * workers`` files are done ahead of the one
+    being consumed, which bounds the memory held by results waiting to be written. ``worker`` replaces
+    the function the workers run (tests make one crash); it must be importable by name, as the workers
+    are started afresh.
     """
     items = list(jobs)
     if workers <= 0 or len(items) < 2:
         for item in items:
             yield item, parse(to_job(item), counter())
         return
-    yield from _pooled(items, to_job, info, min(workers, len(items)), worker or _parse_in_worker)
+    settings_json = None if embed_with is None else one_thread(embed_with).model_dump_json()
+    pool = _Pool(info, min(workers, len(items)), worker or _parse_in_worker, settings_json)
+    yield from pool.results(items, to_job)
 
 
-def _pooled(
-    items: list[T],
-    to_job: Callable[[T], ParseJob],
-    info: EmbeddingModelInfo,
-    workers: int,
-    worker: Callable[[ParseJob], Parsed | ParseFailure],
-) -> Iterator[tuple[T, Parsed | ParseFailure]]:
-    todo = deque(items)
-    ahead: deque[tuple[T, Future]] = deque()
-    pool = _new_pool(info, workers)
-    try:
-        while todo or ahead:
-            while todo and len(ahead) < 2 * workers:
-                item = todo.popleft()
-                ahead.append((item, pool.submit(worker, to_job(item))))
-            item, future = ahead.popleft()
-            try:
-                result = future.result()
-            except BrokenProcessPool:
-                # A worker died reading one of the files in flight, which one is unknown: this file is read
-                # again alone, the others go back in line for a fresh pool. Each break settles one file.
-                pool.shutdown(wait=False, cancel_futures=True)
-                todo.extendleft(reversed([i for i, _ in ahead]))
-                ahead.clear()
-                result = _alone(to_job(item), info, worker)
-                pool = _new_pool(info, workers)
-            yield item, result
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+class _Pool:
+    """Worker processes (spawned, not forked: the parent holds Chroma's and onnxruntime's threads, which a
+    fork would copy mid-lock), replaced when one dies."""
 
+    def __init__(self, info: EmbeddingModelInfo, workers: int, worker: Callable, settings_json: str | None) -> None:
+        self.info, self.workers, self.worker, self.settings_json = info, workers, worker, settings_json
 
-def _alone(
-    job: ParseJob, info: EmbeddingModelInfo, worker: Callable[[ParseJob], Parsed | ParseFailure]
-) -> Parsed | ParseFailure:
-    """Parse one file in a worker of its own, so that a crash there is known to be its own."""
-    with _new_pool(info, 1) as pool:
+    def _new(self, workers: int) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(self.info, self.settings_json),
+        )
+
+    def results(self, items: list[T], to_job: Callable[[T], ParseJob]) -> Iterator[tuple[T, Any]]:
+        todo = deque(items)
+        ahead: deque[tuple[T, Future]] = deque()
+        pool = self._new(self.workers)
         try:
-            return pool.submit(worker, job).result()
-        except BrokenProcessPool:
-            return ParseFailure(DIED, expected=False)
+            while todo or ahead:
+                while todo and len(ahead) < 2 * self.workers:
+                    item = todo.popleft()
+                    ahead.append((item, pool.submit(self.worker, to_job(item))))
+                item, future = ahead.popleft()
+                try:
+                    result = future.result()
+                except BrokenProcessPool:
+                    # A worker died on one of the files in flight, which one is unknown: this file is done
+                    # again alone, the others go back in line for a fresh pool. Each break settles one file.
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    todo.extendleft(reversed([i for i, _ in ahead]))
+                    ahead.clear()
+                    result = self._alone(to_job(item))
+                    pool = self._new(self.workers)
+                yield item, result
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _alone(self, job: ParseJob) -> Any:
+        """One file in a worker of its own, so that a crash there is known to be its own."""
+        with self._new(1) as pool:
+            try:
+                return pool.submit(self.worker, job).result()
+            except BrokenProcessPool:
+                return ParseFailure(DIED, expected=False)
 
 
 DIED = "the process reading this file died (a crash in the reader, or out of memory)"
-
-
-def _new_pool(info: EmbeddingModelInfo, workers: int) -> ProcessPoolExecutor:
-    # spawn, not fork: the parent holds Chroma's and onnxruntime's threads, which a fork would copy mid-lock
-    return ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_init_worker,
-        initargs=(info,),
-    )

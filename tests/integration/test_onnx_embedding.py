@@ -92,3 +92,26 @@ def test_a_reader_with_the_onnx_runtime_never_imports_torch(exported):
     imported, seconds = out.stdout.split("\n")[:2]
     assert imported == "[]", imported
     assert float(seconds) < 5, seconds  # torch and sentence-transformers alone take 7 s to import here
+
+
+def test_workers_that_embed_write_the_store_one_process_writes(tmp_path, corpus):
+    from ingest.pipeline import build_ingestor
+    from tests.fakes import KEYWORD_INDEX, store_snapshot
+
+    snapshots, reports = [], []
+    for workers in (0, 2):
+        settings = make_settings(tmp_path)
+        settings.paths.store_dir = tmp_path / f"store-{workers}"
+        settings.ingest.workers = workers
+        ingestor = build_ingestor(settings)
+        assert ingestor.workers_embed  # the default runtime is light enough for every worker to load
+        reports.append(ingestor.run([corpus]))
+        snapshots.append(store_snapshot(ingestor.store))
+    assert reports[0].embed_seconds > 0 and reports[1].embed_seconds == 0  # the workers embedded
+    assert reports[0].added == reports[1].added and reports[0].chunks_written == reports[1].chunks_written
+    alone, pooled = snapshots
+    assert alone.pop(KEYWORD_INDEX) == pooled.pop(KEYWORD_INDEX)
+    assert alone.keys() == pooled.keys()
+    for cid, (doc, meta, vector) in alone.items():
+        assert (doc, meta) == pooled[cid][:2]
+        assert max(abs(a - b) for a, b in zip(vector, pooled[cid][2], strict=True)) < 1e-4, cid

@@ -93,8 +93,8 @@ def test_an_ingest_with_workers_writes_the_same_store_and_report(tmp_path, corpu
     assert again.chunks_written == 0 and len(again.unchanged) == 5
 
 
-def test_the_default_leaves_a_core_to_the_embedder(settings):
+def test_the_default_is_one_worker_per_core(settings):
     settings.ingest.workers = None
-    assert settings.ingest.parse_workers() == max(1, len(os.sched_getaffinity(0)) - 1)
+    assert settings.ingest.parse_workers() == len(os.sched_getaffinity(0))
     settings.ingest.workers = 0
     assert settings.ingest.parse_workers() == 0
