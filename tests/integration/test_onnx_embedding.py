@@ -115,3 +115,16 @@ def test_workers_that_embed_write_the_store_one_process_writes(tmp_path, corpus)
     for cid, (doc, meta, vector) in alone.items():
         assert (doc, meta) == pooled[cid][:2]
         assert max(abs(a - b) for a, b in zip(vector, pooled[cid][2], strict=True)) < 1e-4, cid
+
+
+def test_an_export_that_disagrees_with_torch_is_refused_and_never_used(tmp_path, monkeypatch):
+    import rag.onnx_embedding
+    from rag.errors import ModelFileError
+
+    settings = make_settings(tmp_path)
+    info = embedding_model_info(settings)
+    monkeypatch.setitem(rag.onnx_embedding.MIN_MEAN_COSINE, "onnx-int8", 1.01)  # stricter than any INT8 copy
+    with pytest.raises(ModelFileError, match="onnx-int8 copy of all-MiniLM-L6-v2 disagrees with the torch model"):
+        ensure_onnx_model(tmp_path / "models", info, "onnx-int8")
+    folder = onnx_dir(tmp_path / "models", info)
+    assert not (folder / MANIFEST).exists() and not (folder / FILE_NAMES["onnx-int8"]).exists()

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import psutil
 import pytest
-import ray
 
 from ingest.pipeline import build_ingestor
 from rag.store import drop_cached_stores
 from tests.conftest import SAMPLE_DATA, make_settings
 from tests.fakes import KEYWORD_INDEX, store_snapshot
+
+ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[cluster]' (setup.sh installs it)")
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
