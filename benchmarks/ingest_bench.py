@@ -2,8 +2,8 @@
 
 1. End to end, each set-up in a fresh store through the real CLI (``python -m ingest``) in a new process,
    as a user runs it: pages/s, chunks/s, peak RSS of the process tree (workers included). Set-ups:
-   ``torch/0`` (today's before this benchmark: torch, files read in the main process), then the default
-   runtime with 0 and N reading workers (``--workers``), and ``--ray`` a local Ray cluster of 2 workers.
+   ``torch/0`` (before: torch, files read in the main process), then the default runtime with 0 and N
+   workers (``--workers``), ``--int8`` the INT8 embedder, ``--ray`` a local Ray cluster of 2 workers.
    Ratios are against the first set-up of the same run.
 2. The embedding back-ends on the very same chunk texts (a sample of the stored chunks, as embedded:
    context header + text): the raw ``SentenceTransformer.encode``, our torch, ONNX float32 and ONNX INT8
@@ -166,6 +166,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="reading workers to compare")
     ap.add_argument("--no-baseline", action="store_true", help="skip the torch/0 set-up (the slowest)")
     ap.add_argument("--ray", action="store_true", help="also a local Ray cluster of 2 workers")
+    ap.add_argument("--int8", action="store_true", help="also the INT8 embedder with the most workers")
     ap.add_argument("--sample", type=int, default=2000, help="chunks for the embedding back-ends (0: skip them)")
     ap.add_argument("--out", type=Path, help="also write the figures as JSON")
     args = ap.parse_args()
@@ -182,6 +183,10 @@ def main() -> None:
         setups.append(("torch/0", {"SOURCIER_EMBEDDING__RUNTIME": "torch", "SOURCIER_INGEST__WORKERS": "0"}))
     for n in args.workers:
         setups.append((f"default/{n}", {"SOURCIER_INGEST__WORKERS": str(n)}))
+    if args.int8:
+        n = max(args.workers)
+        int8 = {"SOURCIER_EMBEDDING__RUNTIME": "onnx-int8", "SOURCIER_INGEST__WORKERS": str(n)}
+        setups.append((f"onnx-int8/{n}", int8))
     if args.ray:
         setups.append(("ray/2", {"SOURCIER_INGEST__RAY_ADDRESS": "local:2"}))
     rows = end_to_end(corpus, tmp, setups)

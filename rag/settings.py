@@ -81,11 +81,13 @@ class EmbeddingSettings(_Group):
     )
     runtime: Literal["auto", "torch", "onnx", "onnx-int8"] = Field(
         "auto",
-        description="How the sentence-transformers model runs. 'onnx-int8': an INT8 ONNX copy exported once from "
-        "the same weights into paths.model_dir (about 1.6x faster than torch on CPU, and no torch import: a new "
-        "process searches seconds sooner); 'onnx': the float32 copy; 'torch': sentence-transformers itself. "
-        "Each copy is checked against torch when exported (mean cosine >= 0.99), so a store embedded with one "
-        "works with the others. 'auto': torch on a CUDA GPU when one is present, else onnx-int8.",
+        description="How the sentence-transformers model runs. 'onnx': a float32 ONNX copy exported once from the "
+        "same weights into paths.model_dir (the same vectors as torch, cosine 1.0000, and no torch import: a new "
+        "process searches seconds sooner); 'onnx-int8': an INT8 copy, about 2x faster again but recall@5 0.5 "
+        "point lower on the dev sets (docs/measurements.md), for archives where ingest speed matters most; "
+        "'torch': sentence-transformers itself. A store embedded with one is searched by the others (each copy "
+        "is checked against torch when exported: mean cosine >= 0.99). 'auto': torch on a CUDA GPU when one is "
+        "present, else onnx.",
     )
     device: str = Field(
         "auto",

@@ -85,10 +85,10 @@ def test_the_similarity_floor_follows_the_embedder_unless_set():
 @pytest.mark.parametrize(
     "runtime,device,gpu,expected",
     [
-        ("auto", "auto", False, ("onnx-int8", "cpu")),
+        ("auto", "auto", False, ("onnx", "cpu")),
         ("auto", "auto", True, ("torch", "cuda")),
-        ("auto", "cpu", True, ("onnx-int8", "cpu")),  # a GPU the user did not ask for is left alone
-        ("onnx", "auto", False, ("onnx", "cpu")),
+        ("auto", "cpu", True, ("onnx", "cpu")),  # a GPU the user did not ask for is left alone
+        ("onnx-int8", "auto", False, ("onnx-int8", "cpu")),
         ("torch", "auto", False, ("torch", "cpu")),
         ("auto", "mps", False, ("torch", "mps")),
     ],
