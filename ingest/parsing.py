@@ -64,10 +64,9 @@ class Embedded:
 
 @dataclass(frozen=True)
 class ParseFailure:
-    """Why a file could not be read; ``expected`` is False for a parser bug or a dead worker."""
+    """Why a file could not be read."""
 
     reason: str
-    expected: bool = True
 
 
 def parse(job: ParseJob, counter: TokenCounter) -> Parsed | ParseFailure:
@@ -80,7 +79,7 @@ def parse(job: ParseJob, counter: TokenCounter) -> Parsed | ParseFailure:
         return ParseFailure(str(exc))
     except Exception as exc:  # a parser bug must not stop the other files
         log.debug("unexpected error reading %s", job.path, exc_info=True)
-        return ParseFailure(f"unexpected error while reading: {type(exc).__name__}: {exc}", expected=False)
+        return ParseFailure(f"unexpected error while reading: {type(exc).__name__}: {exc}")
     return Parsed(len(document.pages), chunks, headers)
 
 
@@ -104,7 +103,7 @@ def _init_worker(info: EmbeddingModelInfo, settings_json: str | None) -> None:
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one thread per worker: the workers are the parallelism
     _worker_counter = load_token_counter(info)
     if settings_json is not None:
-        _worker_embedder = load_embedder(one_thread(Settings.model_validate_json(settings_json)), info)
+        _worker_embedder = load_embedder(Settings.model_validate_json(settings_json), info)  # one_thread already
 
 
 def _parse_in_worker(job: ParseJob) -> Parsed | Embedded | ParseFailure:
@@ -196,7 +195,7 @@ class _Pool:
             try:
                 return pool.submit(self.worker, job).result()
             except BrokenProcessPool:
-                return ParseFailure(DIED, expected=False)
+                return ParseFailure(DIED)
 
 
 DIED = "the process reading this file died (a crash in the reader, or out of memory)"

@@ -137,12 +137,17 @@ class HFTokenCounter:
         return spans
 
 
+def tokenizer_file(info: EmbeddingModelInfo) -> Path:
+    """The embedding model's fast tokenizer file (``tokenizer.json``), or ModelFileError."""
+    path = (info.tokenizer_path or info.path) / "tokenizer.json"
+    if not path.is_file():
+        raise ModelFileError(f"the embedding model has no fast tokenizer file: {path}")
+    return path
+
+
 def load_token_counter(info: EmbeddingModelInfo) -> TokenCounter:
     """The tokenizer of the embedding model, without loading torch."""
-    tokenizer_file = (info.tokenizer_path or info.path) / "tokenizer.json"
-    if not tokenizer_file.is_file():
-        raise ModelFileError(f"the embedding model has no fast tokenizer file: {tokenizer_file}")
-    return HFTokenCounter(tokenizer_file)
+    return HFTokenCounter(tokenizer_file(info))
 
 
 class SentenceTransformerEmbedder(Embeddings):

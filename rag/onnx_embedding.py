@@ -30,7 +30,7 @@ from typing import Any
 
 from langchain_core.embeddings import Embeddings
 
-from rag.embedding import EmbeddingModelInfo
+from rag.embedding import EmbeddingModelInfo, tokenizer_file
 from rag.errors import ModelFileError, SettingsError
 from rag.settings import available_cores
 
@@ -266,10 +266,7 @@ def _quantize(source: Path, target: Path) -> None:
 def _tokenizer(info: EmbeddingModelInfo) -> Any:
     from tokenizers import Tokenizer
 
-    tokenizer_file = info.path / "tokenizer.json"
-    if not tokenizer_file.is_file():
-        raise ModelFileError(f"the embedding model has no fast tokenizer file: {tokenizer_file}")
-    tokenizer = Tokenizer.from_file(str(tokenizer_file))
+    tokenizer = Tokenizer.from_file(str(tokenizer_file(info)))
     tokenizer.enable_truncation(info.max_seq_length)
     pad_id = tokenizer.token_to_id("[PAD]")
     tokenizer.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token="[PAD]")

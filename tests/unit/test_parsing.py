@@ -59,8 +59,8 @@ def test_a_worker_that_dies_fails_only_its_own_file(settings, corpus):
     results = list(parse_all(jobs, lambda j: j, lambda: counter, info, workers=2, worker=crash_on_marked_files))
     assert [job.source for job, _ in results] == [job.source for job in jobs]
     by_source = {job.source: result for job, result in results}
-    assert by_source["crash-early.txt"] == ParseFailure(DIED, expected=False)
-    assert by_source["crash-late.txt"] == ParseFailure(DIED, expected=False)
+    assert by_source["crash-early.txt"] == ParseFailure(DIED)
+    assert by_source["crash-late.txt"] == ParseFailure(DIED)
     for job in jobs:
         if not job.source.startswith("crash-"):
             assert by_source[job.source] == parse(job, counter), job.source
