@@ -116,15 +116,22 @@ def _humanized(name: str) -> str:
     return " ".join(name.replace("_", " ").replace("-", " ").split())
 
 
-def chunk_id(root: str, source: str, chunk: Chunk, context: str = "") -> str:
-    """Derived from the chunk's place and content (and its context header, which changes its vector): the
-    same chunk always gets the same id."""
-    h = hashlib.sha256()
-    parts = [root, source, str(chunk.page), str(chunk.start), str(chunk.end), chunk.text]
-    for part in parts + ([context] if context else []):
-        h.update(part.encode("utf-8", "surrogatepass"))
-        h.update(b"\x00")
-    return h.hexdigest()[:32]
+def chunk_ids(root: str, source: str, chunks: list[Chunk], contexts: list[str]) -> list[str]:
+    """Each chunk's id, derived from its document and what it is embedded as (its text and context header),
+    not from where it sits: text that moves when a line is added above it keeps its id, so it is not
+    embedded again (only its page and offsets are rewritten). The n-th repeat of the same text in one
+    document gets its own id."""
+    seen: dict[tuple[str, str], int] = {}
+    ids = []
+    for chunk, context in zip(chunks, contexts, strict=True):
+        repeat = seen.get((chunk.text, context), 0)
+        seen[(chunk.text, context)] = repeat + 1
+        h = hashlib.sha256()
+        for part in (root, source, chunk.text, context, str(repeat)):
+            h.update(part.encode("utf-8", "surrogatepass"))
+            h.update(b"\x00")
+        ids.append(h.hexdigest()[:32])
+    return ids
 
 
 def chunk_metadata(

@@ -6,7 +6,8 @@ exactly one complete copy of its current version; anything else (new, changed, o
 written by a killed run) is redone, and redoing is idempotent:
 
 1. read and chunk the file (nothing is written if this fails);
-2. embed and upsert the chunks the store does not already hold (ids come from place + content);
+2. embed and upsert the chunks the store does not already hold (ids come from the document and each
+   chunk's content, not its offsets: text that only moved keeps its id and its vector);
 3. rewrite the metadata of the chunks it already held, then delete its stale chunks.
 
 A run killed between any two writes leaves chunks whose metadata disagree with the file on disk,
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ingest.chunking import chunk_id, chunk_metadata, pipeline_signature
+from ingest.chunking import chunk_ids, chunk_metadata, pipeline_signature
 from ingest.discover import Discovery, Problem, SourceFile, discover
 from ingest.parsing import Embedded, Parsed, ParseFailure, ParseJob, parse_all
 from rag.embedding import Embedder, EmbeddingModelInfo, TokenCounter
@@ -279,7 +280,7 @@ class Ingestor:
         report.pages += result.pages
         report.bytes_read += f.size
         self.progress.file_chunked(f.source, result.pages, len(chunks))
-        ids = [chunk_id(root, f.source, c, h) for c, h in zip(chunks, headers, strict=True)]
+        ids = chunk_ids(root, f.source, chunks, headers)
         metas = [
             chunk_metadata(
                 root=root,

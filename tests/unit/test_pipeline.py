@@ -109,6 +109,46 @@ def test_changed_file_has_its_chunks_replaced_and_unchanged_chunks_kept(settings
     assert store_snapshot(fake_ingestor(clean)[0].store) == store_snapshot(ingestor.store)
 
 
+def test_a_line_added_at_the_top_re_embeds_only_the_chunks_whose_text_changed(settings, tmp_path):
+    docs = tmp_path / "long"
+    docs.mkdir()
+    paragraphs = [
+        f"## Part {i}\n\nParagraph {i} talks about the harbour's crane number {i}, its load of {i * 7} tonnes, "
+        f"the crew of shift {i % 5} and the weather on day {i}." * 3
+        for i in range(40)
+    ]
+    md = docs / "long-report.md"
+    md.write_text("# Harbour log\n\n" + "\n\n".join(paragraphs), encoding="utf-8")
+    first = run(settings, docs)
+    assert first.chunks_written >= 30
+    md.write_text("# Harbour log\n\nEdited: one line added at the top.\n\n" + "\n\n".join(paragraphs))
+    ingestor, embedder = fake_ingestor(settings)
+    report = ingestor.run([docs])
+    assert report.updated == ["long-report.md"]
+    assert report.chunks_written <= 2 and sum(embedder.calls) <= 2  # the first chunk, maybe its neighbour
+    assert report.chunks_reused >= first.chunks_written - 2
+    # the moved chunks carry their new offsets: each is still exactly its span of the page
+    text = md.read_text(encoding="utf-8")
+    got = ingestor.store.collection.get(include=["documents", "metadatas"])
+    for doc, meta in zip(got["documents"], got["metadatas"], strict=True):
+        assert text[meta["start"] : meta["end"]] == doc
+    clean = clean_settings(tmp_path)
+    run(clean, docs)
+    assert store_snapshot(fake_ingestor(clean)[0].store) == store_snapshot(ingestor.store)
+
+
+def test_repeated_text_in_one_document_is_kept_once_per_occurrence(settings, tmp_path):
+    docs = tmp_path / "rep"
+    docs.mkdir()
+    block = "Signature block: the parties agree to the terms above and sign below."
+    filler = " ".join(f"clause{i}" for i in range(settings.chunking.chunk_tokens))  # a chunk of its own
+    (docs / "contract.md").write_text(f"{block}\n\n{filler}\n\n{block}\n", encoding="utf-8")
+    settings.chunking.context_tokens = 0
+    report = run(settings, docs)
+    texts = fake_ingestor(settings)[0].store.collection.get(include=["documents"])["documents"]
+    assert texts.count(block) == 2 and report.chunks_written == len(texts)
+
+
 def test_deleted_file_is_removed_unless_kept(settings, corpus):
     run(settings, corpus)
     (corpus / "bird-survey-2024.txt").unlink()
