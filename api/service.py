@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ingest.pipeline import IngestReport, ProgressListener, ingest_paths, resolve_root
+from ingest.pipeline import IngestReport, ProgressListener, document_path, ingest_paths
 from ingest.uploads import SavedUpload, remove_document, save_upload
 from rag.answer import Answerer, Generator, Searcher
 from rag.errors import SourcierError
@@ -140,7 +140,7 @@ class Service:
             return list(self._documents[1])
 
     def file_of(self, doc: DocumentInfo) -> Path:
-        return resolve_root(doc.root, self.settings.paths.store_dir) / doc.source
+        return document_path(doc.root, doc.source, self.settings.paths.store_dir)
 
     def save_uploads(self, files: Sequence[tuple[str, bytes]]) -> tuple[list[SavedUpload], list[tuple[str, str]]]:
         """Save uploaded (name, bytes) into the documents folder; returns the saved files and the refused ones."""

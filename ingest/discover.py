@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rag.names import readable_name
+
 SUPPORTED_SUFFIXES = {
     ".pdf": "pdf",
     ".txt": "text",
@@ -58,8 +60,9 @@ def discover(target: Path) -> Discovery:
         _walk(target, target, found, seen=set())
     else:
         found = Discovery(root=target.absolute().parent, scanned_folder=False)
-        _add_file(target, target.name, found)
+        _add_file(target, readable_name(target.name), found)
     found.files.sort(key=lambda f: f.source)
+    _refuse_same_names(found)
     return found
 
 
@@ -91,7 +94,22 @@ def _walk(folder: Path, root: Path, found: Discovery, seen: set[tuple[int, int]]
 
 
 def _rel(path: Path, root: Path) -> str:
-    return path.relative_to(root).as_posix() if path != root else ""
+    """The file's name under the root as the store keeps it (see :mod:`rag.names`)."""
+    return readable_name(path.relative_to(root).as_posix()) if path != root else ""
+
+
+def _refuse_same_names(found: Discovery) -> None:
+    """Two files whose stored names would be equal (an escaped name and a file literally named like it):
+    the second is refused alone, so neither overwrites the other in the store."""
+    kept: list[SourceFile] = []
+    for f in found.files:
+        if kept and kept[-1].source == f.source:
+            found.failed.append(
+                Problem(f.source, "another file here has the same name once shown readably: rename one of them")
+            )
+        else:
+            kept.append(f)
+    found.files = kept
 
 
 def _add_file(path: Path, source: str, found: Discovery) -> None:

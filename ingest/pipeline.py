@@ -31,6 +31,7 @@ from ingest.parsing import Embedded, Parsed, ParseFailure, ParseJob, parse_all
 from rag.embedding import Embedder, EmbeddingModelInfo, TokenCounter
 from rag.errors import DocumentError, SettingsError
 from rag.hashing import file_sha256
+from rag.names import source_path
 from rag.settings import Settings
 from rag.store import Store, StoredDocument
 from rag.text import search_text
@@ -391,6 +392,11 @@ def resolve_root(key: str, store_dir: Path) -> Path:
     """The folder a chunk's ``root`` names (inverse of :func:`root_key`)."""
     path = Path(key)
     return path if path.is_absolute() else absolute_path(store_dir).parent / path
+
+
+def document_path(root: str, source: str, store_dir: Path) -> Path:
+    """The file on disk a stored document (its ``root`` and ``source``) came from."""
+    return source_path(resolve_root(root, store_dir), source)
 
 
 def build_ingestor(settings: Settings, progress: ProgressListener | None = None) -> Ingestor:

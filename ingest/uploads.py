@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingest.discover import SUPPORTED_SUFFIXES
-from ingest.pipeline import absolute_path, build_ingestor, resolve_root
+from ingest.pipeline import absolute_path, build_ingestor, document_path
 from rag.errors import DocumentError
 from rag.settings import Settings
 
@@ -84,7 +84,7 @@ def remove_document(settings: Settings, root: str, source: str, *, wait: bool = 
         stored = store.stored_documents(root).get(source)
         ids = stored.ids if stored else []
         store.delete(ids)
-    path = absolute_path(resolve_root(root, settings.paths.store_dir) / source)
+    path = absolute_path(document_path(root, source, settings.paths.store_dir))
     docs = absolute_path(settings.paths.docs_dir)
     if path.is_file() and path.is_relative_to(docs) and REMOVED not in path.relative_to(docs).parts:
         aside = docs / REMOVED / path.relative_to(docs)
