@@ -16,10 +16,19 @@ step() { printf '\n==> %s\n' "$*"; }
 import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)
 PY
 
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+apt_install() {  # Debian packages; refresh the package lists only when the first try fails
+  $SUDO apt-get install -y -q "$@" >/dev/null || $SUDO sh -c "apt-get update -q >/dev/null && apt-get install -y -q $* >/dev/null"
+}
+
 if [ ! -x /usr/bin/chromium ] && [ "${SKIP_CHROMIUM:-0}" != 1 ]; then
   step "installing Debian's chromium for the page's browser test (apt-get; SKIP_CHROMIUM=1 to skip)"
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get install -y -q chromium >/dev/null || $SUDO sh -c "apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null"
+  apt_install chromium
+fi
+
+if { ! command -v tesseract >/dev/null || ! tesseract --list-langs 2>/dev/null | grep -qx fra; } && [ "${SKIP_OCR:-0}" != 1 ]; then
+  step "installing Tesseract with its French and English data, to read scanned pages (apt-get; SKIP_OCR=1 to skip)"
+  apt_install tesseract-ocr tesseract-ocr-fra tesseract-ocr-eng
 fi
 
 if [ ! -x "$VENV/bin/python" ]; then

@@ -146,10 +146,12 @@ def chunk_metadata(
     total: int,
     ingested_at: str,
     context: str = "",
+    ocr: bool = False,
 ) -> dict[str, Any]:
     """Everything a citation needs, plus what incremental ingest checks (hash, pipeline, count), and the
-    chunk's context header when it has one (searched with it, never shown as part of it)."""
-    extra = {"context": context} if context else {}
+    chunk's context header when it has one (searched with it, never shown as part of it), and ``ocr`` when
+    its page was read by OCR."""
+    extra = ({"context": context} if context else {}) | ({"ocr": True} if ocr else {})
     return extra | {
         "root": root,
         "source": source,

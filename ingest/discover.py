@@ -17,6 +17,11 @@ SUPPORTED_SUFFIXES = {
     ".html": "html",
     ".htm": "html",
     ".docx": "docx",
+    ".png": "image",
+    ".jpg": "image",
+    ".jpeg": "image",
+    ".tif": "image",
+    ".tiff": "image",
 }
 
 

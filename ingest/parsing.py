@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ingest.chunking import Chunk, context_headers, split_pages
+from ingest.ocr import OcrOptions
 from ingest.readers import read_document
 from rag.embedding import Embedder, EmbeddingModelInfo, TokenCounter, load_embedder, load_token_counter
 from rag.errors import DocumentError
@@ -43,6 +44,7 @@ class ParseJob:
     chunk_tokens: int
     overlap_tokens: int
     context_tokens: int
+    ocr: OcrOptions = OcrOptions()
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,8 @@ class Parsed:
     pages: int
     chunks: list[Chunk]
     headers: list[str]
+    ocr_pages: tuple[int, ...] = ()  # the numbers of the pages read by OCR
+    ocr_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,7 @@ class ParseFailure:
 def parse(job: ParseJob, counter: TokenCounter) -> Parsed | ParseFailure:
     """Read and chunk one file; every failure comes back as a :class:`ParseFailure`, never raised."""
     try:
-        document = read_document(job.path, job.kind)
+        document = read_document(job.path, job.kind, job.ocr)
         chunks = split_pages(document.pages, counter, job.chunk_tokens, job.overlap_tokens)
         headers = context_headers(chunks, job.source, document.title, counter, job.context_tokens)
     except DocumentError as exc:
@@ -80,7 +84,8 @@ def parse(job: ParseJob, counter: TokenCounter) -> Parsed | ParseFailure:
     except Exception as exc:  # a parser bug must not stop the other files
         log.debug("unexpected error reading %s", job.path, exc_info=True)
         return ParseFailure(f"unexpected error while reading: {type(exc).__name__}: {exc}")
-    return Parsed(len(document.pages), chunks, headers)
+    ocr_pages = tuple(p.number for p in document.pages if p.ocr)
+    return Parsed(len(document.pages), chunks, headers, ocr_pages, document.ocr_seconds)
 
 
 def parse_and_embed(job: ParseJob, counter: TokenCounter, embedder: Embedder) -> Embedded | ParseFailure:

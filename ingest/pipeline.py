@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ingest.chunking import chunk_ids, chunk_metadata, pipeline_signature
 from ingest.discover import Discovery, Problem, SourceFile, discover
+from ingest.ocr import OcrOptions
 from ingest.parsing import Embedded, Parsed, ParseFailure, ParseJob, parse_all
 from rag.embedding import Embedder, EmbeddingModelInfo, TokenCounter
 from rag.errors import DocumentError, SettingsError
@@ -42,7 +43,7 @@ class ProgressListener:
 
     def planned(self, files: int, total_bytes: int) -> None: ...
 
-    def file_chunked(self, source: str, pages: int, chunks: int) -> None: ...
+    def file_chunked(self, source: str, pages: int, chunks: int, ocr_pages: int = 0) -> None: ...
 
     def chunks_embedded(self, count: int) -> None: ...
 
@@ -62,6 +63,8 @@ class IngestReport:
     skipped: list[Problem] = field(default_factory=list)
     hidden: int = 0
     pages: int = 0
+    ocr_pages: int = 0
+    ocr_seconds: float = 0.0
     chunks_written: int = 0
     chunks_reused: int = 0
     chunks_removed: int = 0
@@ -265,8 +268,11 @@ class Ingestor:
 
     def _parse_job(self, planned: _Planned) -> ParseJob:
         f = planned.file
-        chunking = self.settings.chunking
-        return ParseJob(f.path, f.kind, f.source, chunking.chunk_tokens, chunking.overlap_tokens, self.context_tokens)
+        chunking, ingest = self.settings.chunking, self.settings.ingest
+        ocr = OcrOptions(ingest.ocr, ingest.ocr_languages, ingest.ocr_min_chars, ingest.ocr_dpi)
+        return ParseJob(
+            f.path, f.kind, f.source, chunking.chunk_tokens, chunking.overlap_tokens, self.context_tokens, ocr
+        )
 
     def _prepare(
         self, root: str, planned: _Planned, result: Parsed | ParseFailure, now: str, report: IngestReport
@@ -279,8 +285,10 @@ class Ingestor:
             return None
         chunks, headers = result.chunks, result.headers
         report.pages += result.pages
+        report.ocr_pages += len(result.ocr_pages)
+        report.ocr_seconds += result.ocr_seconds
         report.bytes_read += f.size
-        self.progress.file_chunked(f.source, result.pages, len(chunks))
+        self.progress.file_chunked(f.source, result.pages, len(chunks), len(result.ocr_pages))
         ids = chunk_ids(root, f.source, chunks, headers)
         metas = [
             chunk_metadata(
@@ -294,6 +302,7 @@ class Ingestor:
                 total=len(chunks),
                 ingested_at=now,
                 context=headers[i],
+                ocr=c.page in result.ocr_pages,
             )
             for i, c in enumerate(chunks)
         ]

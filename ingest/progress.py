@@ -26,7 +26,7 @@ class RichProgress(ProgressListener):
             TextColumn("[bold]ingest[/]"),
             BarColumn(),
             TextColumn("{task.fields[files]} files"),
-            TextColumn("{task.fields[pages]} pages"),
+            TextColumn("{task.fields[pages]} pages{task.fields[ocr]}"),
             TextColumn("{task.fields[chunks]} chunks"),
             TextColumn("{task.fields[rate]:.1f} chunks/s"),
             TimeElapsedColumn(),
@@ -36,7 +36,7 @@ class RichProgress(ProgressListener):
             transient=False,
         )
         self._task = None
-        self._files = self._total_files = self._pages = self._embedded = 0
+        self._files = self._total_files = self._pages = self._embedded = self._ocr_pages = 0
 
     def __enter__(self) -> RichProgress:
         if self.enabled:
@@ -52,8 +52,9 @@ class RichProgress(ProgressListener):
         if self.enabled and files:
             self._task = self._bar.add_task("ingest", total=max(total_bytes, 1), **self._fields())
 
-    def file_chunked(self, source: str, pages: int, chunks: int) -> None:
+    def file_chunked(self, source: str, pages: int, chunks: int, ocr_pages: int = 0) -> None:
         self._pages += pages
+        self._ocr_pages += ocr_pages
         self._update(0)
 
     def chunks_embedded(self, count: int) -> None:
@@ -71,6 +72,7 @@ class RichProgress(ProgressListener):
         return {
             "files": f"{self._files}/{self._total_files}",
             "pages": self._pages,
+            "ocr": f" ({self._ocr_pages} by OCR)" if self._ocr_pages else "",
             "chunks": self._embedded,
             "rate": self._embedded / elapsed if elapsed > 0 else 0.0,
         }
@@ -100,8 +102,11 @@ def print_report(report: IngestReport, console: Console) -> None:
     console.print(table)
     if not report.dry_run:
         rate = report.chunks_written / report.embed_seconds if report.embed_seconds else 0.0
+        ocr = ""
+        if report.ocr_pages:
+            ocr = f" ({report.ocr_pages} read by OCR, {report.ocr_seconds / report.ocr_pages:.1f} s/page)"
         console.print(
-            f"{report.pages} pages, {report.chunks_written} chunks embedded ({rate:.1f}/s), "
+            f"{report.pages} pages{ocr}, {report.chunks_written} chunks embedded ({rate:.1f}/s), "
             f"{report.chunks_reused} kept, {report.chunks_removed} removed, "
             f"{report.elapsed_seconds:.1f} s",
             highlight=False,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ingest.ocr import INSTALL_HINT, OcrOptions, ocr_pdf_pages, read_image_pages, tesseract_program, text_layer_is_thin
 from rag.errors import DocumentError
 
 # Share of control characters above which a "text" file is taken for binary content.
@@ -27,6 +28,7 @@ class Page:
     number: int
     text: str
     headings: tuple[tuple[int, str], ...] = ()
+    ocr: bool = False  # the text was read from the page's image
 
 
 @dataclass(frozen=True)
@@ -35,13 +37,17 @@ class DocumentText:
 
     pages: list[Page]
     title: str = ""
+    ocr_seconds: float = 0.0
 
 
-def read_document(path: Path, kind: str) -> DocumentText:
-    """Pages with text of one file (and its title); raises DocumentError when nothing usable comes out."""
-    reader = _READERS[kind]
+def read_document(path: Path, kind: str, ocr: OcrOptions | None = None) -> DocumentText:
+    """Pages with text of one file (and its title); raises DocumentError when nothing usable comes out.
+
+    Scanned PDF pages and image files are read by OCR as ``ocr`` says (default options when None).
+    """
+    ocr = ocr or OcrOptions()
     try:
-        read = reader(path)
+        read = _READ_SCANNABLE[kind](path, ocr) if kind in _READ_SCANNABLE else _READERS[kind](path)
     except DocumentError:
         raise
     except MemoryError:
@@ -55,10 +61,18 @@ def read_document(path: Path, kind: str) -> DocumentText:
     pages = [_cleaned(p) for p in read.pages]
     pages = [p for p in pages if p.text.strip()]
     if not pages:
-        if kind == "pdf":
-            raise DocumentError("no extractable text (a scanned PDF? run OCR on it first)")
-        raise DocumentError("no text in the document")
-    return DocumentText(pages, meaningful_title(read.title))
+        raise DocumentError(_why_no_text(kind, ocr))
+    return DocumentText(pages, meaningful_title(read.title), read.ocr_seconds)
+
+
+def _why_no_text(kind: str, ocr: OcrOptions) -> str:
+    if kind not in _READ_SCANNABLE:
+        return "no text in the document"
+    if not ocr.enabled:
+        return "no extractable text, and OCR is off (ingest.ocr = false)"
+    if tesseract_program() is None:
+        return f"no extractable text (no text layer: {INSTALL_HINT})"
+    return "no extractable text (blank pages, or OCR found no words)"
 
 
 def _clean(text: str) -> str:
@@ -68,7 +82,7 @@ def _clean(text: str) -> str:
 def _cleaned(page: Page) -> Page:
     """The page with its text cleaned and its headings found again in the cleaned text (offsets move)."""
     text = _clean(page.text)
-    return Page(page.number, text, locate_headings(text, [h for _, h in page.headings]))
+    return Page(page.number, text, locate_headings(text, [h for _, h in page.headings]), page.ocr)
 
 
 def locate_headings(text: str, headings: list[str]) -> tuple[tuple[int, str], ...]:
@@ -104,7 +118,28 @@ def meaningful_title(title: str | None) -> str:
     return t[:_MAX_HEADING_CHARS]
 
 
-def read_pdf(path: Path) -> DocumentText:
+def read_pdf(path: Path, ocr: OcrOptions | None = None) -> DocumentText:
+    """The text layer of every page; pages that are scans are read by OCR instead (see ``ingest.ocr``)."""
+    document = _read_pdf_layer(path)
+    thin = [p.number for p in document.pages if text_layer_is_thin(p.text, ocr or OcrOptions())]
+    if not thin or tesseract_program() is None:  # without Tesseract, the pages with text still go in
+        return document
+    read = ocr_pdf_pages(path, thin, ocr or OcrOptions())
+    pages = [
+        Page(p.number, read.texts[p.number], p.headings, ocr=True) if p.number in read.texts else p
+        for p in document.pages
+    ]
+    return DocumentText(pages, document.title, read.seconds)
+
+
+def read_image(path: Path, ocr: OcrOptions | None = None) -> DocumentText:
+    """An image of a page (PNG, JPEG, TIFF with one page per frame), read by OCR."""
+    _refuse_empty(path)
+    read = read_image_pages(path, ocr or OcrOptions())
+    return DocumentText([Page(n, text, ocr=True) for n, text in sorted(read.texts.items())], "", read.seconds)
+
+
+def _read_pdf_layer(path: Path) -> DocumentText:
     from pypdf import PdfReader
     from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError
 
@@ -280,9 +315,9 @@ def _short(exc: BaseException) -> str:
 
 
 _READERS: dict[str, Callable[[Path], DocumentText]] = {
-    "pdf": read_pdf,
     "text": read_text,
     "markdown": read_markdown,
     "html": read_html,
     "docx": read_docx,
 }
+_READ_SCANNABLE: dict[str, Callable[[Path, OcrOptions], DocumentText]] = {"pdf": read_pdf, "image": read_image}

@@ -145,6 +145,22 @@ class IngestSettings(_Group):
         "machine. This process still plans the work and writes the store. Empty: the local ingest.",
     )
 
+    ocr: bool = Field(
+        True,
+        description="Read scanned PDF pages and image files (.png, .jpg, .tiff) with Tesseract (Debian package "
+        "tesseract-ocr). A PDF page is a scan when images cover half of it and its text layer holds fewer than "
+        "ocr_min_chars letters and digits.",
+    )
+    ocr_languages: str = Field(
+        "fra+eng",
+        pattern=r"^[A-Za-z_]+(\+[A-Za-z_]+)*$",
+        description="Tesseract languages, joined by '+' (each needs its data: tesseract-ocr-fra, -eng, -deu...).",
+    )
+    ocr_min_chars: int = Field(
+        200, ge=0, description="A page whose text layer holds fewer letters and digits than this may be a scan."
+    )
+    ocr_dpi: int = Field(300, ge=72, le=600, description="Resolution scanned pages are rendered at for OCR.")
+
     def parse_workers(self) -> int:
         """The number of worker processes to start (the setting, or one per core)."""
         return self.workers if self.workers is not None else available_cores()

@@ -53,13 +53,20 @@ class PageProgress(ProgressListener):
         self.label = label
         self.total = 0
         self.done = 0
+        self.ocr_pages = 0
 
     def planned(self, files: int, total_bytes: int) -> None:
         self.total = max(files, 1)
 
+    def file_chunked(self, source: str, pages: int, chunks: int, ocr_pages: int = 0) -> None:
+        self.ocr_pages += ocr_pages
+
     def file_finished(self, source: str, nbytes: int) -> None:
         self.done += 1
-        self.bar.progress(min(1.0, self.done / self.total), text=f"{self.label} {self.done}/{self.total}: {source}")
+        ocr = f" · OCR {self.ocr_pages} p." if self.ocr_pages else ""
+        self.bar.progress(
+            min(1.0, self.done / self.total), text=f"{self.label} {self.done}/{self.total}{ocr}: {source}"
+        )
 
 
 def main() -> None:

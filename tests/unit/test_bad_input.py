@@ -53,6 +53,7 @@ BAD_FILES: dict[str, tuple[bytes, str]] = {
     "junk.txt": (bytes(range(256)) * 40, "binary content"),
     "fake.docx": (b"PK\x03\x04 this is not a zip", "not a readable Word"),
     "fake.html": (b"\x00\x01\x02" * 500, "binary content"),
+    "photo.jpg": (b"\xff\xd8\xff", "not a readable image"),
 }
 
 
@@ -65,7 +66,7 @@ def messy(tmp_path: Path) -> Path:
     (root / "good.txt").write_text("Les renards roux chassent surtout la nuit.", encoding="utf-8")
     (root / "latin1.txt").write_bytes("Café crème à l'été, déjà noté où ça coûte cher.".encode("latin-1"))
     (root / "aes-empty-password.pdf").write_bytes(encrypted_pdf(""))
-    (root / "photo.jpg").write_bytes(b"\xff\xd8\xff")
+    (root / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
     (root / "loop").symlink_to(root, target_is_directory=True)
     (root / "dangling.txt").symlink_to(root / "nowhere.txt")
     (root / ".hidden.txt").write_text("dotfiles are ignored", encoding="utf-8")
@@ -82,7 +83,7 @@ def test_every_bad_file_is_reported_and_good_ones_stored(tmp_path, messy):
     assert "broken symbolic link" in reasons["dangling.txt"]
     assert sorted(report.added) == ["aes-empty-password.pdf", "good.txt", "latin1.txt"]
     skipped = {p.source: p.reason for p in report.skipped}
-    assert "unsupported file type '.jpg'" in skipped["photo.jpg"]
+    assert "unsupported file type '.mp4'" in skipped["clip.mp4"]
     assert "symbolic link loop" in skipped["loop"]
     assert report.hidden == 1 and not report.ok
     stored = {m["source"] for _, m in ingestor.store.iter_metadatas()}
