@@ -14,7 +14,7 @@ from ingest.readers import Page
 from rag.embedding import TokenCounter
 
 # Bump when the way chunks are cut changes, so stores built the old way are re-chunked.
-CHUNKER_VERSION = "1"
+CHUNKER_VERSION = "2"  # 2: dot leaders collapsed to one "…"
 
 _SEPARATORS = ["\n\n", "\n", ". ", "? ", "! ", "; ", ", ", " ", ""]
 

@@ -75,8 +75,13 @@ def _why_no_text(kind: str, ocr: OcrOptions) -> str:
     return "no extractable text (blank pages, or OCR found no words)"
 
 
+# Dot leaders of tables of contents and financial statements ("Total assets ........ $ 11,726,472"): 21% of
+# the tokens of the FinanceBench evidence pages. One "…" keeps the row's label and numbers a few tokens apart.
+_LEADER = re.compile(r"(?:[ \t]*\.){4,}[ \t]*")
+
+
 def _clean(text: str) -> str:
-    return text.replace("\x00", "").replace("\r\n", "\n")
+    return _LEADER.sub(" … ", text.replace("\x00", "").replace("\r\n", "\n"))
 
 
 def _cleaned(page: Page) -> Page:
