@@ -36,6 +36,7 @@ from rag.activity import Cancellation
 from rag.answer import Answer
 from rag.errors import IngestLockedError, LLMServerError, ModelFileError, SourcierError, StoreError
 from rag.packing import Turn
+from rag.store import DocumentInfo
 
 MODEL_NAME = "sourcier"
 
@@ -301,14 +302,36 @@ def create_app(service: Service) -> FastAPI:
             },
         }
 
-    @app.delete("/v1/documents/{source:path}", dependencies=guarded)
-    def remove(source: str, root: str | None = None) -> dict[str, Any]:
+    def one_document(source: str, root: str | None) -> DocumentInfo:
         matches = [d for d in service.documents() if d.source == source and (root is None or d.root == root)]
         if not matches:
             raise ApiError(404, f"no document {source!r} in the store", "not_found", "document_not_found")
         if len(matches) > 1:
             raise ApiError(400, f"{source!r} is in several folders: give root=", "invalid_request_error")
-        return {"removed": source, "root": matches[0].root, "chunks": service.remove(matches[0])}
+        return matches[0]
+
+    @app.get("/v1/documents/{source:path}/pages/{number:int}.png", dependencies=guarded, response_model=None)
+    def page_image(source: str, number: int, highlight: str | None = None, root: str | None = None) -> Response:
+        """The page as a PNG, the chunk ``highlight`` (an id from an answer's sources) marked on it."""
+        doc = one_document(source, root)
+        if not service.has_page_images(source):
+            raise ApiError(400, f"{source!r} is not a PDF or an image: it has no page images", "invalid_request_error")
+        passage = None
+        if highlight is not None:
+            found = service.chunk(highlight)
+            if found is None or found[1].get("source") != doc.source or found[1].get("root") != doc.root:
+                raise ApiError(404, f"no chunk {highlight!r} in {source!r}", "not_found", "chunk_not_found")
+            if int(found[1].get("page", 0)) != number:
+                raise ApiError(400, f"chunk {highlight!r} is on page {found[1].get('page')}", "invalid_request_error")
+            passage = found[0]
+        view = service.page_view(doc, number, passage)
+        headers = {"X-Highlight-Boxes": str(view.boxes), "Cache-Control": "private, max-age=300"}
+        return Response(view.png, media_type="image/png", headers=headers)
+
+    @app.delete("/v1/documents/{source:path}", dependencies=guarded)
+    def remove(source: str, root: str | None = None) -> dict[str, Any]:
+        doc = one_document(source, root)
+        return {"removed": source, "root": doc.root, "chunks": service.remove(doc)}
 
     return app
 

@@ -15,10 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ingest.discover import SUPPORTED_SUFFIXES
+from ingest.page_view import PAGE_KINDS, PageCache, PageView
 from ingest.pipeline import IngestReport, ProgressListener, document_path, ingest_paths
 from ingest.uploads import SavedUpload, remove_document, save_upload
 from rag.answer import Answerer, Generator, Searcher
 from rag.errors import SourcierError
+from rag.packing import Passage
 from rag.settings import Settings
 from rag.store import DocumentInfo
 
@@ -48,6 +51,7 @@ class Service:
         self._model_lock = threading.Lock()
         self._documents: tuple[str, list[DocumentInfo]] | None = None  # (store version, its documents)
         self._documents_lock = threading.Lock()
+        self._page_cache = PageCache(Path(settings.paths.store_dir) / "page-views")
 
     def defaults(self) -> SessionChoices:
         s = self.settings
@@ -141,6 +145,47 @@ class Service:
 
     def file_of(self, doc: DocumentInfo) -> Path:
         return document_path(doc.root, doc.source, self.settings.paths.store_dir)
+
+    # -- the cited page, shown ----------------------------------------------------------------------
+
+    def has_page_images(self, source: str) -> bool:
+        """Whether a document's pages can be shown as images (PDF and image files)."""
+        return SUPPORTED_SUFFIXES.get(Path(source).suffix.lower()) in PAGE_KINDS
+
+    def page_view(self, doc: DocumentInfo, page: int, passage: str | None = None) -> PageView:
+        """Page ``page`` of a PDF or image document as a PNG, ``passage`` highlighted where it is on the page
+        (cached on disk beside the store)."""
+        kind = SUPPORTED_SUFFIXES.get(Path(doc.source).suffix.lower(), "")
+        return self._page_cache.view(self.file_of(doc), kind, page, passage)
+
+    def chunk(self, chunk_id: str) -> tuple[str, dict[str, Any]] | None:
+        """A stored chunk's text and metadata, or None when the store has no such chunk."""
+        return self.retriever.store.records([chunk_id]).get(chunk_id)  # type: ignore[attr-defined]
+
+    def surroundings(self, passage: Passage, chars: int = 400) -> tuple[str, str]:
+        """The text just before and after a passage in its document (from the neighbouring chunks, which share
+        its page): for formats without page images, the passage is shown where it sits. ("", "") when gone."""
+        store = self.retriever.store  # type: ignore[attr-defined]
+        found = self.chunk(passage.chunk_id)
+        if found is None:
+            return "", ""
+        index = int(found[1].get("chunk_index", -1))
+        where = {
+            "$and": [
+                {"root": passage.root},
+                {"source": passage.source},
+                {"chunk_index": {"$in": [index - 1, index + 1]}},
+            ]
+        }
+        near = {int(m["chunk_index"]): (text, m) for text, m in store.records_where(where).values()}
+        before = after = ""
+        if index - 1 in near and int(near[index - 1][1]["page"]) == passage.page:
+            text, meta = near[index - 1]
+            before = text[: max(0, passage.start - int(meta["start"]))][-chars:]
+        if index + 1 in near and int(near[index + 1][1]["page"]) == passage.page:
+            text, meta = near[index + 1]
+            after = text[max(0, passage.end - int(meta["start"])) :][:chars]
+        return before, after
 
     def save_uploads(self, files: Sequence[tuple[str, bytes]]) -> tuple[list[SavedUpload], list[tuple[str, str]]]:
         """Save uploaded (name, bytes) into the documents folder; returns the saved files and the refused ones."""

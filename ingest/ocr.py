@@ -114,7 +114,12 @@ def read_image_pages(path: Path, options: OcrOptions) -> OcrResult:
 
 
 def ocr_image(image: Any, options: OcrOptions, program: str, where: str = "image") -> str:
-    """The text Tesseract reads in a PIL image (sent as PNG through a pipe)."""
+    """The text Tesseract reads in a PIL image."""
+    return run_tesseract(image, options, program, where)
+
+
+def run_tesseract(image: Any, options: OcrOptions, program: str, where: str, *output: str) -> str:
+    """Tesseract's output for a PIL image sent as PNG through a pipe (text, or ``output`` such as "tsv")."""
     png = io.BytesIO()
     image.save(png, format="PNG")
     # One thread: Tesseract's OpenMP threads made a page 8x slower on 2 cores (1.0 s -> 8.8 s at 300 dpi);
@@ -122,7 +127,7 @@ def ocr_image(image: Any, options: OcrOptions, program: str, where: str = "image
     env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
     try:
         done = subprocess.run(
-            [program, "stdin", "stdout", "-l", options.languages, "--psm", "3"],
+            [program, "stdin", "stdout", "-l", options.languages, "--psm", "3", *output],
             input=png.getvalue(),
             capture_output=True,
             timeout=options.timeout_s,

@@ -178,6 +178,11 @@ class Store:
         got = self._call("read chunks", self.collection.get, ids=list(ids), include=["documents", "metadatas"])
         return {cid: (doc, meta) for cid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)}
 
+    def records_where(self, where: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
+        """Text and metadata of the chunks a Chroma ``where`` filter selects, by id (a few: no paging)."""
+        got = self._call("read chunks", self.collection.get, where=where, include=["documents", "metadatas"])
+        return {cid: (doc, meta) for cid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)}
+
     def upsert(
         self,
         ids: Sequence[str],

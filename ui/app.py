@@ -86,12 +86,13 @@ def main() -> None:
     st.caption(tr(lang, "caption"))
     if st.button(tr(lang, "new_conversation"), icon=":material/add_comment:"):
         state.messages = []
-    for message in state.messages:
+        state.conversation = state.get("conversation", 0) + 1
+    for turn, message in enumerate(state.messages):
         with st.chat_message(message["role"]):
             if message["role"] == "user":
                 st.markdown(plain(message["content"]))
             else:
-                show_answer(service, message["answer"], lang, streamed=False)
+                show_answer(service, message["answer"], lang, streamed=False, turn=turn)
     question = st.chat_input(tr(lang, "ask"))
     if question:
         ask(service, question, lang)
@@ -123,7 +124,7 @@ def ask(service: Service, question: str, lang: str) -> None:
             return
         answer = stream.answer
         assert answer is not None
-        show_answer(service, answer, lang, streamed=True)
+        show_answer(service, answer, lang, streamed=True, turn=len(state.messages) + 1)
     state.messages.append({"role": "user", "content": question})
     state.messages.append({"role": "assistant", "question": question, "answer": answer})
 
@@ -137,7 +138,7 @@ def _chain(first: str, rest: Any) -> Any:
         yield plain(piece)
 
 
-def show_answer(service: Service, answer: Answer, lang: str, streamed: bool) -> None:
+def show_answer(service: Service, answer: Answer, lang: str, streamed: bool, turn: int) -> None:
     if not answer.found:
         st.info(tr(lang, "not_found"), icon=":material/search_off:")
         if not streamed:
@@ -153,10 +154,16 @@ def show_answer(service: Service, answer: Answer, lang: str, streamed: bool) -> 
     if answer.invalid_citations:
         st.caption(tr(lang, "invalid_markers", n=answer.invalid_citations))
     if answer.sources:
-        show_sources(service, answer, lang)
+        show_sources(service, answer, lang, turn)
 
 
-def show_sources(service: Service, answer: Answer, lang: str) -> None:
+def source_key(turn: int, number: int) -> str:
+    """The key of a source's expander: stable across reruns (its open state survives them), and per
+    conversation (a new one starts with every source closed)."""
+    return f"src-{st.session_state.get('conversation', 0)}-{turn}-{number}"
+
+
+def show_sources(service: Service, answer: Answer, lang: str, turn: int) -> None:
     st.markdown(f"**{tr(lang, 'sources')}**")
     for source in answer.sources_for_display:
         p = source.passage
@@ -168,7 +175,9 @@ def show_sources(service: Service, answer: Answer, lang: str) -> None:
             else (":material/error:" if source.cited else ":material/radio_button_unchecked:")
         )
         label = f"[{source.number}] {where} · {mark}"
-        with st.expander(plain(label), icon=icon, expanded=False):
+        # on_change="rerun": what is inside runs only while the source is open (the page image is not free)
+        opened = st.expander(plain(label), icon=icon, key=source_key(turn, source.number), on_change="rerun")
+        with opened:
             details = f"{tr(lang, 'score')} {p.score:.4f}"
             if p.rerank_score is not None:
                 details = f"{tr(lang, 'relevance')} {p.rerank_score:.2f} · " + details
@@ -177,8 +186,33 @@ def show_sources(service: Service, answer: Answer, lang: str) -> None:
             st.caption(details)
             if source.cited and not source.supported:
                 st.warning(tr(lang, "unsupported"), icon=":material/warning:")
-            st.markdown(highlighted(p.text, passage_spans(answer, source)))
-            download(service, p, key=f"dl-{id(answer)}-{source.number}", lang=lang)
+            if opened.open:
+                show_passage(service, answer, source, lang)
+                download(service, p, key=f"dl-{id(answer)}-{source.number}", lang=lang)
+
+
+def show_passage(service: Service, answer: Answer, source: Any, lang: str) -> None:
+    """A PDF or image source: its page with the passage highlighted, then the passage's text. Other formats:
+    the passage in the text around it (grey), its quoted words highlighted."""
+    from rag.store import DocumentInfo
+
+    p = source.passage
+    marked = highlighted(p.text, passage_spans(answer, source))
+    if not service.has_page_images(p.source):
+        before, after = service.surroundings(p)
+        before = f":gray[…{plain(before)}]" if before else ""
+        after = f":gray[{plain(after)}…]" if after else ""
+        st.markdown(before + marked + after)
+        return
+    try:
+        view = service.page_view(DocumentInfo(p.root, p.source), p.page, p.text)
+    except SourcierError as exc:
+        st.caption(tr(lang, "page_unavailable", why=str(exc)))
+    else:
+        st.image(view.png, caption=tr(lang, "page_image", source=p.source, page=p.page))
+        if not view.boxes:
+            st.caption(tr(lang, "page_not_located"))
+    st.markdown(marked)
 
 
 def passage_spans(answer: Answer, source: Any) -> list[tuple[int, int]]:

@@ -6,6 +6,7 @@ import pytest
 
 from api.service import Service
 from rag.retrieval import Retriever
+from rag.store import DocumentInfo
 from tests.conftest import REPO
 from tests.fakes import FakeEmbedder, FakeLLM, fake_ingestor, sentence_holding
 from ui.render import highlighted, plain
@@ -39,6 +40,12 @@ def page(service, language="en"):
 def ask(at, question):
     at.chat_input[0].set_value(question).run()
     return at
+
+
+def open_source(at, number, turn=1):
+    """Open a source of the answer of that turn (its content runs only while it is open)."""
+    at.session_state[f"src-0-{turn}-{number}"] = True
+    return at.run()
 
 
 def test_the_page_lists_the_documents_and_the_store_state(service):
@@ -128,5 +135,35 @@ def test_a_quoted_answer_shows_its_quote_highlighted_and_warns_in_french(service
     assert [w.value for w in at.warning] == [
         "La réponse ne correspond peut-être pas à sa source : le nombre 45 n'est pas dans la citation."
     ]
+    open_source(at, number)
     cited = next(e for e in at.expander if e.label.startswith(f"\\[{number}"))
     assert any(":orange-background[" in md.value and "47 minutes" in md.value for md in cited.markdown)
+
+
+def test_an_opened_pdf_source_shows_its_page_with_the_passage_highlighted(service):
+    question = "Quelle est l'indemnité forfaitaire mensuelle de télétravail ? euros connexion"
+    number, passage, sentence = sentence_holding(service.retriever, question, service.settings.retrieval.k, "25 euros")
+    assert passage.source == "politique-teletravail.pdf"
+    service.replies.append(f'[{number}] "{sentence}"\nAnswer: 25 euros par mois.')
+    at = open_source(ask(page(service), question), number)
+    assert not at.exception
+    cited = next(e for e in at.expander if e.label.startswith(f"\\[{number}"))
+    [image] = [e for e in cited.children.values() if e.type == "image"]
+    assert f"page {passage.page}" in image.captions[0] and "highlighted" in image.captions[0]
+    view = service.page_view(DocumentInfo(passage.root, passage.source), passage.page, passage.text)
+    assert view.boxes > 0  # the passage was found on the page and marked
+    assert any("25 euros" in md.value for md in cited.markdown)  # and its text below the image
+    others = [e for e in at.expander if e.label.startswith("\\[") and e is not cited]
+    assert all(e.type != "image" for o in others for e in o.children.values())  # closed: nothing rendered
+
+
+def test_a_closed_source_renders_nothing_and_a_text_source_shows_its_surroundings(service, monkeypatch):
+    service.replies.append("The outage lasted 47 minutes [1].")
+    at = ask(page(service), "How long did the storage outage last? outage minutes")
+    [first] = [e for e in at.expander if e.label.startswith("\\[1\\]")]
+    assert "incident" in first.label and not first.markdown  # closed: only its caption
+    at = open_source(at, 1)
+    assert not at.exception
+    [first] = [e for e in at.expander if e.label.startswith("\\[1\\]")]
+    shown = " ".join(md.value for md in first.markdown)
+    assert ":gray[" in shown and "47 minutes" in shown  # the text around the passage, greyed
