@@ -143,3 +143,33 @@ def test_ask_read_open_a_source_upload_in_a_real_browser(page_server, tmp_path):
         finally:
             browser.close()
     assert (docs / "garden-notes.txt").is_file()
+
+
+def test_an_opened_pdf_source_shows_its_page_with_the_passage_highlighted(page_server):
+    playwright = pytest.importorskip("playwright.sync_api")
+    from PIL import Image
+
+    url, _, _ = page_server
+    ARTIFACTS.mkdir(exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = launch_chromium(p)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            ask_in_browser(page, url, "Quelle est l'indemnité forfaitaire mensuelle de télétravail ?")
+            assistant = page.get_by_test_id("stChatMessage").nth(1)
+            sources = assistant.get_by_test_id("stExpander").filter(has_text="politique-teletravail.pdf")
+            cited = sources.filter(has_text=" cited")  # " cited", not "not cited"
+            source = (cited if cited.count() else sources).first
+            source.click()
+            image = source.locator("img").first
+            image.wait_for(timeout=60_000)
+            page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
+            shot = ARTIFACTS / "page-cited-page.png"
+            image.screenshot(path=str(shot))
+            page.screenshot(path=str(ARTIFACTS / "page-source-open.png"), full_page=True)
+            assert "page" in source.inner_text() and "highlighted" in source.inner_text()
+        finally:
+            browser.close()
+    with Image.open(shot) as im:
+        yellow = sum(1 for r, g, b in im.convert("RGB").getdata() if r > 200 and 150 < g < 240 and b < 140)
+    assert yellow > 500, "no highlight on the page image"
