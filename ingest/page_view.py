@@ -137,7 +137,24 @@ def _text_layer_boxes(page: Any, passage: str, scale: float) -> list[Box]:
     for i in range(textpage.count_rects(first, last - first + 1)):
         x0, y0, x1, y1 = textpage.get_rect(i)
         boxes.append(((x0 - left) * scale, (top - y1) * scale, (x1 - left) * scale, (top - y0) * scale))
-    return boxes
+    return merged_lines(boxes)
+
+
+def merged_lines(boxes: list[Box]) -> list[Box]:
+    """Boxes of one line joined into one (PDFs that place each word or character alone give hundreds of
+    rectangles for a table passage): same line when they overlap vertically by half, joined across gaps up
+    to twice the line's height (the columns of a table row stay one band)."""
+    out: list[Box] = []
+    for box in boxes:
+        if out:
+            x0, y0, x1, y1 = out[-1]
+            height = min(y1 - y0, box[3] - box[1]) or 1.0
+            overlap = min(y1, box[3]) - max(y0, box[1])
+            if overlap >= height / 2 and box[0] - x1 <= 2 * height and box[2] >= x0:
+                out[-1] = (min(x0, box[0]), min(y0, box[1]), max(x1, box[2]), max(y1, box[3]))
+                continue
+        out.append(box)
+    return out
 
 
 # -- scanned pages and image files -------------------------------------------------------------------------
