@@ -58,6 +58,13 @@ class ChatMessage(BaseModel):
         return self.content or ""
 
 
+class ScopeFilter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sources: list[str] = Field(
+        min_length=1, description="documents as listed by GET /v1/documents, or folders of them ('reports/')"
+    )
+
+
 class ChatRequest(BaseModel):
     """OpenAI's chat request; fields we do not use are accepted and ignored, like OpenAI's own servers do
     for most. A client's system message is ignored: the service's own instructions (cite, or say the
@@ -71,6 +78,7 @@ class ChatRequest(BaseModel):
     max_tokens: int | None = Field(None, ge=1, le=8192)
     max_completion_tokens: int | None = Field(None, ge=1, le=8192)
     k: int | None = Field(None, ge=1, le=100, description="passages given to the model (sourcier extension)")
+    filter: ScopeFilter | None = Field(None, description="ask only chosen documents (sourcier extension)")
 
 
 class ApiError(Exception):
@@ -224,9 +232,12 @@ def create_app(service: Service) -> FastAPI:
             model_path=None,
         )
         cancel = Cancellation()
+        scope = service.scope(body.filter.sources) if body.filter else None  # a name matching nothing: 400
         # Retrieval and packing (and the model's first load) block: a worker thread. Bad questions fail
         # here, before any 200.
-        stream = await run_in_threadpool(lambda: service.answerer(choices).stream(question, history, cancel))
+        stream = await run_in_threadpool(
+            lambda: service.answerer(choices).stream(question, history, cancel, scope=scope)
+        )
         run = AnswerRun(stream, cancel).start()
         ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         if body.stream:

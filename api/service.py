@@ -22,6 +22,7 @@ from ingest.uploads import SavedUpload, remove_document, save_upload
 from rag.answer import Answerer, Generator, Searcher
 from rag.errors import SourcierError
 from rag.packing import Passage
+from rag.scope import Scope, resolve_scope
 from rag.settings import Settings
 from rag.store import DocumentInfo
 
@@ -142,6 +143,10 @@ class Service:
             if self._documents is None or self._documents[0] != version:
                 self._documents = (version, store.documents())
             return list(self._documents[1])
+
+    def scope(self, names: Sequence[str]) -> Scope | None:
+        """The documents that ``names`` (documents, folders, paths) select; None for none (all documents)."""
+        return resolve_scope(self.documents(), names, self.settings.paths.store_dir)
 
     def file_of(self, doc: DocumentInfo) -> Path:
         return document_path(doc.root, doc.source, self.settings.paths.store_dir)

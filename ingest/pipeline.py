@@ -16,7 +16,6 @@ so the next run redoes that file and ends in the same store as a clean ingest.
 
 from __future__ import annotations
 
-import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -32,7 +31,7 @@ from ingest.parsing import Embedded, Parsed, ParseFailure, ParseJob, parse_all
 from rag.embedding import Embedder, EmbeddingModelInfo, TokenCounter
 from rag.errors import DocumentError, SettingsError
 from rag.hashing import file_sha256
-from rag.names import source_path
+from rag.names import absolute_path, document_path, resolve_root, root_key  # noqa: F401 (re-exported)
 from rag.settings import Settings
 from rag.store import Store, StoredDocument
 from rag.text import search_text
@@ -375,37 +374,6 @@ class Ingestor:
         if self._embedder is None:
             self._embedder = self._embedder_factory()
         return self._embedder
-
-
-def absolute_path(path: Path) -> Path:
-    """``path`` made absolute and normalized ("a/../b" -> "b"), without following symbolic links."""
-    return Path(os.path.normpath(Path(path).absolute()))
-
-
-def root_key(folder: Path, store_dir: Path) -> str:
-    """How chunks name the folder they were ingested from.
-
-    Relative to the folder that holds the store when the documents live beside it (the default
-    ``data/`` next to ``vectorstore/``), so moving the whole project keeps every chunk valid;
-    absolute otherwise.
-    """
-    folder = absolute_path(folder)
-    base = absolute_path(store_dir).parent
-    try:
-        return folder.relative_to(base).as_posix()
-    except ValueError:
-        return str(folder)
-
-
-def resolve_root(key: str, store_dir: Path) -> Path:
-    """The folder a chunk's ``root`` names (inverse of :func:`root_key`)."""
-    path = Path(key)
-    return path if path.is_absolute() else absolute_path(store_dir).parent / path
-
-
-def document_path(root: str, source: str, store_dir: Path) -> Path:
-    """The file on disk a stored document (its ``root`` and ``source``) came from."""
-    return source_path(resolve_root(root, store_dir), source)
 
 
 def build_ingestor(settings: Settings, progress: ProgressListener | None = None) -> Ingestor:

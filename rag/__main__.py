@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rag.answer import Answer, Answerer
+    from rag.scope import Scope
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_ERROR = 0, 1, 2
 
@@ -26,10 +27,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="settings TOML file (default: ./sourcier.toml if present)")
     p.add_argument("--store", type=Path, help="store folder (overrides paths.store_dir)")
     sub = p.add_subparsers(dest="command", required=True)
-    ask = sub.add_parser("ask", help="answer one question from the documents")
+    scoped = argparse.ArgumentParser(add_help=False)
+    scoped.add_argument(
+        "--in",
+        dest="scope",
+        action="append",
+        default=[],
+        metavar="FILE_OR_FOLDER",
+        help="ask only these documents: a document's name as listed, a folder of them, or a path on disk "
+        "(repeatable; default: all documents)",
+    )
+    ask = sub.add_parser("ask", help="answer one question from the documents", parents=[scoped])
     ask.add_argument("question")
     ask.add_argument("--json", action="store_true", help="print the Answer as JSON (no streaming)")
-    sub.add_parser("chat", help="a conversation about the documents (empty line or Ctrl-D to quit)")
+    sub.add_parser("chat", help="a conversation about the documents (empty line or Ctrl-D to quit)", parents=[scoped])
     sub.add_parser(
         "model",
         help="assemble (once) and verify the GGUF model, then print its path; export the embedding model",
@@ -82,11 +93,15 @@ def main(argv: list[str] | None = None) -> int:
 
             clean_question(args.question)  # refuse an empty question before loading any model
         from rag.answer import build_answerer
+        from rag.retrieval import build_retriever
+        from rag.scope import resolve_scope
 
-        answerer = build_answerer(settings)
+        retriever = build_retriever(settings)  # a name that matches no document is refused before the model
+        scope = resolve_scope(retriever.store.documents(), args.scope, settings.paths.store_dir)
+        answerer = build_answerer(settings, retriever=retriever)
         if args.command == "ask":
-            return ask(answerer, args.question, as_json=args.json)
-        return chat(answerer)
+            return ask(answerer, args.question, as_json=args.json, scope=scope)
+        return chat(answerer, scope)
     except SourcierError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -94,14 +109,16 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def ask(answerer: Answerer, question: str, as_json: bool = False) -> int:
+def ask(answerer: Answerer, question: str, as_json: bool = False, scope: Scope | None = None) -> int:
+    if scope is not None:
+        print(f"(in {', '.join(scope.describe())})", file=sys.stderr)
     if as_json:
         import json
 
-        answer = answerer.answer(question)
+        answer = answerer.answer(question, scope=scope)
         print(json.dumps(answer_to_dict(answer), indent=2, ensure_ascii=False))
         return EXIT_OK if answer.found else EXIT_NOT_FOUND
-    stream = answerer.stream(question)
+    stream = answerer.stream(question, scope=scope)
     for piece in stream:
         print(piece, end="", flush=True)
     print()
@@ -110,11 +127,13 @@ def ask(answerer: Answerer, question: str, as_json: bool = False) -> int:
     return EXIT_OK if stream.answer.found else EXIT_NOT_FOUND
 
 
-def chat(answerer: Answerer) -> int:
+def chat(answerer: Answerer, scope: Scope | None = None) -> int:
     from rag.packing import Turn
 
     history: list[Turn] = []
     print("Ask about your documents (empty line or Ctrl-D to quit).")
+    if scope is not None:
+        print(f"Only in: {', '.join(scope.describe())}")
     while True:
         try:
             question = input("\n> ").strip()
@@ -123,7 +142,7 @@ def chat(answerer: Answerer) -> int:
             return EXIT_OK
         if not question:
             return EXIT_OK
-        stream = answerer.stream(question, history)
+        stream = answerer.stream(question, history, scope=scope)
         for piece in stream:
             print(piece, end="", flush=True)
         print()

@@ -20,6 +20,7 @@ from rag.errors import SourcierError
 from rag.llm import Prompt
 from rag.packing import PackedPrompt, Passage, Prompting, Turn, build_messages, pack_prompt
 from rag.quotes import NONE_MARK, Mismatch, Quote, QuotedDisplay, answer_grammar, answer_mismatches, parse_quoted
+from rag.scope import Scope
 from rag.settings import LLMSettings, Settings
 from rag.text import STOPWORDS_EN, STOPWORDS_FR, fold
 
@@ -51,7 +52,7 @@ LANGUAGE_NAMES = {"en": "English", "fr": "French"}
 
 
 class Searcher(Protocol):
-    def search(self, query: str, k: int | None = None) -> list[Passage]: ...
+    def search(self, query: str, k: int | None = None, scope: Scope | None = None) -> list[Passage]: ...
 
 
 class Generator(Protocol):
@@ -206,8 +207,8 @@ class Answerer:
         self.retriever = retriever
         self.llm = llm
 
-    def answer(self, question: str, history: Sequence[Turn] = ()) -> Answer:
-        stream = self.stream(question, history)
+    def answer(self, question: str, history: Sequence[Turn] = (), scope: Scope | None = None) -> Answer:
+        stream = self.stream(question, history, scope=scope)
         for _ in stream:
             pass
         assert stream.answer is not None
@@ -219,10 +220,12 @@ class Answerer:
         history: Sequence[Turn] = (),
         cancel: Cancellation | None = None,
         on_wait: Callable[[int], None] | None = None,
+        scope: Scope | None = None,
     ) -> AnswerStream:
         """Retrieve and pack now (a bad question fails here); generate as the stream is read. Once ``cancel``
         is set the stream ends at the next token (the model stops at once) and its answer is marked
-        ``cancelled``. While other questions hold the shared model, ``on_wait(n)`` says how many are ahead."""
+        ``cancelled``. While other questions hold the shared model, ``on_wait(n)`` says how many are ahead.
+        With ``scope``, passages come only from its documents."""
         question = clean_question(question)
         language = detect_language(question)
         timings = Timings()
@@ -232,7 +235,7 @@ class Answerer:
         # lets one of them run at a time, so a question being reranked never slows an answer being written.
         with self.llm.activity.hold(cancel, on_wait) as turn:
             timings.queue_ms = (time.perf_counter() - t0) * 1000
-            passages = self.retriever.search(query, self.settings.retrieval.k) if turn is not None else []
+            passages = self.retriever.search(query, self.settings.retrieval.k, scope) if turn is not None else []
         timings.retrieval_ms = (time.perf_counter() - t0) * 1000 - timings.queue_ms
         if turn is None or not self._relevant(passages):
             return self._not_found(question, language, passages, timings, cancelled=turn is None)
@@ -430,12 +433,12 @@ def declined(question: str, language: str, passages: list[Passage], timings: Tim
     return Answer(question, NOT_FOUND[language], language, found=False, sources=sources, timings=timings)
 
 
-def build_answerer(settings: Settings, llm: Generator | None = None) -> Answerer:
+def build_answerer(settings: Settings, llm: Generator | None = None, retriever: Searcher | None = None) -> Answerer:
     """Retriever and model from the settings (the model loads after the cheap empty-store check)."""
     from rag.llm import load_llm
     from rag.retrieval import build_retriever
 
-    retriever = build_retriever(settings)
+    retriever = retriever if retriever is not None else build_retriever(settings)
     return Answerer(settings, retriever, llm if llm is not None else load_llm(settings))
 
 

@@ -18,11 +18,12 @@ index existed) fills it the same way, once.
 
 from __future__ import annotations
 
+import json
 import math
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
@@ -57,9 +58,10 @@ K1, B = 1.5, 0.75
 
 
 class KeywordIndex(Protocol):
-    """What retrieval needs from a keyword index: the ``n`` best (chunk id, BM25 score) for a query, best first."""
+    """What retrieval needs from a keyword index: the ``n`` best (chunk id, BM25 score) for a query, best first,
+    among the chunks ``within`` when it is given (a question scoped to chosen documents)."""
 
-    def search(self, query: str, n: int) -> list[tuple[str, float]]: ...
+    def search(self, query: str, n: int, within: Collection[str] | None = None) -> list[tuple[str, float]]: ...
 
 
 def _terms(text: str) -> str:
@@ -79,12 +81,14 @@ class MemoryKeywordIndex:
             self._bm25.index([keyword_tokens(t) or [""] for t in texts], show_progress=False)
             self._vocab = set(self._bm25.vocab_dict)
 
-    def search(self, query: str, n: int) -> list[tuple[str, float]]:
+    def search(self, query: str, n: int, within: Collection[str] | None = None) -> list[tuple[str, float]]:
         terms = [t for t in keyword_tokens(query) if t in self._vocab]
-        if not terms or not self.ids:
+        if not terms or not self.ids or n <= 0:
             return []
-        docs, scores = self._bm25.retrieve([terms], k=min(n, len(self.ids)), show_progress=False)
-        return [(self.ids[int(d)], float(s)) for d, s in zip(docs[0], scores[0], strict=True) if s > 0]
+        k = len(self.ids) if within is not None else min(n, len(self.ids))  # scoped: rank all, then keep
+        docs, scores = self._bm25.retrieve([terms], k=k, show_progress=False)
+        found = [(self.ids[int(d)], float(s)) for d, s in zip(docs[0], scores[0], strict=True) if s > 0]
+        return [hit for hit in found if within is None or hit[0] in within][:n]
 
 
 class SqliteKeywordIndex:
@@ -122,21 +126,26 @@ class SqliteKeywordIndex:
         sql = "SELECT c.id, t.body FROM chunks c JOIN terms t ON t.rowid = c.row"
         return dict(self._query("read the keyword index", sql))
 
-    def search(self, query: str, n: int) -> list[tuple[str, float]]:
-        """The ``n`` chunks with the best BM25 score for the query's terms (see ``RESCORED``)."""
+    def search(self, query: str, n: int, within: Collection[str] | None = None) -> list[tuple[str, float]]:
+        """The ``n`` chunks with the best BM25 score for the query's terms (see ``RESCORED``), among ``within``
+        when given (the scope's ids go to SQLite as one JSON array: the ranking is made inside the scope)."""
         weights = Counter(keyword_tokens(query))
-        if not weights or n <= 0:
+        if not weights or n <= 0 or (within is not None and not within):
             return []
         frequencies = self._document_frequencies(list(weights))
         terms = _searched_terms(frequencies)
         if not terms:
             return []
         match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+        scoped, params = "", [match]
+        if within is not None:
+            scoped = " AND rowid IN (SELECT row FROM chunks WHERE id IN (SELECT value FROM json_each(?)))"
+            params.append(json.dumps(sorted(within)))
         found = self._query(
             "search the keyword index",
-            "SELECT c.id, t.body FROM (SELECT rowid, body, rank FROM terms WHERE terms MATCH ? ORDER BY rank "
-            "LIMIT ?) t JOIN chunks c ON c.row = t.rowid ORDER BY t.rank",
-            (match, max(n, RESCORED)),
+            f"SELECT c.id, t.body FROM (SELECT rowid, body, rank FROM terms WHERE terms MATCH ?{scoped} "
+            "ORDER BY rank LIMIT ?) t JOIN chunks c ON c.row = t.rowid ORDER BY t.rank",
+            (*params, max(n, RESCORED)),
         )
         chunks, total = self._stats()
         average = total / chunks if chunks else 1.0

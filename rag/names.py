@@ -1,4 +1,4 @@
-"""File names as the store keeps and shows them: any name the file system holds, made readable and valid
+"""How the store names files and folders. File names: any name the file system holds, made readable and valid
 Unicode without losing a byte, and found again from what is stored.
 
 Linux hands Python a name that is not valid UTF-8 (``caf\\xe9.txt`` written by an older system) with each
@@ -10,6 +10,7 @@ backslash. Every other name (accents in NFC or NFD, any script, any length) is k
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -63,3 +64,34 @@ def source_path(folder: Path, source: str) -> Path:
     if "\\" not in source or direct.exists():
         return direct
     return folder / file_name(source)
+
+
+def absolute_path(path: Path) -> Path:
+    """``path`` made absolute and normalized ("a/../b" -> "b"), without following symbolic links."""
+    return Path(os.path.normpath(Path(path).absolute()))
+
+
+def root_key(folder: Path, store_dir: Path) -> str:
+    """How chunks name the folder they were ingested from.
+
+    Relative to the folder that holds the store when the documents live beside it (the default
+    ``data/`` next to ``vectorstore/``), so moving the whole project keeps every chunk valid;
+    absolute otherwise.
+    """
+    folder = absolute_path(folder)
+    base = absolute_path(store_dir).parent
+    try:
+        return folder.relative_to(base).as_posix()
+    except ValueError:
+        return str(folder)
+
+
+def resolve_root(key: str, store_dir: Path) -> Path:
+    """The folder a chunk's ``root`` names (inverse of :func:`root_key`)."""
+    path = Path(key)
+    return path if path.is_absolute() else absolute_path(store_dir).parent / path
+
+
+def document_path(root: str, source: str, store_dir: Path) -> Path:
+    """The file on disk a stored document (its ``root`` and ``source``) came from."""
+    return source_path(resolve_root(root, store_dir), source)

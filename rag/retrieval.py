@@ -20,6 +20,7 @@ from rag.embedding import Embedder, EmbeddingModelInfo
 from rag.errors import SettingsError, StoreError
 from rag.keyword import KeywordIndex, MemoryKeywordIndex
 from rag.packing import Passage
+from rag.scope import Scope
 from rag.settings import Settings
 from rag.store import (
     Hit,
@@ -83,26 +84,29 @@ class Retriever:
                 self._keyword = MemoryKeywordIndex(ids, texts)
         return self._keyword
 
-    def search(self, query: str, k: int | None = None) -> list[Passage]:
-        """The ``k`` best passages for ``query`` (``retrieval.k`` by default), best first."""
+    def search(self, query: str, k: int | None = None, scope: Scope | None = None) -> list[Passage]:
+        """The ``k`` best passages for ``query`` (``retrieval.k`` by default), best first; only from the
+        documents of ``scope`` when one is given."""
         k = k or self.settings.retrieval.k
         if self.reranker is None:
-            return self.hybrid(query, k)
-        candidates = self.hybrid(query, max(k, self.settings.retrieval.candidates_for_rerank))
+            return self.hybrid(query, k, scope)
+        candidates = self.hybrid(query, max(k, self.settings.retrieval.candidates_for_rerank), scope)
         return rerank(self.reranker, query, candidates)[:k]
 
-    def hybrid(self, query: str, k: int) -> list[Passage]:
-        """The ``k`` best passages of the fused vector and keyword rankings."""
+    def hybrid(self, query: str, k: int, scope: Scope | None = None) -> list[Passage]:
+        """The ``k`` best passages of the fused vector and keyword rankings (both held to ``scope``)."""
         r = self.settings.retrieval
         rankings, weights = [], []
         similarity: dict[str, float] = {}
+        where = scope.where() if scope is not None else None
         if r.vector:
-            vector_hits = self.store.nearest(self.embedder.embed_query(query), r.candidates)
+            vector_hits = self.store.nearest(self.embedder.embed_query(query), r.candidates, where)
             similarity = {h.chunk_id: h.score for h in vector_hits}
             rankings.append(vector_hits)
             weights.append(r.vector_weight)
         if r.keyword:
-            found = self.keyword_index.search(query, r.candidates)
+            within = self.store.ids_where(where) if where is not None else None
+            found = self.keyword_index.search(query, r.candidates, within)
             rankings.append([Hit(cid, rank, score) for rank, (cid, score) in enumerate(found)])
             weights.append(r.keyword_weight)
         fused = reciprocal_rank_fusion(rankings, r.rrf_k, weights)
@@ -148,11 +152,11 @@ class LiveRetriever:
     def store(self) -> Store:
         return self._current().store
 
-    def search(self, query: str, k: int | None = None) -> list[Passage]:
+    def search(self, query: str, k: int | None = None, scope: Scope | None = None) -> list[Passage]:
         for attempt in (1, 2):
             retriever = self._enter(reopen=attempt == 2)
             try:
-                return retriever.search(query, k)
+                return retriever.search(query, k, scope)
             except StoreError:
                 if attempt == 2:
                     raise

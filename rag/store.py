@@ -157,14 +157,16 @@ class Store:
             doc.ingested_at = max(doc.ingested_at, str(meta.get("ingested_at", "")))
         return sorted(docs.values(), key=lambda d: (d.root, d.source))
 
-    def nearest(self, vector: Sequence[float], n: int) -> list[Hit]:
-        """The ``n`` chunks closest to ``vector`` as ranked hits, scored by cosine similarity."""
+    def nearest(self, vector: Sequence[float], n: int, where: dict[str, Any] | None = None) -> list[Hit]:
+        """The ``n`` chunks closest to ``vector`` (among those ``where`` selects) as ranked hits, scored by
+        cosine similarity."""
         found = self._call(  # Chroma caps n_results at the collection size, and answers [] when empty
             "search",
             self.collection.query,
             query_embeddings=[list(map(float, vector))],
             n_results=n,
             include=["distances"],
+            **({"where": where} if where else {}),
         )
         return [
             Hit(cid, rank, 1.0 - float(d))
@@ -177,6 +179,10 @@ class Store:
             return {}
         got = self._call("read chunks", self.collection.get, ids=list(ids), include=["documents", "metadatas"])
         return {cid: (doc, meta) for cid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)}
+
+    def ids_where(self, where: dict[str, Any]) -> set[str]:
+        """The ids of the chunks a Chroma ``where`` filter selects."""
+        return {cid for page in self._pages("read chunk ids", where=where) for cid in page["ids"]}
 
     def records_where(self, where: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
         """Text and metadata of the chunks a Chroma ``where`` filter selects, by id (a few: no paging)."""

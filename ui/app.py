@@ -20,6 +20,7 @@ from rag.answer import SYSTEM_PROMPT, Answer
 from rag.citations import support_spans
 from rag.errors import IngestLockedError, SourcierError
 from rag.packing import Turn
+from rag.scope import Scope
 from ui.render import highlighted, plain
 from ui.texts import interface_language, tr
 
@@ -93,12 +94,45 @@ def main() -> None:
                 st.markdown(plain(message["content"]))
             else:
                 show_answer(service, message["answer"], lang, streamed=False, turn=turn)
+    scope = scope_chips(service, lang)
     question = st.chat_input(tr(lang, "ask"))
     if question:
-        ask(service, question, lang)
+        ask(service, question, lang, scope)
 
 
-def ask(service: Service, question: str, lang: str) -> None:
+def scope_chips(service: Service, lang: str) -> Scope | None:
+    """The documents the next question is limited to (the sidebar's choice), shown as a row of chips."""
+    names = st.session_state.get("scope_names") or []
+    try:
+        scope = service.scope(names)
+    except SourcierError as exc:  # a chosen document was removed since: back to all documents
+        st.warning(str(exc), icon=":material/filter_alt_off:")
+        return None
+    chips = [f":blue-badge[{plain(name)}]" for name in names] or [f":gray-badge[{tr(lang, 'all_documents')}]"]
+    st.markdown(f"{tr(lang, 'ask_in')}: " + " ".join(chips))
+    return scope
+
+
+def scope_panel(service: Service, lang: str) -> None:
+    """Pick documents or folders (multi-select with search over the document list) to scope the questions."""
+    try:
+        docs = service.documents()
+    except SourcierError:
+        return
+    sources = sorted({d.source for d in docs})
+    folders = sorted({f"{s.rsplit('/', 1)[0]}/" for s in sources if "/" in s})
+    chosen = [n for n in st.session_state.get("scope_names", []) if n in sources or n in folders]
+    st.session_state["scope_names"] = chosen  # a removed document leaves the choice
+    st.multiselect(
+        tr(lang, "ask_in"),
+        folders + sources,
+        key="scope_names",
+        placeholder=tr(lang, "all_documents"),
+        help=tr(lang, "ask_in_help"),
+    )
+
+
+def ask(service: Service, question: str, lang: str, scope: Scope | None = None) -> None:
     state = st.session_state
     with st.chat_message("user"):
         st.markdown(plain(question))
@@ -113,7 +147,7 @@ def ask(service: Service, question: str, lang: str) -> None:
             queue_note = st.empty()
             with st.spinner(tr(lang, "waiting")):
                 stream = answerer.stream(
-                    question, history, on_wait=lambda n: queue_note.caption(tr(lang, "queue", n=n))
+                    question, history, on_wait=lambda n: queue_note.caption(tr(lang, "queue", n=n)), scope=scope
                 )
                 queue_note.empty()
                 pieces = iter(stream)
@@ -243,6 +277,7 @@ def sidebar(service: Service, lang: str) -> None:
             state.language = choice
             st.rerun()
         st.header(tr(lang, "documents"))
+        scope_panel(service, lang)
         documents_panel(service, lang)
         upload_panel(service, lang)
         settings_panel(service, lang)

@@ -68,3 +68,19 @@ def test_cli_ask_json(store_dir):
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert "170" in data["text"] and data["cited"] and data["sources"][data["cited"][0] - 1]["cited"]
+
+
+def test_a_question_asked_in_one_document_is_answered_from_it_alone(store_dir):
+    out = cli(
+        "rag",
+        "--store",
+        str(store_dir),
+        "ask",
+        "--json",
+        "--in",
+        "politique-teletravail.pdf",
+        "What is the monthly allowance?",
+    )
+    assert out.returncode in (0, 1), out.stderr
+    answer = json.loads(out.stdout)
+    assert answer["sources"] and {s["passage"]["source"] for s in answer["sources"]} == {"politique-teletravail.pdf"}

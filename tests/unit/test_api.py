@@ -227,3 +227,17 @@ def test_choosing_another_model_keeps_the_configured_one_loaded_for_everyone(set
     settings.llm.extra_models = 0
     with pytest.raises(SourcierError, match=r"a\.gguf: .*configured model only"):
         svc.model(files[0])
+
+
+def test_a_filter_holds_the_answer_to_the_chosen_documents(client, service):
+    service.replies.extend(["[1] x", "[1] y"])
+    everywhere = ask(client, "How long did the storage outage last? minutes")
+    assert {s["file"] for s in everywhere.json()["sources"]} != {"politique-teletravail.pdf"}
+    scoped = ask(
+        client, "How long did the storage outage last? minutes", filter={"sources": ["politique-teletravail.pdf"]}
+    )
+    assert scoped.status_code == 200
+    assert {s["file"] for s in scoped.json()["sources"]} == {"politique-teletravail.pdf"}
+    bad = ask(client, "How long did the storage outage last?", filter={"sources": ["nowhere.pdf"]})
+    assert bad.status_code == 400 and "matches 'nowhere.pdf'" in bad.json()["error"]["message"]
+    assert ask(client, "anything?", filter={"sources": []}).status_code == 400

@@ -106,3 +106,22 @@ def test_asking_with_a_missing_model_says_which_file(tmp_path):
 def test_an_empty_question_is_refused_before_loading_anything(tmp_path):
     out = rag_cli("--store", str(tmp_path / "empty"), "ask", "   ")
     assert out.returncode == 2 and out.stderr.strip() == "error: the question is empty"
+
+
+def test_asking_in_a_document_the_store_does_not_hold_is_refused_before_the_model(tmp_path):
+    store, docs = tmp_path / "store", tmp_path / "docs"
+    docs.mkdir()
+    (docs / "herons.txt").write_text("Herons nest in colonies.", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCIER_")}
+    env["SOURCIER_LLM__MODEL_PATH"] = str(tmp_path / "missing.gguf")  # reached only after the scope
+    subprocess.run([sys.executable, "-m", "ingest", str(docs), "--store", str(store), "-q"], cwd=REPO, env=env)
+    out = subprocess.run(
+        [sys.executable, "-m", "rag", "--store", str(store), "ask", "--in", "egrets.txt", "Where do herons nest?"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert out.returncode == 2
+    assert "no document or folder in the store matches 'egrets.txt'" in out.stderr
+    assert "missing.gguf" not in out.stderr

@@ -201,3 +201,16 @@ def test_an_ingest_in_another_process_does_not_hold_the_readers_old_copies(live_
         other.kill()
         other.wait()
         other.stdout.close()
+
+
+def test_a_scoped_keyword_search_ranks_inside_the_scope_even_past_the_global_top(tmp_path):
+    ids = [f"c{i}" for i in range(400)]
+    texts = ["allowance allowance allowance per day travel"] * 399 + ["a long note that mentions the allowance once"]
+    sqlite = SqliteKeywordIndex(tmp_path / "k.sqlite3")
+    sqlite.add(ids, texts)
+    memory = MemoryKeywordIndex(ids, texts)
+    for index in (sqlite, memory):
+        assert "c399" not in [cid for cid, _ in index.search("allowance", 30)]
+        assert [cid for cid, _ in index.search("allowance", 30, within={"c399", "missing"})] == ["c399"]
+        assert index.search("allowance", 30, within=set()) == []
+    sqlite.close()

@@ -167,3 +167,17 @@ def test_a_closed_source_renders_nothing_and_a_text_source_shows_its_surrounding
     [first] = [e for e in at.expander if e.label.startswith("\\[1\\]")]
     shown = " ".join(md.value for md in first.markdown)
     assert ":gray[" in shown and "47 minutes" in shown  # the text around the passage, greyed
+
+
+def test_questions_scoped_to_one_document_only_show_its_passages(service):
+    at = page(service)
+    at.sidebar.multiselect[0].set_value(["politique-teletravail.pdf"]).run()
+    assert not at.exception
+    assert any(":blue-badge[politique\\-teletravail\\.pdf]" in md.value for md in at.main.markdown)
+    service.replies.append("[1] x")
+    at = ask(at, "How long did the storage outage last? outage minutes")
+    assert not at.exception
+    labels = [e.label for e in at.expander if e.label.startswith("\\[")]
+    assert labels and all("politique\\-teletravail\\.pdf" in label for label in labels)
+    at.sidebar.multiselect[0].set_value([]).run()  # back to all documents
+    assert any(":gray-badge[all documents]" in md.value for md in at.main.markdown)
