@@ -18,6 +18,7 @@ docs page: it would load its scripts from a CDN, and nothing here reaches the ne
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import json
 import time
@@ -34,6 +35,7 @@ from api.runs import AnswerRun, ClientGone
 from api.service import Service, SessionChoices
 from rag.activity import Cancellation
 from rag.answer import Answer
+from rag.conversations import ConversationNotFound
 from rag.errors import IngestLockedError, LLMServerError, ModelFileError, SourcierError, StoreError
 from rag.packing import Turn
 from rag.store import DocumentInfo
@@ -79,6 +81,11 @@ class ChatRequest(BaseModel):
     max_completion_tokens: int | None = Field(None, ge=1, le=8192)
     k: int | None = Field(None, ge=1, le=100, description="passages given to the model (sourcier extension)")
     filter: ScopeFilter | None = Field(None, description="ask only chosen documents (sourcier extension)")
+    conversation_id: str | None = Field(
+        None,
+        description="continue this saved conversation: its earlier questions and answers are the history "
+        "(sourcier extension; every answer is saved, and its conversation_id returned)",
+    )
 
 
 class ApiError(Exception):
@@ -95,6 +102,8 @@ def api_error(exc: SourcierError) -> ApiError:
     """Our error as an HTTP status: the client's fault (400), a busy store (409), a server behind us (502/503)."""
     if isinstance(exc, IngestLockedError):
         return ApiError(409, str(exc), "conflict", "ingest_running")
+    if isinstance(exc, ConversationNotFound):
+        return ApiError(404, str(exc), "not_found", "conversation_not_found")
     if isinstance(exc, LLMServerError):
         return ApiError(502, str(exc), "upstream_error", "llm_server")
     if isinstance(exc, StoreError | ModelFileError):
@@ -231,8 +240,19 @@ def create_app(service: Service) -> FastAPI:
             system_prompt=defaults.system_prompt,
             model_path=None,
         )
+        if body.conversation_id is not None:  # the saved conversation is the history (404 when unknown)
+            saved = service.conversations.get(body.conversation_id)
+            history = [Turn(a.question, a.text) for a in saved.answers]
+        scope_names = body.filter.sources if body.filter else []
+
+        def keep(answer: Answer) -> dict[str, Any]:
+            """Save the finished answer in its conversation; its id goes back to the client."""
+            if answer.cancelled:
+                return {"conversation_id": body.conversation_id}
+            return {"conversation_id": service.save_answer(body.conversation_id, answer, scope_names)}
+
         cancel = Cancellation()
-        scope = service.scope(body.filter.sources) if body.filter else None  # a name matching nothing: 400
+        scope = service.scope(scope_names) if body.filter else None  # a name matching nothing: 400
         # Retrieval and packing (and the model's first load) block: a worker thread. Bad questions fail
         # here, before any 200.
         stream = await run_in_threadpool(
@@ -243,7 +263,7 @@ def create_app(service: Service) -> FastAPI:
         if body.stream:
             return AnswerResponse(
                 run,
-                sse_chunks(run, request.is_disconnected, ident, created),
+                sse_chunks(run, request.is_disconnected, ident, created, keep),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache"},
             )
@@ -269,6 +289,7 @@ def create_app(service: Service) -> FastAPI:
             ],
             "usage": usage(stream.answer),
             **answer_extras(stream.answer),
+            **keep(stream.answer),
         }
 
     @app.get("/v1/documents", dependencies=guarded)
@@ -312,6 +333,27 @@ def create_app(service: Service) -> FastAPI:
                 "seconds": round(report.elapsed_seconds, 2),
             },
         }
+
+    @app.get("/v1/conversations", dependencies=guarded)
+    def conversations() -> dict[str, Any]:
+        return {"object": "list", "data": [dataclasses.asdict(c) for c in service.conversations.list()]}
+
+    @app.get("/v1/conversations/{conversation_id}", dependencies=guarded)
+    def one_conversation(conversation_id: str) -> dict[str, Any]:
+        saved = service.conversations.get(conversation_id)
+        turns = []
+        for answer in saved.answers:
+            states = service.source_states(answer)
+            turn = {"question": answer.question, "answer": answer.text, **answer_extras(answer)}
+            for source in turn["sources"]:
+                source["state"] = states.get(source["number"], "kept")  # kept / changed / removed since
+            turns.append(turn)
+        return dataclasses.asdict(saved.info) | {"scope": saved.scope, "turns": turns}
+
+    @app.delete("/v1/conversations/{conversation_id}", dependencies=guarded)
+    def delete_conversation(conversation_id: str) -> dict[str, Any]:
+        service.conversations.delete(conversation_id)
+        return {"deleted": conversation_id}
 
     def one_document(source: str, root: str | None) -> DocumentInfo:
         matches = [d for d in service.documents() if d.source == source and (root is None or d.root == root)]
@@ -363,7 +405,11 @@ class AnswerResponse(StreamingResponse):
 
 
 async def sse_chunks(
-    run: AnswerRun, disconnected: Callable[[], Awaitable[bool]], ident: str, created: int
+    run: AnswerRun,
+    disconnected: Callable[[], Awaitable[bool]],
+    ident: str,
+    created: int,
+    keep: Callable[[Answer], dict[str, Any]] | None = None,
 ) -> AsyncIterator[str]:
     """The answer as OpenAI chat-completion chunks (server-sent events), sources in the last one."""
 
@@ -391,5 +437,6 @@ async def sse_chunks(
     answer = run.answer
     assert answer is not None
     # The streamed pieces are the model's raw words; ``text`` is the answer as checked (invalid [n] removed).
-    yield event({}, "stop", usage=usage(answer), text=answer.text, **answer_extras(answer))
+    kept = await run_in_threadpool(keep, answer) if keep is not None else {}
+    yield event({}, "stop", usage=usage(answer), text=answer.text, **answer_extras(answer), **kept)
     yield "data: [DONE]\n\n"

@@ -19,7 +19,8 @@ from ingest.discover import SUPPORTED_SUFFIXES
 from ingest.page_view import PAGE_KINDS, PageCache, PageView
 from ingest.pipeline import IngestReport, ProgressListener, document_path, ingest_paths
 from ingest.uploads import SavedUpload, remove_document, save_upload
-from rag.answer import Answerer, Generator, Searcher
+from rag.answer import Answer, Answerer, Generator, Searcher
+from rag.conversations import ConversationStore
 from rag.errors import SourcierError
 from rag.packing import Passage
 from rag.scope import Scope, resolve_scope
@@ -53,6 +54,8 @@ class Service:
         self._documents: tuple[str, list[DocumentInfo]] | None = None  # (store version, its documents)
         self._documents_lock = threading.Lock()
         self._page_cache = PageCache(Path(settings.paths.store_dir) / "page-views")
+        self._conversations: ConversationStore | None = None
+        self._conversations_lock = threading.Lock()
 
     def defaults(self) -> SessionChoices:
         s = self.settings
@@ -143,6 +146,37 @@ class Service:
             if self._documents is None or self._documents[0] != version:
                 self._documents = (version, store.documents())
             return list(self._documents[1])
+
+    # -- conversations ------------------------------------------------------------------------------
+
+    @property
+    def conversations(self) -> ConversationStore:
+        """The saved conversations (opened on first use)."""
+        with self._conversations_lock:
+            if self._conversations is None:
+                self._conversations = ConversationStore(self.settings.paths.conversations_file())
+            return self._conversations
+
+    def save_answer(self, conversation_id: str | None, answer: Answer, scope: Sequence[str] = ()) -> str:
+        """Keep a question and its answer in its conversation (a new one when None); returns the id."""
+        if conversation_id is None:
+            conversation_id = self.conversations.create(answer.question, scope)
+        self.conversations.add(conversation_id, answer, scope)
+        return conversation_id
+
+    def source_states(self, answer: Answer) -> dict[int, str]:
+        """For each source of a saved answer: "kept" (the store holds that passage as it was), "changed"
+        (its document is there in another version) or "removed" (its document is no longer stored)."""
+        store = self.retriever.store  # type: ignore[attr-defined]
+        held = store.records([s.passage.chunk_id for s in answer.sources])
+        documents = {(d.root, d.source) for d in self.documents()}
+        states = {}
+        for s in answer.sources:
+            p = s.passage
+            states[s.number] = (
+                "kept" if p.chunk_id in held else "changed" if (p.root, p.source) in documents else "removed"
+            )
+        return states
 
     def scope(self, names: Sequence[str]) -> Scope | None:
         """The documents that ``names`` (documents, folders, paths) select; None for none (all documents)."""

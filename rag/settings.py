@@ -50,6 +50,15 @@ class PathSettings(_Group):
         description="Folder of the models prepared on this machine: the default GGUF assembled from its PyPI "
         "parts, the ONNX copies of the embedding model (embedding/<model>/).",
     )
+    conversations_db: Path | None = Field(
+        None,
+        description="SQLite file of the saved conversations (questions, answers, their sources), created "
+        "readable by this user only. Empty: conversations.sqlite3 in paths.store_dir.",
+    )
+
+    def conversations_file(self) -> Path:
+        """Where conversations are kept (the setting, or beside the store)."""
+        return self.conversations_db or self.store_dir / "conversations.sqlite3"
 
 
 class EmbeddingSettings(_Group):

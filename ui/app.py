@@ -18,6 +18,7 @@ from ingest.discover import SUPPORTED_SUFFIXES
 from ingest.pipeline import ProgressListener
 from rag.answer import SYSTEM_PROMPT, Answer
 from rag.citations import support_spans
+from rag.conversations import conversation_markdown
 from rag.errors import IngestLockedError, SourcierError
 from rag.packing import Turn
 from rag.scope import Scope
@@ -82,12 +83,12 @@ def main() -> None:
     state.setdefault("messages", [])
     state.setdefault("choices", service.defaults())
     lang = state.language
+    follow_url(service, lang)
     sidebar(service, lang)
     st.title(tr(lang, "title"))
     st.caption(tr(lang, "caption"))
     if st.button(tr(lang, "new_conversation"), icon=":material/add_comment:"):
-        state.messages = []
-        state.conversation = state.get("conversation", 0) + 1
+        start_conversation([], None)
     for turn, message in enumerate(state.messages):
         with st.chat_message(message["role"]):
             if message["role"] == "user":
@@ -98,6 +99,73 @@ def main() -> None:
     question = st.chat_input(tr(lang, "ask"))
     if question:
         ask(service, question, lang, scope)
+
+
+def start_conversation(messages: list[dict[str, Any]], conversation_id: str | None) -> None:
+    """Show these messages as the conversation (new keys for its sources); the URL names it, so a reload or
+    a bookmark comes back to it."""
+    state = st.session_state
+    state.messages = messages
+    state.conversation_id = conversation_id
+    state.conversation = state.get("conversation", 0) + 1
+    if conversation_id is None:
+        st.query_params.pop("c", None)
+    else:
+        st.query_params["c"] = conversation_id
+
+
+def follow_url(service: Service, lang: str) -> None:
+    """Open the conversation the URL names (``?c=ID``) when it is not the one shown."""
+    wanted = st.query_params.get("c")
+    if not wanted or wanted == st.session_state.get("conversation_id"):
+        return
+    try:
+        saved = service.conversations.get(wanted)
+    except SourcierError as exc:
+        st.error(plain(tr(lang, "conversation_missing", why=exc)))
+        start_conversation([], None)
+        return
+    messages: list[dict[str, Any]] = []
+    for answer in saved.answers:
+        messages.append({"role": "user", "content": answer.question})
+        messages.append({"role": "assistant", "question": answer.question, "answer": answer})
+    start_conversation(messages, saved.info.id)
+    st.session_state["scope_names"] = saved.scope  # before the sidebar's widget is made
+
+
+def conversations_panel(service: Service, lang: str) -> None:
+    """Past conversations (title, date): open one; rename, export or delete the one shown."""
+    state = st.session_state
+    try:
+        saved = service.conversations.list()
+    except SourcierError as exc:
+        st.error(str(exc))
+        return
+    with st.expander(tr(lang, "conversations", n=len(saved)), icon=":material/forum:"):
+        current = state.get("conversation_id")
+        for info in saved[:50]:
+            label = f"{info.title} · {info.updated_at[:10]}"
+            if st.button(label, key=f"conv-{info.id}", type="primary" if info.id == current else "tertiary"):
+                st.query_params["c"] = info.id
+                st.rerun()
+        if current is None:
+            return
+        conversation = service.conversations.get(current)
+        title = st.text_input(tr(lang, "rename"), conversation.info.title, key=f"title-{current}")
+        if title != conversation.info.title and title.strip():
+            service.conversations.rename(current, title)
+            st.rerun()
+        st.download_button(
+            tr(lang, "export"),
+            conversation_markdown(conversation),
+            file_name=f"conversation-{current[:8]}.md",
+            mime="text/markdown",
+            icon=":material/download:",
+        )
+        if st.button(tr(lang, "delete_conversation"), icon=":material/delete:", key=f"del-{current}"):
+            service.conversations.delete(current)
+            start_conversation([], None)
+            st.rerun()
 
 
 def scope_chips(service: Service, lang: str) -> Scope | None:
@@ -161,6 +229,12 @@ def ask(service: Service, question: str, lang: str, scope: Scope | None = None) 
         show_answer(service, answer, lang, streamed=True, turn=len(state.messages) + 1)
     state.messages.append({"role": "user", "content": question})
     state.messages.append({"role": "assistant", "question": question, "answer": answer})
+    try:
+        names = state.get("scope_names") or []
+        state.conversation_id = service.save_answer(state.get("conversation_id"), answer, names)
+        st.query_params["c"] = state.conversation_id
+    except SourcierError as exc:  # the answer stands; only its keeping failed
+        st.warning(tr(lang, "not_saved", why=exc), icon=":material/save:")
 
 
 def _chain(first: str, rest: Any) -> Any:
@@ -199,10 +273,16 @@ def source_key(turn: int, number: int) -> str:
 
 def show_sources(service: Service, answer: Answer, lang: str, turn: int) -> None:
     st.markdown(f"**{tr(lang, 'sources')}**")
+    try:
+        states = service.source_states(answer)
+    except SourcierError:
+        states = {}
     for source in answer.sources_for_display:
         p = source.passage
         where = f"{p.source}, {tr(lang, 'page')} {p.page}" if p.page else p.source
         mark = tr(lang, "cited") if source.cited else tr(lang, "uncited")
+        if states.get(source.number, "kept") != "kept":
+            mark += " · " + tr(lang, f"source_{states[source.number]}")
         icon = (
             ":material/check_circle:"
             if source.cited and source.supported
@@ -276,6 +356,7 @@ def sidebar(service: Service, lang: str) -> None:
         if choice != lang:
             state.language = choice
             st.rerun()
+        conversations_panel(service, lang)
         st.header(tr(lang, "documents"))
         scope_panel(service, lang)
         documents_panel(service, lang)

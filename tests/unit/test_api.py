@@ -241,3 +241,36 @@ def test_a_filter_holds_the_answer_to_the_chosen_documents(client, service):
     bad = ask(client, "How long did the storage outage last?", filter={"sources": ["nowhere.pdf"]})
     assert bad.status_code == 400 and "matches 'nowhere.pdf'" in bad.json()["error"]["message"]
     assert ask(client, "anything?", filter={"sources": []}).status_code == 400
+
+
+def test_answers_are_kept_in_conversations_the_api_lists_continues_and_deletes(client, service):
+    service.replies.extend(["The outage lasted 47 minutes [1].", "Still 47 minutes [1]."])
+    first = ask(client, "How long did the storage outage last? minutes").json()
+    cid = first["conversation_id"]
+    listed = client.get("/v1/conversations").json()["data"]
+    assert [c["id"] for c in listed] == [cid] and listed[0]["turns"] == 1
+    follow = ask(client, "And exactly? outage minutes", conversation_id=cid).json()
+    assert follow["conversation_id"] == cid
+    history = service.models[-1].prompts[-1]  # the saved first turn was the follow-up's history
+    assert "How long did the storage outage last" in str(history)
+    saved = client.get(f"/v1/conversations/{cid}").json()
+    assert [t["question"] for t in saved["turns"]] == [
+        "How long did the storage outage last? minutes",
+        "And exactly? outage minutes",
+    ]
+    assert all(s["state"] == "kept" and s["file"] for t in saved["turns"] for s in t["sources"])
+    assert client.delete(f"/v1/conversations/{cid}").json() == {"deleted": cid}
+    assert client.get(f"/v1/conversations/{cid}").status_code == 404
+    assert ask(client, "more?", conversation_id=cid).status_code == 404
+
+
+def test_a_streamed_answer_ends_with_its_conversation_id(client, service):
+    service.replies.append("The outage lasted 47 minutes [1].")
+    with client.stream(
+        "POST",
+        "/v1/chat/completions",
+        json={"messages": [{"role": "user", "content": "How long was the outage? minutes"}], "stream": True},
+    ) as response:
+        events = [line[6:] for line in response.iter_lines() if line.startswith("data: ") and line != "data: [DONE]"]
+    last = json.loads(events[-1])
+    assert last["conversation_id"] == client.get("/v1/conversations").json()["data"][0]["id"]
