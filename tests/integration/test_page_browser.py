@@ -173,3 +173,38 @@ def test_an_opened_pdf_source_shows_its_page_with_the_passage_highlighted(page_s
     with Image.open(shot) as im:
         yellow = sum(1 for r, g, b in im.convert("RGB").getdata() if r > 200 and 150 < g < 240 and b < 140)
     assert yellow > 500, "no highlight on the page image"
+
+
+def test_a_conversation_survives_a_reload_and_a_scoped_question_stays_in_its_document(page_server):
+    playwright = pytest.importorskip("playwright.sync_api")
+    url, _, _ = page_server
+    ARTIFACTS.mkdir(exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = launch_chromium(p)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            ask_in_browser(page, url, "How long did the storage outage last?")
+            page.wait_for_function("() => new URLSearchParams(location.search).has('c')", timeout=30_000)
+            saved_url = page.url
+            page.reload()
+            page.get_by_test_id("stChatMessage").nth(1).wait_for(timeout=60_000)  # the answer is back
+            assert "storage outage" in page.get_by_test_id("stChatMessage").first.inner_text()
+            assert page.url == saved_url
+
+            sidebar = page.get_by_test_id("stSidebar")
+            sidebar.get_by_test_id("stMultiSelect").first.click()
+            page.keyboard.type("travel-expenses")
+            page.keyboard.press("Enter")
+            page.get_by_text("Ask in:").first.wait_for(timeout=30_000)
+            page.keyboard.press("Escape")
+            box = page.get_by_test_id("stChatInputTextArea")
+            box.fill("What is the storage outage duration?")
+            box.press("Enter")
+            page.get_by_test_id("stChatMessage").nth(3).wait_for(timeout=120_000)
+            page.get_by_text("Sources").nth(1).wait_for(timeout=180_000)
+            answer = page.get_by_test_id("stChatMessage").nth(3)
+            labels = [e.inner_text() for e in answer.get_by_test_id("stExpander").all()]
+            page.screenshot(path=str(ARTIFACTS / "page-scoped.png"), full_page=True)
+            assert labels and all("travel-expenses.docx" in label for label in labels), labels
+        finally:
+            browser.close()
