@@ -150,6 +150,7 @@ def answer_extras(answer: Answer) -> dict[str, Any]:
     return {
         "sources": [source_dict(s) for s in answer.sources],
         "found": answer.found,
+        "search_query": answer.search_query,
         "language": answer.language,
         "answerability": answer.answerability,
         "invalid_citations": answer.invalid_citations,

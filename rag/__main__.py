@@ -147,6 +147,8 @@ def chat(answerer: Answerer, scope: Scope | None = None) -> int:
             print(piece, end="", flush=True)
         print()
         assert stream.answer is not None
+        if stream.answer.search_query:
+            print(f"(searched as: {stream.answer.search_query})")
         print_sources(stream.answer)
         history.append(Turn(question, stream.answer.text))
 

@@ -17,6 +17,7 @@ from typing import Protocol
 from rag.activity import Cancellation, ModelActivity, cancelled
 from rag.citations import Citation, check_citations
 from rag.errors import SourcierError
+from rag.followup import concatenated_query, standalone_question
 from rag.llm import Prompt
 from rag.packing import PackedPrompt, Passage, Prompting, Turn, build_messages, pack_prompt
 from rag.quotes import NONE_MARK, Mismatch, Quote, QuotedDisplay, answer_grammar, answer_mismatches, parse_quoted
@@ -92,6 +93,7 @@ class Timings:
     first_token_ms: float | None = None
     answer_start_ms: float | None = None  # quoted style: the first word of the short answer, after the quote
     quote_pieces: int = 0  # quoted style: tokens the quote took before the answer
+    rewrite_ms: float | None = None  # a follow-up rewritten to stand on its own before the search
     generation_s: float = 0.0
     prompt_tokens: int = 0
     answer_pieces: int = 0
@@ -120,6 +122,7 @@ class Answer:
     cancelled: bool = False  # generation was stopped before the model finished (the client went away)
     quote: Quote | None = None  # quoted style: the passage's sentence the answer rests on
     warnings: list[Mismatch] = field(default_factory=list)  # why the answer may not match its quote
+    search_query: str | None = None  # the follow-up as the model rewrote it to stand on its own, when it did
 
     @property
     def display_text(self) -> str:
@@ -229,8 +232,8 @@ class Answerer:
         question = clean_question(question)
         language = detect_language(question)
         timings = Timings()
+        query, rewritten = self._search_query(question, history, cancel, timings)
         t0 = time.perf_counter()
-        query = question if not history else f"{history[-1].question} {question}"
         # Retrieval (query embedding, cross-encoder) and generation share the same cores: a local model
         # lets one of them run at a time, so a question being reranked never slows an answer being written.
         with self.llm.activity.hold(cancel, on_wait) as turn:
@@ -238,7 +241,7 @@ class Answerer:
             passages = self.retriever.search(query, self.settings.retrieval.k, scope) if turn is not None else []
         timings.retrieval_ms = (time.perf_counter() - t0) * 1000 - timings.queue_ms
         if turn is None or not self._relevant(passages):
-            return self._not_found(question, language, passages, timings, cancelled=turn is None)
+            return self._not_found(question, language, passages, timings, cancelled=turn is None, rewritten=rewritten)
         style = self.settings.llm.answer_style
         system = system_prompt(self.settings.llm.system_prompt, language, style)
         packed = pack_prompt(
@@ -282,6 +285,7 @@ class Answerer:
             if score is not None and score < self.settings.llm.min_answerability:
                 answer = declined(question, language, packed.passages, timings)
                 answer.answerability = score
+                answer.search_query = rewritten
                 return answer
             if style == "quoted":
                 answer = self._finish_quoted(question, language, "".join(raw), packed, timings)
@@ -289,9 +293,24 @@ class Answerer:
                 answer = self._finish(question, language, text, packed.passages, packed.dropped_passages, timings)
             answer.answerability = score
             answer.cancelled = cancelled(cancel)
+            answer.search_query = rewritten
             return answer
 
         return AnswerStream(pieces(), finish)
+
+    def _search_query(
+        self, question: str, history: Sequence[Turn], cancel: Cancellation | None, timings: Timings
+    ) -> tuple[str, str | None]:
+        """What the question is searched as, and the rewritten follow-up when the model wrote one
+        (``llm.rewrite_followups``); without it, a follow-up is searched after the previous question."""
+        if not history:
+            return question, None
+        if not self.settings.llm.rewrite_followups:
+            return concatenated_query(history, question), None
+        t0 = time.perf_counter()
+        rewritten = standalone_question(self.llm, history, question, self.settings.llm, cancel)
+        timings.rewrite_ms = (time.perf_counter() - t0) * 1000
+        return rewritten, rewritten
 
     def _generate(
         self, prompt: Prompt, grammar: str | None, cancel: Cancellation | None, timings: Timings, busy: float
@@ -356,10 +375,17 @@ class Answerer:
         return relevance is None or relevance >= r.min_rerank_score
 
     def _not_found(
-        self, question: str, language: str, passages: list[Passage], timings: Timings, cancelled: bool = False
+        self,
+        question: str,
+        language: str,
+        passages: list[Passage],
+        timings: Timings,
+        cancelled: bool = False,
+        rewritten: str | None = None,
     ) -> AnswerStream:
         answer = declined(question, language, passages, timings)
         answer.cancelled = cancelled  # cancelled while waiting for its turn: nothing was searched
+        answer.search_query = rewritten
 
         def finish(_: str) -> Answer:
             return answer

@@ -376,6 +376,11 @@ class LLMSettings(_Group):
         "declined per set; python -m evaluation prints the sweep for any model).",
     )
     history_turns: int = Field(4, ge=0, description="Earlier question/answer turns kept in a conversation.")
+    rewrite_followups: bool = Field(
+        False,
+        description="Search a follow-up ('and in Berlin?') as the standalone question the model rewrites it "
+        "into (a few dozen tokens, shown under the answer); off: searched after the previous question.",
+    )
     extra_models: int = Field(
         1,
         ge=0,

@@ -256,6 +256,8 @@ def show_answer(service: Service, answer: Answer, lang: str, streamed: bool, tur
     for warning in answer.warnings:
         why = tr(lang, f"mismatch_{warning.kind}", value=warning.value)
         st.warning(tr(lang, "may_not_match", why=why), icon=":material/warning:")
+    if answer.search_query:
+        st.caption(tr(lang, "searched_as", query=plain(answer.search_query)))
     t = answer.timings
     if answer.found and t.first_token_ms is not None:
         st.caption(tr(lang, "timings", **describe_timings(t)))

@@ -169,3 +169,43 @@ def test_instructions_inside_a_document_stay_data_in_the_users_turn(settings, co
     # <|user|> 3, <|assistant|> 4): only the template's own turns remain
     assert "<\u200b|assistant|>" in prompt.text
     assert (prompt.tokens.count(2), prompt.tokens.count(3), prompt.tokens.count(4)) == (2, 1, 1)
+
+
+def test_a_follow_up_is_searched_as_the_standalone_question_the_model_writes(settings, corpus):
+    from rag.packing import Turn
+    from rag.retrieval import Retriever
+    from tests.fakes import FakeEmbedder, FakeLLM, fake_ingestor
+
+    fake_ingestor(settings)[0].run([corpus])
+    settings.retrieval.min_similarity = 0.0
+    settings.llm.rewrite_followups = True
+    searched = []
+    retriever = Retriever(fake_ingestor(settings)[0].store, FakeEmbedder(), settings)
+    real_search = retriever.search
+    retriever.search = lambda q, k=None, scope=None: searched.append(q) or real_search(q, k, scope)
+    llm = FakeLLM(["Rewritten question: What is the hotel cap per night in Berlin?", "150 euros [1]."])
+    history = [Turn("What is the hotel cap per night in Paris?", "170 euros [1].")]
+    answer = Answerer(settings, retriever, llm).answer("And in Berlin?", history)
+    assert searched == ["What is the hotel cap per night in Berlin?"]
+    assert answer.search_query == "What is the hotel cap per night in Berlin?"
+    assert answer.timings.rewrite_ms is not None
+    rewrite_prompt = str(llm.prompts[0])
+    assert "hotel cap per night in Paris" in rewrite_prompt and "And in Berlin?" in rewrite_prompt
+    settings.llm.rewrite_followups = False  # off: the previous question, then the new one
+    searched.clear()
+    llm = FakeLLM(["150 euros [1]."])
+    answer = Answerer(settings, retriever, llm).answer("And in Berlin?", history)
+    assert searched == ["What is the hotel cap per night in Paris? And in Berlin?"] and answer.search_query is None
+
+
+def test_an_unusable_rewrite_falls_back_to_the_previous_question_and_the_new_one():
+    from rag.followup import standalone_question
+    from rag.packing import Turn
+    from rag.settings import Settings
+    from tests.fakes import FakeLLM
+
+    history = [Turn("Who coordinated the bird survey?", "Tomas Keller.")]
+    for reply in ["", "   \n  ", "word " * 200]:
+        got = standalone_question(FakeLLM([reply or " "]), history, "When?", Settings().llm)
+        assert got == "Who coordinated the bird survey? When?"
+    assert standalone_question(FakeLLM([]), [], "When?", Settings().llm) == "When?"  # no history: no model call
