@@ -75,8 +75,9 @@ def run(out: Path | None) -> dict[str, Any]:
     for item in load_set():
         history = [Turn(t["question"], t["answer"]) for t in item["history"]]
         question, evidence = item["question"], item["evidence"][0]
+        language = detect_language(question)
         t0 = time.perf_counter()
-        rewritten = standalone_question(llm, history, question, settings.llm)
+        rewritten = standalone_question(llm, history, question, settings.llm, language=language)
         rewrite_s = time.perf_counter() - t0
         queries = {"concatenated": concatenated_query(history, question), "alone": question, "rewritten": rewritten}
         ranks = {mode: found(retriever.search(q, k), evidence) for mode, q in queries.items()}
@@ -84,6 +85,7 @@ def run(out: Path | None) -> dict[str, Any]:
             {
                 "question": question,
                 "language": detect_language(history[-1].question + " " + question),
+                "used_rewrite": rewritten != concatenated_query(history, question),
                 "rewritten": rewritten,
                 "rewrite_s": round(rewrite_s, 2),
                 "ranks": ranks,

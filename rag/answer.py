@@ -232,7 +232,7 @@ class Answerer:
         question = clean_question(question)
         language = detect_language(question)
         timings = Timings()
-        query, rewritten = self._search_query(question, history, cancel, timings)
+        query, rewritten = self._search_query(question, history, cancel, timings, language)
         t0 = time.perf_counter()
         # Retrieval (query embedding, cross-encoder) and generation share the same cores: a local model
         # lets one of them run at a time, so a question being reranked never slows an answer being written.
@@ -299,7 +299,7 @@ class Answerer:
         return AnswerStream(pieces(), finish)
 
     def _search_query(
-        self, question: str, history: Sequence[Turn], cancel: Cancellation | None, timings: Timings
+        self, question: str, history: Sequence[Turn], cancel: Cancellation | None, timings: Timings, language: str
     ) -> tuple[str, str | None]:
         """What the question is searched as, and the rewritten follow-up when the model wrote one
         (``llm.rewrite_followups``); without it, a follow-up is searched after the previous question."""
@@ -308,9 +308,9 @@ class Answerer:
         if not self.settings.llm.rewrite_followups:
             return concatenated_query(history, question), None
         t0 = time.perf_counter()
-        rewritten = standalone_question(self.llm, history, question, self.settings.llm, cancel)
+        rewritten = standalone_question(self.llm, history, question, self.settings.llm, cancel, language)
         timings.rewrite_ms = (time.perf_counter() - t0) * 1000
-        return rewritten, rewritten
+        return rewritten, (rewritten if rewritten != concatenated_query(history, question) else None)
 
     def _generate(
         self, prompt: Prompt, grammar: str | None, cancel: Cancellation | None, timings: Timings, busy: float
