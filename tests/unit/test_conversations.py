@@ -105,3 +105,17 @@ def page_at(service, conversation_id):  # noqa: F811
     at.session_state["language"] = "en"
     at.query_params["c"] = conversation_id
     return at.run()
+
+
+def test_the_sidebar_renames_exports_and_deletes_the_conversation_shown(service):  # noqa: F811
+    service.replies.append("The outage lasted 47 minutes [1].")
+    at = ask(page(service), QUESTION)
+    [saved] = service.conversations.list()
+    at = page_at(service, saved.id)
+    [export] = [b for b in at.sidebar.get("download_button") if "Markdown" in str(b.proto.label)]
+    assert export.proto.label == "Export as Markdown"
+    at.sidebar.text_input(key=f"title-{saved.id}").set_value("Storage outage, March").run()
+    assert service.conversations.get(saved.id).info.title == "Storage outage, March"
+    at.sidebar.button(key=f"del-{saved.id}").click().run()
+    assert not at.exception
+    assert service.conversations.list() == [] and not at.chat_message  # gone, and the page starts afresh
