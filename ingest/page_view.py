@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,35 +53,41 @@ def render_page(path: Path, kind: str, number: int, passage: str | None, dpi: in
 
 
 class PageCache:
-    """Rendered pages in a folder (at most ``max_files``, the oldest removed first)."""
+    """Rendered pages in a folder (at most ``max_files``, the least recently shown removed first)."""
 
     def __init__(self, folder: Path, max_files: int = 400) -> None:
         self.folder = Path(folder)
         self.max_files = max_files
 
     def view(self, path: Path, kind: str, number: int, passage: str | None, dpi: int = DEFAULT_DPI) -> PageView:
+        """The page from the cache, or rendered (and kept) when the file changed or it was never shown."""
         try:
             st = path.stat()
         except OSError as exc:
             raise DocumentError(f"{path.name}: cannot read file: {exc.strerror or exc}") from None
-        key = hashlib.sha256(
-            "\x00".join([str(path), str(st.st_size), str(st.st_mtime_ns), str(number), passage or "", str(dpi)]).encode(
-                "utf-8", "surrogatepass"
-            )
-        ).hexdigest()[:40]
+        parts = [str(path), str(st.st_size), str(st.st_mtime_ns), str(number), passage or "", str(dpi)]
+        key = hashlib.sha256("\x00".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:40]
+        cached = self._cached(key)
+        if cached is not None:
+            return cached
+        view = render_page(path, kind, number, passage, dpi)
+        self._store(self.folder / f"{key}-{view.boxes}.png", view.png)
+        return view
+
+    def _cached(self, key: str) -> PageView | None:
+        """The kept rendering of ``key`` (its use refreshes its date: the least recently shown go first)."""
+        from PIL import Image
+
         for hit in self.folder.glob(f"{key}-*.png"):
             try:
                 png = hit.read_bytes()
                 boxes = int(hit.stem.rsplit("-", 1)[1])
-            except (OSError, ValueError):
-                break
-            from PIL import Image
-
-            with Image.open(io.BytesIO(png)) as im:
-                return PageView(png, boxes, im.width, im.height)
-        view = render_page(path, kind, number, passage, dpi)
-        self._store(self.folder / f"{key}-{view.boxes}.png", view.png)
-        return view
+                os.utime(hit)
+                with Image.open(io.BytesIO(png)) as im:
+                    return PageView(png, boxes, im.width, im.height)
+            except (OSError, ValueError):  # removed meanwhile, or not ours: render again
+                return None
+        return None
 
     def _store(self, target: Path, png: bytes) -> None:
         try:
