@@ -111,7 +111,7 @@ def summarize(rows: list[dict[str, Any]], k: int) -> dict[str, Any]:
             "questions": len(chosen),
             **{
                 mode: {
-                    f"recall@{k}": round(sum(r["ranks"][mode] is not None for r in chosen) / len(chosen), 3),
+                    f"recall@{k}": round(sum(_within(r["ranks"][mode], k) for r in chosen) / len(chosen), 3),
                     "recall@1": round(sum(r["ranks"][mode] == 0 for r in chosen) / len(chosen), 3),
                 }
                 for mode in MODES
@@ -120,6 +120,10 @@ def summarize(rows: list[dict[str, Any]], k: int) -> dict[str, Any]:
     seconds = [r["rewrite_s"] for r in rows]
     summary["rewrite_seconds"] = {"median": round(statistics.median(seconds), 2), "max": round(max(seconds), 2)}
     return summary
+
+
+def _within(rank: int | None, k: int) -> bool:
+    return rank is not None and rank < k
 
 
 def print_table(report: dict[str, Any]) -> None:

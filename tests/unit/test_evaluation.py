@@ -240,3 +240,29 @@ def test_the_command_refuses_a_jsonl_set_without_its_corpus(tmp_path, capsys):
     (tmp_path / "q.jsonl").write_text("", encoding="utf-8")
     assert evaluation_main([str(tmp_path / "q.jsonl"), "--retrieval-only"]) == 2
     assert "--corpus" in capsys.readouterr().err
+
+
+def test_the_follow_up_set_holds_30_pairs_whose_evidence_is_in_the_sample_documents():
+    from evaluation.followups import load_set, summarize
+    from ingest.discover import SUPPORTED_SUFFIXES
+    from ingest.readers import read_document
+    from rag.answer import detect_language
+    from tests.conftest import SAMPLE_DATA
+
+    rows = load_set()
+    assert len(rows) == 30
+    languages = [detect_language(r["history"][0]["question"] + " " + r["question"]) for r in rows]
+    assert languages.count("en") == 17 and languages.count("fr") == 13
+    for row in rows:
+        [evidence] = row["evidence"]
+        path = SAMPLE_DATA / evidence["document"]
+        text = " ".join(p.text for p in read_document(path, SUPPORTED_SUFFIXES[path.suffix]).pages)
+        assert evidence["text"] in text, evidence
+    fake = [
+        {"language": "en", "rewrite_s": 1.0, "ranks": {"concatenated": 0, "alone": None, "rewritten": 2}},
+        {"language": "fr", "rewrite_s": 2.0, "ranks": {"concatenated": 5, "alone": 0, "rewritten": None}},
+    ]
+    summary = summarize(fake, 4)
+    assert summary["all"]["concatenated"] == {"recall@4": 0.5, "recall@1": 0.5}
+    assert summary["fr"]["alone"] == {"recall@4": 1.0, "recall@1": 1.0}
+    assert summary["rewrite_seconds"] == {"median": 1.5, "max": 2.0}
