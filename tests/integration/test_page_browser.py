@@ -203,7 +203,12 @@ def test_a_conversation_survives_a_reload_and_a_scoped_question_stays_in_its_doc
             page.get_by_test_id("stChatMessage").nth(3).wait_for(timeout=120_000)
             page.get_by_text("Sources").nth(1).wait_for(timeout=180_000)
             answer = page.get_by_test_id("stChatMessage").nth(3)
-            labels = [e.inner_text() for e in answer.get_by_test_id("stExpander").all()]
+            answer.get_by_test_id("stExpander").first.wait_for(timeout=60_000)
+            labels: list[str] = []
+            deadline = time.time() + 30  # the page may rerun once more (the URL names the conversation)
+            while not labels and time.time() < deadline:
+                labels = [e.inner_text() for e in answer.get_by_test_id("stExpander").all()]
+                time.sleep(0.5)
             page.screenshot(path=str(ARTIFACTS / "page-scoped.png"), full_page=True)
             assert labels and all("travel-expenses.docx" in label for label in labels), labels
         finally:
