@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         host = args.host or settings.server.address
         port = args.port or settings.server.api_port
         from api.server import create_app
-        from api.service import build_service
+        from service import build_service
 
         app = create_app(build_service(settings))
     except SourcierError as exc:

@@ -32,13 +32,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.runs import AnswerRun, ClientGone
-from api.service import Service, SessionChoices
 from rag.activity import Cancellation
 from rag.answer import Answer
 from rag.conversations import ConversationNotFound
 from rag.errors import IngestLockedError, LLMServerError, ModelFileError, SourcierError, StoreError
 from rag.packing import Turn
 from rag.store import DocumentInfo
+from service import Service, SessionChoices
 
 MODEL_NAME = "sourcier"
 

@@ -2,7 +2,7 @@
 
     streamlit run ui/app.py        (or: python -m ui, which applies the server settings)
 
-Display only: every action calls ``api.service`` (and through it ``rag`` and ``ingest``). Passages
+Display only: every action calls ``service`` (and through it ``rag`` and ``ingest``). Passages
 and file names from documents are always shown as plain text, never as HTML.
 """
 
@@ -13,7 +13,6 @@ from typing import Any
 
 import streamlit as st
 
-from api.service import Service, SessionChoices, build_service, describe_timings
 from ingest.discover import SUPPORTED_SUFFIXES
 from ingest.pipeline import ProgressListener
 from rag.answer import SYSTEM_PROMPT, Answer
@@ -22,7 +21,8 @@ from rag.conversations import conversation_markdown
 from rag.errors import IngestLockedError, SourcierError
 from rag.packing import Turn
 from rag.scope import Scope
-from ui.render import highlighted, plain
+from service import Service, SessionChoices, build_service
+from ui.render import describe_timings, highlighted, plain
 from ui.texts import interface_language, tr
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=&^])")
 
@@ -21,3 +22,12 @@ def highlighted(passage: str, spans: list[tuple[int, int]]) -> str:
         last = end
     out.append(plain(passage[last:]))
     return "".join(out)
+
+
+def describe_timings(timings: Any) -> dict[str, float]:
+    """The answer's timings as the page's caption shows them (milliseconds, seconds, tokens/s)."""
+    return {
+        "retrieval": timings.retrieval_ms,
+        "first": (timings.first_token_ms or 0) / 1000,
+        "tps": timings.tokens_per_s,
+    }

@@ -9,10 +9,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.server import create_app
-from api.service import Service
 from rag.answer import NOT_FOUND
 from rag.errors import SourcierError
 from rag.retrieval import Retriever
+from service import Service
 from tests.fakes import FakeEmbedder, FakeLLM, fake_ingestor
 
 
@@ -200,7 +200,7 @@ def test_the_official_openai_client_works_unchanged(client, service):
 
 
 def test_choosing_another_model_keeps_the_configured_one_loaded_for_everyone(settings, tmp_path, monkeypatch):
-    import api.service as service_module
+    import service.core as service_module
 
     loaded: list[Path | None] = []
 

@@ -14,10 +14,10 @@ import httpx
 import pytest
 
 from api.server import create_app
-from api.service import Service
 from rag.activity import Cancellation, ModelActivity
 from rag.answer import Answerer
 from rag.retrieval import Retriever
+from service import Service
 from tests.fakes import FakeEmbedder, FakeLLM, fake_ingestor
 from tests.integration.test_page_browser import free_port
 

@@ -13,10 +13,12 @@ import pytest
 from tests.conftest import REPO
 
 FORBIDDEN = {
-    "rag": {"streamlit", "ingest", "ui", "evaluation", "api", "fastapi"},
-    "ingest": {"streamlit", "ui", "evaluation", "api", "fastapi"},
-    "evaluation": {"streamlit", "ui", "api"},
+    "rag": {"streamlit", "ingest", "service", "ui", "evaluation", "api", "fastapi"},
+    "ingest": {"streamlit", "service", "ui", "evaluation", "api", "fastapi"},
+    "service": {"streamlit", "ui", "evaluation", "api", "fastapi"},  # shared by the page and the API
+    "evaluation": {"streamlit", "service", "ui", "api"},
     "api": {"streamlit", "ui", "evaluation"},
+    "ui": {"api", "fastapi", "evaluation"},
 }
 
 

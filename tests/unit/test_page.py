@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from api.service import Service
 from rag.retrieval import Retriever
 from rag.store import DocumentInfo
+from service import Service
 from tests.conftest import REPO
 from tests.fakes import FakeEmbedder, FakeLLM, fake_ingestor, sentence_holding
 from ui.render import highlighted, plain

@@ -273,11 +273,3 @@ def build_service(settings: Settings) -> Service:
     info = embedding_model_info(settings)
     retriever = LiveRetriever(settings, load_embedder(settings, info), info, load_reranker(settings))
     return Service(settings, retriever, lambda path: load_llm(settings, path))
-
-
-def describe_timings(timings: Any) -> dict[str, float]:
-    return {
-        "retrieval": timings.retrieval_ms,
-        "first": (timings.first_token_ms or 0) / 1000,
-        "tps": timings.tokens_per_s,
-    }

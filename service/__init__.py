@@ -1,0 +1,6 @@
+"""What the page and the API share between sessions and requests (see :mod:`service.core`): imported by
+``ui`` and ``api``, importing neither."""
+
+from service.core import Service, SessionChoices, available_memory, build_service
+
+__all__ = ["Service", "SessionChoices", "available_memory", "build_service"]
