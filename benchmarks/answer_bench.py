@@ -34,6 +34,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from evaluation.metrics import percentile  # noqa: E402  (one percentile for every figure)
+
 EVAL = ROOT.parent / "shared" / "eval"
 QUESTIONS = [
     "How long did the storage outage last?",
@@ -41,11 +43,6 @@ QUESTIONS = [
     "Combien de jours par semaine peut-on télétravailler ?",
     "How many species were recorded in the bird survey?",
 ]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 def passage_texts() -> list[str]:
@@ -111,15 +108,15 @@ def retrieval_latency(sizes: list[int], n_queries: int = 50) -> list[dict]:
                     t = time.perf_counter()
                     retriever.search(q)
                     times.append((time.perf_counter() - t) * 1000)
-                row[f"{mode}_p50_ms"] = round(percentile(times, 0.5), 1)
-                row[f"{mode}_p95_ms"] = round(percentile(times, 0.95), 1)
+                row[f"{mode}_p50_ms"] = round(percentile(times, 50), 1)
+                row[f"{mode}_p95_ms"] = round(percentile(times, 95), 1)
             vectors = [embedder.embed_query(q) for q in queries]
             raw = []
             for v in vectors:
                 t = time.perf_counter()
                 store.collection.query(query_embeddings=[v], n_results=settings.retrieval.candidates)
                 raw.append((time.perf_counter() - t) * 1000)
-            row["raw_chroma_query_p50_ms"] = round(percentile(raw, 0.5), 1)
+            row["raw_chroma_query_p50_ms"] = round(percentile(raw, 50), 1)
             rows.append(row)
             print(json.dumps(row), flush=True)
     return rows
@@ -271,10 +268,10 @@ def rerank_latency(rounds: int, batch: int = 20) -> dict:
         "batches": rounds,
         "pairs_per_batch": batch,
         "padded_tokens_per_pair": round(statistics.mean(lengths)),
-        "rerank_p50_ms": round(percentile(ours, 0.5), 1),
-        "rerank_p95_ms": round(percentile(ours, 0.95), 1),
-        "raw_onnxruntime_p50_ms": round(percentile(raw, 0.5), 1),
-        "ratio_raw_over_ours_p50": round(percentile(raw, 0.5) / percentile(ours, 0.5), 3),
+        "rerank_p50_ms": round(percentile(ours, 50), 1),
+        "rerank_p95_ms": round(percentile(ours, 95), 1),
+        "raw_onnxruntime_p50_ms": round(percentile(raw, 50), 1),
+        "ratio_raw_over_ours_p50": round(percentile(raw, 50) / percentile(ours, 50), 3),
     }
     print(json.dumps(result), flush=True)
     return result

@@ -20,10 +20,7 @@ import argparse
 import json
 import os
 import random
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,43 +28,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from evaluation.metrics import percentile  # noqa: E402  (one percentile for every figure)
+from tests.processes import free_port, start, stop, wait_for  # noqa: E402  (shared with the server tests)
+
 BIN = Path(sys.executable).parent
 QUESTION = "What is the hotel cap per night in Paris?"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # fmt: skip
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-
-
-def wait_for(url: str, seconds: float = 180) -> None:
-    import httpx
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(url, timeout=2, trust_env=False)
-            return
-        except httpx.TransportError:
-            time.sleep(0.3)
-    raise SystemExit(f"{url} did not come up")
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 def timed(fn, n: int) -> list[float]:
@@ -119,12 +84,14 @@ def bench_store(store_dir: Path, chroma_port: int, queries: int) -> None:
         retriever.search(probes[0])  # builds the BM25 index once
         hybrid = timed(lambda i, r=retriever: r.search(probes[i]), queries)
         rows.append((name, ours, raw, hybrid))
+        p50 = {label: percentile(times, 50) for label, times in (("ours", ours), ("raw", raw), ("hybrid", hybrid))}
+        p95 = {label: percentile(times, 95) for label, times in (("ours", ours), ("raw", raw), ("hybrid", hybrid))}
         print(
-            f"   {name:9} Store.nearest p50 {pct(ours, 0.5):6.2f} ms p95 {pct(ours, 0.95):6.2f} | raw query p50 "
-            f"{pct(raw, 0.5):6.2f} ms p95 {pct(raw, 0.95):6.2f} | ours/raw p50 {pct(ours, 0.5) / pct(raw, 0.5):.3f} | "
-            f"hybrid search p50 {pct(hybrid, 0.5):6.2f} ms p95 {pct(hybrid, 0.95):6.2f}"
+            f"   {name:9} Store.nearest p50 {p50['ours']:6.2f} ms p95 {p95['ours']:6.2f} | raw query p50 "
+            f"{p50['raw']:6.2f} ms p95 {p95['raw']:6.2f} | ours/raw p50 {p50['ours'] / p50['raw']:.3f} | "
+            f"hybrid search p50 {p50['hybrid']:6.2f} ms p95 {p95['hybrid']:6.2f}"
         )
-    print(f"   server/embedded hybrid p50: {pct(rows[1][3], 0.5) / pct(rows[0][3], 0.5):.2f}")
+    print(f"   server/embedded hybrid p50: {percentile(rows[1][3], 50) / percentile(rows[0][3], 50):.2f}")
 
 
 def raw_stream(url: str, body: dict) -> tuple[float, int, float]:
@@ -198,9 +165,9 @@ def bench_api(chroma_port: int, llm_url: str, runs: int) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCIER_")}
     env |= {"SOURCIER_LLM__BACKEND": "server", "SOURCIER_LLM__SERVER_URL": llm_url}
     port = free_port()
-    proc = start([sys.executable, "-m", "rag", "serve", "--port", str(port)], env=env)
+    proc = start([sys.executable, "-m", "rag", "serve", "--port", str(port)], env=env, keep_stderr=False)
     try:
-        wait_for(f"http://127.0.0.1:{port}/health")
+        wait_for(f"http://127.0.0.1:{port}/health", proc, seconds=180)
         settings = Settings()
         settings.llm.backend, settings.llm.server_url = "server", llm_url
         answerer = build_answerer(settings)
@@ -247,13 +214,13 @@ def main() -> None:
     chroma_port, llm_port = free_port(), free_port()
     with tempfile.TemporaryDirectory() as tmp:
         chroma = start([str(BIN / "chroma"), "run", "--path", f"{tmp}/db", "--host", "127.0.0.1",
-                        "--port", str(chroma_port)])  # fmt: skip
+                        "--port", str(chroma_port)], keep_stderr=False)  # fmt: skip
         llm = start([sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
                      "--port", str(llm_port), "--n_ctx", "4096", "--n_threads", "2",
-                     "--n_threads_batch", "2"])  # fmt: skip
+                     "--n_threads_batch", "2"], keep_stderr=False)  # fmt: skip
         try:
-            wait_for(f"http://127.0.0.1:{chroma_port}/api/v2/heartbeat")
-            wait_for(f"http://127.0.0.1:{llm_port}/v1/models")
+            wait_for(f"http://127.0.0.1:{chroma_port}/api/v2/heartbeat", chroma, seconds=180)
+            wait_for(f"http://127.0.0.1:{llm_port}/v1/models", llm, seconds=180)
             llm_url = f"http://127.0.0.1:{llm_port}/v1"
             bench_store(args.store, chroma_port, args.queries)
             bench_llm(llm_url, args.runs, args.max_tokens)

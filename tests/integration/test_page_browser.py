@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,16 +19,11 @@ import pytest
 
 from tests.conftest import REPO, SAMPLE_DATA
 from tests.integration.test_real_ingest import cli, smollm_path
+from tests.processes import free_port, stop
 
 pytestmark = pytest.mark.integration
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "artifacts"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def page_env(docs: Path, store: Path, port: int, base: dict[str, str] | None = None) -> dict[str, str]:
@@ -61,17 +54,8 @@ def start_page(home: Path, env: dict[str, str]) -> tuple[str, subprocess.Popen]:
                     return url, proc
         except OSError:
             time.sleep(0.5)
-    stop_page(proc)
+    stop(proc, grace_s=20)
     pytest.fail("the page did not start: " + (home / "streamlit.log").read_text())
-
-
-def stop_page(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=20)
 
 
 def launch_chromium(p):
@@ -103,7 +87,7 @@ def page_server(tmp_path_factory):
     try:
         yield url, docs, proc
     finally:
-        stop_page(proc)
+        stop(proc, grace_s=20)
 
 
 def test_the_page_listens_on_loopback_only(page_server):

@@ -9,7 +9,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -21,46 +20,13 @@ import httpx
 import pytest
 
 from rag.settings import Settings
-from tests.conftest import REPO, SAMPLE_DATA, make_settings
+from tests.conftest import SAMPLE_DATA, make_settings
 from tests.fakes import fake_ingestor, store_snapshot
-from tests.integration.test_page_browser import free_port
 from tests.integration.test_real_ingest import cli
+from tests.processes import free_port, start, stop, wait_for
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
-
-
-def start(cmd: list[str], env: dict[str, str] | None = None, cwd: Path = REPO) -> subprocess.Popen:
-    return subprocess.Popen(
-        cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-    )
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """Stop a server and its children by process (group) id."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    if proc.stderr:
-        proc.stderr.close()
-
-
-def wait_for(url: str, proc: subprocess.Popen, seconds: float = 120, headers: dict[str, str] | None = None) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited with {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")
-        try:
-            if httpx.get(url, timeout=2, headers=headers, trust_env=False).status_code < 500:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"{url} did not come up in {seconds} s")
 
 
 @pytest.fixture(scope="module")
@@ -296,7 +262,6 @@ def test_the_page_answers_over_both_servers_in_a_real_browser(ingested):
         ask_in_browser,
         launch_chromium,
         start_page,
-        stop_page,
     )
 
     if not CHROMIUM.exists():
@@ -316,7 +281,7 @@ def test_the_page_answers_over_both_servers_in_a_real_browser(ingested):
             finally:
                 browser.close()
     finally:
-        stop_page(proc)
+        stop(proc, grace_s=20)
 
 
 def test_replicas_read_the_ingests_keyword_index_beside_a_chroma_server(chroma_port, tmp_path):
