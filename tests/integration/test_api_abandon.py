@@ -21,9 +21,9 @@ import httpx
 import pytest
 
 from tests.conftest import SAMPLE_DATA
-from tests.integration.test_page_browser import free_port
 from tests.integration.test_real_ingest import cli, smollm_path
 from tests.integration.test_servers import llama_cpp_server, start, stop, wait_for
+from tests.processes import free_port
 
 pytestmark = pytest.mark.integration
 

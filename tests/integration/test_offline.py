@@ -21,13 +21,12 @@ import pytest
 from tests.conftest import REPO, SAMPLE_DATA
 from tests.integration.test_page_browser import (
     ask_in_browser,
-    free_port,
     launch_chromium,
     page_env,
     start_page,
-    stop_page,
 )
 from tests.netguard import guard_env
+from tests.processes import free_port, stop
 
 pytestmark = pytest.mark.integration
 
@@ -76,7 +75,7 @@ def test_the_whole_journey_makes_no_connection_out(tmp_path):
             finally:
                 browser.close()
     finally:
-        stop_page(proc)
+        stop(proc, grace_s=20)
     seen = attempts(log)
     assert not seen, "connections out: " + "; ".join(f"{a['by']} -> {a['target']} ({a['argv']})" for a in seen)
 
@@ -123,7 +122,7 @@ def test_streamlit_left_to_its_defaults_would_connect_out_and_our_settings_stop_
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).close()
             time.sleep(0.5)
     finally:
-        stop_page(proc)
+        stop(proc, grace_s=20)
     seen = attempts(log)
     # seen here: a UDP "connect" to 8.8.8.8 (streamlit, to find its own address) and a lookup of
     # checkip.amazonaws.com (requests, called by streamlit to print an external URL)

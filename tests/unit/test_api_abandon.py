@@ -19,7 +19,7 @@ from rag.answer import Answerer
 from rag.retrieval import Retriever
 from service import Service
 from tests.fakes import FakeEmbedder, FakeLLM, fake_ingestor
-from tests.integration.test_page_browser import free_port
+from tests.processes import free_port
 
 LONG = " ".join(f"word{i}" for i in range(400))  # 400 pieces x 20 ms: 8 s of answer
 QUESTION = "How long did the storage outage last? outage minutes"
