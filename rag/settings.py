@@ -276,10 +276,12 @@ class RetrievalSettings(_Group):
 
 
 class LLMSettings(_Group):
-    backend: Literal["local", "server"] = Field(
+    backend: str = Field(
         "local",
+        min_length=1,
         description="'local': the GGUF runs in this process (llama-cpp-python); 'server': an OpenAI-compatible "
-        "chat endpoint (llama.cpp's llama-server, python -m llama_cpp.server, vLLM, Ollama) at llm.server_url.",
+        "chat endpoint (llama.cpp's llama-server, python -m llama_cpp.server, vLLM, Ollama) at llm.server_url; "
+        "or the name of a backend registered with rag.llm.register_backend.",
     )
     server_url: str = Field(
         "http://127.0.0.1:8080/v1",

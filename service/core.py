@@ -19,9 +19,10 @@ from ingest.discover import SUPPORTED_SUFFIXES
 from ingest.page_view import PAGE_KINDS, PageCache, PageView
 from ingest.pipeline import IngestReport, ProgressListener, document_path, ingest_paths
 from ingest.uploads import SavedUpload, remove_document, save_upload
-from rag.answer import Answer, Answerer, Generator, Searcher
+from rag.answer import Answer, Answerer, Searcher
 from rag.conversations import ConversationStore
 from rag.errors import SourcierError
+from rag.llm.base import ChatModel
 from rag.packing import Passage
 from rag.scope import Scope, resolve_scope
 from rag.settings import Settings
@@ -44,12 +45,12 @@ class Service:
         self,
         settings: Settings,
         retriever: Searcher,
-        load_model: Callable[[Path | None], Generator],
+        load_model: Callable[[Path | None], ChatModel],
     ) -> None:
         self.settings = settings
         self.retriever = retriever
         self._load_model = load_model
-        self._models: OrderedDict[Path | None, Generator] = OrderedDict()  # least recently used first
+        self._models: OrderedDict[Path | None, ChatModel] = OrderedDict()  # least recently used first
         self._model_lock = threading.Lock()
         self._documents: tuple[str, list[DocumentInfo]] | None = None  # (store version, its documents)
         self._documents_lock = threading.Lock()
@@ -61,7 +62,7 @@ class Service:
         s = self.settings
         return SessionChoices(s.retrieval.k, s.llm.temperature, s.llm.max_tokens, s.llm.system_prompt, None)
 
-    def model(self, path: Path | None = None) -> Generator:
+    def model(self, path: Path | None = None) -> ChatModel:
         """The model of that file (the configured one when None), loaded once and shared.
 
         Choosing another file does not unload the configured model for everyone: up to ``llm.extra_models``

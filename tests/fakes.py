@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from rag.embedding import EmbeddingModelInfo
+from rag.llm.base import ChatModel
 
 _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
@@ -125,21 +126,30 @@ class CharTokenizer:
         return EOS
 
 
-class FakeLLM:
+class FakeLLM(ChatModel):
     """Queued replies, streamed word by word; records the prompts it was given (like llm's MockModel)."""
 
     def __init__(self, replies: list[str], n_ctx: int = 4096, piece_delay: float = 0.0) -> None:
         from rag.activity import ModelActivity
         from rag.llm import ChatPrompter
+        from rag.settings import Settings
 
+        self.settings = Settings()
         self.activity = ModelActivity(exclusive=True)
         self.piece_delay = piece_delay  # seconds per piece, for tests of slow answers
         self.replies = list(replies)
         self.prompts = []
         self.decodings = []
         self.grammars = []
-        self.n_ctx = n_ctx
+        self._n_ctx = n_ctx
         self.prompter = ChatPrompter(CharTokenizer(), WITHOUT_BOS, "test", add_bos=False)
+
+    @property
+    def n_ctx(self) -> int:
+        return self._n_ctx
+
+    def describe(self) -> str:
+        return "the fake model"
 
     answerable = 1.0  # what answerability() reports; tests set it lower to see a decline
 

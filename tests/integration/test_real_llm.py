@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.llm import load_llm
+from rag.llm import ChatModel, LocalLLM, load_llm
 from rag.settings import Settings
 from tests.integration.test_real_ingest import cli, smollm_path
 
@@ -37,6 +37,14 @@ def test_prompt_is_the_models_own_template_tokenized_once(smollm):
 def test_generation_streams_text(smollm):
     pieces = list(smollm.stream(smollm.prompter.render(MESSAGES)))
     assert len(pieces) > 1 and "".join(pieces).strip()
+
+
+def test_the_local_backend_speaks_the_same_interface_as_the_others(smollm):
+    assert isinstance(smollm, LocalLLM) and isinstance(smollm, ChatModel)
+    assert smollm.describe() == f"the model {smollm_path().name}" and smollm.model_path == smollm_path()
+    question = [*MESSAGES[:1], {"role": "user", "content": "Is Paris in France? Answer yes or no."}]
+    score = smollm.answerability(smollm.prompter.render(question))
+    assert score is not None and 0.0 <= score <= 1.0
 
 
 def test_settings_reach_the_model(smollm):
@@ -83,7 +91,7 @@ def test_template_tokens_inside_a_message_are_defused(smollm):
 
 
 def test_a_cancelled_generation_stops_inside_a_long_prompt_and_leaves_the_model_sound(smollm):
-    """llama.cpp's abort callback (rag.llama_internals) stops a decode in the middle: a client that leaves
+    """llama.cpp's abort callback (rag.llm.llama_internals) stops a decode in the middle: a client that leaves
     during a long prompt frees the model within a fraction of a second, and the next answer is unharmed."""
     import threading
     import time

@@ -14,10 +14,10 @@ import time
 import httpx
 import pytest
 
-from rag import llm_server
 from rag.answer import NOT_FOUND, Answerer
 from rag.errors import LLMServerError
-from rag.llm_server import RemoteLLM, ServerPrompter, connect_llm_server
+from rag.llm import server as llm_server
+from rag.llm.server import RemoteLLM, ServerPrompter, connect_llm_server
 from rag.packing import Passage, pack_prompt
 from rag.retrieval import Retriever
 from tests.fakes import FakeEmbedder, fake_ingestor

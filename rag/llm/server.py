@@ -25,7 +25,7 @@ from typing import Any
 
 from rag.activity import Cancellation, ModelActivity, cancelled
 from rag.errors import LLMServerError
-from rag.llm import ZERO_WIDTH_SPACE, Prompt, decoding_kwargs
+from rag.llm.base import ZERO_WIDTH_SPACE, ChatModel, Prompt, decoding_kwargs
 from rag.settings import LLMSettings, Settings
 
 MESSAGE_OVERHEAD = 8  # role markers and separators a template adds around each message
@@ -60,7 +60,7 @@ class ServerPrompter:
         return _CONTROL.sub(lambda m: m.group(0)[0] + ZERO_WIDTH_SPACE + m.group(0)[1:], text)
 
 
-class RemoteLLM:
+class RemoteLLM(ChatModel):
     """The model behind an OpenAI-compatible ``/chat/completions`` endpoint."""
 
     def __init__(self, settings: Settings, model: str, client: Any) -> None:
@@ -69,11 +69,13 @@ class RemoteLLM:
         self.client = client  # an httpx.Client (tests pass one over a fake transport)
         self.url = settings.llm.server_url.rstrip("/")
         self.prompter = ServerPrompter(settings.llm.server_bytes_per_token)
-        self.n_ctx = settings.llm.n_ctx
-        self.model_path = None
         self.last_prompt: Prompt | None = None
         self.activity = ModelActivity(exclusive=False)  # the server schedules its own requests
         self._logprobs = True  # turned off if the server refuses them
+
+    @property
+    def n_ctx(self) -> int:
+        return self.settings.llm.n_ctx  # the server's own context size, as configured
 
     def describe(self) -> str:
         return f"the LLM server {self.url} (model {self.model or 'default'})"

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from rag.activity import Cancellation, ModelActivity, cancelled
 from rag.errors import ModelFileError, SourcierError
-from rag.llama_internals import install_abort_check, is_abort, last_logits
+from rag.llm.base import ZERO_WIDTH_SPACE, ChatModel, Prompt
+from rag.llm.llama_internals import install_abort_check, is_abort, last_logits
 from rag.settings import LLMSettings, Settings
 
 TEMPLATE_KEY = "tokenizer.chat_template"
@@ -36,29 +36,6 @@ class Tokenizing(Protocol):
     def token_bos(self) -> int: ...
 
     def token_eos(self) -> int: ...
-
-
-ZERO_WIDTH_SPACE = "\u200b"
-
-
-@dataclass(frozen=True)
-class Prompt:
-    """A rendered chat prompt: its text (for display and logs) and the exact tokens the model gets.
-
-    A prompt for an LLM server has no tokens (the server applies its own template): it carries the
-    messages and an estimate of their size instead.
-    """
-
-    text: str
-    tokens: list[int]
-    stop: list[str]
-    messages: list[dict[str, str]] = field(default_factory=list)
-    estimated_tokens: int = 0
-
-    @property
-    def size(self) -> int:
-        """Tokens the prompt takes in the context window (exact for a local model, estimated for a server)."""
-        return len(self.tokens) if self.tokens else self.estimated_tokens
 
 
 class ChatPrompter:
@@ -114,18 +91,6 @@ class ChatPrompter:
         return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
 
-def decoding_kwargs(s: LLMSettings) -> dict[str, Any]:
-    """Decoding settings as generation arguments (the same names for llama-cpp-python and LLM servers)."""
-    return {
-        "temperature": s.temperature,
-        "top_k": s.top_k,
-        "top_p": s.top_p,
-        "min_p": s.min_p,
-        "repeat_penalty": s.repeat_penalty,
-        "seed": s.seed,
-    }
-
-
 def compile_grammar(grammar: str) -> Any:
     """A GBNF grammar ready for llama-cpp-python's sampler; a grammar it cannot parse is our bug, said clearly."""
     from llama_cpp import LlamaGrammar
@@ -158,7 +123,7 @@ def model_wants_bos(metadata: dict[str, str]) -> bool:
     return str(metadata.get("tokenizer.ggml.add_bos_token", "true")).lower() == "true"
 
 
-class LocalLLM:
+class LocalLLM(ChatModel):
     """A loaded GGUF model with its chat prompter and the decoding settings.
 
     The model has one context, shared by every page session and API request: ``activity`` lets one
@@ -181,9 +146,8 @@ class LocalLLM:
     def n_ctx(self) -> int:
         return int(self.llama.n_ctx())
 
-    def sampling_kwargs(self, decoding: LLMSettings | None = None) -> dict[str, Any]:
-        """The decoding settings (the model's own, or a session's), as llama-cpp-python's arguments."""
-        return decoding_kwargs(decoding or self.settings.llm)
+    def describe(self) -> str:
+        return f"the model {self.model_path.name}"
 
     def stream(
         self,
@@ -265,13 +229,9 @@ class LocalLLM:
         return {self.llama.tokenize(w.encode("utf-8"), add_bos=False, special=False)[0] for w in words}
 
 
-def load_llm(settings: Settings, model_path: Path | None = None) -> Any:
-    """The configured model: the GGUF loaded in this process (imports llama_cpp; heavy: call once and
-    share), or, with ``llm.backend = "server"``, a checked connection to the LLM server."""
-    if settings.llm.backend == "server":
-        from rag.llm_server import connect_llm_server
-
-        return connect_llm_server(settings)
+def load_local(settings: Settings, model_path: Path | None = None) -> LocalLLM:
+    """The GGUF (``model_path``, else the configured or packaged one) loaded in this process, with its own
+    chat template. Imports llama_cpp; heavy: call once and share."""
     from rag.models import resolve_model_path
 
     path = model_path or resolve_model_path(settings)
