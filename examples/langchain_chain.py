@@ -34,7 +34,7 @@ PROMPT = ChatPromptTemplate.from_messages(
 
 
 def place(meta: dict) -> str:
-    """"report.pdf, p. 3" (pages count from 1; 0 is a document without pages: text, HTML, Word)."""
+    """ "report.pdf, p. 3" (pages count from 1; 0 is a document without pages: text, HTML, Word)."""
     return f"{meta['source']}, p. {meta['page']}" if meta.get("page") else meta["source"]
 
 

@@ -14,11 +14,13 @@ import gc
 import os
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from rag.chroma_internals import bound_requests, client_system, forget_cached_store
 from rag.embedding import EmbeddingModelInfo
 from rag.errors import StoreError, StoreMismatchError
 from rag.keyword import INDEX_FILE, SqliteKeywordIndex, shared_index
@@ -71,8 +73,15 @@ class Hit:
     score: float
 
 
-class Store:
-    """A Chroma collection of chunks with the few operations ingest and retrieval need."""
+class Store(ABC):
+    """A Chroma collection of chunks with the few operations ingest and retrieval need.
+
+    One subclass per ``store.mode``: :class:`EmbeddedStore` (a folder on this machine) and
+    :class:`ServerStore` (a Chroma server). They differ in how they connect, how a write is announced to
+    readers in other processes, and where the keyword index lives by default; the rest is shared.
+    """
+
+    mode: ClassVar[str] = ""
 
     def __init__(
         self, client: Any, collection: Any, settings: Settings, keywords: SqliteKeywordIndex | None = None
@@ -226,33 +235,32 @@ class Store:
         if ids:
             self._mark_changed()
 
+    @abstractmethod
     def version(self) -> str:
-        """Changes whenever chunks were written, by this process or another (cheap: one small read).
+        """Changes whenever chunks were written, by this process or another (cheap: one small read)."""
 
-        Embedded stores: the change marker file beside the database. Server stores: the same marker kept
-        in the collection's metadata (one small request), so every replica notices any writer's change.
-        """
-        if self.settings.store.mode == "http":
-            fresh = self._call("read the collection", self.client.get_collection, self.collection.name)
-            return str((fresh.metadata or {}).get(CHANGED_KEY, ""))
-        try:
-            return (self.settings.paths.store_dir / CHANGE_MARKER).read_text(encoding="utf-8")
-        except OSError:
-            return ""
-
+    @abstractmethod
     def _mark_changed(self) -> None:
-        import uuid
+        """Tell readers in other processes that chunks were written."""
 
-        stamp = uuid.uuid4().hex
-        if self.settings.store.mode == "http":
-            fresh = self._call("read the collection", self.client.get_collection, self.collection.name)
-            metadata = {**(fresh.metadata or {}), CHANGED_KEY: stamp}
-            self._call("mark the collection changed", self.collection.modify, metadata=metadata)
-            return
-        try:
-            (self.settings.paths.store_dir / CHANGE_MARKER).write_text(stamp, encoding="utf-8")
-        except OSError as exc:
-            raise StoreError(f"cannot write to the store folder {self.settings.paths.store_dir}: {exc}") from exc
+    def system(self) -> Any | None:
+        """The Chroma system behind this store's client, when this process runs it (an embedded store)."""
+        return None
+
+    @classmethod
+    @abstractmethod
+    def connect(cls, settings: Settings) -> Any:
+        """A Chroma client for this mode, with telemetry off."""
+
+    @classmethod
+    @abstractmethod
+    def where(cls, settings: Settings) -> str:
+        """Where the store is, in words."""
+
+    @classmethod
+    def default_keyword_index(cls, settings: Settings) -> Path | None:
+        """Where the keyword index lives when ``paths.keyword_index`` does not say."""
+        return None
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -261,9 +269,96 @@ class Store:
             raise StoreError(f"cannot {what} in the store ({self.describe()}): {exc}{_hint(exc)}") from exc
 
     def describe(self) -> str:
-        s = self.settings.store
-        where = f"{s.host}:{s.port}" if s.mode == "http" else str(self.settings.paths.store_dir)
-        return f"collection '{s.collection}' at {where}"
+        return f"collection '{self.settings.store.collection}' at {self.where(self.settings)}"
+
+
+class EmbeddedStore(Store):
+    """A store in a folder of this machine (``chromadb.PersistentClient``); writes are announced by a marker
+    file beside the database, and the keyword index lives in the same folder."""
+
+    mode = "embedded"
+
+    def version(self) -> str:
+        try:
+            return (self.settings.paths.store_dir / CHANGE_MARKER).read_text(encoding="utf-8")
+        except OSError:
+            return ""
+
+    def _mark_changed(self) -> None:
+        import uuid
+
+        try:
+            (self.settings.paths.store_dir / CHANGE_MARKER).write_text(uuid.uuid4().hex, encoding="utf-8")
+        except OSError as exc:
+            raise StoreError(f"cannot write to the store folder {self.settings.paths.store_dir}: {exc}") from exc
+
+    def system(self) -> Any:
+        return client_system(self.client)
+
+    @classmethod
+    def connect(cls, settings: Settings) -> Any:
+        import chromadb
+
+        store_dir = settings.paths.store_dir
+        store_dir.mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=str(store_dir), settings=_chroma_settings())
+
+    @classmethod
+    def where(cls, settings: Settings) -> str:
+        return str(settings.paths.store_dir)
+
+    @classmethod
+    def default_keyword_index(cls, settings: Settings) -> Path:
+        return settings.paths.store_dir / INDEX_FILE
+
+
+class ServerStore(Store):
+    """A store on a Chroma server (``chromadb.HttpClient``, every request bounded by ``store.timeout_s``);
+    writes are announced in the collection's metadata, so every replica notices any writer's change."""
+
+    mode = "http"
+
+    def version(self) -> str:
+        fresh = self._call("read the collection", self.client.get_collection, self.collection.name)
+        return str((fresh.metadata or {}).get(CHANGED_KEY, ""))
+
+    def _mark_changed(self) -> None:
+        import uuid
+
+        fresh = self._call("read the collection", self.client.get_collection, self.collection.name)
+        metadata = {**(fresh.metadata or {}), CHANGED_KEY: uuid.uuid4().hex}
+        self._call("mark the collection changed", self.collection.modify, metadata=metadata)
+
+    @classmethod
+    def connect(cls, settings: Settings) -> Any:
+        import chromadb
+
+        s = settings.store
+        chroma_settings = _chroma_settings()
+        if s.ca_file is not None:
+            chroma_settings.chroma_server_ssl_verify = str(s.ca_file)
+        client = chromadb.HttpClient(
+            host=s.host, port=s.port, ssl=s.ssl, headers=dict(s.headers) or None, settings=chroma_settings
+        )
+        bound_requests(client, s.timeout_s)
+        return client
+
+    @classmethod
+    def where(cls, settings: Settings) -> str:
+        return f"{settings.store.host}:{settings.store.port}"
+
+
+STORE_CLASSES: dict[str, type[Store]] = {cls.mode: cls for cls in (EmbeddedStore, ServerStore)}
+
+
+def store_class(settings: Settings) -> type[Store]:
+    """The store class for ``store.mode``."""
+    try:
+        return STORE_CLASSES[settings.store.mode]
+    except KeyError:
+        raise StoreError(
+            f"unknown store.mode '{settings.store.mode}': choose one of {', '.join(STORE_CLASSES)}"
+        ) from None
 
 
 def _searched_as(text: str, metadata: dict[str, Any] | None) -> str:
@@ -286,37 +381,22 @@ def _hint(exc: Exception) -> str:
     return ""
 
 
-def chroma_client(settings: Settings) -> Any:
-    """A Chroma client for the configured mode, with telemetry off."""
-    import chromadb
+def _chroma_settings() -> Any:
     from chromadb.config import Settings as ChromaSettings
 
-    chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
-    s = settings.store
+    return ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+
+
+def chroma_client(settings: Settings) -> Any:
+    """A Chroma client for the configured mode, with telemetry off."""
+    cls = store_class(settings)
     try:
-        if s.mode == "http":
-            if s.ca_file is not None:
-                chroma_settings.chroma_server_ssl_verify = str(s.ca_file)
-            client = chromadb.HttpClient(
-                host=s.host, port=s.port, ssl=s.ssl, headers=dict(s.headers) or None, settings=chroma_settings
-            )
-            _bound_requests(client, s.timeout_s)
-            return client
-        store_dir = settings.paths.store_dir
-        store_dir.mkdir(parents=True, exist_ok=True)
-        return chromadb.PersistentClient(path=str(store_dir), settings=chroma_settings)
+        return cls.connect(settings)
+    except StoreError:
+        raise
     except Exception as exc:
-        where = f"server {s.host}:{s.port}" if s.mode == "http" else f"folder {settings.paths.store_dir}"
-        raise StoreError(f"cannot open the Chroma store ({where}): {exc}{_hint(exc)}") from exc
-
-
-def _bound_requests(client: Any, timeout_s: float) -> None:
-    """Chroma's HTTP client waits forever by default: bound every request, so a stuck server is an error."""
-    import httpx
-
-    session = getattr(getattr(client, "_server", None), "_session", None)
-    if isinstance(session, httpx.Client):
-        session.timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0))
+        kind = "server" if cls is ServerStore else "folder"
+        raise StoreError(f"cannot open the Chroma store ({kind} {cls.where(settings)}): {exc}{_hint(exc)}") from exc
 
 
 def open_store(settings: Settings, model: EmbeddingModelInfo, create: bool = True) -> Store:
@@ -344,7 +424,7 @@ def open_store(settings: Settings, model: EmbeddingModelInfo, create: bool = Tru
             f"({meta.get('dimension')} dimensions) but {model.name} ({model.dimension}) is configured: "
             f"choose another collection (SOURCIER_STORE__COLLECTION) or delete the store to rebuild it"
         )
-    return Store(client, collection, settings, open_keyword_index(settings))
+    return store_class(settings)(client, collection, settings, open_keyword_index(settings))
 
 
 def keyword_index_path(settings: Settings) -> Path | None:
@@ -354,7 +434,7 @@ def keyword_index_path(settings: Settings) -> Path | None:
         return None
     if settings.paths.keyword_index is not None:
         return settings.paths.keyword_index
-    return settings.paths.store_dir / INDEX_FILE if settings.store.mode == "embedded" else None
+    return store_class(settings).default_keyword_index(settings)
 
 
 def open_keyword_index(settings: Settings) -> SqliteKeywordIndex | None:
@@ -370,13 +450,7 @@ def drop_cached_stores(store_dir: Path | None = None) -> None:
     store opened again. Clients already open keep working on their own copy (until it is released with
     :func:`release_system`).
     """
-    from chromadb.api.client import SharedSystemClient
-
-    if store_dir is None:
-        SharedSystemClient.clear_system_cache()
-        return
-    SharedSystemClient._identifier_to_system.pop(str(store_dir), None)
-    SharedSystemClient._identifier_to_refcount.pop(str(store_dir), None)
+    forget_cached_store(store_dir)
 
 
 # A dropped embedded store's Chroma "system" (its database connection, its in-memory vector index) lives on
@@ -388,9 +462,7 @@ _CLAIMS_LOCK = threading.Lock()
 
 def store_system(store: Store) -> Any | None:
     """The Chroma system behind an embedded store's client (None for a Chroma server)."""
-    if store.settings.store.mode != "embedded":
-        return None
-    return getattr(getattr(store.client, "_server", None), "_system", None)
+    return store.system()
 
 
 def claim_system(system: Any | None) -> None:

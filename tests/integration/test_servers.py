@@ -238,6 +238,24 @@ def http_settings(where: Path, port: int, collection: str) -> Settings:
     return settings
 
 
+def test_the_server_store_class_bounds_requests_and_announces_writes(chroma_port, tmp_path):
+    from rag import chroma_internals
+    from rag.store import ServerStore, keyword_index_path, open_store
+    from tests.fakes import FAKE_INFO, FakeEmbedder
+
+    settings = http_settings(tmp_path, chroma_port, "modes")
+    settings.store.timeout_s = 7.0
+    store = open_store(settings, FAKE_INFO)
+    assert type(store) is ServerStore and store.system() is None
+    assert store.describe() == f"collection 'modes' at 127.0.0.1:{chroma_port}"
+    assert chroma_internals.http_session(store.client).timeout.read == 7.0  # a stuck server is an error
+    assert keyword_index_path(settings) is None
+    before = store.version()
+    store.upsert(["a"], [FakeEmbedder().embed_query("hello")], ["hello"], [{"source": "a.txt", "root": "r"}])
+    assert store.version() != before
+    assert open_store(settings, FAKE_INFO).version() == store.version()  # another replica sees the same marker
+
+
 def test_kill_9_during_an_ingest_into_the_server_then_rerun_equals_a_clean_ingest(chroma_port, tmp_path, monkeypatch):
     from tests.unit.test_crash_and_lock import build_corpus, finish_ingest, kill_after_random_writes
 
