@@ -24,7 +24,7 @@ open files every 10 reopens, with the old copies released (default) or kept (``-
 
     .venv/bin/python benchmarks/scale_bench.py [--sizes 100000 1000000] [--queries 200]
     .venv/bin/python benchmarks/scale_bench.py --sizes --reopens 50 [--release off]
-    .venv/bin/python benchmarks/scale_bench.py --sizes --hybrid 100000 1000000
+    .venv/bin/python benchmarks/scale_bench.py --sizes --hybrid 100000 1000000 [--keep /var/tmp/scale]
 """
 
 from __future__ import annotations
@@ -136,6 +136,9 @@ def build_store(settings, chunks: int, base: list[str], first: int = 0) -> float
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         metas = [{"root": "bench", "source": f"doc{i % 500}.txt", "page": 0} for i in range(start, start + n)]
         store.upsert([f"c{i}" for i in range(start, start + n)], vectors.tolist(), chunk_texts(base, start, n), metas)
+        written = start + n - first
+        if written % 50_000 == 0:
+            print(f"  {written:,} chunks written, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     return time.perf_counter() - t0
 
 
@@ -183,15 +186,22 @@ def write_one(store_dir: Path) -> None:
     open_store(settings, info).upsert(["fresh"], [vector.tolist()], ["Une fleur zygomorphe : une symétrie."], [meta])
 
 
-def hybrid_at_scale(size: int, queries: int) -> dict:
-    """Build a store of ``size`` chunks, then measure a new reader process over it (``hybrid_reader``)."""
+def hybrid_at_scale(size: int, queries: int, keep: Path | None = None) -> dict:
+    """Build a store of ``size`` chunks, then measure a new reader process over it (``hybrid_reader``). With
+    ``keep``, the store is built in that folder and left there; a folder that already holds ``size`` chunks
+    is measured again without being rebuilt (a 1M-chunk store takes most of an hour to write here)."""
     import subprocess
 
     from rag.settings import PathSettings, Settings
 
     with tempfile.TemporaryDirectory() as tmp:
-        store_dir = Path(tmp) / "store"
-        build_s = build_store(Settings(paths=PathSettings(store_dir=store_dir)), size, passage_texts())
+        store_dir = keep / f"store-{size}" if keep is not None else Path(tmp) / "store"
+        built = store_dir / "built.json"
+        if built.is_file() and json.loads(built.read_text())["chunks"] == size:
+            build_s = json.loads(built.read_text())["store_build_s"]
+        else:
+            build_s = build_store(Settings(paths=PathSettings(store_dir=store_dir)), size, passage_texts())
+            built.write_text(json.dumps({"chunks": size, "store_build_s": build_s}))
         child = [sys.executable, __file__, "--reader", str(store_dir), str(time.time()), "--queries", str(queries)]
         done = subprocess.run(child, capture_output=True, text=True)
         if done.returncode != 0:
@@ -280,6 +290,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--tantivy", action="store_true", help="also time a Tantivy index on the same chunks")
     ap.add_argument("--hybrid", type=int, nargs="*", default=[], help="stores of these sizes: a new reader process")
+    ap.add_argument("--keep", type=Path, help="--hybrid: build the stores in this folder and keep them (reused)")
     ap.add_argument("--reader", nargs=2, help=argparse.SUPPRESS)  # store folder, start time (child process)
     ap.add_argument("--write-one", type=Path, help=argparse.SUPPRESS)  # store folder (another writer)
     ap.add_argument("--reopens", type=int, default=0)
@@ -292,7 +303,7 @@ def main() -> None:
         row = hybrid_reader(Path(args.reader[0]), float(args.reader[1]), real_questions(args.queries))
         return print(json.dumps(row), flush=True)
     for size in args.hybrid:
-        print(json.dumps(hybrid_at_scale(size, args.queries)), flush=True)
+        print(json.dumps(hybrid_at_scale(size, args.queries, args.keep)), flush=True)
     if args.reopens:
         reopen_release(args.reopen_chunks, args.reopens, args.release == "on")
     if not args.sizes:
