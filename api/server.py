@@ -84,7 +84,12 @@ class ChatRequest(BaseModel):
     conversation_id: str | None = Field(
         None,
         description="continue this saved conversation: its earlier questions and answers are the history "
-        "(sourcier extension; every answer is saved, and its conversation_id returned)",
+        "(sourcier extension; every answer is saved, and its conversation_id returned, unless store is false)",
+    )
+    store: bool = Field(
+        True,
+        description="save the answer in a conversation (OpenAI's field); false: nothing of this exchange is "
+        "written on the server, and a given conversation_id is read as history only",
     )
 
 
@@ -248,7 +253,7 @@ def create_app(service: Service) -> FastAPI:
 
         def keep(answer: Answer) -> dict[str, Any]:
             """Save the finished answer in its conversation; its id goes back to the client."""
-            if answer.cancelled:
+            if answer.cancelled or not body.store:
                 return {"conversation_id": body.conversation_id}
             return {"conversation_id": service.save_answer(body.conversation_id, answer, scope_names)}
 

@@ -264,6 +264,18 @@ def test_answers_are_kept_in_conversations_the_api_lists_continues_and_deletes(c
     assert ask(client, "more?", conversation_id=cid).status_code == 404
 
 
+def test_store_false_writes_nothing_of_the_exchange(client, service):
+    service.replies.extend(["The outage lasted 47 minutes [1].", "Still 47 minutes [1].", "Yes [1]."])
+    private = ask(client, "How long did the storage outage last? minutes", store=False).json()
+    assert private["conversation_id"] is None and private["choices"][0]["message"]["content"]
+    assert client.get("/v1/conversations").json()["data"] == []
+    cid = ask(client, "How long did the storage outage last? minutes").json()["conversation_id"]
+    follow = ask(client, "And exactly? outage minutes", conversation_id=cid, store=False).json()
+    assert follow["conversation_id"] == cid  # the saved turn was its history ...
+    assert "How long did the storage outage last" in str(service.models[-1].prompts[-1])
+    assert client.get(f"/v1/conversations/{cid}").json()["turns"][-1]["question"].startswith("How long")  # ... unsaved
+
+
 def test_a_streamed_answer_ends_with_its_conversation_id(client, service):
     service.replies.append("The outage lasted 47 minutes [1].")
     with client.stream(
