@@ -40,8 +40,15 @@ _SCHEMA = (
     # as in the \w words keyword_tokens finds.
     'CREATE VIRTUAL TABLE IF NOT EXISTS terms USING fts5(body, tokenize = "unicode61 remove_diacritics 0 '
     "tokenchars '_'\")",
+    # The latest writes, in order: a chunk's vector when it was written, NULL when it was removed. A reader
+    # whose copy of Chroma's vector index predates them searches them beside it (rag.retrieval.FreshVectors)
+    # instead of loading the whole index again (seconds at a million chunks).
+    "CREATE TABLE IF NOT EXISTS recent (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, vector BLOB)",
 )
 _WRITE_BATCH = 500
+# The log of recent writes keeps this many entries (about 1.6 KB each at 384 dimensions); a reader that
+# fell further behind opens the store again.
+RECENT_KEPT = 50_000
 # FTS5 scores every chunk holding any query term, so a search costs about the sum of its terms' document
 # frequencies (measured: 2.5 ms per 1,000 such postings on 2 cores). A search reads the rarest terms first and
 # stops adding terms past this many postings (the rarest one is always kept): exact BM25 up to about 100 ms
@@ -189,8 +196,9 @@ class SqliteKeywordIndex:
             frequencies[term] = self._df.get(term, 0)
         return frequencies
 
-    def add(self, ids: Sequence[str], texts: Sequence[str]) -> None:
-        """Index the chunks not indexed yet (a chunk's id is derived from its text: a known id is the same text)."""
+    def add(self, ids: Sequence[str], texts: Sequence[str], vectors: Sequence[bytes] | None = None) -> None:
+        """Index the chunks not indexed yet (a chunk's id is derived from its text: a known id is the same text);
+        with ``vectors`` (float32 bytes), log each write for readers (see ``recent_since``)."""
         with self._writing("write the keyword index") as db:
             chunks = terms = 0
             for cid, text in zip(ids, texts, strict=True):
@@ -201,8 +209,12 @@ class SqliteKeywordIndex:
                     chunks += 1
                     terms += len(body.split())
             _count(db, chunks, terms)
+            if vectors is not None:
+                _log(db, zip(ids, vectors, strict=True))
 
-    def remove(self, ids: Iterable[str]) -> None:
+    def remove(self, ids: Iterable[str], log: bool = False) -> None:
+        """Forget these chunks; with ``log``, tell readers they were removed (see ``recent_since``)."""
+        ids = list(ids)
         with self._writing("remove from the keyword index") as db:
             chunks = terms = 0
             for cid in ids:
@@ -214,6 +226,24 @@ class SqliteKeywordIndex:
                     chunks -= 1
                     terms -= len(body[0].split()) if body else 0
             _count(db, chunks, terms)
+            if log:
+                _log(db, ((cid, None) for cid in ids))
+
+    def last_write(self) -> int:
+        """The number of the latest logged write (0 when none)."""
+        return int(self._query("read the log of writes", "SELECT COALESCE(MAX(seq), 0) FROM recent")[0][0])
+
+    def recent_since(self, seq: int) -> list[tuple[int, str, bytes | None]] | None:
+        """The writes logged after write number ``seq``, in order: (number, chunk id, float32 vector bytes, or
+        None for a removal). None when some of them are no longer kept (``RECENT_KEPT``)."""
+        rows = self._query(
+            "read the log of writes", "SELECT seq, id, vector FROM recent WHERE seq > ? ORDER BY seq", (seq,)
+        )
+        if rows and rows[0][0] != seq + 1:
+            return None
+        if not rows and seq != self.last_write():  # the index was made again since (a store deleted, rebuilt)
+            return None
+        return [(int(n), str(cid), vector) for n, cid, vector in rows]
 
     def reconcile(
         self, stored_ids: set[str], texts_of: Callable[[list[str]], Iterator[tuple[str, str]]]
@@ -261,6 +291,12 @@ def _searched_terms(frequencies: dict[str, int]) -> list[str]:
         kept.append(term)
         postings += frequencies[term]
     return kept
+
+
+def _log(db: sqlite3.Connection, writes: Iterable[tuple[str, bytes | None]]) -> None:
+    """Append writes to the log, and forget the oldest past ``RECENT_KEPT``, in the write's own transaction."""
+    db.executemany("INSERT INTO recent(id, vector) VALUES (?, ?)", writes)
+    db.execute("DELETE FROM recent WHERE seq <= (SELECT MAX(seq) FROM recent) - ?", (RECENT_KEPT,))
 
 
 def _count(db: sqlite3.Connection, chunks: int, terms: int) -> None:

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from rag.embedding import Embedder, EmbeddingModelInfo
 from rag.errors import SettingsError, StoreError
-from rag.keyword import KeywordIndex, MemoryKeywordIndex
+from rag.keyword import KeywordIndex, MemoryKeywordIndex, SqliteKeywordIndex
 from rag.packing import Passage
 from rag.scope import Scope
 from rag.settings import Settings
@@ -40,6 +42,67 @@ if TYPE_CHECKING:
 
 # A retired copy of the store is released this long after it was replaced at the earliest.
 RELEASE_GRACE_S = 30.0
+# A long-running reader searches up to this many chunks written (or removed) since it loaded its copy of
+# Chroma's vector index beside that copy (exactly: about 2 ms at 20,000); past it, it opens the store again.
+FRESH_MAX = 20_000
+
+
+class FreshVectors:
+    """The writes made to the store since a reader's copy of Chroma's vector index was loaded, read from the
+    keyword index's log of writes (``SqliteKeywordIndex.recent_since``): the new chunks' vectors are searched
+    exactly beside that copy, and the removed chunks left out of its hits. A reader thus sees another
+    process's writes at once, instead of loading the whole vector index again (seconds at a million chunks,
+    with every other thread of the process held meanwhile: Chroma keeps Python's lock while it loads)."""
+
+    def __init__(self, since: int) -> None:
+        self.seq = since  # the last write read
+        self.vectors: dict[str, np.ndarray] = {}
+        self.removed: set[str] = set()
+        self._stacked: tuple[list[str], np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.vectors) + len(self.removed)
+
+    def catch_up(self, index: SqliteKeywordIndex) -> bool:
+        """Read the writes logged since the last one read. False when they cannot all be had (the log no
+        longer holds the oldest) or would be too many to search beside the copy (``FRESH_MAX``): the store
+        must then be opened again."""
+        writes = index.recent_since(self.seq)
+        if writes is None:
+            return False
+        for seq, cid, blob in writes:
+            if blob is None:
+                self.vectors.pop(cid, None)
+                self.removed.add(cid)
+            else:
+                vector = np.frombuffer(blob, dtype=np.float32)
+                self.vectors[cid] = vector / (np.linalg.norm(vector) or 1.0)
+                self.removed.discard(cid)
+            self.seq = seq
+        if writes:
+            self._stacked = None
+        return len(self) <= FRESH_MAX
+
+    def merge(
+        self, query: Sequence[float], hits: list[Hit], n: int, within: Collection[str] | None = None
+    ) -> list[Hit]:
+        """The ``n`` best of the copy's ``hits`` and the fresh chunks (those ``within`` when it is given), by
+        cosine similarity; removed chunks left out."""
+        if not self:
+            return hits
+        scores = {h.chunk_id: h.score for h in hits if h.chunk_id not in self.removed}
+        if self.vectors:
+            if self._stacked is None:
+                ids = list(self.vectors)
+                self._stacked = ids, np.stack([self.vectors[cid] for cid in ids])
+            ids, matrix = self._stacked
+            q = np.asarray(query, dtype=np.float32)
+            similarities = matrix @ (q / (np.linalg.norm(q) or 1.0))
+            for cid, similarity in zip(ids, similarities.tolist(), strict=True):
+                if within is None or cid in within:
+                    scores[cid] = similarity
+        best = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+        return [Hit(cid, rank, score) for rank, (cid, score) in enumerate(best)]
 
 
 def reciprocal_rank_fusion(
@@ -65,6 +128,7 @@ class Retriever:
         self.settings = settings
         self.reranker = reranker
         self._keyword: KeywordIndex | None = None
+        self.fresh: FreshVectors | None = None  # writes made since the store was opened (a LiveRetriever's)
 
     @property
     def keyword_index(self) -> KeywordIndex:
@@ -99,13 +163,16 @@ class Retriever:
         rankings, weights = [], []
         similarity: dict[str, float] = {}
         where = scope.where() if scope is not None else None
+        within = self.store.ids_where(where) if where is not None and (r.keyword or self.fresh) else None
         if r.vector:
-            vector_hits = self.store.nearest(self.embedder.embed_query(query), r.candidates, where)
+            query_vector = self.embedder.embed_query(query)
+            vector_hits = self.store.nearest(query_vector, r.candidates, where)
+            if self.fresh is not None:
+                vector_hits = self.fresh.merge(query_vector, vector_hits, r.candidates, within)
             similarity = {h.chunk_id: h.score for h in vector_hits}
             rankings.append(vector_hits)
             weights.append(r.vector_weight)
         if r.keyword:
-            within = self.store.ids_where(where) if where is not None else None
             found = self.keyword_index.search(query, r.candidates, within)
             rankings.append([Hit(cid, rank, score) for rank, (cid, score) in enumerate(found)])
             weights.append(r.keyword_weight)
@@ -128,12 +195,14 @@ class Retriever:
 class LiveRetriever:
     """A retriever for long-running readers (the page, the API) that follows the store as it changes.
 
-    Chroma keeps one in-memory index per store and process: chunks written by another process (a
-    ``python -m ingest`` beside the page) stay invisible, and chunks it deleted make queries fail, until
-    the store is opened again. Before each search this checks the store's change marker; when it moved,
-    the store is reopened (the persistent keyword index needs nothing; an in-memory one is rebuilt) and the
-    copy left behind is released once idle. A search that fails on a store changed under it is retried
-    once on a fresh copy.
+    Chroma keeps one in-memory vector index per store and process: chunks written by another process (a
+    ``python -m ingest`` beside the page) stay invisible to it until the store is opened again, which loads
+    the whole index (seconds at a million chunks). Before each search this checks the store's change
+    marker; when it moved, the writes logged since are read (:class:`FreshVectors`: new chunks searched
+    beside the copy, removed ones left out; the persistent keyword index needs nothing). Only when they
+    are too many, cannot be had (a Chroma server, no log) or the log lost some, is the store opened again
+    (an in-memory keyword index is then rebuilt) and the copy left behind released once idle. A search that
+    fails on a store changed under it is retried once on a fresh copy.
     """
 
     def __init__(
@@ -190,9 +259,15 @@ class LiveRetriever:
     def _followed(self, reopen: bool) -> Retriever:
         """The current retriever, on a fresh copy of the store when it changed (or ``reopen``); the old copy is
         released once idle (see ``_idle_retired``). Under the lock."""
-        if reopen or self._retriever.store.version() != self._version:
-            old, self._retriever = self._retriever, self._open(drop_cache=True)
-            self._retired.append((old, time.monotonic()))
+        version = self._retriever.store.version()
+        if not reopen and version == self._version:
+            return self._retriever
+        store, fresh = self._retriever.store, self._retriever.fresh
+        if not reopen and fresh is not None and store.keywords is not None and fresh.catch_up(store.keywords):
+            self._version = version
+            return self._retriever
+        old, self._retriever = self._retriever, self._open(drop_cache=True)
+        self._retired.append((old, time.monotonic()))
         return self._retriever
 
     def _idle_retired(self) -> list[Retriever]:
@@ -224,7 +299,12 @@ class LiveRetriever:
         store = open_store(self.settings, self.model)
         claim_system(store_system(store))
         self._version = store.version()
-        return Retriever(store, self.embedder, self.settings, self.reranker)
+        retriever = Retriever(store, self.embedder, self.settings, self.reranker)
+        if store.mode == "embedded" and store.keywords is not None:
+            # Writes logged from here on may also be in this copy (its vectors load at its first search):
+            # searching them twice changes nothing.
+            retriever.fresh = FreshVectors(store.keywords.last_write())
+        return retriever
 
 
 def rerank(reranker: Reranker, query: str, passages: Sequence[Passage]) -> list[Passage]:

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
+
 from rag.chroma_internals import bound_requests, client_system, forget_cached_store
 from rag.embedding import EmbeddingModelInfo
 from rag.errors import StoreError, StoreMismatchError
@@ -208,7 +210,8 @@ class Store(ABC):
         # The keyword index first: if the process dies between the two writes, the index holds a few ids the
         # store lacks (searches skip them; the next ingest drops them), never the other way round.
         if self.keywords is not None:
-            self.keywords.add(ids, [_searched_as(t, m) for t, m in zip(texts, metadatas, strict=True)])
+            vectors = [np.asarray(e, dtype=np.float32).tobytes() for e in embeddings]
+            self.keywords.add(ids, [_searched_as(t, m) for t, m in zip(texts, metadatas, strict=True)], vectors)
         for i in range(0, len(ids), self.max_batch):
             sl = slice(i, i + self.max_batch)
             self._call(
@@ -231,7 +234,7 @@ class Store(ABC):
         for i in range(0, len(ids), self.max_batch):
             self._call("delete chunks", self.collection.delete, ids=list(ids[i : i + self.max_batch]))
         if self.keywords is not None and ids:  # after the store, for the same reason as in upsert
-            self.keywords.remove(ids)
+            self.keywords.remove(ids, log=True)
         if ids:
             self._mark_changed()
 

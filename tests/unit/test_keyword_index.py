@@ -3,6 +3,7 @@ seen by readers without a rebuild, filled once for an older store, same ranking 
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -147,6 +148,7 @@ def live_reader(settings, corpus, monkeypatch):
 
     fake_ingestor(settings)[0].run([corpus])
     monkeypatch.setattr(rag.retrieval, "RELEASE_GRACE_S", 0.0)
+    monkeypatch.setattr(rag.retrieval, "FRESH_MAX", -1)  # every write reopens the store (tests below lift it)
     released = []
     real_release = rag.retrieval.release_system
     monkeypatch.setattr(rag.retrieval, "release_system", lambda system: released.append(real_release(system)))
@@ -214,3 +216,126 @@ def test_a_scoped_keyword_search_ranks_inside_the_scope_even_past_the_global_top
         assert [cid for cid, _ in index.search("allowance", 30, within={"c399", "missing"})] == ["c399"]
         assert index.search("allowance", 30, within=set()) == []
     sqlite.close()
+
+
+# -- a reader follows another process's writes without loading the vector index again -------------------
+
+WRITE = """
+import sys
+from pathlib import Path
+from rag.settings import PathSettings, Settings
+from rag.store import open_store
+from tests.fakes import FAKE_INFO, FakeEmbedder
+
+settings = Settings(paths=PathSettings(store_dir=Path(sys.argv[1])))
+store = open_store(settings, FAKE_INFO)
+if sys.argv[2] == "add":
+    text = "Le quokka de Zanzibar migre en hiver."
+    meta = {"root": "elsewhere", "source": "quokka.txt", "page": 1, "start": 0, "end": len(text)}
+    store.upsert(["quokka"], FakeEmbedder().embed_documents([text]), [text], [meta])
+else:
+    store.delete(sys.argv[3:])
+"""
+
+
+def another_process(settings, *args: str) -> None:
+    cmd = [sys.executable, "-c", WRITE, str(settings.paths.store_dir), *args]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.fixture
+def follower(live_reader, monkeypatch):
+    import rag.retrieval
+
+    monkeypatch.setattr(rag.retrieval, "FRESH_MAX", 20_000)
+    live_reader.search("compost", k=2)  # its copy's vectors loaded
+    return live_reader
+
+
+def test_a_chunk_written_by_another_process_is_found_by_its_vector_without_reopening(follower, settings):
+    copy = follower._retriever
+    assert not any(p.source == "quokka.txt" for p in follower.search("quokka Zanzibar", k=5))
+    another_process(settings, "add")
+    found = [p for p in follower.search("quokka Zanzibar hiver", k=5) if p.source == "quokka.txt"]
+    embedder = follower.embedder
+    cosine = sum(a * b for a, b in zip(embedder.embed_query("quokka Zanzibar hiver"), embedder.embed_documents(
+        ["Le quokka de Zanzibar migre en hiver."])[0], strict=True))
+    assert found and found[0].similarity == pytest.approx(cosine, abs=1e-5)  # found by its vector too
+    assert follower._retriever is copy and not follower._retired  # nothing reopened, nothing reloaded
+    assert copy.fresh is not None and set(copy.fresh.vectors) == {"quokka"}
+    keyword_only = replace_settings(follower, vector=False)
+    assert [p.source for p in keyword_only.search("quokka Zanzibar", k=1)] == ["quokka.txt"]
+
+
+def replace_settings(live, **retrieval):
+    from rag.retrieval import Retriever
+
+    settings = live.settings.model_copy(deep=True)
+    for key, value in retrieval.items():
+        setattr(settings.retrieval, key, value)
+    return Retriever(live.store, live.embedder, settings)
+
+
+def test_chunks_removed_by_another_process_leave_the_vector_hits_without_reopening(follower, settings):
+    copy = follower._retriever
+    gone = [p.chunk_id for p in follower.search("compost jardin", k=30) if p.source == "compost-guide.md"]
+    assert gone
+    another_process(settings, "delete", *gone)
+    query_vector = follower.embedder.embed_query("compost jardin")
+    stale = copy.store.nearest(query_vector, 50)  # the copy's own index still holds them
+    assert set(gone) & {h.chunk_id for h in stale}
+    assert not any(p.source == "compost-guide.md" for p in follower.search("compost jardin", k=30))
+    assert follower._retriever is copy and copy.fresh.removed == set(gone)
+    merged = copy.fresh.merge(query_vector, stale, 50)
+    assert not set(gone) & {h.chunk_id for h in merged}
+    assert [h.rank for h in merged] == list(range(len(merged)))
+
+
+def test_a_scoped_search_keeps_fresh_chunks_of_other_documents_out(follower, settings):
+    from rag.scope import resolve_scope
+
+    another_process(settings, "add")
+    scope = resolve_scope(follower.store.documents(), ["compost-guide.md"], settings.paths.store_dir)
+    assert all(p.source == "compost-guide.md" for p in follower.search("quokka Zanzibar hiver", k=5, scope=scope))
+
+
+def test_too_many_writes_or_a_log_that_lost_some_open_the_store_again(follower, settings, monkeypatch):
+    import rag.retrieval
+
+    copy = follower._retriever
+    monkeypatch.setattr(rag.retrieval, "FRESH_MAX", 0)
+    another_process(settings, "add")
+    assert any(p.source == "quokka.txt" for p in follower.search("quokka Zanzibar", k=5))
+    assert follower._retriever is not copy and follower.released == [True]  # reopened, the old copy released
+    assert follower._retriever.fresh is not None and len(follower._retriever.fresh) == 0
+
+    monkeypatch.setattr(rag.retrieval, "FRESH_MAX", 20_000)
+    second = follower._retriever
+    another_process(settings, "delete", "quokka")
+    another_process(settings, "add")
+    with sqlite3.connect(settings.paths.store_dir / INDEX_FILE) as db:  # as a writer past RECENT_KEPT does
+        db.execute("DELETE FROM recent WHERE seq < (SELECT MAX(seq) FROM recent)")  # the removal is lost
+    assert follower.store.keywords.recent_since(second.fresh.seq) is None
+    assert any(p.source == "quokka.txt" for p in follower.search("quokka Zanzibar", k=5))
+    assert follower._retriever is not second
+
+
+def test_the_log_of_writes_is_kept_in_step_and_bounded(tmp_path, monkeypatch):
+    import numpy as np
+
+    import rag.keyword
+
+    index = SqliteKeywordIndex(tmp_path / INDEX_FILE)
+    vector = np.arange(4, dtype=np.float32).tobytes()
+    assert index.last_write() == 0 and index.recent_since(0) == []
+    index.add(["a", "b"], [TEXTS["a"], TEXTS["b"]], [vector, vector])
+    index.remove(["a"], log=True)
+    index.remove(["b"])  # not logged (a repair of the index, not a removal from the store)
+    assert index.recent_since(0) == [(1, "a", vector), (2, "b", vector), (3, "a", None)]
+    assert index.recent_since(2) == [(3, "a", None)] and index.recent_since(3) == []
+    monkeypatch.setattr(rag.keyword, "RECENT_KEPT", 2)
+    index.add(["c"], [TEXTS["c"]], [vector])
+    assert index.recent_since(0) is None and [seq for seq, _, _ in index.recent_since(2)] == [3, 4]
+    assert index.recent_since(7) is None  # a reader ahead of the log: the index was made again
+    index.close()
