@@ -20,7 +20,8 @@ process seen by its next search (by its keywords and its vector: the reader read
 nothing is reloaded), and its peak memory.
 
 With ``--reopens N``: a reader (``LiveRetriever``) over a store of ``--reopen-chunks`` chunks (real texts,
-random vectors) sees N writes by another process and reopens its store each time; prints its memory and
+random vectors) sees N writes by another process and reopens its store each time (as it does past
+``rag.retrieval.FRESH_MAX`` writes); prints its memory and
 open files every 10 reopens, with the old copies released (default) or kept (``--release off``, as before).
 
     .venv/bin/python benchmarks/scale_bench.py [--sizes 100000 1000000] [--queries 200]
@@ -271,6 +272,7 @@ def reopen_release(chunks: int, reopens: int, release: bool) -> None:
         info = embedding_model_info(settings)
         build_store(settings, chunks, passage_texts())
         rag.retrieval.RELEASE_GRACE_S = 0.0
+        rag.retrieval.FRESH_MAX = -1  # every write reopens the store (as past FRESH_MAX writes since the last)
         if not release:
             rag.retrieval.release_system = lambda system: False
         live = rag.retrieval.LiveRetriever(settings, load_embedder(settings, info), info)

@@ -259,8 +259,14 @@ def test_a_chunk_written_by_another_process_is_found_by_its_vector_without_reope
     another_process(settings, "add")
     found = [p for p in follower.search("quokka Zanzibar hiver", k=5) if p.source == "quokka.txt"]
     embedder = follower.embedder
-    cosine = sum(a * b for a, b in zip(embedder.embed_query("quokka Zanzibar hiver"), embedder.embed_documents(
-        ["Le quokka de Zanzibar migre en hiver."])[0], strict=True))
+    cosine = sum(
+        a * b
+        for a, b in zip(
+            embedder.embed_query("quokka Zanzibar hiver"),
+            embedder.embed_documents(["Le quokka de Zanzibar migre en hiver."])[0],
+            strict=True,
+        )
+    )
     assert found and found[0].similarity == pytest.approx(cosine, abs=1e-5)  # found by its vector too
     assert follower._retriever is copy and not follower._retired  # nothing reopened, nothing reloaded
     assert copy.fresh is not None and set(copy.fresh.vectors) == {"quokka"}
