@@ -15,7 +15,8 @@ With ``--tantivy`` (the ``tantivy`` package installed by hand; not a dependency)
 questions through a Tantivy index (BM25 over the same terms), the engine compared with SQLite FTS5.
 
 With ``--hybrid N...``: a store of N chunks (Chroma and the keyword index; random vectors), then a new reader
-process: from its start to its first hybrid search result, warm hybrid p50/p95, a chunk written by another
+process: from its start to its first hybrid search result (and raw Chroma's start to its first query, in a
+new process too), warm hybrid p50/p95, a chunk written by another
 process seen by its next search (by its keywords and its vector: the reader reads the writes logged since,
 nothing is reloaded), and its peak memory.
 
@@ -208,12 +209,33 @@ def hybrid_at_scale(size: int, queries: int, keep: Path | None = None) -> dict:
         else:
             build_s = build_store(Settings(paths=PathSettings(store_dir=store_dir)), size, passage_texts())
             built.write_text(json.dumps({"chunks": size, "store_build_s": build_s}))
+        row = {"chunks": size, "store_build_s": round(build_s, 1)}
+        # The raw library first, in a new process: import chromadb, open the store, one vector query.
+        name = Settings().store.collection
+        raw = subprocess.run([sys.executable, "-c", RAW_START, str(store_dir), name], capture_output=True, text=True)
+        if raw.returncode != 0:
+            raise SystemExit(raw.stderr[-2000:])
+        row["raw_chroma_start_to_first_query_s"] = round(float(raw.stdout.split()[-1]), 2)
         child = [sys.executable, __file__, "--reader", str(store_dir), str(time.time()), "--queries", str(queries)]
         done = subprocess.run(child, capture_output=True, text=True)
         if done.returncode != 0:
             raise SystemExit(done.stderr[-2000:])
-        out = done.stdout.strip().splitlines()[-1]
-        return {"chunks": size, "store_build_s": round(build_s, 1), **json.loads(out)}
+        row.update(json.loads(done.stdout.strip().splitlines()[-1]))
+        row["start_ratio_to_raw"] = round(row["start_to_first_search_s"] / row["raw_chroma_start_to_first_query_s"], 2)
+        return row
+
+
+RAW_START = """
+import time
+started = time.time()
+import sys
+import chromadb
+client = chromadb.PersistentClient(path=sys.argv[1], settings=chromadb.Settings(anonymized_telemetry=False))
+collection = client.get_collection(sys.argv[2])
+dimension = int(collection.metadata["dimension"])
+collection.query(query_embeddings=[[1.0] + [0.0] * (dimension - 1)], n_results=50, include=["distances"])
+print(time.time() - started)
+"""
 
 
 def tantivy_row(size: int, base: list[str], queries: list[str]) -> dict:

@@ -56,9 +56,21 @@ class FreshVectors:
 
     def __init__(self, since: int) -> None:
         self.seq = since  # the last write read
-        self.vectors: dict[str, np.ndarray] = {}
-        self.removed: set[str] = set()
-        self._stacked: tuple[list[str], np.ndarray] | None = None
+        # Replaced whole by catch_up (under the reader's lock), read whole by merge (searches, no lock).
+        self._state: tuple[dict[str, np.ndarray], frozenset[str], list[str], np.ndarray | None] = (
+            {},
+            frozenset(),
+            [],
+            None,
+        )
+
+    @property
+    def vectors(self) -> dict[str, np.ndarray]:
+        return self._state[0]
+
+    @property
+    def removed(self) -> frozenset[str]:
+        return self._state[1]
 
     def __len__(self) -> int:
         return len(self.vectors) + len(self.removed)
@@ -70,17 +82,20 @@ class FreshVectors:
         writes = index.recent_since(self.seq)
         if writes is None:
             return False
-        for seq, cid, blob in writes:
-            if blob is None:
-                self.vectors.pop(cid, None)
-                self.removed.add(cid)
-            else:
-                vector = np.frombuffer(blob, dtype=np.float32)
-                self.vectors[cid] = vector / (np.linalg.norm(vector) or 1.0)
-                self.removed.discard(cid)
-            self.seq = seq
         if writes:
-            self._stacked = None
+            vectors, removed = dict(self.vectors), set(self.removed)
+            for _, cid, blob in writes:
+                if blob is None:
+                    vectors.pop(cid, None)
+                    removed.add(cid)
+                else:
+                    vector = np.frombuffer(blob, dtype=np.float32)
+                    vectors[cid] = vector / (np.linalg.norm(vector) or 1.0)
+                    removed.discard(cid)
+            ids = list(vectors)
+            matrix = np.stack([vectors[cid] for cid in ids]) if ids else None
+            self._state = (vectors, frozenset(removed), ids, matrix)
+            self.seq = writes[-1][0]
         return len(self) <= FRESH_MAX
 
     def merge(
@@ -88,14 +103,11 @@ class FreshVectors:
     ) -> list[Hit]:
         """The ``n`` best of the copy's ``hits`` and the fresh chunks (those ``within`` when it is given), by
         cosine similarity; removed chunks left out."""
-        if not self:
+        _, removed, ids, matrix = self._state
+        if matrix is None and not removed:
             return hits
-        scores = {h.chunk_id: h.score for h in hits if h.chunk_id not in self.removed}
-        if self.vectors:
-            if self._stacked is None:
-                ids = list(self.vectors)
-                self._stacked = ids, np.stack([self.vectors[cid] for cid in ids])
-            ids, matrix = self._stacked
+        scores = {h.chunk_id: h.score for h in hits if h.chunk_id not in removed}
+        if matrix is not None:
             q = np.asarray(query, dtype=np.float32)
             similarities = matrix @ (q / (np.linalg.norm(q) or 1.0))
             for cid, similarity in zip(ids, similarities.tolist(), strict=True):

@@ -345,3 +345,47 @@ def test_the_log_of_writes_is_kept_in_step_and_bounded(tmp_path, monkeypatch):
     assert index.recent_since(0) is None and [seq for seq, _, _ in index.recent_since(2)] == [3, 4]
     assert index.recent_since(7) is None  # a reader ahead of the log: the index was made again
     index.close()
+
+
+def test_fresh_vectors_are_searched_safely_while_they_catch_up():
+    import threading
+
+    import numpy as np
+
+    from rag.retrieval import FreshVectors
+
+    class Log:  # the keyword index's log of writes
+        def __init__(self) -> None:
+            self.writes: list[tuple[int, str, bytes | None]] = []
+
+        def recent_since(self, seq: int):
+            return [w for w in self.writes if w[0] > seq]
+
+    log, fresh, errors, stop = Log(), FreshVectors(0), [], threading.Event()
+    query = np.ones(8, dtype=np.float32)
+
+    def search() -> None:
+        while not stop.is_set():
+            try:
+                hits = fresh.merge(query, [], 5)
+                assert [h.rank for h in hits] == list(range(len(hits)))
+            except Exception as exc:  # noqa: BLE001 - any failure is the bug
+                errors.append(repr(exc))
+
+    searchers = [threading.Thread(target=search) for _ in range(3)]
+    for t in searchers:
+        t.start()
+    seq = 0
+    for batch in range(200):
+        for i in range(10):
+            seq += 1
+            vector = np.full(8, float(i + 1), dtype=np.float32)
+            log.writes.append((seq, f"c{batch}-{i}", vector.tobytes() if i % 5 else None))
+        assert fresh.catch_up(log)
+    stop.set()
+    for t in searchers:
+        t.join()
+    assert not errors, errors[:3]
+    assert len(fresh.vectors) == 1600 and len(fresh.removed) == 400 and fresh.seq == 2000
+    best = fresh.merge(query, [], 3)
+    assert all(h.score == pytest.approx(1.0) for h in best)
