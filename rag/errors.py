@@ -33,3 +33,18 @@ class DocumentError(SourcierError):
 
 class LLMServerError(SourcierError):
     """The configured LLM server is unreachable, too slow, or refused the request."""
+
+
+def store_error_hint(exc: Exception) -> str:
+    """What to do about the store errors a user can fix (Chroma's and the keyword index's alike); "" for others."""
+    text = str(exc).lower()
+    if "disk is full" in text or "no space left" in text:
+        return " -- the disk is full: free some space and run the ingest again (what was stored is intact)"
+    if "connect" in text or "timed out" in text or "timeout" in text:
+        return " -- is the Chroma server running and reachable? (store.host, store.port, store.timeout_s)"
+    if "readonly" in text or "read-only" in text or "permission denied" in text:
+        return (
+            " -- the store folder is read-only (Chroma writes to its database even to read it): make it "
+            "writable, or point paths.store_dir elsewhere"
+        )
+    return ""

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
-from rag.errors import StoreError
+from rag.errors import StoreError, store_error_hint
 from rag.text import keyword_tokens
 
 INDEX_FILE = "keywords.sqlite3"
@@ -279,7 +279,7 @@ class SqliteKeywordIndex:
                     raise
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
-                raise StoreError(f"cannot {what} ({self.path}): {exc}") from exc
+                raise StoreError(f"cannot {what} ({self.path}): {exc}{store_error_hint(exc)}") from exc
 
 
 def _searched_terms(frequencies: dict[str, int]) -> list[str]:

@@ -24,7 +24,7 @@ import numpy as np
 
 from rag.chroma_internals import bound_requests, client_system, forget_cached_store
 from rag.embedding import EmbeddingModelInfo
-from rag.errors import StoreError, StoreMismatchError
+from rag.errors import StoreError, StoreMismatchError, store_error_hint
 from rag.keyword import INDEX_FILE, SqliteKeywordIndex, shared_index
 from rag.settings import Settings
 from rag.text import search_text
@@ -269,7 +269,7 @@ class Store(ABC):
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
-            raise StoreError(f"cannot {what} in the store ({self.describe()}): {exc}{_hint(exc)}") from exc
+            raise StoreError(f"cannot {what} in the store ({self.describe()}): {exc}{store_error_hint(exc)}") from exc
 
     def describe(self) -> str:
         return f"collection '{self.settings.store.collection}' at {self.where(self.settings)}"
@@ -369,21 +369,6 @@ def _searched_as(text: str, metadata: dict[str, Any] | None) -> str:
     return search_text(text, str((metadata or {}).get("context", "")))
 
 
-def _hint(exc: Exception) -> str:
-    """What to do about the store errors a user can fix."""
-    text = str(exc).lower()
-    if "disk is full" in text or "no space left" in text:
-        return " -- the disk is full: free some space and run the ingest again (what was stored is intact)"
-    if "connect" in text or "timed out" in text or "timeout" in text:
-        return " -- is the Chroma server running and reachable? (store.host, store.port, store.timeout_s)"
-    if "readonly" in text or "read-only" in text or "permission denied" in text:
-        return (
-            " -- the store folder is read-only (Chroma writes to its database even to read it): make it "
-            "writable, or point paths.store_dir elsewhere"
-        )
-    return ""
-
-
 def _chroma_settings() -> Any:
     from chromadb.config import Settings as ChromaSettings
 
@@ -399,7 +384,8 @@ def chroma_client(settings: Settings) -> Any:
         raise
     except Exception as exc:
         kind = "server" if cls is ServerStore else "folder"
-        raise StoreError(f"cannot open the Chroma store ({kind} {cls.where(settings)}): {exc}{_hint(exc)}") from exc
+        where = f"{kind} {cls.where(settings)}"
+        raise StoreError(f"cannot open the Chroma store ({where}): {exc}{store_error_hint(exc)}") from exc
 
 
 def open_store(settings: Settings, model: EmbeddingModelInfo, create: bool = True) -> Store:
