@@ -23,7 +23,7 @@ import math
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
@@ -44,6 +44,12 @@ _SCHEMA = (
     # whose copy of Chroma's vector index predates them searches them beside it (rag.retrieval.FreshVectors)
     # instead of loading the whole index again (seconds at a million chunks).
     "CREATE TABLE IF NOT EXISTS recent (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, vector BLOB)",
+    # Each chunk's document and page (row = chunks.row): the store's document list in one query, instead of
+    # reading every chunk's metadata from Chroma (66 s at a million chunks).
+    "CREATE TABLE IF NOT EXISTS chunk_docs (row INTEGER PRIMARY KEY, root TEXT NOT NULL, source TEXT NOT NULL, "
+    "page INTEGER NOT NULL, ingested_at TEXT NOT NULL)",
+    # Covering the document list's query: 0.1 s at a million chunks instead of 1.0 s.
+    "CREATE INDEX IF NOT EXISTS chunk_docs_listed ON chunk_docs(root, source, page, ingested_at)",
 )
 _WRITE_BATCH = 500
 # The log of recent writes keeps this many entries (about 1.6 KB each at 384 dimensions); a reader that
@@ -196,9 +202,16 @@ class SqliteKeywordIndex:
             frequencies[term] = self._df.get(term, 0)
         return frequencies
 
-    def add(self, ids: Sequence[str], texts: Sequence[str], vectors: Sequence[bytes] | None = None) -> None:
+    def add(
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        vectors: Sequence[bytes] | None = None,
+        metadatas: Sequence[Mapping[str, object]] | None = None,
+    ) -> None:
         """Index the chunks not indexed yet (a chunk's id is derived from its text: a known id is the same text);
-        with ``vectors`` (float32 bytes), log each write for readers (see ``recent_since``)."""
+        with ``vectors`` (float32 bytes), log each write for readers (see ``recent_since``); with
+        ``metadatas``, keep each chunk's document and page (see ``documents``)."""
         with self._writing("write the keyword index") as db:
             chunks = terms = 0
             for cid, text in zip(ids, texts, strict=True):
@@ -211,6 +224,29 @@ class SqliteKeywordIndex:
             _count(db, chunks, terms)
             if vectors is not None:
                 _log(db, zip(ids, vectors, strict=True))
+            if metadatas is not None:
+                _describe(db, zip(ids, metadatas, strict=True))
+
+    def set_metadata(self, ids: Sequence[str], metadatas: Sequence[Mapping[str, object]]) -> None:
+        """Keep these indexed chunks' documents and pages (their metadata changed, or were not kept yet)."""
+        with self._writing("write the keyword index") as db:
+            _describe(db, zip(ids, metadatas, strict=True))
+
+    def ids_without_metadata(self) -> list[str]:
+        """Indexed chunks whose document is not known here (an index written before it kept them)."""
+        sql = "SELECT c.id FROM chunks c LEFT JOIN chunk_docs d ON d.row = c.row WHERE d.row IS NULL"
+        return [row[0] for row in self._query("read the keyword index", sql)]
+
+    def documents(self) -> list[tuple[str, str, int, set[int], str]]:
+        """(root, source, chunks, pages, last ingest time) of every document of the indexed chunks."""
+        sql = (
+            "SELECT root, source, COUNT(*), group_concat(DISTINCT page), MAX(ingested_at) FROM chunk_docs "
+            "GROUP BY root, source"
+        )
+        return [
+            (root, source, int(n), {int(p) for p in str(pages).split(",")}, at)
+            for root, source, n, pages, at in self._query("read the keyword index", sql)
+        ]
 
     def remove(self, ids: Iterable[str], log: bool = False) -> None:
         """Forget these chunks; with ``log``, tell readers they were removed (see ``recent_since``)."""
@@ -223,6 +259,7 @@ class SqliteKeywordIndex:
                     body = db.execute("SELECT body FROM terms WHERE rowid = ?", row).fetchone()
                     db.execute("DELETE FROM terms WHERE rowid = ?", row)
                     db.execute("DELETE FROM chunks WHERE row = ?", row)
+                    db.execute("DELETE FROM chunk_docs WHERE row = ?", row)
                     chunks -= 1
                     terms -= len(body[0].split()) if body else 0
             _count(db, chunks, terms)
@@ -297,6 +334,18 @@ def _log(db: sqlite3.Connection, writes: Iterable[tuple[str, bytes | None]]) -> 
     """Append writes to the log, and forget the oldest past ``RECENT_KEPT``, in the write's own transaction."""
     db.executemany("INSERT INTO recent(id, vector) VALUES (?, ?)", writes)
     db.execute("DELETE FROM recent WHERE seq <= (SELECT MAX(seq) FROM recent) - ?", (RECENT_KEPT,))
+
+
+def _describe(db: sqlite3.Connection, described: Iterable[tuple[str, Mapping[str, object]]]) -> None:
+    """Keep indexed chunks' document, page and ingest time, in the write's own transaction."""
+    for cid, meta in described:
+        row = db.execute("SELECT row FROM chunks WHERE id = ?", (cid,)).fetchone()
+        if row is not None:
+            db.execute(
+                "INSERT OR REPLACE INTO chunk_docs VALUES (?, ?, ?, ?, ?)",
+                (row[0], str(meta.get("root", "")), str(meta.get("source", "")), int(meta.get("page", 0) or 0),
+                 str(meta.get("ingested_at", ""))),
+            )  # fmt: skip
 
 
 def _count(db: sqlite3.Connection, chunks: int, terms: int) -> None:

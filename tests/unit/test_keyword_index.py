@@ -389,3 +389,42 @@ def test_fresh_vectors_are_searched_safely_while_they_catch_up():
     assert len(fresh.vectors) == 1600 and len(fresh.removed) == 400 and fresh.seq == 2000
     best = fresh.merge(query, [], 3)
     assert all(h.score == pytest.approx(1.0) for h in best)
+
+
+# -- the document list comes from the keyword index -------------------------------------------------------
+
+
+def test_the_document_list_is_read_from_the_index_and_equals_chromas_through_changes(settings, corpus, monkeypatch):
+    from rag.store import Store
+
+    ingestor, _ = fake_ingestor(settings)
+    ingestor.run([corpus])
+    store = ingestor.store
+    assert store.documents() == store.documents_from_chunks() and len(store.documents()) > 3
+
+    first = sorted(corpus.iterdir())[0]
+    first.unlink()
+    (corpus / "owls.txt").write_text("Les chouettes effraies nichent dans les granges.\n", encoding="utf-8")
+    changed = sorted(f for f in corpus.iterdir() if f.suffix in (".md", ".txt") and f != first)[-1]
+    changed.write_text(changed.read_text(encoding="utf-8") + "\n\nOne more paragraph.\n", encoding="utf-8")
+    ingestor.run([corpus])  # removed, added, changed (kept chunks get a new ingest time)
+    expected = store.documents_from_chunks()
+    assert {d.source for d in expected} >= {"owls.txt"} and first.name not in {d.source for d in expected}
+
+    def no_scan(self, where=None):
+        raise AssertionError("the document list read every chunk's metadata")
+
+    monkeypatch.setattr(Store, "iter_metadatas", no_scan)
+    assert store.documents() == expected
+
+
+def test_an_index_written_before_it_kept_documents_learns_them_once(settings, corpus):
+    ingestor, _ = fake_ingestor(settings)
+    ingestor.run([corpus])
+    store = ingestor.store
+    expected = store.documents_from_chunks()
+    with sqlite3.connect(settings.paths.store_dir / INDEX_FILE) as db:
+        db.execute("DELETE FROM chunk_docs")  # as an index of an earlier version
+    assert len(store.keywords.ids_without_metadata()) == store.count()
+    assert store.documents() == expected
+    assert store.keywords.ids_without_metadata() == []
