@@ -18,7 +18,8 @@ With ``--hybrid N...``: a store of N chunks (Chroma and the keyword index; rando
 process: from its start to its first hybrid search result (and raw Chroma's start to its first query, in a
 new process too), warm hybrid p50/p95, a chunk written by another
 process seen by its next search (by its keywords and its vector: the reader reads the writes logged since,
-nothing is reloaded), and its peak memory.
+nothing is reloaded), the document list (from the keyword index, and from every chunk's metadata in Chroma),
+and its peak memory.
 
 With ``--reopens N``: a reader (``LiveRetriever``) over a store of ``--reopen-chunks`` chunks (real texts,
 random vectors) sees N writes by another process and reopens its store each time (as it does past
@@ -176,6 +177,16 @@ def hybrid_reader(store_dir: Path, started: float, n_queries: int) -> dict:
     assert seen and seen[0].similarity is not None, found  # by its keywords and by its vector
     times = [timed_ms(live.search, q)[1] for q in queries[:50]]
     row["hybrid_p50_ms_after_write"] = round(percentile(times, 50), 1)
+    t0 = time.perf_counter()
+    live.store.documents()  # the page's document list: from the keyword index (taught it once if older)
+    row["documents_first_s"] = round(time.perf_counter() - t0, 2)
+    t0 = time.perf_counter()
+    listed = live.store.documents()
+    row["documents_s"] = round(time.perf_counter() - t0, 2)
+    t0 = time.perf_counter()
+    scanned = live.store.documents_from_chunks()  # the same list from every chunk's metadata in Chroma
+    row["documents_from_chroma_s"] = round(time.perf_counter() - t0, 2)
+    assert listed == scanned
     row["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return row
 
