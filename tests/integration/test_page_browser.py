@@ -7,6 +7,7 @@ saves screenshots under artifacts/. The server is stopped by its process id.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -75,6 +76,26 @@ def ask_in_browser(page, url: str, question: str) -> None:
     page.get_by_text("Sources").first.wait_for(timeout=180_000)  # shown once the answer is complete
 
 
+def choose_file(page, path) -> None:
+    """Choose a file in the uploader, as a user does, and wait until the server has it. Right after a source
+    was opened, headless chromium sometimes never delivers the choice (seen in about 4 runs of 10 on
+    2026-11-24, the page idle, no error): the page is then reloaded and the file chosen again, as a user
+    whose choice did not show would do."""
+    for attempt in range(2):
+        with contextlib.suppress(Exception):  # the running indicator may never show: the page is idle
+            page.get_by_test_id("stStatusWidget").wait_for(state="hidden", timeout=10_000)
+        page.locator("input[type=file]").first.set_input_files(str(path))
+        try:
+            page.get_by_test_id("stFileChipName").first.wait_for(timeout=15_000 if attempt == 0 else 30_000)
+            return
+        except Exception:
+            if attempt == 1:
+                raise
+            print("the chosen file did not reach the page: reloading it and choosing again")
+            page.reload()
+            page.get_by_text("Ask your documents").first.wait_for(timeout=60_000)
+
+
 @pytest.fixture(scope="module")
 def page_server(tmp_path_factory):
     if not CHROMIUM.exists():
@@ -118,8 +139,7 @@ def test_ask_read_open_a_source_upload_in_a_real_browser(page_server, tmp_path):
             assert "score" in passage and len(passage) > 80
             page.screenshot(path=str(ARTIFACTS / "page-answer.png"), full_page=True)
 
-            page.locator("input[type=file]").first.set_input_files(str(new_doc))
-            page.get_by_test_id("stFileChipName").first.wait_for(timeout=30_000)  # the upload has reached the server
+            choose_file(page, new_doc)  # the upload has reached the server
             page.get_by_role("button", name="Add to the documents").click()
             page.get_by_text("1 added").first.wait_for(timeout=180_000)
             page.get_by_test_id("stSidebar").get_by_text("garden-notes.txt").first.wait_for(timeout=30_000)
