@@ -54,8 +54,9 @@ class FreshVectors:
     process's writes at once, instead of loading the whole vector index again (seconds at a million chunks,
     with every other thread of the process held meanwhile: Chroma keeps Python's lock while it loads)."""
 
-    def __init__(self, since: int) -> None:
-        self.seq = since  # the last write read
+    def __init__(self, index: SqliteKeywordIndex) -> None:
+        self._index = index
+        self.seq = index.last_write()  # the last write read
         # Replaced whole by catch_up (under the reader's lock), read whole by merge (searches, no lock).
         self._state: tuple[dict[str, np.ndarray], frozenset[str], list[str], np.ndarray | None] = (
             {},
@@ -75,11 +76,11 @@ class FreshVectors:
     def __len__(self) -> int:
         return len(self.vectors) + len(self.removed)
 
-    def catch_up(self, index: SqliteKeywordIndex) -> bool:
+    def catch_up(self) -> bool:
         """Read the writes logged since the last one read. False when they cannot all be had (the log no
         longer holds the oldest) or would be too many to search beside the copy (``FRESH_MAX``): the store
         must then be opened again."""
-        writes = index.recent_since(self.seq)
+        writes = self._index.recent_since(self.seq)
         if writes is None:
             return False
         if writes:
@@ -274,8 +275,8 @@ class LiveRetriever:
         version = self._retriever.store.version()
         if not reopen and version == self._version:
             return self._retriever
-        store, fresh = self._retriever.store, self._retriever.fresh
-        if not reopen and fresh is not None and store.keywords is not None and fresh.catch_up(store.keywords):
+        fresh = self._retriever.fresh
+        if not reopen and fresh is not None and fresh.catch_up():
             self._version = version
             return self._retriever
         old, self._retriever = self._retriever, self._open(drop_cache=True)
@@ -315,7 +316,7 @@ class LiveRetriever:
         if store.mode == "embedded" and store.keywords is not None:
             # Writes logged from here on may also be in this copy (its vectors load at its first search):
             # searching them twice changes nothing.
-            retriever.fresh = FreshVectors(store.keywords.last_write())
+            retriever.fresh = FreshVectors(store.keywords)
         return retriever
 
 

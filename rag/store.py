@@ -187,15 +187,10 @@ class Store(ABC):
             return
         if len(unknown) > READ_PAGE:  # most of the store: read it page by page
             wanted = set(unknown)
-            batch: list[tuple[str, dict[str, Any]]] = []
-            for cid, meta in self.iter_metadatas():
-                if cid in wanted:
-                    batch.append((cid, meta))
-                if len(batch) >= READ_PAGE:
-                    index.set_metadata([c for c, _ in batch], [m for _, m in batch])
-                    batch = []
-            if batch:
-                index.set_metadata([c for c, _ in batch], [m for _, m in batch])
+            for page in self._pages("read chunk metadata", "metadatas"):
+                metadatas = page["metadatas"] or [{}] * len(page["ids"])
+                known = [(cid, meta) for cid, meta in zip(page["ids"], metadatas, strict=True) if cid in wanted]
+                index.set_metadata([cid for cid, _ in known], [meta for _, meta in known])
             return
         records = self.records(unknown)
         index.set_metadata(list(records), [meta for _, meta in records.values()])

@@ -358,10 +358,14 @@ def test_fresh_vectors_are_searched_safely_while_they_catch_up():
         def __init__(self) -> None:
             self.writes: list[tuple[int, str, bytes | None]] = []
 
+        def last_write(self) -> int:
+            return self.writes[-1][0] if self.writes else 0
+
         def recent_since(self, seq: int):
             return [w for w in self.writes if w[0] > seq]
 
-    log, fresh, errors, stop = Log(), FreshVectors(0), [], threading.Event()
+    log, errors, stop = Log(), [], threading.Event()
+    fresh = FreshVectors(log)
     query = np.ones(8, dtype=np.float32)
 
     def search() -> None:
@@ -381,7 +385,7 @@ def test_fresh_vectors_are_searched_safely_while_they_catch_up():
             seq += 1
             vector = np.full(8, float(i + 1), dtype=np.float32)
             log.writes.append((seq, f"c{batch}-{i}", vector.tobytes() if i % 5 else None))
-        assert fresh.catch_up(log)
+        assert fresh.catch_up()
     stop.set()
     for t in searchers:
         t.join()
@@ -418,7 +422,11 @@ def test_the_document_list_is_read_from_the_index_and_equals_chromas_through_cha
     assert store.documents() == expected
 
 
-def test_an_index_written_before_it_kept_documents_learns_them_once(settings, corpus):
+@pytest.mark.parametrize("page", [5000, 5], ids=["by-id", "page-by-page"])
+def test_an_index_written_before_it_kept_documents_learns_them_once(settings, corpus, monkeypatch, page):
+    import rag.store
+
+    monkeypatch.setattr(rag.store, "READ_PAGE", page)  # 5: most of the store is read page by page
     ingestor, _ = fake_ingestor(settings)
     ingestor.run([corpus])
     store = ingestor.store
