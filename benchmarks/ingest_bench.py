@@ -3,11 +3,13 @@
 1. End to end, each set-up in a fresh store through the real CLI (``python -m ingest``) in a new process,
    as a user runs it: pages/s, chunks/s, peak RSS of the process tree (workers included). Set-ups:
    ``torch/0`` (before: torch, files read in the main process), then the default runtime with 0 and N
-   workers (``--workers``), ``--int8`` the INT8 embedder, ``--ray`` a local Ray cluster of 2 workers.
+   workers (``--workers``; with N workers and a CPU with AMX the default embeds in bfloat16),
+   ``--float32`` the float32 ONNX copy with N workers (the default before bfloat16), ``--int8`` the INT8
+   embedder, ``--ray`` a local Ray cluster of 2 workers.
    Ratios are against the first set-up of the same run.
 2. The embedding back-ends on the very same chunk texts (a sample of the stored chunks, as embedded:
-   context header + text): the raw ``SentenceTransformer.encode``, our torch, ONNX float32 and ONNX INT8
-   embedders: chunks/s, ratio to raw, mean and minimum cosine against raw.
+   context header + text): the raw ``SentenceTransformer.encode``, our torch, torch bfloat16, ONNX float32
+   and ONNX INT8 embedders: chunks/s, ratio to raw, mean and minimum cosine against raw.
 3. Unchanged re-run through the CLI over the fastest full ingest (target <= 0.02).
 
     .venv/bin/python benchmarks/ingest_bench.py [CORPUS] [--limit N] [--workers 0 1 2] [--ray]
@@ -64,24 +66,26 @@ class TreePeak:
         return self.peak / 2**20
 
 
-def cli_ingest(corpus: Path, store: Path, env: dict[str, str], extra: list[str] | None = None) -> tuple[float, float]:
-    """Seconds and peak MB of one ``python -m ingest`` run."""
+def cli_ingest(
+    corpus: Path, store: Path, env: dict[str, str], extra: list[str] | None = None
+) -> tuple[float, float, str]:
+    """Seconds, peak MB and the embedders used ('torch-bf16 on cpu') of one ``python -m ingest`` run."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ingest", str(corpus), "--store", str(store), "-q", *(extra or [])],
+        [sys.executable, "-m", "ingest", str(corpus), "--store", str(store), "--json", *(extra or [])],
         cwd=ROOT,
         env={**os.environ, **env},
         stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        stderr=subprocess.PIPE,
         text=True,
     )
     peak = TreePeak(proc.pid)
-    out, _ = proc.communicate()
+    out, err = proc.communicate()
     seconds = time.perf_counter() - t0
     mb = peak.stop()
     if proc.returncode not in (0, 1):  # 1: some files failed, which the report counts
-        raise SystemExit(f"ingest failed ({proc.returncode}):\n{out[-3000:]}")
-    return seconds, mb
+        raise SystemExit(f"ingest failed ({proc.returncode}):\n{(out + err)[-3000:]}")
+    return seconds, mb, " and ".join(json.loads(out)["embedded_with"]) or "-"
 
 
 def store_counts(store: Path) -> tuple[int, int]:
@@ -104,12 +108,12 @@ def end_to_end(corpus: Path, tmp: Path, setups: list[tuple[str, dict[str, str]]]
     rows = []
     for name, env in setups:
         store = tmp / f"store-{name.replace('/', '-')}"
-        seconds, mb = cli_ingest(corpus, store, env)
+        seconds, mb, embedded_with = cli_ingest(corpus, store, env)
         pages, chunks = store_counts(store)
         rows.append({
             "setup": name, "seconds": round(seconds, 1), "pages": pages, "chunks": chunks,
             "pages_per_s": round(pages / seconds, 2), "chunks_per_s": round(chunks / seconds, 1),
-            "peak_rss_mb": round(mb), "store": str(store),
+            "peak_rss_mb": round(mb), "embedded_with": embedded_with, "store": str(store),
         })  # fmt: skip
         base = rows[0]["pages_per_s"]
         rows[-1]["ratio_to_first"] = round(rows[-1]["pages_per_s"] / base, 2)
@@ -139,7 +143,7 @@ def embedding_backends(store: Path, sample: int, batch_size: int) -> list[dict]:
     reference = raw.encode(texts, batch_size=batch_size, normalize_embeddings=True)
     raw_rate = len(texts) / (time.perf_counter() - t0)
     rows = [{"backend": "raw SentenceTransformer.encode", "chunks_per_s": round(raw_rate, 1), "ratio_to_raw": 1.0}]
-    for runtime in ("torch", "onnx", "onnx-int8"):
+    for runtime in ("torch", "torch-bf16", "onnx", "onnx-int8"):
         s = Settings(
             paths=PathSettings(store_dir=store, model_dir=ROOT / "models"),
             embedding=EmbeddingSettings(runtime=runtime, device="cpu", batch_size=batch_size),
@@ -166,6 +170,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="reading workers to compare")
     ap.add_argument("--no-baseline", action="store_true", help="skip the torch/0 set-up (the slowest)")
     ap.add_argument("--ray", action="store_true", help="also a local Ray cluster of 2 workers")
+    ap.add_argument("--float32", action="store_true", help="also the float32 ONNX copy with the most workers")
     ap.add_argument("--int8", action="store_true", help="also the INT8 embedder with the most workers")
     ap.add_argument("--sample", type=int, default=2000, help="chunks for the embedding back-ends (0: skip them)")
     ap.add_argument("--out", type=Path, help="also write the figures as JSON")
@@ -183,8 +188,10 @@ def main() -> None:
         setups.append(("torch/0", {"SOURCIER_EMBEDDING__RUNTIME": "torch", "SOURCIER_INGEST__WORKERS": "0"}))
     for n in args.workers:
         setups.append((f"default/{n}", {"SOURCIER_INGEST__WORKERS": str(n)}))
+    n = max(args.workers)
+    if args.float32:
+        setups.append((f"onnx/{n}", {"SOURCIER_EMBEDDING__RUNTIME": "onnx", "SOURCIER_INGEST__WORKERS": str(n)}))
     if args.int8:
-        n = max(args.workers)
         int8 = {"SOURCIER_EMBEDDING__RUNTIME": "onnx-int8", "SOURCIER_INGEST__WORKERS": str(n)}
         setups.append((f"onnx-int8/{n}", int8))
     if args.ray:
@@ -192,7 +199,7 @@ def main() -> None:
     rows = end_to_end(corpus, tmp, setups)
 
     fastest = min(rows, key=lambda r: r["seconds"])
-    rerun_s, _ = cli_ingest(corpus, Path(fastest["store"]), {})
+    rerun_s, _, _ = cli_ingest(corpus, Path(fastest["store"]), {})
     rerun = {"unchanged_rerun_cli_s": round(rerun_s, 2), "ratio_to_fastest": round(rerun_s / fastest["seconds"], 4)}
     print(json.dumps(rerun), flush=True)
 

@@ -45,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--modes", nargs="+", choices=["rerank", "hybrid", "vector", "keyword"], help="compare retrieval modes"
     )
+    ap.add_argument(
+        "--query-runtime",
+        choices=["torch", "torch-bf16", "onnx", "onnx-int8"],
+        help="embed the questions with this runtime, the corpus with the configured one (as the product searches "
+        "a store its ingest workers embedded in bfloat16 with the float32 ONNX copy)",
+    )
     ap.add_argument("--out", type=Path, help="JSON report path (default: in the work folder)")
     ap.add_argument("--config", type=Path, help="a sourcier.toml")
     return ap
@@ -104,7 +110,11 @@ def run(args: argparse.Namespace) -> int:
     from rag.rerank import load_reranker
     from rag.retrieval import Retriever
 
-    embedder = load_embedder(settings)
+    query_settings = settings
+    if args.query_runtime:
+        query_settings = settings.model_copy(deep=True)
+        query_settings.embedding.runtime = args.query_runtime
+    embedder = load_embedder(query_settings)
     reranker = load_reranker(settings)
     if reranker is None and "rerank" in (args.modes or []):
         reranker = load_reranker(_with_reranker(settings))

@@ -43,7 +43,7 @@ class ParseEmbed:
         settings = Settings.model_validate_json(settings_json)
         self.info = embedding_model_info(settings)
         self.counter = load_token_counter(self.info)
-        self.embedder = load_embedder(settings, self.info)
+        self.embedder = load_embedder(settings, self.info, bulk=True)
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         import tempfile

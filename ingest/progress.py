@@ -101,12 +101,15 @@ def print_report(report: IngestReport, console: Console) -> None:
         table.add_row(name, str(n), style=style)
     console.print(table)
     if not report.dry_run:
-        rate = report.chunks_written / report.embed_seconds if report.embed_seconds else 0.0
+        # Where workers embedded, this process only waited on them: the rate is then the whole run's.
+        seconds = report.embed_seconds or report.elapsed_seconds
+        rate = report.chunks_written / seconds if seconds else 0.0
         ocr = ""
         if report.ocr_pages:
             ocr = f" ({report.ocr_pages} read by OCR, {report.ocr_seconds / report.ocr_pages:.1f} s/page)"
+        how = f" with {' and '.join(report.embedded_with)}" if report.embedded_with else ""
         console.print(
-            f"{report.pages} pages{ocr}, {report.chunks_written} chunks embedded ({rate:.1f}/s), "
+            f"{report.pages} pages{ocr}, {report.chunks_written} chunks embedded{how} ({rate:.1f}/s), "
             f"{report.chunks_reused} kept, {report.chunks_removed} removed, "
             f"{report.elapsed_seconds:.1f} s",
             highlight=False,

@@ -30,7 +30,7 @@ from typing import Any
 
 from langchain_core.embeddings import Embeddings
 
-from rag.embedding_base import EmbeddingModelInfo, tokenizer_file
+from rag.embedding_base import CHECK_SENTENCES, EmbeddingModelInfo, tokenizer_file
 from rag.errors import ModelFileError, SettingsError
 from rag.settings import available_cores
 
@@ -42,27 +42,6 @@ MIN_MEAN_COSINE = {"onnx": 0.9999, "onnx-int8": 0.99}
 MANIFEST = "manifest.json"
 EXPORT_FORMAT = 1  # bump when the exported graph changes: older exports are redone
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-
-# What each export is checked on: short and long, English and French, questions and passages.
-CHECK_SENTENCES = (
-    "What were the capital expenditures in fiscal 2022?",
-    "Capital expenditures 1,577 1,384 1,312 Depreciation and amortization 2,161",
-    "The committee approved the budget after a long debate about the new hospital wing.",
-    "Quelle est la population de la ville de Lyon ?",
-    "Le contrat a été signé à Paris le 12 mars 2019 par les deux parties, en présence du notaire.",
-    "La pandémie a entraîné une baisse de 8 % du chiffre d'affaires au premier trimestre.",
-    "Severe acute respiratory syndrome coronavirus 2 binds the ACE2 receptor through its spike protein.",
-    "hello",
-    "Revenue recognition: we recognize revenue when control of the promised goods is transferred to "
-    "customers, in an amount that reflects the consideration we expect to be entitled to in exchange "
-    "for those goods. Net sales increased 12% to $4.2 billion, driven by higher volumes in the Americas "
-    "and favorable pricing, partially offset by unfavorable foreign currency effects.",
-    "Les Jeux olympiques d'été de 1924 se sont déroulés à Paris du 4 mai au 27 juillet. Ce sont les "
-    "deuxièmes Jeux organisés dans la capitale française après ceux de 1900 ; ils réunissent 3 089 "
-    "athlètes de 44 nations et voient l'apparition du village olympique.",
-    "Who signed the agreement, and when does it expire?",
-    "Table 3. Patients admitted (n = 412): median age 63 years; 58% male; ICU 21%.",
-)
 
 
 def onnx_dir(model_dir: Path, info: EmbeddingModelInfo) -> Path:
@@ -314,6 +293,8 @@ class OnnxEmbedder(Embeddings):
 
         self.info = info
         self.model_file = Path(model_file)
+        kind = "onnx-int8" if self.model_file.name == FILE_NAMES["onnx-int8"] else "onnx"
+        self.runtime = f"{kind} on {'cuda' if 'CUDAExecutionProvider' in providers else 'cpu'}"
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or available_cores()
         options.inter_op_num_threads = 1

@@ -32,6 +32,7 @@ class FakeEmbedder:
 
     def __init__(self, delay: float = 0.0) -> None:
         self.info = FAKE_INFO
+        self.runtime = "fake"
         self.delay = delay
         self.calls: list[int] = []
 

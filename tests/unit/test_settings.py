@@ -83,25 +83,44 @@ def test_the_similarity_floor_follows_the_embedder_unless_set():
 
 
 @pytest.mark.parametrize(
-    "runtime,device,gpu,expected",
+    "runtime,device,gpu,amx,bulk,expected",
     [
-        ("auto", "auto", False, ("onnx", "cpu")),
-        ("auto", "auto", True, ("torch", "cuda")),
-        ("auto", "cpu", True, ("onnx", "cpu")),  # a GPU the user did not ask for is left alone
-        ("onnx-int8", "auto", False, ("onnx-int8", "cpu")),
-        ("torch", "auto", False, ("torch", "cpu")),
-        ("auto", "mps", False, ("torch", "mps")),
+        ("auto", "auto", False, False, False, ("onnx", "cpu")),
+        ("auto", "auto", True, False, False, ("torch", "cuda")),
+        ("auto", "cpu", True, False, False, ("onnx", "cpu")),  # a GPU the user did not ask for is left alone
+        ("onnx-int8", "auto", False, False, False, ("onnx-int8", "cpu")),
+        ("torch", "auto", False, False, False, ("torch", "cpu")),
+        ("auto", "mps", False, False, False, ("torch", "mps")),
+        # bfloat16 only for bulk work, and only where the CPU multiplies it in hardware
+        ("auto", "auto", False, True, True, ("torch-bf16", "cpu")),
+        ("auto", "auto", False, True, False, ("onnx", "cpu")),  # searches, small ingests: the quick start
+        ("auto", "auto", False, False, True, ("onnx", "cpu")),  # no AMX: bfloat16 would be slower
+        ("auto", "auto", True, True, True, ("torch", "cuda")),  # a GPU beats both
+        ("torch-bf16", "auto", True, False, False, ("torch-bf16", "cpu")),  # asked for: on the CPU, anywhere
+        ("onnx", "auto", False, True, True, ("onnx", "cpu")),  # asked for: kept for bulk work too
     ],
 )
-def test_the_embedding_runtime_follows_the_machine(monkeypatch, runtime, device, gpu, expected):
+def test_the_embedding_runtime_follows_the_machine(monkeypatch, runtime, device, gpu, amx, bulk, expected):
     import rag.embedding
 
     monkeypatch.setattr(rag.embedding, "cuda_present", lambda: gpu)
     monkeypatch.setattr(rag.embedding, "_torch_sees_cuda", lambda: gpu)
+    monkeypatch.setattr(rag.embedding, "cpu_flags", lambda: frozenset({"avx2", "amx_bf16"} if amx else {"avx2"}))
     settings = Settings()
     settings.embedding.runtime = runtime
     settings.embedding.device = device
-    assert rag.embedding.resolve_runtime(settings) == expected
+    assert rag.embedding.resolve_runtime(settings, bulk=bulk) == expected
+
+
+def test_cpu_flags_are_read_from_linux():
+    import platform
+
+    import rag.embedding
+
+    flags = rag.embedding.cpu_flags()
+    assert isinstance(flags, frozenset)
+    if platform.machine() == "x86_64" and Path("/proc/cpuinfo").exists():
+        assert "sse2" in flags  # every x86-64 CPU has it
 
 
 def test_onnx_runs_on_cuda_only_where_onnxruntime_can(monkeypatch):
