@@ -1,6 +1,7 @@
 """The archive ingest on a real local Ray cluster (2 CPUs, started here): the store it writes equals a
 local ingest's, a worker killed mid-run is replaced and the result is still equal, and an unchanged
-re-run sends nothing to the cluster. Real tokenizer, real ONNX embedder, real Chroma store."""
+re-run sends nothing to the cluster. Real tokenizer, real embedders (the cluster's in bfloat16 where the CPU has
+AMX), real Chroma store."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import psutil
 import pytest
 
 from ingest.pipeline import build_ingestor
+from rag.embedding import bf16_in_hardware
 from rag.store import drop_cached_stores
 from tests.conftest import SAMPLE_DATA, make_settings
 from tests.fakes import KEYWORD_INDEX, store_snapshot
@@ -57,7 +59,9 @@ def assert_same_store(a, b) -> None:
     for cid, (doc, meta, vector) in left.items():
         other_doc, other_meta, other_vector = right[cid]
         assert (doc, meta) == (other_doc, other_meta)
-        assert max(abs(x - y) for x, y in zip(vector, other_vector, strict=True)) < 1e-3  # threads: float noise
+        # The cluster's workers embed in bfloat16 where their CPU has AMX, this test's local ingest (small,
+        # one process) with the float32 ONNX copy: the project's bar for vectors that agree.
+        assert sum(x * y for x, y in zip(vector, other_vector, strict=True)) >= 0.9999
 
 
 def test_a_ray_ingest_writes_the_store_a_local_ingest_writes(cluster, tmp_path):
@@ -67,6 +71,9 @@ def test_a_ray_ingest_writes_the_store_a_local_ingest_writes(cluster, tmp_path):
     assert remote.added == local.added and len(remote.added) == 10 and remote.ok
     assert (remote.pages, remote.chunks_written) == (local.pages, local.chunks_written)
     assert remote.embed_seconds == 0  # every vector came from the cluster
+    # the cluster's work is bulk work: bfloat16 where the CPU multiplies it in hardware
+    assert remote.embedded_with == ["torch-bf16 on cpu" if bf16_in_hardware() else "onnx on cpu"]
+    assert local.embedded_with == ["onnx on cpu"]  # a small local ingest keeps the quick start
     assert_same_store(local_store, remote_store)
     drop_cached_stores()
 
