@@ -1,11 +1,12 @@
-"""Reading and chunking files, in this process or in worker processes.
+"""Reading, chunking and embedding files, in this process or in worker processes.
 
 pypdf is pure Python (about 110 ms a page of a financial filing), so threads cannot overlap it with the
-embedding; processes can. The workers only read and chunk: the main process embeds and stays the only
-writer of the store, so the lock, the crash safety and the incremental rules are those of a one-process
-ingest. Results come back in the order the files were given (reports and progress read the same either
-way); a worker that dies (a crash in a parser, the kernel's OOM killer) fails its file with that reason
-and a new pool takes the rest.
+embedding; processes can. The workers read and chunk, and usually embed too (one thread each); the main
+process stays the only writer of the store, so the lock, the crash safety and the incremental rules are
+those of a one-process ingest. Results come back in the order the files were given (reports and progress
+read the same either way); a worker that dies (a crash in a parser, the kernel's OOM killer) fails its file
+with that reason and a new pool takes the rest. As many workers start as there are cores, unless the free
+memory holds fewer (:func:`plan_workers`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,14 @@ from typing import Any, TypeVar
 from ingest.chunking import Chunk, context_headers, split_pages
 from ingest.ocr import OcrOptions
 from ingest.readers import read_document
-from rag.embedding import Embedder, EmbeddingModelInfo, TokenCounter, load_embedder, load_token_counter
+from rag.embedding import (
+    Embedder,
+    EmbeddingModelInfo,
+    TokenCounter,
+    load_embedder,
+    load_token_counter,
+    resolve_runtime,
+)
 from rag.errors import DocumentError
 from rag.settings import Settings
 from rag.text import search_text
@@ -117,6 +125,82 @@ def _parse_in_worker(job: ParseJob) -> Parsed | Embedded | ParseFailure:
     if _worker_embedder is not None:
         return parse_and_embed(job, _worker_counter, _worker_embedder)
     return parse(job, _worker_counter)
+
+
+# Peak memory of one worker reading and embedding a 10-K filing (a few hundred pages), measured on the
+# FinanceBench filings (docs/measurements.md): torch holds about 1.2 GB, the ONNX copy about 0.3 GB.
+WORKER_MB = {"torch": 1300, "torch-bf16": 1300}
+LIGHT_WORKER_MB = 350
+MAIN_PROCESS_MB = 600  # this process: Chroma, the keyword index, the results waiting to be written
+# pages/s of a worker embedding in bfloat16 over one embedding with the float32 ONNX copy (AMX, 24 Nov:
+# 8.2 against 5.1): fewer bfloat16 workers are only worth it while they are not fewer than this allows.
+BF16_WORKER_GAIN = 1.6
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """How many workers an ingest starts and whether they do bulk work; ``note`` says what memory changed."""
+
+    workers: int
+    bulk: bool
+    note: str = ""
+
+
+def worker_mb(runtime: str) -> int:
+    return WORKER_MB.get(runtime, LIGHT_WORKER_MB)
+
+
+def plan_workers(workers: int, bulk: bool, settings: Settings, free_mb: int | None) -> WorkerPlan:
+    """The workers that fit in ``free_mb`` of memory beside this process, from ``workers`` (one per core).
+
+    Each embedding worker holds its own model: a bfloat16 one about 1.3 GB, which 16 cores would multiply
+    past many machines' memory (and into the OOM killer). When fewer fit, fewer start, and where the
+    float32 ONNX copy would let enough more run to be faster overall, the workers use it instead. A count
+    set in ``ingest.workers`` is kept; the note then only warns.
+    """
+    if free_mb is None or workers <= 0:
+        return WorkerPlan(workers, bulk)
+    runtime = resolve_runtime(settings, bulk)[0]
+    budget = max(0, free_mb - MAIN_PROCESS_MB)
+    fit = max(1, budget // worker_mb(runtime))
+    if fit >= workers:
+        return WorkerPlan(workers, bulk)
+    need = f"about {worker_mb(runtime) / 1024:.1f} GB each ({runtime})"
+    free = f"{free_mb / 1024:.1f} GB of memory free"
+    if settings.ingest.workers is not None:
+        return WorkerPlan(workers, bulk, f"ingest.workers = {workers} may not fit: {free}, {need}")
+    light_runtime = resolve_runtime(settings)[0]
+    if bulk and light_runtime != runtime:
+        light = min(workers, max(1, budget // worker_mb(light_runtime)))
+        if light > fit * BF16_WORKER_GAIN:
+            note = f"{_workers(light)} with {light_runtime} instead of {runtime}: {free}, {need}"
+            return WorkerPlan(light, False, note)
+    return WorkerPlan(fit, bulk, f"{_workers(fit)} instead of {workers}: {free}, {need}")
+
+
+def _workers(n: int) -> str:
+    return f"{n} worker{'s' if n != 1 else ''}"
+
+
+def available_memory_mb() -> int | None:
+    """The memory this process can still take: the kernel's MemAvailable, or less under a cgroup limit
+    (containers); None where neither can be read."""
+    found: list[int] = []
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) // 1024)
+    except (OSError, ValueError):
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+            found.append(max(0, int(limit) - used) // (1024 * 1024))
+    except (OSError, ValueError):
+        pass
+    return min(found) if found else None
 
 
 def one_thread(settings: Settings) -> Settings:

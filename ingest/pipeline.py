@@ -16,6 +16,7 @@ so the next run redoes that file and ends in the same store as a clean ingest.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -27,7 +28,16 @@ from pathlib import Path
 from ingest.chunking import chunk_ids, chunk_metadata, pipeline_signature
 from ingest.discover import Discovery, Problem, SourceFile, discover
 from ingest.ocr import OcrOptions
-from ingest.parsing import Embedded, Parsed, ParseFailure, ParseJob, parse_all
+from ingest.parsing import (
+    Embedded,
+    Parsed,
+    ParseFailure,
+    ParseJob,
+    WorkerPlan,
+    available_memory_mb,
+    parse_all,
+    plan_workers,
+)
 from rag.embedding import Embedder, EmbeddingModelInfo, TokenCounter
 from rag.errors import DocumentError, SettingsError
 from rag.hashing import file_sha256
@@ -35,6 +45,8 @@ from rag.names import absolute_path, document_path, resolve_root, root_key  # no
 from rag.settings import Settings
 from rag.store import Store, StoredDocument
 from rag.text import search_text
+
+log = logging.getLogger(__name__)
 
 
 class ProgressListener:
@@ -71,6 +83,8 @@ class IngestReport:
     embed_seconds: float = 0.0
     elapsed_seconds: float = 0.0
     embedded_with: list[str] = field(default_factory=list)  # how the vectors were computed ('onnx on cpu')
+    workers: int = 0  # worker processes that read (and embedded) the files; 0: all in this process
+    notes: list[str] = field(default_factory=list)  # what the run decided by itself (fewer workers, ...)
 
     @property
     def ok(self) -> bool:
@@ -246,14 +260,21 @@ class Ingestor:
         else:
             embed_with = self.settings if self.workers_embed else None
             bulk = sum(p.file.size for p in to_write) >= self.settings.ingest.bulk_mb * 1024 * 1024
+            plan = WorkerPlan(min(self.workers, len(to_write)) if len(to_write) > 1 else 0, bulk)
+            if embed_with is not None:
+                plan = plan_workers(plan.workers, bulk, self.settings, available_memory_mb())
+            if plan.note:
+                log.info("ingest: %s", plan.note)
+                report.notes.append(plan.note)
+            report.workers = plan.workers
             parsed = parse_all(
                 to_write,
                 self._parse_job,
                 lambda: self.counter,
                 self.model,
-                self.workers,
+                plan.workers,
                 embed_with=embed_with,
-                bulk=bulk,
+                bulk=plan.bulk,
             )
         for planned, result in parsed:
             vectors = None

@@ -118,6 +118,8 @@ def print_report(report: IngestReport, console: Console) -> None:
         for label, items in (("add", report.added), ("update", report.updated), ("remove", report.removed)):
             for source in items:
                 console.print(f"  would {label}: {source}", highlight=False, markup=False)
+    for note in report.notes:
+        console.print(f"[dim]note: {_escape(note)}[/]", highlight=False)
     for p in report.failed:
         console.print(f"[red]failed[/]  {_escape(p.source)}: {_escape(p.reason)}", highlight=False)
     for p in report.skipped:

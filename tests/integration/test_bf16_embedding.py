@@ -87,3 +87,22 @@ def test_ingest_workers_embed_in_bf16_for_bulk_work_only(corpus, tmp_path, bulk_
     reference = np.asarray(load_embedder(settings).embed_documents(texts))
     cosines = (np.asarray(got["embeddings"]) * reference).sum(axis=1)
     assert cosines.min() >= 0.9999, cosines.min()
+
+
+def test_an_ingest_starts_the_workers_its_memory_holds(corpus, tmp_path, monkeypatch):
+    import ingest.pipeline
+    import rag.settings
+    from ingest.parsing import MAIN_PROCESS_MB, WORKER_MB
+
+    # a 2-core machine with AMX whose free memory holds one bfloat16 worker, or four float32 ONNX ones
+    monkeypatch.setattr(rag.settings, "available_cores", lambda: 2)
+    monkeypatch.setattr(rag.embedding, "cpu_flags", lambda: frozenset({"amx_bf16"}))
+    monkeypatch.setattr(ingest.pipeline, "available_memory_mb", lambda: MAIN_PROCESS_MB + WORKER_MB["torch-bf16"] + 300)
+    settings = make_settings(tmp_path)
+    settings.ingest.workers = None
+    settings.ingest.bulk_mb = 0.0
+    report = ingest_paths([corpus], settings)
+    assert report.ok and report.chunks_written > 20
+    # two float32 workers beat one in bfloat16: that is what ran, and the report says why
+    assert report.workers == 2 and report.embedded_with == ["onnx on cpu"]
+    assert len(report.notes) == 1 and "2 workers with onnx instead of torch-bf16" in report.notes[0]

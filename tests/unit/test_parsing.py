@@ -9,8 +9,24 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from ingest.discover import discover
-from ingest.parsing import DIED, Parsed, ParseFailure, ParseJob, _parse_in_worker, parse, parse_all
+from ingest.parsing import (
+    DIED,
+    LIGHT_WORKER_MB,
+    MAIN_PROCESS_MB,
+    WORKER_MB,
+    Parsed,
+    ParseFailure,
+    ParseJob,
+    WorkerPlan,
+    _parse_in_worker,
+    available_memory_mb,
+    parse,
+    parse_all,
+    plan_workers,
+)
 from ingest.pipeline import Ingestor
 from rag.embedding import embedding_model_info, load_token_counter
 from rag.store import open_store
@@ -98,3 +114,49 @@ def test_the_default_is_one_worker_per_core(settings):
     assert settings.ingest.parse_workers() == len(os.sched_getaffinity(0))
     settings.ingest.workers = 0
     assert settings.ingest.parse_workers() == 0
+
+
+@pytest.fixture
+def amx(monkeypatch):
+    """A CPU that multiplies bfloat16 in hardware, so that bulk work would be embedded in bfloat16."""
+    import rag.embedding
+
+    monkeypatch.setattr(rag.embedding, "cuda_present", lambda: False)
+    monkeypatch.setattr(rag.embedding, "cpu_flags", lambda: frozenset({"amx_bf16"}))
+
+
+def test_as_many_workers_as_cores_when_the_memory_holds_them(settings, amx):
+    settings.ingest.workers = None
+    assert plan_workers(16, True, settings, 64 * 1024) == WorkerPlan(16, True)
+    assert plan_workers(2, True, settings, None) == WorkerPlan(2, True)  # memory unknown: as asked
+    assert plan_workers(0, True, settings, 100) == WorkerPlan(0, True)  # no workers: nothing to plan
+
+
+def test_fewer_workers_start_when_the_memory_holds_fewer(settings, amx):
+    settings.ingest.workers = None
+    free = MAIN_PROCESS_MB + 3 * WORKER_MB["torch-bf16"] + 100
+    plan = plan_workers(4, True, settings, free)  # 3 in bfloat16 beat 4 in float32
+    assert plan.workers == 3 and plan.bulk
+    assert plan.note.startswith("3 workers instead of 4:") and "(torch-bf16)" in plan.note
+    settings.embedding.runtime = "onnx"  # light workers: the same rule with their own size
+    plan = plan_workers(4, True, settings, MAIN_PROCESS_MB + LIGHT_WORKER_MB)
+    assert plan == WorkerPlan(1, True, plan.note) and plan.note.startswith("1 worker instead of 4:")
+
+
+def test_float32_workers_replace_bfloat16_ones_when_enough_more_of_them_fit(settings, amx):
+    settings.ingest.workers = None
+    free = MAIN_PROCESS_MB + WORKER_MB["torch-bf16"] + 300  # one bfloat16 worker, or four ONNX ones
+    plan = plan_workers(2, True, settings, free)
+    assert plan.workers == 2 and not plan.bulk
+    assert "with onnx instead of torch-bf16" in plan.note and f"{free / 1024:.1f} GB of memory free" in plan.note
+
+
+def test_a_worker_count_that_was_set_is_kept_with_a_warning(settings, amx):
+    settings.ingest.workers = 8
+    plan = plan_workers(8, True, settings, 2048)
+    assert plan.workers == 8 and plan.bulk and "ingest.workers = 8 may not fit" in plan.note
+
+
+def test_the_free_memory_is_read_from_linux():
+    free = available_memory_mb()
+    assert free is not None and 0 < free < os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
