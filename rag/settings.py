@@ -147,7 +147,7 @@ class IngestSettings(_Group):
         ge=0,
         description="Processes that read, chunk and embed files (one thread each) while the main process "
         "writes them to the store (with embedding.runtime 'torch' the main process embeds). Empty: one per core "
-        "this process may use; 0 does everything in the main process.",
+        "this process may use, no more than the free memory holds; 0 does everything in the main process.",
     )
     bulk_mb: float = Field(
         4.0,
