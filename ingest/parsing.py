@@ -186,27 +186,6 @@ def _workers(n: int) -> str:
     return f"{n} worker{'s' if n != 1 else ''}"
 
 
-def available_memory_mb() -> int | None:
-    """The memory this process can still take: the kernel's MemAvailable, or less under a cgroup limit
-    (containers); None where neither can be read."""
-    found: list[int] = []
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    found.append(int(line.split()[1]) // 1024)
-    except (OSError, ValueError):
-        pass
-    try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        if limit != "max":
-            used = int(Path("/sys/fs/cgroup/memory.current").read_text())
-            found.append(max(0, int(limit) - used) // (1024 * 1024))
-    except (OSError, ValueError):
-        pass
-    return min(found) if found else None
-
-
 def one_thread(settings: Settings) -> Settings:
     """The settings a worker loads its embedder with: one thread (the workers are the parallelism) and an
     absolute model folder (a worker's working directory may differ)."""
@@ -214,6 +193,12 @@ def one_thread(settings: Settings) -> Settings:
     s.paths.model_dir = Path(settings.paths.model_dir).absolute()
     s.embedding.threads = 1
     return s
+
+
+def pool_size(workers: int, files: int) -> int:
+    """The worker processes :func:`parse_all` starts for ``files``: none for a single file (starting one
+    costs more than it saves), never more than the files."""
+    return min(workers, files) if workers > 0 and files > 1 else 0
 
 
 def parse_all(
@@ -238,12 +223,13 @@ def parse_all(
     are started afresh.
     """
     items = list(jobs)
-    if workers <= 0 or len(items) < 2:
+    workers = pool_size(workers, len(items))
+    if workers == 0:
         for item in items:
             yield item, parse(to_job(item), counter())
         return
     settings_json = None if embed_with is None else one_thread(embed_with).model_dump_json()
-    pool = _Pool(info, min(workers, len(items)), worker or _parse_in_worker, settings_json, bulk)
+    pool = _Pool(info, workers, worker or _parse_in_worker, settings_json, bulk)
     yield from pool.results(items, to_job)
 
 

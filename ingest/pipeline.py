@@ -34,15 +34,15 @@ from ingest.parsing import (
     ParseFailure,
     ParseJob,
     WorkerPlan,
-    available_memory_mb,
     parse_all,
     plan_workers,
+    pool_size,
 )
 from rag.embedding import Embedder, EmbeddingModelInfo, TokenCounter
 from rag.errors import DocumentError, SettingsError
 from rag.hashing import file_sha256
 from rag.names import absolute_path, document_path, resolve_root, root_key  # noqa: F401 (re-exported)
-from rag.settings import Settings
+from rag.settings import Settings, available_memory
 from rag.store import Store, StoredDocument
 from rag.text import search_text
 
@@ -260,9 +260,10 @@ class Ingestor:
         else:
             embed_with = self.settings if self.workers_embed else None
             bulk = sum(p.file.size for p in to_write) >= self.settings.ingest.bulk_mb * 1024 * 1024
-            plan = WorkerPlan(min(self.workers, len(to_write)) if len(to_write) > 1 else 0, bulk)
+            plan = WorkerPlan(pool_size(self.workers, len(to_write)), bulk)
             if embed_with is not None:
-                plan = plan_workers(plan.workers, bulk, self.settings, available_memory_mb())
+                free = available_memory()
+                plan = plan_workers(plan.workers, bulk, self.settings, None if free is None else free // 2**20)
             if plan.note:
                 log.info("ingest: %s", plan.note)
                 report.notes.append(plan.note)

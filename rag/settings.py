@@ -193,6 +193,25 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def available_memory() -> int | None:
+    """Bytes of memory this process can still take: the kernel's MemAvailable, or less under a cgroup v2
+    limit (containers); None where neither can be read."""
+    found: list[int] = []
+    try:
+        for line in Path("/proc/meminfo").read_text(encoding="ascii").splitlines():
+            if line.startswith("MemAvailable:"):
+                found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            found.append(max(0, int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text())))
+    except (OSError, ValueError):
+        pass
+    return min(found) if found else None
+
+
 class StoreSettings(_Group):
     mode: Literal["embedded", "http"] = Field(
         "embedded", description="'embedded': a Chroma store in paths.store_dir; 'http': a Chroma server."

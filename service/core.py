@@ -25,7 +25,7 @@ from rag.errors import SourcierError
 from rag.llm.base import ChatModel
 from rag.packing import Passage
 from rag.scope import Scope, resolve_scope
-from rag.settings import Settings
+from rag.settings import Settings, available_memory
 from rag.store import DocumentInfo
 
 
@@ -243,17 +243,6 @@ class Service:
 
     def remove(self, doc: DocumentInfo) -> int:
         return remove_document(self.settings, doc.root, doc.source)
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available to new allocations (Linux /proc/meminfo); None where unknown."""
-    try:
-        for line in Path("/proc/meminfo").read_text(encoding="ascii").splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
 
 
 def _model_memory(path: Path | None) -> int | None:

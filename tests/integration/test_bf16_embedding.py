@@ -97,7 +97,8 @@ def test_an_ingest_starts_the_workers_its_memory_holds(corpus, tmp_path, monkeyp
     # a 2-core machine with AMX whose free memory holds one bfloat16 worker, or four float32 ONNX ones
     monkeypatch.setattr(rag.settings, "available_cores", lambda: 2)
     monkeypatch.setattr(rag.embedding, "cpu_flags", lambda: frozenset({"amx_bf16"}))
-    monkeypatch.setattr(ingest.pipeline, "available_memory_mb", lambda: MAIN_PROCESS_MB + WORKER_MB["torch-bf16"] + 300)
+    free = (MAIN_PROCESS_MB + WORKER_MB["torch-bf16"] + 300) * 2**20
+    monkeypatch.setattr(ingest.pipeline, "available_memory", lambda: free)
     settings = make_settings(tmp_path)
     settings.ingest.workers = None
     settings.ingest.bulk_mb = 0.0

@@ -22,13 +22,13 @@ from ingest.parsing import (
     ParseJob,
     WorkerPlan,
     _parse_in_worker,
-    available_memory_mb,
     parse,
     parse_all,
     plan_workers,
 )
 from ingest.pipeline import Ingestor
 from rag.embedding import embedding_model_info, load_token_counter
+from rag.settings import available_memory
 from rag.store import open_store
 from tests.conftest import make_settings
 from tests.fakes import FAKE_INFO, FakeEmbedder, store_snapshot
@@ -158,5 +158,5 @@ def test_a_worker_count_that_was_set_is_kept_with_a_warning(settings, amx):
 
 
 def test_the_free_memory_is_read_from_linux():
-    free = available_memory_mb()
-    assert free is not None and 0 < free < os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    free = available_memory()
+    assert free is not None and 0 < free < os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
