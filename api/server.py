@@ -10,7 +10,12 @@ POST /v1/documents          upload files (multipart field ``files``), ingested a
 DELETE /v1/documents/{source}?root=...   remove one document
 GET  /health                liveness and the model's state (no data, no key needed): 200 while it answers,
                             busy or not; 503 when a generation has held the model past llm.timeout_s
-                            without producing a token (wedged: restart the process)
+                            without producing a token (wedged: restart the process), or when the model's
+                            worker process died and could not be started again. ``model.process`` tells
+                            the worker's pid, restarts and last crash.
+
+A crash of the model's worker process fails only the request it was answering (503, code
+``model_restarting``, or an error event in a stream); the next request is answered by a new worker.
 
 With ``server.api_key`` set, every other route needs ``Authorization: Bearer <key>``. No interactive
 docs page: it would load its scripts from a CDN, and nothing here reaches the network.
@@ -35,7 +40,7 @@ from api.runs import AnswerRun, ClientGone
 from rag.activity import Cancellation
 from rag.answer import Answer
 from rag.conversations import ConversationNotFound
-from rag.errors import IngestLockedError, LLMServerError, ModelFileError, SourcierError, StoreError
+from rag.errors import IngestLockedError, LLMServerError, ModelCrashError, ModelFileError, SourcierError, StoreError
 from rag.packing import Turn
 from rag.store import DocumentInfo
 from service import Service, SessionChoices
@@ -111,6 +116,8 @@ def api_error(exc: SourcierError) -> ApiError:
         return ApiError(404, str(exc), "not_found", "conversation_not_found")
     if isinstance(exc, LLMServerError):
         return ApiError(502, str(exc), "upstream_error", "llm_server")
+    if isinstance(exc, ModelCrashError):
+        return ApiError(503, str(exc), "server_error", "model_restarting")
     if isinstance(exc, StoreError | ModelFileError):
         return ApiError(503, str(exc), "server_error", "unavailable")
     return ApiError(400, str(exc), "invalid_request_error", None)

@@ -92,6 +92,8 @@ def ask_streamed(base: str, question: str) -> dict:
                     last = json.loads(line[6:])
     except httpx.HTTPError as exc:
         return {"error": repr(exc)}
+    if last is not None and "error" in last:  # the server's own word on why (a crashed model: its restart)
+        return {"error": last["error"].get("message", "error event")}
     if not done or last is None or "timings" not in last:
         return {"error": "incomplete answer"}
     return {"seconds": time.perf_counter() - t0, "queue_ms": last["timings"]["queue_ms"]}

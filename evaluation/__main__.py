@@ -198,7 +198,7 @@ def print_summary(name: str, summaries: dict[str, dict[str, Any]]) -> None:
     for mode in summaries:
         table.add_column(mode, justify="right")
     first = next(iter(summaries.values()))
-    for group in ("retrieval", "answers", "citations", "faithfulness", "abstention", "language", "cost"):
+    for group in ("retrieval", "answers", "citations", "faithfulness", "abstention", "language", "cost", "errors"):
         for key in first.get(group, {}):
             values = [summaries[mode].get(group, {}).get(key) for mode in summaries]
             table.add_row(f"{group}.{key}", *("-" if v is None else str(v) for v in values))

@@ -174,7 +174,10 @@ def evaluate(
         row |= retrieval_row(retriever, question, gold)
         if answerer is not None:
             t0 = time.perf_counter()
-            row |= answer_row(answerer.answer(question.question), question, gold)
+            try:
+                row |= answer_row(answerer.answer(question.question), question, gold)
+            except Exception as exc:  # one failed answer (a crashed model, a bug) is a row, not the run's end
+                row["error"] = f"{type(exc).__name__}: {exc}"
             row["total_s"] = time.perf_counter() - t0
         result.rows.append(row)
         if progress:
@@ -222,6 +225,11 @@ def summarize(rows: Sequence[dict[str, Any]], settings: Settings, answered: bool
         "peak_rss_mb": round(_peak_rss_mb()),
     }
     if answered:
+        failed = [r for r in rows if "error" in r]
+        summary["errors"] = {"questions": len(failed), "first": [f"{r['id']}: {r['error']}" for r in failed[:5]]}
+        rows = [r for r in rows if "error" not in r]  # the answer scores are over the questions answered
+        answerable = [r for r in rows if r["answerable"]]
+        unanswerable = [r for r in rows if not r["answerable"]]
         found = [r for r in answerable if not r["declined"]]
         summary["answers"] = {
             key: _avg(found, key) for key in ("em", "f1", "rouge_l", "contains", "numeric", "gold_in_context")

@@ -15,6 +15,11 @@ class ModelFileError(SourcierError):
     """A model file is missing, incomplete, or not what it claims to be."""
 
 
+class ModelCrashError(SourcierError):
+    """The process running the model stopped (a native crash, out of memory, a kill) during a request; it is
+    being started again, and the next request is answered by the new one."""
+
+
 class StoreError(SourcierError):
     """The Chroma store cannot be opened, read or written."""
 

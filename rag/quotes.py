@@ -98,7 +98,8 @@ def answer_grammar(passages: Sequence[str]) -> str:
     ``MAX_QUOTE_CHARS`` long: it may start at any clause and stop after any, never past its sentence's end
     (the quote shows the passage's text with blanks and line breaks as single spaces, hyphenated words joined,
     and its inner double quotes left out, since they close the quote). The answer is one line that does not start with
-    a bracket or a blank, so an answer of markers only cannot be written.
+    a bracket or a blank, so an answer of markers only cannot be written. A passage with nothing to quote (no
+    clause of ``MIN_QUOTE_CHARS``) cannot be cited; with no passage to cite, only "NONE" can be written.
     """
     rules = [
         f'root ::= quoted | "{NONE_MARK}"',
@@ -108,9 +109,9 @@ def answer_grammar(passages: Sequence[str]) -> str:
     cites = []
     for number, text in enumerate(passages, 1):
         clauses = [c for c in (_quotable(text[s:e]) for s, e in clause_spans(text)) if c]
-        if not clauses:
-            continue
         runs = dict.fromkeys(_gbnf_literal(run) for run in quote_runs(clauses))
+        if not runs:  # nothing quotable (a heading, a caption, a cell): this passage cannot be cited
+            continue
         rules.append(f"p{number} ::= " + " | ".join(runs))
         cites.append(f'"{number}] \\"" p{number}')
     if not cites:
@@ -153,7 +154,7 @@ def _gbnf_literal(text: str) -> str:
     for ch in text:
         if ch in '"\\':
             out.append("\\" + ch)
-        elif ord(ch) < 32 or unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
+        elif ord(ch) < 32 or unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp"):
             out.append(f"\\x{ord(ch):02x}" if ord(ch) < 256 else f"\\u{ord(ch):04x}")
         else:
             out.append(ch)

@@ -308,7 +308,8 @@ class LLMSettings(_Group):
     backend: str = Field(
         "local",
         min_length=1,
-        description="'local': the GGUF runs in this process (llama-cpp-python); 'server': an OpenAI-compatible "
+        description="'local': the GGUF runs on this machine (llama-cpp-python, in a worker process unless "
+        "llm.worker_process is false); 'server': an OpenAI-compatible "
         "chat endpoint (llama.cpp's llama-server, python -m llama_cpp.server, vLLM, Ollama) at llm.server_url; "
         "or the name of a backend registered with rag.llm.register_backend.",
     )
@@ -419,6 +420,18 @@ class LLMSettings(_Group):
         description="Other GGUF files the page may keep loaded beside the configured model, for conversations "
         "that chose one (the least recently used goes first; the configured model is never unloaded). 0: only "
         "the configured model. A model that would not fit in the memory available is refused with a message.",
+    )
+    worker_process: bool = Field(
+        True,
+        description="Run the local GGUF in a worker process of its own (backend 'local'): a crash of llama.cpp "
+        "(a segfault, out of memory, a kill) then fails the one request it was answering, and the worker is "
+        "started again for the next; false runs it inside the calling process (a crash ends that process).",
+    )
+    worker_cancel_s: float = Field(
+        2.0,
+        gt=0,
+        description="Longest wait for the worker process to stop a cancelled generation; past it, the worker is "
+        "killed and started again (a wedged native call).",
     )
     lora_path: Path | None = Field(None, description="Optional LoRA adapter (GGUF) applied to the model.")
     chat_template_file: Path | None = Field(

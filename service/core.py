@@ -112,6 +112,12 @@ class Service:
         # The model that has gone longest without progress speaks for all (a wedged one must be seen).
         state = max((m.activity.state() for m in models), key=lambda st: st.quiet_s or -1.0)
         report: dict[str, Any] = {"status": "ok", "model": {"loaded": True, **state.as_dict()}, "stall_limit_s": limit}
+        process = self._models[None].process_state() if None in self._models else None
+        if process is not None:  # its worker: restarts and the last crash, if any
+            report["model"]["process"] = process
+            if process["state"] == "restart failed":
+                report["status"] = "unhealthy"
+                report["reason"] = f"the model process could not be started again: {process.get('error', '')}"
         if state.quiet_s is not None and state.quiet_s > limit:
             report["status"] = "unhealthy"
             report["reason"] = (

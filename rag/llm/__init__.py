@@ -1,5 +1,6 @@
-"""Chat models: the interface (``base``), the GGUF run in this process (``local``), an OpenAI-compatible
-server (``server``), and :func:`load_llm`, which builds the one ``llm.backend`` names.
+"""Chat models: the interface (``base``), the GGUF run in this process (``local``) or in a supervised worker
+process (``worker``, the default), an OpenAI-compatible server (``server``), and :func:`load_llm`, which
+builds the one ``llm.backend`` names.
 
 Backends are looked up in a small registry, so a new one (another server protocol, a test double) is a
 factory registered under a name, not a new branch::
@@ -19,6 +20,7 @@ from rag.errors import SettingsError
 from rag.llm.base import ZERO_WIDTH_SPACE, ChatModel, Prompt, Prompter, decoding_kwargs
 from rag.llm.local import ChatPrompter, LocalLLM, chat_template_for, compile_grammar, load_local, model_wants_bos
 from rag.llm.server import RemoteLLM, ServerPrompter, connect_llm_server
+from rag.llm.worker import WorkerLLM, load_worker
 from rag.settings import Settings
 
 Backend = Callable[[Settings, "Path | None"], ChatModel]
@@ -54,7 +56,12 @@ def load_llm(settings: Settings, model_path: Path | None = None) -> ChatModel:
     return model
 
 
-register_backend("local", load_local)
+def _load_gguf(settings: Settings, model_path: Path | None) -> ChatModel:
+    """The local GGUF: in its own worker process (``llm.worker_process``), or in this one."""
+    return (load_worker if settings.llm.worker_process else load_local)(settings, model_path)
+
+
+register_backend("local", _load_gguf)
 register_backend("server", lambda settings, _model_path: connect_llm_server(settings))
 
 __all__ = [
@@ -67,6 +74,7 @@ __all__ = [
     "Prompter",
     "RemoteLLM",
     "ServerPrompter",
+    "WorkerLLM",
     "backends",
     "chat_template_for",
     "compile_grammar",
@@ -74,6 +82,7 @@ __all__ = [
     "decoding_kwargs",
     "load_llm",
     "load_local",
+    "load_worker",
     "model_wants_bos",
     "register_backend",
 ]

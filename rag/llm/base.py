@@ -103,6 +103,14 @@ class ChatModel(ABC):
         """P(yes) / P(yes + no) of the first token after ``prompt`` (which asks whether the passages hold
         the answer); None when the backend cannot tell, or when cancelled."""
 
+    def process_state(self) -> dict[str, Any] | None:
+        """The process the model runs in, for health checks (pid, state, restarts, last crash); None when it
+        runs in this process or elsewhere."""
+        return None
+
+    def close(self) -> None:  # noqa: B027 (most backends hold nothing to free)
+        """Frees what the model holds (its worker process, its connections); it may not be used after."""
+
     def sampling_kwargs(self, decoding: LLMSettings | None = None) -> dict[str, Any]:
         """The decoding settings (the model's own, or a session's), as generation arguments."""
         return decoding_kwargs(decoding or self.settings.llm)

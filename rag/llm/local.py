@@ -10,6 +10,7 @@ added only when the model asks for one and the text lacks it, so a prompt never 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any, Protocol
 
 from rag.activity import Cancellation, ModelActivity, cancelled
 from rag.errors import ModelFileError, SourcierError
+from rag.gbnf import check_grammar
 from rag.llm.base import ZERO_WIDTH_SPACE, ChatModel, Prompt
 from rag.llm.llama_internals import install_abort_check, is_abort, last_logits
 from rag.settings import LLMSettings, Settings
@@ -92,9 +94,11 @@ class ChatPrompter:
 
 
 def compile_grammar(grammar: str) -> Any:
-    """A GBNF grammar ready for llama-cpp-python's sampler; a grammar it cannot parse is our bug, said clearly."""
+    """A GBNF grammar ready for llama-cpp-python's sampler, checked first (:func:`rag.gbnf.check_grammar`):
+    llama.cpp crashes the process on a grammar it cannot parse, a bad one here is a ``GrammarError``."""
     from llama_cpp import LlamaGrammar
 
+    check_grammar(grammar)
     try:
         return LlamaGrammar.from_string(grammar, verbose=False)
     except ValueError as exc:
@@ -235,24 +239,51 @@ def load_local(settings: Settings, model_path: Path | None = None) -> LocalLLM:
     from rag.models import resolve_model_path
 
     path = model_path or resolve_model_path(settings)
+    llama = open_gguf(path, settings)
+    return LocalLLM(llama, prompter_for(llama, settings, path), settings, path)
+
+
+def open_gguf(path: Path, settings: Settings, vocab_only: bool = False) -> Any:
+    """A ``llama_cpp.Llama`` over ``path`` with the configured threads and context; with ``vocab_only`` just
+    its vocabulary and metadata (tokenizing and templates: a fraction of a second, no weights)."""
     try:
         from llama_cpp import Llama
     except ImportError:
         raise ModelFileError("llama-cpp-python is not installed: pip install -e '.[llm]' (or bash setup.sh)") from None
     s = settings.llm
     try:
-        llama = Llama(
-            model_path=str(path),
-            n_ctx=s.n_ctx,
-            n_threads=s.n_threads,
-            n_threads_batch=s.n_threads_batch,
-            n_gpu_layers=s.n_gpu_layers,
-            seed=s.seed,
-            lora_path=str(s.lora_path) if s.lora_path else None,
-            verbose=False,
-        )
+        with _stderr_silenced() if vocab_only else contextlib.nullcontext():
+            return Llama(
+                model_path=str(path),
+                n_ctx=s.n_ctx if not vocab_only else 64,  # a vocabulary has no cache to size
+                n_threads=s.n_threads,
+                n_threads_batch=s.n_threads_batch,
+                n_gpu_layers=s.n_gpu_layers,
+                seed=s.seed,
+                lora_path=str(s.lora_path) if s.lora_path and not vocab_only else None,
+                vocab_only=vocab_only,
+                verbose=False,
+            )
     except (ValueError, RuntimeError) as exc:
         raise ModelFileError(f"cannot load the model {path}: {exc}") from None
-    template, origin = chat_template_for(llama.metadata, s.chat_template_file, path)
-    prompter = ChatPrompter(llama, template, origin, add_bos=model_wants_bos(llama.metadata))
-    return LocalLLM(llama, prompter, settings, path)
+
+
+@contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """llama.cpp's own warnings off for a moment (a vocabulary's context "overflows" its training size of 0)."""
+    import os
+
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def prompter_for(llama: Tokenizing, settings: Settings, model_path: Path) -> ChatPrompter:
+    """The prompter of a loaded GGUF (or of its vocabulary alone): its own template, or the configured file."""
+    template, origin = chat_template_for(llama.metadata, settings.llm.chat_template_file, model_path)
+    return ChatPrompter(llama, template, origin, add_bos=model_wants_bos(llama.metadata))

@@ -25,6 +25,7 @@ from typing import Any
 
 from rag.activity import Cancellation, ModelActivity, cancelled
 from rag.errors import LLMServerError
+from rag.gbnf import check_grammar
 from rag.llm.base import ZERO_WIDTH_SPACE, ChatModel, Prompt, decoding_kwargs
 from rag.settings import LLMSettings, Settings
 
@@ -115,6 +116,7 @@ class RemoteLLM(ChatModel):
             **self.sampling_kwargs(s),
         }
         if grammar and self.settings.llm.server_grammar:
+            check_grammar(grammar)  # llama.cpp's server would fail on a bad one, or crash
             payload["grammar"] = grammar
         with self.activity.hold(cancel) as hold:
             if hold is None:

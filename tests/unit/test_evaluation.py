@@ -266,3 +266,27 @@ def test_the_follow_up_set_holds_30_pairs_whose_evidence_is_in_the_sample_docume
     assert summary["all"]["concatenated"] == {"recall@4": 0.5, "recall@1": 0.5}
     assert summary["fr"]["alone"] == {"recall@4": 1.0, "recall@1": 1.0}
     assert summary["rewrite_seconds"] == {"median": 1.5, "max": 2.0}
+
+
+def test_a_question_whose_answer_fails_is_a_row_and_the_run_goes_on(settings, eval_store):
+    from rag.errors import ModelCrashError
+
+    class CrashOnce(FakeLLM):
+        def stream(self, prompt, max_tokens=None, decoding=None, cancel=None, grammar=None):
+            if not self.crashed:
+                self.crashed = True
+                raise ModelCrashError("the model process stopped: SIGSEGV (Segmentation fault); it is being restarted")
+            yield from super().stream(prompt, max_tokens, decoding, cancel, grammar)
+
+    settings.llm.answer_style = "free"
+    question = Question("a", "How long did the storage outage last?", ["47 minutes"], [])
+    questions = [question, Question("b", question.question, ["47 minutes"], [])]
+    retriever = Retriever(eval_store, FakeEmbedder(), settings)
+    llm = CrashOnce(["The outage lasted 47 minutes [1]."])
+    llm.crashed = False
+    result = evaluate(settings, eval_store, retriever, questions, Answerer(settings, retriever, llm))
+    failed, answered = result.rows
+    assert failed["error"].startswith("ModelCrashError: the model process stopped: SIGSEGV")
+    assert "error" not in answered and answered["contains"] == 1.0
+    assert result.summary["errors"]["questions"] == 1 and result.summary["errors"]["first"][0].startswith("a: ")
+    assert result.summary["answers"]["contains"] == 1.0  # scored over the question answered
