@@ -7,8 +7,9 @@ letters, digits and ``-``; literals, character classes, groups, ``.``, the repet
 a newline ends a rule except inside a group or after ``|``) and is stricter where a grammar we build can
 only be wrong: a rule with an empty body, a reference to a rule that is not defined, a
 rule defined twice, no ``root`` rule, a rule that can start with itself (left recursion, which llama.cpp
-refuses), a character UTF-8 cannot encode. A bad grammar is a :class:`GrammarError` naming the rule and the
-line, never a crash.
+refuses), a character UTF-8 cannot encode, a NUL character in a literal (llama.cpp aborts when it samples
+one: found by tests/integration/test_grammar_property.py). A bad grammar is a :class:`GrammarError` naming the
+rule and the line, never a crash.
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ def check_grammar(text: str) -> Grammar:
             f"invalid grammar: a character UTF-8 cannot encode ({text[exc.start]!r}, line "
             f"{text.count(chr(10), 0, exc.start) + 1})"
         ) from None
+    if "\x00" in text:  # llama.cpp reads the grammar as a C string: it would end there
+        at = text.index("\x00")
+        raise GrammarError(f"invalid grammar: a NUL character (line {text.count(chr(10), 0, at) + 1})")
     grammar = _Parser(text).parse()
     _check_references(grammar)
     _check_left_recursion(grammar)
@@ -110,9 +114,10 @@ class _Parser:
         if self.text[self.pos : self.pos + 3] != "::=":
             raise self.fail("expecting '::='")
         self.pos += 3
+        body = self.pos
         self.space(newline_ok=True)  # a body may start on the next line
         if self.at_rule_start():  # llama.cpp would read the next rule's name as this one's body
-            raise self.fail(f"rule '{self.rule}' is empty")
+            raise self.fail(f"rule '{self.rule}' is empty", body)
         alternatives = self.alternates(nested=False)
         ch = self.peek()
         if ch == "\r":
@@ -184,7 +189,7 @@ class _Parser:
         while self.peek() != '"':
             if not self.peek():
                 raise self.fail("a literal is not closed", start)
-            self.char()
+            self.char(literal=True)
         self.pos += 1
         return self.pos - start == 2
 
@@ -204,7 +209,7 @@ class _Parser:
                 self.char()
         self.pos += 1
 
-    def char(self) -> None:
+    def char(self, literal: bool = False) -> None:
         """One character of a literal or class: itself, or an escape llama.cpp knows."""
         if self.peek() != "\\":
             self.pos += 1
@@ -215,6 +220,8 @@ class _Parser:
             digits = self.text[self.pos + 2 : self.pos + 2 + size]
             if len(digits) != size or not set(digits) <= _HEX:
                 raise self.fail(f"'\\{kind}' needs {size} hexadecimal digits")
+            if literal and int(digits, 16) == 0:
+                raise self.fail("a NUL character in a literal (llama.cpp aborts when it samples one)")
             self.pos += 2 + size
         elif kind in _SIMPLE_ESCAPES:
             self.pos += 2

@@ -136,8 +136,15 @@ def quote_runs(clauses: Sequence[str], max_chars: int = MAX_QUOTE_CHARS) -> Iter
 
 
 def _quotable(text: str) -> str:
-    """A clause as a quote holds it: hyphenated words joined, inner double quotes out, blanks single."""
-    return " ".join(_folded_hyphens(text).replace('"', "").split())
+    """A clause as a quote holds it: hyphenated words joined, inner double quotes out, blanks single, and no
+    control character or lone surrogate (nothing a model writes; a NUL makes llama.cpp abort)."""
+    text = "".join(ch for ch in _folded_hyphens(text) if not _unwritable(ch))
+    return " ".join(text.replace('"', "").split())
+
+
+def _unwritable(ch: str) -> bool:
+    """A control character that is not a blank, or a lone surrogate: left out of quotes and of comparisons."""
+    return not ch.isspace() and unicodedata.category(ch) in ("Cc", "Cs")
 
 
 # A word hyphenated across a line break: the hyphen and the break, which a reader copies as nothing.
@@ -154,7 +161,7 @@ def _gbnf_literal(text: str) -> str:
     for ch in text:
         if ch in '"\\':
             out.append("\\" + ch)
-        elif ord(ch) < 32 or unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp"):
+        elif unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
             out.append(f"\\x{ord(ch):02x}" if ord(ch) < 256 else f"\\u{ord(ch):04x}")
         else:
             out.append(ch)
@@ -186,7 +193,7 @@ def parse_quoted(output: str, passages: Sequence[str]) -> QuotedOutput:
 def locate_quote(quote: str, passage: str) -> tuple[int, int] | None:
     """Where ``quote`` lies in ``passage`` (character span), comparing both folded: case, accents, runs of
     blanks and line breaks, words hyphenated across a line break, typographic quotes and apostrophes,
-    and the double quotes the grammar leaves out. None when it is not there."""
+    and the double quotes and control characters the grammar leaves out. None when it is not there."""
     needle, _ = _folded(quote)
     if len(needle) < 3:
         return None
@@ -210,6 +217,9 @@ def _folded(text: str) -> tuple[str, list[int]]:
         ch = text[i]
         if i in skip:
             i = skip[i]
+            continue
+        if _unwritable(ch):
+            i += 1
             continue
         if ch.isspace():
             if out and out[-1] != " ":

@@ -8,6 +8,7 @@ import re
 import pytest
 
 from rag.answer import NOT_FOUND, Answerer
+from rag.gbnf import check_grammar
 from rag.quotes import (
     MAX_QUOTE_CHARS,
     MIN_QUOTE_CHARS,
@@ -70,10 +71,19 @@ def test_quotes_are_bounded_in_length_but_a_long_clause_may_stand_alone():
     assert _quotes_allowed(_grammar_rules(answer_grammar([one_clause])), 1) == {one_clause}
 
 
-def test_the_grammar_compiles_in_llama_cpp_and_handles_no_passages():
-    llama_cpp = pytest.importorskip("llama_cpp")
-    llama_cpp.LlamaGrammar.from_string(answer_grammar(PASSAGES), verbose=False)
+def test_the_grammar_is_valid_gbnf_and_handles_no_passages():
+    check_grammar(answer_grammar(PASSAGES))  # llama.cpp's own parser: tests/integration/test_grammar_property.py
     assert answer_grammar([]).strip() == 'root ::= "NONE"'
+
+
+def test_a_passage_with_nothing_quotable_is_left_out_of_the_citations():
+    # issue 30: "Tuvalu" has no clause of MIN_QUOTE_CHARS, and its rule was written empty (llama.cpp: SIGSEGV)
+    passages = ["La Nina is the positive phase of the oscillation.", "Tuvalu", "Its total land area is 26 km2."]
+    grammar = answer_grammar(passages)
+    check_grammar(grammar)
+    rules = _grammar_rules(grammar)
+    assert re.findall(r'"(\d+)\] ', rules["cite"]) == ["1", "3"] and "p2" not in rules
+    assert answer_grammar(["Tuvalu", "2,", "—", "Page 3"]).strip() == 'root ::= "NONE"'  # nothing to cite: decline
 
 
 def test_clauses_cut_at_punctuation_and_line_breaks_but_not_hyphenated_words():
