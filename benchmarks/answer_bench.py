@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -326,6 +327,9 @@ def main() -> None:
     ap.add_argument("--pipeline", action="store_true", help="TTFT of today's pipeline vs the default")
     ap.add_argument("--grammar", type=int, default=0, help="questions for the grammar's cost (0: skip)")
     args = ap.parse_args()
+    # The raw library runs in this process: so does our model here, to compare like with like (the worker
+    # process against in-process: benchmarks/worker_bench.py).
+    os.environ["SOURCIER_LLM__WORKER_PROCESS"] = "false"
     if args.sizes:
         retrieval_latency(args.sizes)
     if args.questions:

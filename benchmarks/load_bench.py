@@ -27,15 +27,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from benchmarks.answer_bench import QUESTIONS  # noqa: E402  (one list of sample questions)
 from benchmarks.server_bench import BIN, free_port, start, stop, wait_for  # noqa: E402
 from evaluation.metrics import percentile  # noqa: E402
 
-QUESTIONS = [
-    "How long did the storage outage last?",
-    "What is the hotel cap per night in Paris?",
-    "Combien de jours par semaine peut-on télétravailler ?",
-    "How many species were recorded in the bird survey?",
-]
 LONG = "Describe everything these documents say, in great detail, with every number."
 
 

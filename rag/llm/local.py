@@ -11,6 +11,7 @@ added only when the model asks for one and the text lacks it, so a prompt never 
 from __future__ import annotations
 
 import contextlib
+import io
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -277,7 +278,8 @@ def _stderr_silenced() -> Iterator[None]:
     try:
         with open(os.devnull, "wb") as null:
             os.dup2(null.fileno(), 2)
-        yield
+        with contextlib.redirect_stderr(io.StringIO()):  # llama-cpp-python's log callback writes to sys.stderr
+            yield
     finally:
         os.dup2(saved, 2)
         os.close(saved)

@@ -18,9 +18,11 @@ MESSAGES = [
 
 @pytest.fixture(scope="module")
 def smollm():
+    """The GGUF in this process (its internals are read here; the worker process: test_model_worker.py)."""
     settings = Settings()
     settings.llm.n_ctx = 1024
     settings.llm.max_tokens = 24
+    settings.llm.worker_process = False
     return load_llm(settings, smollm_path())
 
 
