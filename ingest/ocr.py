@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,10 +67,13 @@ def image_cover(page: Any) -> float:
     return min(1.0, area / (width * height)) if width and height else 0.0
 
 
-def ocr_pdf_pages(path: Path, candidates: list[int], options: OcrOptions) -> OcrResult:
+def ocr_pdf_pages(
+    path: Path, candidates: list[int], options: OcrOptions, tick: Callable[[], None] = lambda: None
+) -> OcrResult:
     """OCR of the ``candidates`` pages (numbered from 1) that are scans; {} when OCR is off or none is.
 
-    Raises DocumentError when a page is a scan but Tesseract is missing or fails on it.
+    Raises DocumentError when a page is a scan but Tesseract is missing or fails on it; ``tick()`` is called
+    before each page (it raises when the file's time is up).
     """
     if not options.enabled or not candidates:
         return OcrResult({})
@@ -87,6 +91,7 @@ def ocr_pdf_pages(path: Path, candidates: list[int], options: OcrOptions) -> Ocr
         started = time.perf_counter()
         texts = {}
         for n in scans:
+            tick()
             image = pdf[n - 1].render(scale=options.dpi / 72, grayscale=True).to_pil()
             texts[n] = ocr_image(image, options, program, where=f"page {n}")
         return OcrResult(texts, time.perf_counter() - started)
@@ -94,12 +99,19 @@ def ocr_pdf_pages(path: Path, candidates: list[int], options: OcrOptions) -> Ocr
         pdf.close()
 
 
-def read_image_pages(path: Path, options: OcrOptions) -> OcrResult:
-    """OCR of an image file (every frame of a multi-page TIFF), pages numbered from 1."""
+def read_image_pages(
+    path: Path,
+    options: OcrOptions,
+    tick: Callable[[], None] = lambda: None,
+    max_pages: Callable[[int], None] = lambda _: None,
+) -> OcrResult:
+    """OCR of an image file (every frame of a multi-page TIFF), pages numbered from 1; ``max_pages(n)`` may
+    refuse a file of n frames, ``tick()`` is called before each."""
     from PIL import Image, ImageSequence, UnidentifiedImageError
 
     try:
         with Image.open(path) as img:
+            max_pages(getattr(img, "n_frames", 1))  # before any frame is decoded
             frames = [frame.convert("L") for frame in ImageSequence.Iterator(img)]
     except Image.DecompressionBombError:
         raise DocumentError("image too large to read (more than Pillow's limit of pixels)") from None
@@ -109,7 +121,10 @@ def read_image_pages(path: Path, options: OcrOptions) -> OcrResult:
         raise DocumentError("an image, and OCR is off (ingest.ocr = false)")
     program = _program_or_error()
     started = time.perf_counter()
-    texts = {i + 1: ocr_image(frame, options, program, where=f"page {i + 1}") for i, frame in enumerate(frames)}
+    texts = {}
+    for i, frame in enumerate(frames):
+        tick()
+        texts[i + 1] = ocr_image(frame, options, program, where=f"page {i + 1}")
     return OcrResult(texts, time.perf_counter() - started)
 
 

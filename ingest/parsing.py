@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ingest.chunking import Chunk, context_headers, split_pages
+from ingest.limits import ReadLimits
 from ingest.ocr import OcrOptions
 from ingest.readers import read_document
 from rag.embedding import (
@@ -53,6 +54,7 @@ class ParseJob:
     overlap_tokens: int
     context_tokens: int
     ocr: OcrOptions = OcrOptions()
+    limits: ReadLimits = ReadLimits()
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,7 @@ class ParseFailure:
 def parse(job: ParseJob, counter: TokenCounter) -> Parsed | ParseFailure:
     """Read and chunk one file; every failure comes back as a :class:`ParseFailure`, never raised."""
     try:
-        document = read_document(job.path, job.kind, job.ocr)
+        document = read_document(job.path, job.kind, job.ocr, job.limits)
         chunks = split_pages(document.pages, counter, job.chunk_tokens, job.overlap_tokens)
         headers = context_headers(chunks, job.source, document.title, counter, job.context_tokens)
     except DocumentError as exc:

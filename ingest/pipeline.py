@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ingest.chunking import chunk_ids, chunk_metadata, pipeline_signature
 from ingest.discover import Discovery, Problem, SourceFile, discover
+from ingest.limits import read_limits
 from ingest.ocr import OcrOptions
 from ingest.parsing import (
     Embedded,
@@ -301,7 +302,14 @@ class Ingestor:
         chunking, ingest = self.settings.chunking, self.settings.ingest
         ocr = OcrOptions(ingest.ocr, ingest.ocr_languages, ingest.ocr_min_chars, ingest.ocr_dpi)
         return ParseJob(
-            f.path, f.kind, f.source, chunking.chunk_tokens, chunking.overlap_tokens, self.context_tokens, ocr
+            f.path,
+            f.kind,
+            f.source,
+            chunking.chunk_tokens,
+            chunking.overlap_tokens,
+            self.context_tokens,
+            ocr,
+            read_limits(ingest),
         )
 
     def _prepare(

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ingest.limits import Budget, ReadLimits, check_zip
 from ingest.ocr import INSTALL_HINT, OcrOptions, ocr_pdf_pages, read_image_pages, tesseract_program, text_layer_is_thin
 from rag.errors import DocumentError
 
@@ -40,14 +41,19 @@ class DocumentText:
     ocr_seconds: float = 0.0
 
 
-def read_document(path: Path, kind: str, ocr: OcrOptions | None = None) -> DocumentText:
-    """Pages with text of one file (and its title); raises DocumentError when nothing usable comes out.
+def read_document(
+    path: Path, kind: str, ocr: OcrOptions | None = None, limits: ReadLimits | None = None
+) -> DocumentText:
+    """Pages with text of one file (and its title); raises DocumentError when nothing usable comes out, or
+    when reading it would pass one of its ``limits`` (unpacked size, pages, paragraphs, characters, time).
 
     Scanned PDF pages and image files are read by OCR as ``ocr`` says (default options when None).
     """
     ocr = ocr or OcrOptions()
+    budget = Budget(limits or ReadLimits())
     try:
-        read = _READ_SCANNABLE[kind](path, ocr) if kind in _READ_SCANNABLE else _READERS[kind](path)
+        scannable = _READ_SCANNABLE.get(kind)
+        read = scannable(path, ocr, budget) if scannable else _READERS[kind](path, budget)
     except DocumentError:
         raise
     except MemoryError:
@@ -125,13 +131,14 @@ def meaningful_title(title: str | None) -> str:
     return t[:_MAX_HEADING_CHARS]
 
 
-def read_pdf(path: Path, ocr: OcrOptions | None = None) -> DocumentText:
+def read_pdf(path: Path, ocr: OcrOptions | None = None, budget: Budget | None = None) -> DocumentText:
     """The text layer of every page; pages that are scans are read by OCR instead (see ``ingest.ocr``)."""
-    document = _read_pdf_layer(path)
+    budget = budget or Budget()
+    document = _read_pdf_layer(path, budget)
     thin = [p.number for p in document.pages if text_layer_is_thin(p.text, ocr or OcrOptions())]
     if not thin or tesseract_program() is None:  # without Tesseract, the pages with text still go in
         return document
-    read = ocr_pdf_pages(path, thin, ocr or OcrOptions())
+    read = ocr_pdf_pages(path, thin, ocr or OcrOptions(), tick=budget.check_time)
     pages = [
         Page(p.number, read.texts[p.number], p.headings, ocr=True) if p.number in read.texts else p
         for p in document.pages
@@ -139,14 +146,15 @@ def read_pdf(path: Path, ocr: OcrOptions | None = None) -> DocumentText:
     return DocumentText(pages, document.title, read.seconds)
 
 
-def read_image(path: Path, ocr: OcrOptions | None = None) -> DocumentText:
+def read_image(path: Path, ocr: OcrOptions | None = None, budget: Budget | None = None) -> DocumentText:
     """An image of a page (PNG, JPEG, TIFF with one page per frame), read by OCR."""
+    budget = budget or Budget()
     _refuse_empty(path)
-    read = read_image_pages(path, ocr or OcrOptions())
+    read = read_image_pages(path, ocr or OcrOptions(), tick=budget.check_time, max_pages=budget.pages)
     return DocumentText([Page(n, text, ocr=True) for n, text in sorted(read.texts.items())], "", read.seconds)
 
 
-def _read_pdf_layer(path: Path) -> DocumentText:
+def _read_pdf_layer(path: Path, budget: Budget) -> DocumentText:
     from pypdf import PdfReader
     from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError
 
@@ -161,9 +169,10 @@ def _read_pdf_layer(path: Path) -> DocumentText:
                 raise DocumentError(f"encrypted PDF this installation cannot decrypt: {exc}") from None
             if not ok:
                 raise DocumentError("PDF is encrypted and needs a password")
+        budget.pages(len(reader.pages))
         outline = _pdf_outline(reader)
         pages = [
-            Page(i + 1, page.extract_text() or "", tuple((0, h) for h in outline.get(i + 1, ())))
+            Page(i + 1, budget.text(_page_text(page, budget)), tuple((0, h) for h in outline.get(i + 1, ())))
             for i, page in enumerate(reader.pages)
         ]
         return DocumentText(pages, _pdf_title(reader))
@@ -173,6 +182,15 @@ def _read_pdf_layer(path: Path) -> DocumentText:
         raise DocumentError("PDF is encrypted and needs a password") from None
     except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as exc:
         raise DocumentError(f"not a readable PDF (corrupt or truncated): {_short(exc)}") from None
+
+
+def _page_text(page: Any, budget: Budget) -> str:
+    """A page's text layer, unless its content stream is too large to be read in the time left (a page of
+    real text holds well under a megabyte of drawing commands; pypdf reads them at about 1 MB/s)."""
+    contents = page.get_contents()
+    size = len(contents.get_data()) if contents is not None else 0
+    budget.page_content(size)
+    return page.extract_text() or ""
 
 
 def _pdf_title(reader: Any) -> str:
@@ -205,26 +223,26 @@ def _pdf_outline(reader: Any) -> dict[int, list[str]]:
     return found
 
 
-def read_text(path: Path) -> DocumentText:
-    return DocumentText([Page(0, _decode_text(path))])
+def read_text(path: Path, budget: Budget | None = None) -> DocumentText:
+    return DocumentText([Page(0, (budget or Budget()).text(_decode_text(path)))])
 
 
 _MD_HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)[ \t]*#*[ \t]*$", re.M)
 
 
-def read_markdown(path: Path) -> DocumentText:
+def read_markdown(path: Path, budget: Budget | None = None) -> DocumentText:
     """Text as written; ``#`` headings are the sections, the first top-level one the title."""
-    text = _decode_text(path)
+    text = (budget or Budget()).text(_decode_text(path))
     found = [(len(m.group(1)), m.group(2).strip()) for m in _MD_HEADING.finditer(text)]
     top = [h for level, h in found if level == 1]
     title = top[0] if top else (found[0][1] if found else "")
     return DocumentText([Page(0, text, tuple((0, h) for _, h in found))], title)
 
 
-def read_html(path: Path) -> DocumentText:
+def read_html(path: Path, budget: Budget | None = None) -> DocumentText:
     from bs4 import BeautifulSoup
 
-    html = _decode_text(path)
+    html = (budget or Budget()).text(_decode_text(path))
     soup = BeautifulSoup(html, "html.parser")
     for tag in soup(["script", "style", "noscript", "template"]):
         tag.decompose()
@@ -236,23 +254,30 @@ def read_html(path: Path) -> DocumentText:
     return DocumentText([Page(0, body, tuple((0, h) for h in headings))], title or (headings[0] if headings else ""))
 
 
-def read_docx(path: Path) -> DocumentText:
+def read_docx(path: Path, budget: Budget | None = None) -> DocumentText:
+    """Paragraphs, then table rows (cells joined by " | "); the zip is checked before it is inflated, and
+    paragraphs and characters are counted against the budget as they are read."""
     import zipfile
 
     from docx import Document
     from docx.opc.exceptions import PackageNotFoundError
+    from docx.oxml.ns import qn
 
+    budget = budget or Budget()
     _refuse_empty(path)
+    check_zip(path, budget.limits, "Word .docx file")
     try:
         doc = Document(str(path))
     except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError) as exc:
         raise DocumentError(f"not a readable Word .docx file: {_short(exc)}") from None
-    paragraphs = [p for p in doc.paragraphs if p.text.strip()]
-    parts = [p.text for p in paragraphs]
-    headings = [p.text for p in paragraphs if _style_name(p).startswith(("heading", "title"))]
+    body = doc.element.body
+    budget.paragraphs(sum(1 for _ in body.iter(qn("w:p"))))  # every paragraph, tables' included: lxml counts fast
+    paragraphs = [(p, text) for p in doc.paragraphs if (text := budget.text(p.text)).strip()]
+    parts = [text for _, text in paragraphs]
+    headings = [text for p, text in paragraphs if _style_name(p).startswith(("heading", "title"))]
     for table in doc.tables:
         for row in table.rows:
-            cells = [c.text.strip() for c in row.cells if c.text.strip()]
+            cells = [c.text.strip() for c in row.cells if budget.text(c.text).strip()]
             if cells:
                 parts.append(" | ".join(cells))
     title = doc.core_properties.title or (headings[0] if headings else "")
@@ -321,10 +346,10 @@ def _short(exc: BaseException) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
-_READERS: dict[str, Callable[[Path], DocumentText]] = {
+_READERS: dict[str, Callable[[Path, Budget], DocumentText]] = {
     "text": read_text,
     "markdown": read_markdown,
     "html": read_html,
     "docx": read_docx,
 }
-_READ_SCANNABLE: dict[str, Callable[[Path, OcrOptions], DocumentText]] = {"pdf": read_pdf, "image": read_image}
+_READ_SCANNABLE: dict[str, Callable[[Path, OcrOptions, Budget], DocumentText]] = {"pdf": read_pdf, "image": read_image}

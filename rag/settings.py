@@ -180,6 +180,29 @@ class IngestSettings(_Group):
     )
     ocr_dpi: int = Field(300, ge=72, le=600, description="Resolution scanned pages are rendered at for OCR.")
 
+    # What reading one file may cost (a file over one is refused with its name, the others go on).
+    max_unpacked_mb: float = Field(
+        512.0,
+        gt=0,
+        description="Largest size a zip-based file (Word .docx) may unpack to, read from its zip "
+        "directory before anything is inflated.",
+    )
+    max_unpack_ratio: float = Field(
+        100.0,
+        gt=1,
+        description="Most a part of a zip-based file larger than 1 MB unpacked may grow from its compressed size "
+        "(real documents grow 5-20 times; a decompression bomb hundreds).",
+    )
+    max_pages: int = Field(5000, ge=1, description="Most pages a PDF (or frames a TIFF) may have.")
+    max_paragraphs: int = Field(200_000, ge=1, description="Most paragraphs a Word file may hold.")
+    max_characters: int = Field(50_000_000, ge=1, description="Most characters of text one file may give.")
+    max_page_content_mb: float = Field(
+        16.0, gt=0, description="Largest drawing commands (decoded content stream) of one PDF page."
+    )
+    max_read_seconds: float = Field(
+        600.0, gt=0, description="Longest time reading one file may take (checked between pages and paragraphs)."
+    )
+
     def parse_workers(self) -> int:
         """The number of worker processes to start (the setting, or one per core)."""
         return self.workers if self.workers is not None else available_cores()

@@ -155,7 +155,7 @@ def test_parser_crash_on_one_file_does_not_stop_the_run(tmp_path, monkeypatch):
     (docs / "b.md").write_text("beta text", encoding="utf-8")
     from ingest import readers
 
-    def boom(path):
+    def boom(path, budget):
         raise RuntimeError("parser exploded")
 
     monkeypatch.setitem(readers._READERS, "markdown", boom)
