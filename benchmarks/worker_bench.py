@@ -161,6 +161,7 @@ def main() -> None:
     print(json.dumps(memory), flush=True)
     try:
         prompts = real_prompts(settings, inline)
+        inline.llama.reset()  # both start with an empty prompt cache, as the new worker has
         speed(inline, worker, prompts, args.rounds, args.tokens, settings)
         if args.crashes:
             crash_recovery(worker, prompts, args.crashes)

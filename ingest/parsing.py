@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -116,10 +118,24 @@ _worker_embedder: Embedder | None = None
 
 def _init_worker(info: EmbeddingModelInfo, settings_json: str | None, bulk: bool = False) -> None:
     global _worker_counter, _worker_embedder
+    _exit_with_parent()
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one thread per worker: the workers are the parallelism
     _worker_counter = load_token_counter(info)
     if settings_json is not None:  # one_thread already
         _worker_embedder = load_embedder(Settings.model_validate_json(settings_json), info, bulk=bulk)
+
+
+def _exit_with_parent(every_s: float = 0.5) -> None:
+    """Ends this worker when the ingest that started it is gone (killed by ``kill -9`` or the out-of-memory
+    killer, a worker would otherwise wait on its task queue for ever, holding its model's memory)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _parse_in_worker(job: ParseJob) -> Parsed | Embedded | ParseFailure:

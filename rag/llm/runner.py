@@ -79,8 +79,9 @@ class Runner:
             cancel = Cancellation()
             with self._guard:
                 if request in self._cancelled_early:
-                    self._cancelled_early.discard(request)
                     cancel.cancel()
+                # ids only grow: a cancel for an earlier request (one that ended first) will never be needed
+                self._cancelled_early = {r for r in self._cancelled_early if r > request}
                 self._running = (request, cancel)
             try:
                 if kind == "stream":

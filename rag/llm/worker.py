@@ -148,6 +148,7 @@ class WorkerProcess:
     def _start(self) -> None:
         """Starts a worker now (the first one: its load error is the caller's)."""
         child = self._spawn()
+        self._n_ctx = child.n_ctx
         with self._guard:
             self._child = child
             self._ready.set()
@@ -157,7 +158,6 @@ class WorkerProcess:
         with self._guard:
             if self._starting is not None and self._starting.is_alive():
                 return
-            self._ready.clear()
             self._start_error = None
             self._starting = threading.Thread(target=self._restart, name="model-worker-restart", daemon=True)
             self._starting.start()
@@ -194,14 +194,20 @@ class WorkerProcess:
         with contextlib.suppress(subprocess.TimeoutExpired):
             child.proc.wait(timeout=5)
         reason = crash_reason(child.proc.poll())
+        self._replace(child, reason, crashed=True)
+        return ModelCrashError(f"the model process stopped: {reason}; it is being restarted")
+
+    def _replace(self, child: _Child, reason: str, crashed: bool) -> None:
+        """``child`` is done with (dead, or wedged): recorded, killed, and a successor started."""
         with self._guard:
-            if self._child is child:
-                self._child = None
-                self.crashes += 1
-                self.last_crash = {"reason": reason, "at": time.time(), "pid": child.proc.pid}
+            if self._child is not child:
+                return  # replaced already
+            self._child = None
+            self._ready.clear()  # from now on, requests wait for the successor
+            self.crashes += int(crashed)
+            self.last_crash = {"reason": reason, "at": time.time(), "pid": child.proc.pid}
         self._forget(child)
         self._restart_soon()
-        return ModelCrashError(f"the model process stopped: {reason}; it is being restarted")
 
     # -- requests -----------------------------------------------------------------------------------
 
@@ -269,19 +275,14 @@ class WorkerProcess:
         except (EOFError, OSError):
             self._crashed(child)
             return
-        with self._guard:  # wedged in native code: replaced, not waited for
-            if self._child is child:
-                self._child = None
-                self.last_crash = {"reason": "it did not stop a cancelled generation", "at": time.time()}
-        self._forget(child)
-        self._restart_soon()
+        self._replace(child, "it did not stop a cancelled generation", crashed=False)  # wedged in native code
 
     # -- state --------------------------------------------------------------------------------------
 
     @property
     def n_ctx(self) -> int:
-        child = self._current(None)
-        return child.n_ctx if child is not None else self.settings.llm.n_ctx
+        """The context window (the same for every worker: same file, same settings)."""
+        return self._n_ctx
 
     @property
     def pid(self) -> int | None:

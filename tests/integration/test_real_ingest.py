@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from rag.store import drop_cached_stores
@@ -115,8 +116,11 @@ def test_kill_9_of_the_real_cli_is_repaired_by_the_next_run(tmp_path):
             break
         time.sleep(0.2)
     assert proc.poll() is None, "the ingest finished before it could be interrupted"
+    started = psutil.Process(proc.pid).children(recursive=True)  # its workers (and multiprocessing's tracker)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    _, alive = psutil.wait_procs(started, timeout=5)
+    assert not alive, f"processes of the killed ingest outlived it: {[p.pid for p in alive]}"
     again = cli("ingest", str(corpus), "--store", str(store), "-q")
     assert again.returncode == 0, again.stderr
     clean_store = tmp_path / "clean"
