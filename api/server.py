@@ -18,7 +18,7 @@ A crash of the model's worker process fails only the request it was answering (5
 ``model_restarting``, or an error event in a stream); the next request is answered by a new worker.
 
 With ``server.api_key`` set, every other route needs ``Authorization: Bearer <key>``. No interactive
-docs page: it would load its scripts from a CDN, and nothing here reaches the network.
+docs page (it would load its scripts from a CDN, and nothing here reaches the network) and no route schema.
 """
 
 from __future__ import annotations
@@ -31,10 +31,11 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Literal
 
-from fastapi import Depends, FastAPI, File, HTTPException, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Request, UploadFile
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.runs import AnswerRun, ClientGone
 from rag.activity import Cancellation
@@ -196,7 +197,9 @@ def usage(answer: Answer) -> dict[str, int]:
 
 def create_app(service: Service) -> FastAPI:
     """The API over one service (tests pass one built with fakes)."""
-    app = FastAPI(title="sourcier", docs_url=None, redoc_url=None, swagger_ui_oauth2_redirect_url=None)
+    app = FastAPI(  # no docs pages and no schema route: only /health answers without the key
+        title="sourcier", docs_url=None, redoc_url=None, swagger_ui_oauth2_redirect_url=None, openapi_url=None
+    )
     settings = service.settings
 
     def authorize(request: Request) -> None:
@@ -219,8 +222,8 @@ def create_app(service: Service) -> FastAPI:
     async def _sourcier_error(request: Request, exc: SourcierError) -> JSONResponse:
         return await _api_error(request, api_error(exc))
 
-    @app.exception_handler(HTTPException)
-    async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
+    @app.exception_handler(StarletteHTTPException)  # Starlette's own too: an unknown path (404), a wrong method
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse(error_body(str(exc.detail), "invalid_request_error"), status_code=exc.status_code)
 
     from fastapi.exceptions import RequestValidationError

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -483,6 +483,13 @@ class ServerSettings(_Group):
     language: Literal["auto", "en", "fr"] = Field(
         "auto", description="Language of the page's interface ('auto': from the system locale)."
     )
+
+    @field_validator("api_key")
+    @classmethod
+    def _key_not_empty(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None and not key.get_secret_value().strip():
+            raise ValueError("server.api_key is empty: set a key, or leave it unset for no key")
+        return key
 
 
 class Settings(BaseSettings):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -272,8 +273,6 @@ def open_gguf(path: Path, settings: Settings, vocab_only: bool = False) -> Any:
 @contextmanager
 def _stderr_silenced() -> Iterator[None]:
     """llama.cpp's own warnings off for a moment (a vocabulary's context "overflows" its training size of 0)."""
-    import os
-
     saved = os.dup(2)
     try:
         with open(os.devnull, "wb") as null:

@@ -133,6 +133,21 @@ def test_the_api_key_guards_everything_but_health(settings, service):
     good = {"Authorization": "Bearer open sesame"}
     assert client.get("/v1/documents", headers=good).status_code == 200
     assert client.get("/v1/models", headers=good).json()["data"][0]["id"] == "sourcier"
+    for schema in ("/openapi.json", "/docs", "/redoc"):  # issue 38: the route schema answered without the key
+        assert client.get(schema).status_code == 404 and client.get(schema, headers=good).status_code == 404
+        assert client.get(schema).json()["error"]["type"] == "invalid_request_error"  # the OpenAI error shape
+    assert client.put("/health").json()["error"]["message"] == "Method Not Allowed"  # 405, same shape
+
+
+@pytest.mark.parametrize("empty", ["", "   "])
+def test_an_empty_api_key_is_refused_not_a_key(empty, monkeypatch):
+    # issue 38: SOURCIER_SERVER__API_KEY='' then "Authorization: Bearer" with nothing after it answered 200
+    from rag.errors import SettingsError
+    from rag.settings import load_settings
+
+    monkeypatch.setenv("SOURCIER_SERVER__API_KEY", empty)
+    with pytest.raises(SettingsError, match="server.api_key is empty"):
+        load_settings()
 
 
 def test_documents_are_listed_uploaded_and_ingested_and_removed(client, service, corpus):
