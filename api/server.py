@@ -29,6 +29,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, File, Request, UploadFile
@@ -330,8 +331,11 @@ def create_app(service: Service) -> FastAPI:
         limit = settings.server.upload_max_mb * 1024 * 1024
         received = [(f.filename or "upload", f.file.read(int(limit) + 1)) for f in files]
         saved, refused = service.save_uploads(received)
-        report = service.ingest([s.path for s in saved]) if saved else None
-        failed = [{"file": p.source, "reason": p.reason} for p in (report.failed if report else [])]
+        report, aside = service.ingest_uploads(saved) if saved else (None, {})
+        failed = [
+            {"file": p.source, "reason": p.reason, "moved_to": aside.get(Path(p.source).name)}
+            for p in (report.failed if report else [])
+        ]
         return {
             "saved": [
                 {"file": s.path.name, "name": s.original_name, "renamed": s.renamed, "duplicate": s.duplicate}

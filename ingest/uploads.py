@@ -3,7 +3,9 @@
 ``save_upload`` writes the bytes into the documents folder under a sanitized name; the caller then
 ingests the saved file with the same pipeline as ``python -m ingest``. ``remove_document`` takes one
 document out of the store and, when it lies in the documents folder, moves its file aside into
-``.removed/`` (hidden, so never ingested again; nothing the user gave is deleted).
+``.removed/`` (hidden, so never ingested again; nothing the user gave is deleted). An upload is all or
+nothing per file: when its ingest cannot start the files it wrote are taken back (``withdraw``), and a
+file whose ingest fails goes into ``.failed/`` (``set_aside``), named in the reply.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from rag.settings import Settings
 
 MAX_NAME = 120
 REMOVED = ".removed"
+FAILED = ".failed"  # uploads whose ingest failed: kept aside, never ingested again
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,35 @@ def save_upload(data: bytes, name: str, folder: Path, max_mb: float) -> SavedUpl
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
+
+
+def withdraw(saved: list[SavedUpload]) -> None:
+    """Takes back the files an upload just wrote (not the duplicates: those were there before it), when
+    their ingest could not even start (another ingest holds the store)."""
+    for s in saved:
+        if not s.duplicate:
+            with contextlib.suppress(OSError):
+                s.path.unlink()
+
+
+def set_aside(saved: list[SavedUpload], failed_names: set[str]) -> dict[str, str]:
+    """Moves each file an upload just wrote whose ingest failed into ``.failed/`` beside it (hidden, so no
+    later ingest fails on it again; kept, not deleted). Returns {file name: where it now is, relative}."""
+    moved = {}
+    for s in saved:
+        if s.duplicate or s.path.name not in failed_names or not s.path.exists():
+            continue
+        aside = s.path.parent / FAILED
+        aside.mkdir(exist_ok=True)
+        stem, suffix = os.path.splitext(s.path.name)
+        target = aside / s.path.name
+        n = 1
+        while target.exists():
+            n += 1
+            target = aside / f"{stem} ({n}){suffix}"
+        os.replace(s.path, target)
+        moved[s.path.name] = f"{FAILED}/{target.name}"
+    return moved
 
 
 def remove_document(settings: Settings, root: str, source: str, *, wait: bool = False) -> int:

@@ -18,10 +18,10 @@ from typing import Any
 from ingest.discover import SUPPORTED_SUFFIXES
 from ingest.page_view import PAGE_KINDS, PageCache, PageView
 from ingest.pipeline import IngestReport, ProgressListener, document_path, ingest_paths
-from ingest.uploads import SavedUpload, remove_document, save_upload
+from ingest.uploads import SavedUpload, remove_document, save_upload, set_aside, withdraw
 from rag.answer import Answer, Answerer, Searcher
 from rag.conversations import ConversationStore
-from rag.errors import SourcierError
+from rag.errors import IngestLockedError, SourcierError
 from rag.llm.base import ChatModel
 from rag.packing import Passage
 from rag.scope import Scope, resolve_scope
@@ -246,6 +246,19 @@ class Service:
     def ingest(self, paths: Sequence[Path], progress: ProgressListener | None = None) -> IngestReport:
         """The same pipeline as ``python -m ingest``, on the given files (one-writer lock included)."""
         return ingest_paths(list(paths), self.settings, progress=progress)
+
+    def ingest_uploads(
+        self, saved: Sequence[SavedUpload], progress: ProgressListener | None = None
+    ) -> tuple[IngestReport, dict[str, str]]:
+        """Ingest what an upload saved, all or nothing per file: when another ingest holds the store the files
+        just written are taken back (and the IngestLockedError raised); a file that fails is set aside in
+        ``.failed/``. Returns the report and {file: where it was set aside}."""
+        try:
+            report = self.ingest([s.path for s in saved], progress)
+        except IngestLockedError:
+            withdraw(list(saved))
+            raise
+        return report, set_aside(list(saved), {Path(p.source).name for p in report.failed})
 
     def remove(self, doc: DocumentInfo) -> int:
         return remove_document(self.settings, doc.root, doc.source)

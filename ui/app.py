@@ -425,7 +425,7 @@ def upload_panel(service: Service, lang: str) -> None:
 def ingest_uploads(service: Service, saved: list[Any], lang: str) -> None:
     progress = PageProgress(tr(lang, "ingesting", n=len(saved)))
     try:
-        report = service.ingest([s.path for s in saved], progress)
+        report, _ = service.ingest_uploads(saved, progress)  # a failed file is set aside in .failed/
     except SourcierError as exc:
         flash("error", plain(tr(lang, "busy", reason=exc) if isinstance(exc, IngestLockedError) else str(exc)))
         return

@@ -189,6 +189,34 @@ def test_an_unreadable_upload_is_reported_and_the_store_keeps_its_documents(clie
     assert reply.status_code == 200 and body["ingest"]["failed"][0]["file"].endswith("broken.pdf")
     assert body["ingest"]["failed"][0]["reason"]
     assert client.get("/v1/documents").json()["data"] == before
+    # issue 38: set aside, named in the reply, so that no later ingest fails on it again
+    assert body["ingest"]["failed"][0]["moved_to"] == ".failed/broken.pdf"
+    assert not (corpus / "broken.pdf").exists() and (corpus / ".failed" / "broken.pdf").exists()
+
+
+@pytest.mark.parametrize(
+    "name, data",
+    [("empty.txt", b""), ("notzip.docx", b"plain bytes, not a zip"), ("truncated.pdf", b"%PDF-1.4\n1 0 obj <<")],
+)
+def test_every_failed_upload_is_set_aside_and_the_good_ones_go_in(client, corpus, name, data):
+    good = ("fresh-note.txt", b"The fresh note says the audit closes on Friday.", "text/plain")
+    body = client.post("/v1/documents", files=[("files", (name, data, "application/octet-stream")), ("files", good)])
+    assert body.status_code == 200, body.text
+    ingest = body.json()["ingest"]
+    assert ingest["added"] == ["fresh-note.txt"] and ingest["failed"][0]["moved_to"] == f".failed/{name}"
+    assert sorted(p.name for p in corpus.iterdir() if p.name in (name, "fresh-note.txt")) == ["fresh-note.txt"]
+
+
+def test_an_upload_while_another_ingest_runs_answers_409_and_writes_nothing(client, corpus, settings):
+    from ingest.lock import ingest_lock
+
+    before = sorted(p.name for p in corpus.rglob("*"))
+    with ingest_lock(settings.paths.store_dir):
+        reply = client.post(
+            "/v1/documents", files=[("files", ("late.txt", b"A late note about audits.", "text/plain"))]
+        )
+    assert reply.status_code == 409 and reply.json()["error"]["code"] == "ingest_running"
+    assert sorted(p.name for p in corpus.rglob("*")) == before  # issue 38: it was written, not ingested
 
 
 def test_no_docs_page_that_would_load_scripts_from_a_cdn(client):
