@@ -31,6 +31,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, File, Request, UploadFile
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -142,9 +143,14 @@ def conversation(messages: list[ChatMessage]) -> tuple[str, list[Turn]]:
 
 
 def source_dict(source: Any) -> dict[str, Any]:
+    """One source as the API gives it: where it is, its text and scores, and, for a PDF or image page, the
+    URL of that page's image with the passage highlighted."""
     p = source.passage
+    page_url = f"/v1/documents/{quote(p.source)}/pages/{p.page}.png?highlight={quote(p.chunk_id)}" if p.page else None
     return {
         "number": source.number,
+        "chunk_id": p.chunk_id,
+        "page_url": page_url,
         "file": p.source,
         "root": p.root,
         "page": p.page or None,

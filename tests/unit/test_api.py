@@ -59,6 +59,19 @@ def test_a_chat_completion_answers_with_numbered_sources(client, service):
     assert not any(s["cited"] for s in sources[1:])
 
 
+def test_a_source_carries_its_chunk_id_and_the_url_of_its_page_highlighted(client, service):
+    # issue 38: the page route's highlight= needed a chunk id that no reply gave
+    service.replies.append("Deux jours par semaine [1].")
+    body = ask(client, "Combien de jours de télétravail par semaine ? télétravail jours semaine").json()
+    assert all(s["chunk_id"] for s in body["sources"])
+    paged = [s for s in body["sources"] if s["page"]]
+    assert paged and all(s["page_url"].startswith(f"/v1/documents/{s['file']}/pages/{s['page']}.png") for s in paged)
+    image = client.get(paged[0]["page_url"])
+    assert image.status_code == 200 and image.headers["content-type"] == "image/png"
+    assert int(image.headers["X-Highlight-Boxes"]) >= 1
+    assert all(s["page_url"] is None for s in body["sources"] if not s["page"])
+
+
 def test_streaming_sends_openai_chunks_then_the_sources_then_done(client, service):
     service.replies.append("It lasted 47 minutes [1].")
     with client.stream(
