@@ -93,12 +93,18 @@ def parse(job: ParseJob, counter: TokenCounter) -> Parsed | ParseFailure:
         chunks = split_pages(document.pages, counter, job.chunk_tokens, job.overlap_tokens)
         headers = context_headers(chunks, job.source, document.title, counter, job.context_tokens)
     except DocumentError as exc:
-        return ParseFailure(str(exc))
+        return ParseFailure(_without_path(str(exc), job.path))
     except Exception as exc:  # a parser bug must not stop the other files
         log.debug("unexpected error reading %s", job.path, exc_info=True)
-        return ParseFailure(f"unexpected error while reading: {type(exc).__name__}: {exc}")
+        return ParseFailure(_without_path(f"unexpected error while reading: {type(exc).__name__}: {exc}", job.path))
     ocr_pages = tuple(p.number for p in document.pages if p.ocr)
     return Parsed(len(document.pages), chunks, headers, ocr_pages, document.ocr_seconds)
+
+
+def _without_path(reason: str, path: Path) -> str:
+    """A reader's reason with the file's absolute path (python-docx says "Package not found at '/srv/...'")
+    shortened to its name: the report names the file already, and a reply must not show the server's folders."""
+    return reason.replace(str(path.resolve()), path.name).replace(str(path), path.name)
 
 
 def parse_and_embed(job: ParseJob, counter: TokenCounter, embedder: Embedder) -> Embedded | ParseFailure:

@@ -348,9 +348,14 @@ def build_retriever(settings: Settings) -> Retriever:
     from rag.embedding import embedding_model_info, load_embedder
     from rag.errors import StoreError
     from rag.rerank import load_reranker
-    from rag.store import open_store
+    from rag.store import open_store, store_class
 
     info = embedding_model_info(settings)
+    if not store_class(settings).exists(settings):  # reading a store must not create one (issue 38)
+        raise StoreError(
+            f"no store at {store_class(settings).where(settings)}: run python -m ingest first (e.g. python -m "
+            "ingest data), or point --store / paths.store_dir at one"
+        )
     store = open_store(settings, info)
     if store.count() == 0:
         raise StoreError(

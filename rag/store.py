@@ -295,6 +295,11 @@ class Store(ABC):
         """Where the keyword index lives when ``paths.keyword_index`` does not say."""
         return None
 
+    @classmethod
+    def exists(cls, settings: Settings) -> bool:
+        """Whether there is a store to read (without creating one); a server's is found when connecting."""
+        return True
+
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
@@ -343,6 +348,10 @@ class EmbeddedStore(Store):
     @classmethod
     def default_keyword_index(cls, settings: Settings) -> Path:
         return settings.paths.store_dir / INDEX_FILE
+
+    @classmethod
+    def exists(cls, settings: Settings) -> bool:
+        return (settings.paths.store_dir / "chroma.sqlite3").is_file()
 
 
 class ServerStore(Store):

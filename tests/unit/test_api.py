@@ -217,6 +217,7 @@ def test_every_failed_upload_is_set_aside_and_the_good_ones_go_in(client, corpus
     assert body.status_code == 200, body.text
     ingest = body.json()["ingest"]
     assert ingest["added"] == ["fresh-note.txt"] and ingest["failed"][0]["moved_to"] == f".failed/{name}"
+    assert str(corpus) not in ingest["failed"][0]["reason"]  # issue 38: "Package not found at '/.../notzip.docx'"
     assert sorted(p.name for p in corpus.iterdir() if p.name in (name, "fresh-note.txt")) == ["fresh-note.txt"]
 
 

@@ -83,6 +83,11 @@ def rag_cli(*args: str) -> subprocess.CompletedProcess:
 def test_asking_an_empty_store_says_to_ingest_first(tmp_path):
     out = rag_cli("--store", str(tmp_path / "empty"), "ask", "anything?")
     assert out.returncode == 2 and "run python -m ingest first" in out.stderr
+    assert f"no store at {tmp_path / 'empty'}" in out.stderr
+    assert not (tmp_path / "empty").exists()  # issue 38: asking created a store there first
+    (tmp_path / "made").mkdir()
+    empty_folder = rag_cli("--store", str(tmp_path / "made"), "ask", "anything?")
+    assert empty_folder.returncode == 2 and "run python -m ingest first" in empty_folder.stderr
 
 
 def test_asking_with_a_missing_model_says_which_file(tmp_path):

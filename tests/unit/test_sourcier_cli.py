@@ -90,4 +90,4 @@ def test_help_names_every_command_and_imports_none_of_them():
 def test_a_commands_own_help_and_errors_come_from_its_entry_point(tmp_path):
     assert "usage: python -m ingest" in run("ingest", "--help").stdout
     out = run("ask", "--store", str(tmp_path / "empty"), "How long did the outage last?")
-    assert out.returncode == 2 and "the store is empty" in out.stderr
+    assert out.returncode == 2 and "no store at" in out.stderr and "run python -m ingest first" in out.stderr
