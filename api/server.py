@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
-from fastapi import Depends, FastAPI, File, Request, UploadFile
+from fastapi import FastAPI, File, Request, UploadFile
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
@@ -107,7 +107,12 @@ class ApiError(Exception):
         self.status, self.message, self.kind, self.code = status, message, kind, code
 
 
+MAX_MESSAGE = 600  # an error names what it refused, cut: a 60,000-character id is not sent back whole
+
+
 def error_body(message: str, kind: str, code: str | None = None) -> dict[str, Any]:
+    if len(message) > MAX_MESSAGE:
+        message = message[: MAX_MESSAGE - 1] + "…"
     return {"error": {"message": message, "type": kind, "code": code}}
 
 
@@ -208,17 +213,7 @@ def create_app(service: Service) -> FastAPI:
         title="sourcier", docs_url=None, redoc_url=None, swagger_ui_oauth2_redirect_url=None, openapi_url=None
     )
     settings = service.settings
-
-    def authorize(request: Request) -> None:
-        key = settings.server.api_key
-        if key is None:
-            return
-        given = request.headers.get("authorization", "")
-        scheme, _, token = given.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            token.strip().encode(), key.get_secret_value().encode()
-        ):
-            raise ApiError(401, "missing or wrong API key (Authorization: Bearer <key>)", "invalid_api_key", "401")
+    app.add_middleware(KeyFirst, key=lambda: settings.server.api_key)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -240,19 +235,17 @@ def create_app(service: Service) -> FastAPI:
         where = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         return JSONResponse(error_body(f"invalid request: {where}", "invalid_request_error"), status_code=400)
 
-    guarded = [Depends(authorize)]
-
     @app.get("/health")
     async def health() -> JSONResponse:
         # async: answered by the event loop itself, even when every worker thread is stuck
         report = service.health()
         return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)
 
-    @app.get("/v1/models", dependencies=guarded)
+    @app.get("/v1/models")
     def models() -> dict[str, Any]:
         return {"object": "list", "data": [{"id": MODEL_NAME, "object": "model", "created": 0, "owned_by": "local"}]}
 
-    @app.post("/v1/chat/completions", dependencies=guarded, response_model=None)
+    @app.post("/v1/chat/completions", response_model=None)
     async def chat(body: ChatRequest, request: Request) -> Any:
         question, history = conversation(body.messages)
         defaults = service.defaults()
@@ -315,7 +308,7 @@ def create_app(service: Service) -> FastAPI:
             **keep(stream.answer),
         }
 
-    @app.get("/v1/documents", dependencies=guarded)
+    @app.get("/v1/documents")
     def documents() -> dict[str, Any]:
         docs = service.documents()
         return {
@@ -332,7 +325,7 @@ def create_app(service: Service) -> FastAPI:
             ],
         }
 
-    @app.post("/v1/documents", dependencies=guarded)
+    @app.post("/v1/documents")
     def upload(files: list[UploadFile] = File(...)) -> dict[str, Any]:  # noqa: B008 (FastAPI's idiom)
         limit = settings.server.upload_max_mb * 1024 * 1024
         received = [(f.filename or "upload", f.file.read(int(limit) + 1)) for f in files]
@@ -360,11 +353,11 @@ def create_app(service: Service) -> FastAPI:
             },
         }
 
-    @app.get("/v1/conversations", dependencies=guarded)
+    @app.get("/v1/conversations")
     def conversations() -> dict[str, Any]:
         return {"object": "list", "data": [dataclasses.asdict(c) for c in service.conversations.list()]}
 
-    @app.get("/v1/conversations/{conversation_id}", dependencies=guarded)
+    @app.get("/v1/conversations/{conversation_id}")
     def one_conversation(conversation_id: str) -> dict[str, Any]:
         saved = service.conversations.get(conversation_id)
         turns = []
@@ -376,7 +369,7 @@ def create_app(service: Service) -> FastAPI:
             turns.append(turn)
         return dataclasses.asdict(saved.info) | {"scope": saved.scope, "turns": turns}
 
-    @app.delete("/v1/conversations/{conversation_id}", dependencies=guarded)
+    @app.delete("/v1/conversations/{conversation_id}")
     def delete_conversation(conversation_id: str) -> dict[str, Any]:
         service.conversations.delete(conversation_id)
         return {"deleted": conversation_id}
@@ -389,7 +382,7 @@ def create_app(service: Service) -> FastAPI:
             raise ApiError(400, f"{source!r} is in several folders: give root=", "invalid_request_error")
         return matches[0]
 
-    @app.get("/v1/documents/{source:path}/pages/{number:int}.png", dependencies=guarded, response_model=None)
+    @app.get("/v1/documents/{source:path}/pages/{number:int}.png", response_model=None)
     def page_image(source: str, number: int, highlight: str | None = None, root: str | None = None) -> Response:
         """The page as a PNG, the chunk ``highlight`` (an id from an answer's sources) marked on it."""
         doc = one_document(source, root)
@@ -407,12 +400,34 @@ def create_app(service: Service) -> FastAPI:
         headers = {"X-Highlight-Boxes": str(view.boxes), "Cache-Control": "private, max-age=300"}
         return Response(view.png, media_type="image/png", headers=headers)
 
-    @app.delete("/v1/documents/{source:path}", dependencies=guarded)
+    @app.delete("/v1/documents/{source:path}")
     def remove(source: str, root: str | None = None) -> dict[str, Any]:
         doc = one_document(source, root)
         return {"removed": source, "root": doc.root, "chunks": service.remove(doc)}
 
     return app
+
+
+class KeyFirst:
+    """With ``server.api_key`` set, every request but ``/health`` shows the key before anything else is done
+    for it: before its route is matched (an unknown path, a wrong method) and before its body is read (an
+    upload's thousand parts). A plain ASGI layer, so streamed answers and disconnects pass through as they are."""
+
+    def __init__(self, app: Any, key: Callable[[], Any]) -> None:
+        self.app, self.key = app, key
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        key = self.key()
+        if scope["type"] == "http" and scope["path"] != "/health" and key is not None:
+            given = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
+            scheme, _, token = given.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                token.strip().encode(), key.get_secret_value().encode()
+            ):
+                body = error_body("missing or wrong API key (Authorization: Bearer <key>)", "invalid_api_key", "401")
+                await JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class AnswerResponse(StreamingResponse):

@@ -146,9 +146,17 @@ def test_the_api_key_guards_everything_but_health(settings, service):
     good = {"Authorization": "Bearer open sesame"}
     assert client.get("/v1/documents", headers=good).status_code == 200
     assert client.get("/v1/models", headers=good).json()["data"][0]["id"] == "sourcier"
+    # issue 38: the key comes first, before the route is matched and before a body is read
+    assert client.get("/v1/documents/report.pdf/pages/-1.png").status_code == 401  # was 405 without a key
+    assert client.get("/v1/no/such/route").status_code == 401
+    parts = [("files", (f"f{i}.txt", b"x", "text/plain")) for i in range(1100)]
+    refused = client.post("/v1/documents", files=parts)  # was 400 "Too many files" (its parts read first)
+    assert refused.status_code == 401 and refused.json()["error"]["type"] == "invalid_api_key"
+    too_many = client.post("/v1/documents", files=parts, headers=good)
+    assert too_many.status_code == 400 and "error" in too_many.json()  # with the key: the OpenAI error shape
     for schema in ("/openapi.json", "/docs", "/redoc"):  # issue 38: the route schema answered without the key
-        assert client.get(schema).status_code == 404 and client.get(schema, headers=good).status_code == 404
-        assert client.get(schema).json()["error"]["type"] == "invalid_request_error"  # the OpenAI error shape
+        assert client.get(schema).status_code == 401 and client.get(schema, headers=good).status_code == 404
+        assert client.get(schema, headers=good).json()["error"]["type"] == "invalid_request_error"  # OpenAI's shape
     assert client.put("/health").json()["error"]["message"] == "Method Not Allowed"  # 405, same shape
 
 
@@ -343,3 +351,11 @@ def test_a_streamed_answer_ends_with_its_conversation_id(client, service):
         events = [line[6:] for line in response.iter_lines() if line.startswith("data: ") and line != "data: [DONE]"]
     last = json.loads(events[-1])
     assert last["conversation_id"] == client.get("/v1/conversations").json()["data"][0]["id"]
+
+
+def test_an_error_does_not_echo_a_huge_input_whole(client):
+    # issue 38: a 60,000-character conversation id came back in a 60 KB error body
+    reply = ask(client, "How long did the outage last?", conversation_id="x" * 60_000)
+    assert reply.status_code in (400, 404) and len(reply.text) < 1_000
+    reply = client.get("/v1/documents/" + "n" * 20_000 + ".pdf/pages/1.png")
+    assert reply.status_code == 404 and len(reply.text) < 1_000
