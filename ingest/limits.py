@@ -15,6 +15,7 @@ import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rag.errors import DocumentError
 from rag.settings import IngestSettings
@@ -25,17 +26,22 @@ MB = 2**20
 RATIO_FLOOR_MB = 1.0
 
 
+def _default(name: str) -> Any:
+    return IngestSettings.model_fields[name].default  # one place for each default: the setting's
+
+
 @dataclass(frozen=True)
 class ReadLimits:
-    """The budgets of one file (plain values: they cross a process boundary with the file's job)."""
+    """The budgets of one file (plain values: they cross a process boundary with the file's job); by default
+    those of ``ingest.max_*``."""
 
-    max_unpacked_mb: float = 512.0
-    max_unpack_ratio: float = 100.0
-    max_pages: int = 5000
-    max_paragraphs: int = 200_000
-    max_characters: int = 50_000_000
-    max_page_content_mb: float = 16.0
-    max_seconds: float = 600.0
+    max_unpacked_mb: float = _default("max_unpacked_mb")
+    max_unpack_ratio: float = _default("max_unpack_ratio")
+    max_pages: int = _default("max_pages")
+    max_paragraphs: int = _default("max_paragraphs")
+    max_characters: int = _default("max_characters")
+    max_page_content_mb: float = _default("max_page_content_mb")
+    max_seconds: float = _default("max_read_seconds")
 
 
 @dataclass
