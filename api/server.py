@@ -330,6 +330,11 @@ def create_app(service: Service) -> FastAPI:
         limit = settings.server.upload_max_mb * 1024 * 1024
         received = [(f.filename or "upload", f.file.read(int(limit) + 1)) for f in files]
         saved, refused = service.save_uploads(received)
+        if refused and not saved:  # nothing to ingest: the refusal is the reply (413 too large, 415 not a document)
+            kinds = {kind for _, _, kind in refused}
+            status = 413 if kinds == {"too_large"} else 415 if kinds == {"not_a_document"} else 422
+            code = kinds.pop() if len(kinds) == 1 else "refused"
+            raise ApiError(status, "; ".join(why for _, why, _ in refused), "invalid_request_error", code)
         report, aside = service.ingest_uploads(saved) if saved else (None, {})
         failed = [
             {"file": p.source, "reason": p.reason, "moved_to": aside.get(Path(p.source).name)}
@@ -340,7 +345,7 @@ def create_app(service: Service) -> FastAPI:
                 {"file": s.path.name, "name": s.original_name, "renamed": s.renamed, "duplicate": s.duplicate}
                 for s in saved
             ],
-            "refused": [{"file": name, "reason": why} for name, why in refused],
+            "refused": [{"file": name, "reason": why, "code": kind} for name, why, kind in refused],
             "ingest": None
             if report is None
             else {

@@ -29,6 +29,20 @@ REMOVED = ".removed"
 FAILED = ".failed"  # uploads whose ingest failed: kept aside, never ingested again
 
 
+class UploadRefused(DocumentError):
+    """An upload that is not saved; ``kind`` says why, for a status (the API: 413 or 415)."""
+
+    kind = "refused"
+
+
+class UploadTooLarge(UploadRefused):
+    kind = "too_large"
+
+
+class NotADocument(UploadRefused):
+    kind = "not_a_document"
+
+
 @dataclass(frozen=True)
 class SavedUpload:
     path: Path
@@ -46,15 +60,16 @@ def safe_filename(name: str) -> str:
     stem, suffix = os.path.splitext(name)
     if not stem or suffix.lower() not in SUPPORTED_SUFFIXES:
         kinds = ", ".join(sorted(SUPPORTED_SUFFIXES))
-        raise DocumentError(f"{original!r}: not a document name this service reads ({kinds})")
+        shown = original if len(original) <= 80 else original[:79] + "…"
+        raise NotADocument(f"{shown!r}: not a document name this service reads ({kinds})")
     return stem[: MAX_NAME - len(suffix)] + suffix.lower()
 
 
 def save_upload(data: bytes, name: str, folder: Path, max_mb: float) -> SavedUpload:
     """Save an uploaded file into ``folder``; a different file of the same name is kept, the new one renamed."""
     clean = safe_filename(name)
-    if len(data) > max_mb * 1024 * 1024:
-        raise DocumentError(f"{name}: {len(data) / 1024 / 1024:.1f} MB is over the upload limit of {max_mb:g} MB")
+    if len(data) > max_mb * 1024 * 1024:  # read no further than the limit: its real size is not known
+        raise UploadTooLarge(f"{clean}: larger than the upload limit of {max_mb:g} MB (server.upload_max_mb)")
     folder.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256(data).hexdigest()
     tmp = folder / f".upload-{digest[:16]}-{os.getpid()}"

@@ -233,14 +233,15 @@ class Service:
             after = text[max(0, passage.end - int(meta["start"])) :][:chars]
         return before, after
 
-    def save_uploads(self, files: Sequence[tuple[str, bytes]]) -> tuple[list[SavedUpload], list[tuple[str, str]]]:
-        """Save uploaded (name, bytes) into the documents folder; returns the saved files and the refused ones."""
+    def save_uploads(self, files: Sequence[tuple[str, bytes]]) -> tuple[list[SavedUpload], list[tuple[str, str, str]]]:
+        """Save uploaded (name, bytes) into the documents folder; returns the saved files and the refused ones
+        as (name, reason, kind: "too_large", "not_a_document" or "refused")."""
         saved, refused = [], []
         for name, data in files:
             try:
                 saved.append(save_upload(data, name, self.settings.paths.docs_dir, self.settings.server.upload_max_mb))
             except SourcierError as exc:
-                refused.append((name, str(exc)))
+                refused.append((name, str(exc), getattr(exc, "kind", "refused")))
         return saved, refused
 
     def ingest(self, paths: Sequence[Path], progress: ProgressListener | None = None) -> IngestReport:

@@ -410,7 +410,7 @@ def upload_panel(service: Service, lang: str) -> None:
     if not (submitted and files):
         return
     saved, refused = service.save_uploads([(f.name, f.getvalue()) for f in files])
-    for name, reason in refused:
+    for name, reason, _ in refused:
         flash("error", plain(tr(lang, "failed", name=name, reason=reason)))
     for s in saved:
         if s.duplicate:

@@ -359,3 +359,15 @@ def test_an_error_does_not_echo_a_huge_input_whole(client):
     assert reply.status_code in (400, 404) and len(reply.text) < 1_000
     reply = client.get("/v1/documents/" + "n" * 20_000 + ".pdf/pages/1.png")
     assert reply.status_code == 404 and len(reply.text) < 1_000
+
+
+def test_an_upload_refused_whole_gets_413_or_415_in_the_openai_shape(client, settings, corpus):
+    # issue 38: a refused 60 MB upload said "50.0 MB is over the limit of 50 MB" with status 200
+    settings.server.upload_max_mb = 0.001
+    big = client.post("/v1/documents", files=[("files", ("big.txt", b"x" * 5000, "text/plain"))])
+    assert big.status_code == 413 and big.json()["error"]["code"] == "too_large"
+    assert "big.txt: larger than the upload limit of 0.001 MB" in big.json()["error"]["message"]
+    settings.server.upload_max_mb = 50
+    exe = client.post("/v1/documents", files=[("files", ("tool.exe", b"MZ", "application/octet-stream"))])
+    assert exe.status_code == 415 and exe.json()["error"]["code"] == "not_a_document"
+    assert not (corpus / "big.txt").exists()
