@@ -216,9 +216,8 @@ def create_app(service: Service) -> FastAPI:
     app.add_middleware(KeyFirst, key=lambda: settings.server.api_key)
 
     @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return JSONResponse(error_body(exc.message, exc.kind, exc.code), status_code=exc.status, headers=headers)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:  # a 401 is KeyFirst's, before any route
+        return JSONResponse(error_body(exc.message, exc.kind, exc.code), status_code=exc.status)
 
     @app.exception_handler(SourcierError)
     async def _sourcier_error(request: Request, exc: SourcierError) -> JSONResponse:
