@@ -25,7 +25,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -61,7 +61,6 @@ class _Child:
     proc: subprocess.Popen
     conn: Connection
     n_ctx: int = 0
-    started: float = field(default_factory=time.monotonic)
 
     def kill(self) -> None:
         if self.proc.poll() is None:
