@@ -11,14 +11,20 @@ memory holds fewer (:func:`plan_workers`).
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import multiprocessing
 import os
+import shutil
+import signal
+import tempfile
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,9 +95,10 @@ class ParseFailure:
 def parse(job: ParseJob, counter: TokenCounter) -> Parsed | ParseFailure:
     """Read and chunk one file; every failure comes back as a :class:`ParseFailure`, never raised."""
     try:
-        document = read_document(job.path, job.kind, job.ocr, job.limits)
-        chunks = split_pages(document.pages, counter, job.chunk_tokens, job.overlap_tokens)
-        headers = context_headers(chunks, job.source, document.title, counter, job.context_tokens)
+        with _reading(job):
+            document = read_document(job.path, job.kind, job.ocr, job.limits)
+            chunks = split_pages(document.pages, counter, job.chunk_tokens, job.overlap_tokens)
+            headers = context_headers(chunks, job.source, document.title, counter, job.context_tokens)
     except DocumentError as exc:
         return ParseFailure(_without_path(str(exc), job.path))
     except Exception as exc:  # a parser bug must not stop the other files
@@ -120,11 +127,15 @@ def parse_and_embed(job: ParseJob, counter: TokenCounter, embedder: Embedder) ->
 
 _worker_counter: TokenCounter | None = None
 _worker_embedder: Embedder | None = None
+_watch_dir: Path | None = None  # where the worker says which file it is reading (see _ReadWatch)
 
 
-def _init_worker(info: EmbeddingModelInfo, settings_json: str | None, bulk: bool = False) -> None:
-    global _worker_counter, _worker_embedder
+def _init_worker(
+    info: EmbeddingModelInfo, settings_json: str | None, bulk: bool = False, watch_dir: str | None = None
+) -> None:
+    global _worker_counter, _worker_embedder, _watch_dir
     _exit_with_parent()
+    _watch_dir = Path(watch_dir) if watch_dir else None
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one thread per worker: the workers are the parallelism
     _worker_counter = load_token_counter(info)
     if settings_json is not None:  # one_thread already
@@ -149,6 +160,76 @@ def _parse_in_worker(job: ParseJob) -> Parsed | Embedded | ParseFailure:
     if _worker_embedder is not None:
         return parse_and_embed(job, _worker_counter, _worker_embedder)
     return parse(job, _worker_counter)
+
+
+# -- the reading watch: a file read past its time in a worker is stopped from outside ---------------------
+
+# A reader checks its clock between pages and paragraphs; one call that never returns (a pathological page
+# in pypdf, a regular expression or native code that holds the interpreter) never reaches that check. So a
+# worker says which file it is reading since when (a small file named by its pid, in a folder of the
+# ingest's), and the ingest kills a worker still reading one file well past ``ingest.max_read_seconds``:
+# the file fails with that reason, the other files go on in a fresh worker, the lock is never held hostage.
+STOP_GRACE_S = 5.0  # beyond the budget (and a tenth of it), so that the reader's own check speaks first
+
+
+def stop_after(limits: ReadLimits) -> float:
+    """Seconds after which a worker still reading one file is killed."""
+    return limits.max_seconds * 1.1 + STOP_GRACE_S
+
+
+@contextlib.contextmanager
+def _reading(job: ParseJob) -> Iterator[None]:
+    """In a worker: the file being read and since when, for the ingest's :class:`_ReadWatch`."""
+    if _watch_dir is None:
+        yield
+        return
+    mark = _watch_dir / str(os.getpid())
+    said = {"path": str(job.path), "started": time.time(), "limit": job.limits.max_seconds}
+    mark.with_suffix(".tmp").write_text(json.dumps(said), encoding="utf-8")
+    os.replace(mark.with_suffix(".tmp"), mark)  # whole or absent, never half written
+    try:
+        yield
+    finally:
+        mark.unlink(missing_ok=True)
+
+
+class _ReadWatch:
+    """The ingest's side: kills a worker of its own still reading one file past :func:`stop_after`, and
+    remembers why that file failed (``stopped``: path -> reason)."""
+
+    def __init__(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="sourcier-reading-"))
+        self.stopped: dict[str, str] = {}
+
+    def check(self) -> None:
+        now = time.time()
+        for mark in self.folder.iterdir():
+            if mark.suffix:  # a ".tmp" being written
+                continue
+            try:
+                said = json.loads(mark.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            spent = now - said["started"]
+            if spent <= stop_after(ReadLimits(max_seconds=said["limit"])):
+                continue
+            mark.unlink(missing_ok=True)
+            pid = int(mark.name)
+            if pid in {p.pid for p in multiprocessing.active_children()}:  # only ever a worker of this ingest
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                self.stopped[said["path"]] = (
+                    f"took longer than {said['limit']:g} s to read (stopped after {spent:.0f} s; "
+                    "ingest.max_read_seconds)"
+                )
+
+    def forget_marks(self) -> None:
+        """After a pool broke: its workers are gone, and so is what they were reading."""
+        for mark in self.folder.iterdir():
+            mark.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 # Peak memory of one worker reading and embedding a 10-K filing (a few hundred pages), measured on the
@@ -220,9 +301,11 @@ def one_thread(settings: Settings) -> Settings:
 
 
 def pool_size(workers: int, files: int) -> int:
-    """The worker processes :func:`parse_all` starts for ``files``: none for a single file (starting one
-    costs more than it saves), never more than the files."""
-    return min(workers, files) if workers > 0 and files > 1 else 0
+    """The worker processes :func:`parse_all` starts for ``files``: never more than the files, and one for a
+    single file too. A worker is what bounds a file's time (:class:`_ReadWatch`) and keeps a reader's crash
+    out of this process (a server's); starting it costs no more than loading the embedder here (0.8 s
+    either way for a one-page Word file). ``ingest.workers = 0`` reads in this process."""
+    return min(workers, files) if workers > 0 else 0
 
 
 def parse_all(
@@ -259,20 +342,39 @@ def parse_all(
 
 class _Pool:
     """Worker processes (spawned, not forked: the parent holds Chroma's and onnxruntime's threads, which a
-    fork would copy mid-lock), replaced when one dies."""
+    fork would copy mid-lock), replaced when one dies, and watched (:class:`_ReadWatch`)."""
+
+    POLL_S = 0.5  # how often the watch looks while waiting on a file
 
     def __init__(
         self, info: EmbeddingModelInfo, workers: int, worker: Callable, settings_json: str | None, bulk: bool
     ) -> None:
         self.info, self.workers, self.worker, self.settings_json, self.bulk = info, workers, worker, settings_json, bulk
+        self.watch = _ReadWatch()
 
     def _new(self, workers: int) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(self.info, self.settings_json, self.bulk),
+            initargs=(self.info, self.settings_json, self.bulk, str(self.watch.folder)),
         )
+
+    def _submit(self, pool: ProcessPoolExecutor, job: ParseJob) -> Future:
+        """The file's future; one the watch stopped already is not read again."""
+        reason = self.watch.stopped.pop(str(job.path), None)
+        if reason is None:
+            return pool.submit(self.worker, job)
+        done: Future = Future()
+        done.set_result(ParseFailure(reason))
+        return done
+
+    def _wait(self, future: Future) -> Any:
+        while True:
+            try:
+                return future.result(timeout=self.POLL_S)
+            except FutureTimeout:
+                self.watch.check()
 
     def results(self, items: list[T], to_job: Callable[[T], ParseJob]) -> Iterator[tuple[T, Any]]:
         todo = deque(items)
@@ -282,29 +384,35 @@ class _Pool:
             while todo or ahead:
                 while todo and len(ahead) < 2 * self.workers:
                     item = todo.popleft()
-                    ahead.append((item, pool.submit(self.worker, to_job(item))))
+                    ahead.append((item, self._submit(pool, to_job(item))))
                 item, future = ahead.popleft()
                 try:
-                    result = future.result()
+                    result = self._wait(future)
                 except BrokenProcessPool:
-                    # A worker died on one of the files in flight, which one is unknown: this file is done
-                    # again alone, the others go back in line for a fresh pool. Each break settles one file.
+                    # A worker died (or the watch stopped one) on one of the files in flight. A stopped file
+                    # fails with its reason; otherwise which one is unknown: this file is done again alone.
+                    # The others go back in line for a fresh pool. Each break settles one file.
                     pool.shutdown(wait=False, cancel_futures=True)
+                    self.watch.forget_marks()
                     todo.extendleft(reversed([i for i, _ in ahead]))
                     ahead.clear()
-                    result = self._alone(to_job(item))
+                    job = to_job(item)
+                    stopped = self.watch.stopped.pop(str(job.path), None)
+                    result = ParseFailure(stopped) if stopped else self._alone(job)
                     pool = self._new(self.workers)
                 yield item, result
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+            self.watch.close()
 
     def _alone(self, job: ParseJob) -> Any:
         """One file in a worker of its own, so that a crash there is known to be its own."""
         with self._new(1) as pool:
             try:
-                return pool.submit(self.worker, job).result()
+                return self._wait(pool.submit(self.worker, job))
             except BrokenProcessPool:
-                return ParseFailure(DIED)
+                self.watch.forget_marks()
+                return ParseFailure(self.watch.stopped.pop(str(job.path), DIED))
 
 
 DIED = "the process reading this file died (a crash in the reader, or out of memory)"

@@ -200,7 +200,10 @@ class IngestSettings(_Group):
         16.0, gt=0, description="Largest drawing commands (decoded content stream) of one PDF page."
     )
     max_read_seconds: float = Field(
-        600.0, gt=0, description="Longest time reading one file may take (checked between pages and paragraphs)."
+        600.0,
+        gt=0,
+        description="Longest time reading one file may take: checked between pages and paragraphs, and a worker "
+        "still reading one file a tenth and 5 s past it is stopped from outside (a call that never returns).",
     )
 
     def parse_workers(self) -> int:

@@ -6,12 +6,16 @@ a fake where an ingest runs.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import re
+import time
 from pathlib import Path
 
 import pytest
 
 from ingest.discover import discover
+from ingest.limits import ReadLimits
 from ingest.parsing import (
     DIED,
     LIGHT_WORKER_MB,
@@ -22,6 +26,7 @@ from ingest.parsing import (
     ParseJob,
     WorkerPlan,
     _parse_in_worker,
+    _reading,
     parse,
     parse_all,
     plan_workers,
@@ -30,6 +35,7 @@ from ingest.pipeline import Ingestor
 from rag.embedding import embedding_model_info, load_token_counter
 from rag.settings import available_memory
 from rag.store import open_store
+from tests.bombs import pdf, text_page, write
 from tests.conftest import make_settings
 from tests.fakes import FAKE_INFO, FakeEmbedder, store_snapshot
 
@@ -41,8 +47,26 @@ def crash_on_marked_files(job: ParseJob) -> Parsed | ParseFailure:
     return _parse_in_worker(job)
 
 
-def jobs_for(folder: Path) -> list[ParseJob]:
-    return [ParseJob(f.path, f.kind, f.source, 128, 19, 32) for f in discover(folder).files]
+def stuck_on_marked_files(job: ParseJob) -> Parsed | ParseFailure:
+    """Run in a worker: on files named stuck-*, a reader stuck in a regular expression that backtracks for
+    ever. ``re`` holds the interpreter's lock the whole time: no thread of this worker runs again, and no
+    check of the reader's own budget is ever reached."""
+    if job.source.startswith("stuck-"):
+        with _reading(job):
+            re.match(r"(a+)+$", "a" * 60 + "!")
+    return _parse_in_worker(job)
+
+
+def jobs_for(folder: Path, limits: ReadLimits | None = None) -> list[ParseJob]:
+    limits = limits or ReadLimits()
+    return [ParseJob(f.path, f.kind, f.source, 128, 19, 32, limits=limits) for f in discover(folder).files]
+
+
+def slow_pdf(path: Path, mb: int = 4) -> Path:
+    """13 KB, a page of 4 MB of text commands: one pypdf call of about 6 s here (6 MB: 8-10 s), which a
+    reader's budget checks only once it is over (between pages)."""
+    shown = b"BT /F1 12 Tf 72 720 Td (word) Tj ET\n"
+    return write(path, pdf([text_page("A first page of real text."), shown * (mb * 2**20 // len(shown))]))
 
 
 def with_bad_files(corpus: Path) -> Path:
@@ -80,6 +104,76 @@ def test_a_worker_that_dies_fails_only_its_own_file(settings, corpus):
     for job in jobs:
         if not job.source.startswith("crash-"):
             assert by_source[job.source] == parse(job, counter), job.source
+
+
+@pytest.fixture
+def quick_stop(monkeypatch):
+    """The watch stops a file half a second past its budget (5 s by default, for the reader to speak first)."""
+    import ingest.parsing
+
+    monkeypatch.setattr(ingest.parsing, "STOP_GRACE_S", 0.5)
+
+
+def stopped_after(reason: str) -> int:
+    return int(re.search(r"stopped after (\d+) s", reason).group(1))
+
+
+def no_workers_left() -> bool:
+    deadline = time.monotonic() + 10
+    while multiprocessing.active_children() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not multiprocessing.active_children()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_file_read_past_its_time_in_one_long_call_is_stopped_and_the_others_go_on(
+    settings, corpus, quick_stop, workers
+):
+    info = embedding_model_info(settings)
+    counter = load_token_counter(info)
+    slow_pdf(corpus / "slow.pdf")
+    jobs = jobs_for(corpus, ReadLimits(max_seconds=1))
+    t0 = time.monotonic()
+    results = {job.source: r for job, r in parse_all(jobs, lambda j: j, lambda: counter, info, workers=workers)}
+    took = time.monotonic() - t0
+    reason = results["slow.pdf"].reason
+    assert reason.startswith("took longer than 1 s to read (stopped after") and "ingest.max_read_seconds" in reason
+    assert stopped_after(reason) < 4, f"{reason}: not stopped inside its page (about 6 s to read it)"
+    assert took < 8, f"{took:.1f} s"
+    for job in jobs:
+        if job.source != "slow.pdf":
+            assert results[job.source] == parse(job, counter), job.source
+    assert no_workers_left()
+
+
+def test_a_worker_stuck_holding_the_interpreter_is_stopped_and_its_file_is_not_read_again(settings, corpus, quick_stop):
+    info = embedding_model_info(settings)
+    counter = load_token_counter(info)
+    (corpus / "stuck-a.txt").write_text("Its reader never comes back.", encoding="utf-8")
+    jobs = jobs_for(corpus, ReadLimits(max_seconds=1))
+    t0 = time.monotonic()
+    results = list(parse_all(jobs, lambda j: j, lambda: counter, info, workers=2, worker=stuck_on_marked_files))
+    took = time.monotonic() - t0
+    assert [job.source for job, _ in results] == [job.source for job in jobs]
+    by_source = {job.source: result for job, result in results}
+    assert by_source["stuck-a.txt"].reason.startswith("took longer than 1 s to read")
+    assert took < 12, f"{took:.1f} s: stopped once (1.6 s), not read again alone"
+    for job in jobs:
+        if job.source != "stuck-a.txt":
+            assert by_source[job.source] == parse(job, counter), job.source
+    assert no_workers_left()
+
+
+def test_a_single_file_is_read_in_a_worker_which_bounds_its_time(tmp_path, corpus, quick_stop):
+    settings = make_settings(tmp_path)
+    settings.ingest.max_read_seconds = 1
+    slow = slow_pdf(corpus / "slow.pdf")
+    t0 = time.monotonic()
+    report = ingestor(settings, 2).run([slow])
+    assert time.monotonic() - t0 < 5 and report.workers == 1
+    assert [p.source for p in report.failed] == ["slow.pdf"] and "took longer than 1 s" in report.failed[0].reason
+    assert stopped_after(report.failed[0].reason) < 4
+    assert no_workers_left()
 
 
 def ingestor(settings, workers: int) -> Ingestor:
