@@ -393,6 +393,13 @@ class LLMSettings(_Group):
     )
     n_threads: int = Field(2, ge=1, description="Threads for generation (llama-cpp-python's default is half).")
     n_threads_batch: int = Field(2, ge=1, description="Threads for prompt processing.")
+    adapt_threads: bool = Field(
+        True,
+        description="Use fewer threads than n_threads / n_threads_batch while other processes keep this machine's "
+        "cores busy (an ingest, another program): llama.cpp's threads wait for each other hundreds of times a "
+        "token, and one descheduled thread makes an answer 10-80 times slower. Checked before each request "
+        "and every few tokens (local model only).",
+    )
     n_gpu_layers: int = Field(0, description="Layers offloaded to a GPU (-1: all).")
     temperature: float = Field(
         0.0,

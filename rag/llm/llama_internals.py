@@ -1,9 +1,10 @@
 """The only place sourcier reaches inside llama-cpp-python past its public API (``Llama._ctx``).
 
-Two things are not offered publicly by ``llama_cpp.Llama`` 0.3.x:
+Three things are not offered publicly by ``llama_cpp.Llama`` 0.3.x:
 - the logits of the last evaluated token without sampling (the answerability check reads P(yes)/P(no));
 - llama.cpp's abort callback, which stops a decode (a long prompt) in the middle, so a cancelled request
-  releases the model within a fraction of a second instead of after the whole prompt.
+  releases the model within a fraction of a second instead of after the whole prompt;
+- the number of threads of a loaded model (``llama_set_n_threads``), which follows the free cores.
 ``tests/integration/test_real_llm.py`` exercises both on a real GGUF and fails with this module's message
 when a new llama-cpp-python renames what they use.
 """
@@ -47,6 +48,13 @@ def install_abort_check(llama: Any, should_abort: Callable[[], bool]) -> None:
     callback = llama_cpp.ggml_abort_callback(lambda _data: bool(should_abort()))
     llama_cpp.llama_set_abort_callback(_context(llama).ctx, callback, None)
     llama._sourcier_abort_callback = callback  # the C side holds a bare pointer: keep the Python object alive
+
+
+def set_threads(llama: Any, threads: int, threads_batch: int) -> None:
+    """The threads ``llama``'s next decodes use, for one token and for a batch (a prompt)."""
+    import llama_cpp
+
+    llama_cpp.llama_set_n_threads(_context(llama).ctx, threads, threads_batch)
 
 
 def is_abort(exc: BaseException) -> bool:

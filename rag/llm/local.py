@@ -22,7 +22,8 @@ from rag.activity import Cancellation, ModelActivity, cancelled
 from rag.errors import ModelFileError, SourcierError
 from rag.gbnf import check_grammar
 from rag.llm.base import ZERO_WIDTH_SPACE, ChatModel, Prompt
-from rag.llm.llama_internals import install_abort_check, is_abort, last_logits
+from rag.llm.cores import CoreWatch
+from rag.llm.llama_internals import install_abort_check, is_abort, last_logits, set_threads
 from rag.settings import LLMSettings, Settings
 
 TEMPLATE_KEY = "tokenizer.chat_template"
@@ -147,6 +148,23 @@ class LocalLLM(ChatModel):
         self.activity = ModelActivity(exclusive=True)
         self._running: Cancellation | None = None  # the cancellation of the generation holding the model
         install_abort_check(llama, lambda: cancelled(self._running))
+        self.cores = CoreWatch() if settings.llm.adapt_threads else None
+        if self.cores is not None and not self.cores.start():
+            self.cores = None
+        self.threads = (settings.llm.n_threads, settings.llm.n_threads_batch)  # what llama.cpp uses now
+
+    RECHECK_TOKENS = 8  # how often a running answer looks at the free cores again
+
+    def fit_threads(self) -> tuple[int, int]:
+        """The threads llama.cpp uses from now: the configured ones, fewer while other processes keep cores
+        busy (see ``rag.llm.cores``)."""
+        if self.cores is not None:
+            s = self.settings.llm
+            fitted = (self.cores.threads(s.n_threads), self.cores.threads(s.n_threads_batch))
+            if fitted != self.threads:
+                set_threads(self.llama, *fitted)
+                self.threads = fitted
+        return self.threads
 
     @property
     def n_ctx(self) -> int:
@@ -174,6 +192,7 @@ class LocalLLM(ChatModel):
             if hold is None:
                 return
             self.last_prompt = prompt
+            self.fit_threads()
             chunks = self.llama.create_completion(
                 prompt=prompt.tokens,
                 max_tokens=max_tokens or s.max_tokens,
@@ -183,10 +202,12 @@ class LocalLLM(ChatModel):
                 **self.sampling_kwargs(s),
             )
             try:
-                for chunk in chunks:
+                for n, chunk in enumerate(chunks, 1):
                     hold.progress()
                     if cancelled(cancel):
                         return
+                    if n % self.RECHECK_TOKENS == 0:
+                        self.fit_threads()
                     text = chunk["choices"][0]["text"]
                     if text:
                         yield text
@@ -209,6 +230,7 @@ class LocalLLM(ChatModel):
             tokens = prompt.tokens
             cached = self.llama.longest_token_prefix(self.llama.input_ids[: self.llama.n_tokens], tokens)
             self.llama.n_tokens = min(cached, len(tokens) - 1)  # evaluate at least the last token
+            self.fit_threads()
             try:
                 self.llama.eval(tokens[self.llama.n_tokens :])
             except RuntimeError as exc:

@@ -160,3 +160,33 @@ def test_whatever_the_model_samples_the_grammar_yields_a_verbatim_quote_of_a_giv
             assert 1 <= parsed.quote.number <= 2 and parsed.quote.verbatim, out
             assert not parsed.answer.startswith(("[", " ")), out
     assert any(parse_quoted(o, passages).found for o in outputs)
+
+
+def test_beside_a_busy_core_the_model_takes_one_thread_and_writes_the_same_answer(smollm):
+    """llm.adapt_threads (rag.llm.cores) for real: a process keeps a core busy, the model takes the other one
+    through llama_set_n_threads, greedy output unchanged; the core is taken back once the process ends."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    if len(os.sched_getaffinity(0)) != 2:
+        pytest.skip("measured for two cores")
+    prompt = smollm.prompter.render(MESSAGES)
+    smollm.llama.reset()
+    quiet = "".join(smollm.stream(prompt))
+    assert smollm.threads == (2, 2)
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(2.5)  # a load that lasts (the least of the last 2 s counts)
+        smollm.llama.reset()
+        busy = "".join(smollm.stream(prompt))
+        assert smollm.threads == (1, 1)
+    finally:
+        hog.kill()
+        hog.wait()
+    time.sleep(0.5)
+    smollm.llama.reset()
+    again = "".join(smollm.stream(prompt))
+    assert smollm.threads == (2, 2)
+    assert busy == quiet == again

@@ -125,43 +125,39 @@ def no_workers_left() -> bool:
     return not multiprocessing.active_children()
 
 
+def parse_within_1_s(settings, corpus: Path, stopped: str, workers: int = 2, worker=None) -> tuple[str, float]:
+    """Every file of ``corpus`` read in workers with 1 s each: the reason ``stopped`` failed and the time it all
+    took; the other files are checked against a parse in this process, and no worker may outlive the run."""
+    info = embedding_model_info(settings)
+    counter = load_token_counter(info)
+    jobs = jobs_for(corpus, ReadLimits(max_seconds=1))
+    t0 = time.monotonic()
+    results = list(parse_all(jobs, lambda j: j, lambda: counter, info, workers=workers, worker=worker))
+    took = time.monotonic() - t0
+    assert [job.source for job, _ in results] == [job.source for job in jobs]
+    for job, result in results:
+        if job.source != stopped:
+            assert result == parse(job, counter), job.source
+    assert no_workers_left()
+    return dict((job.source, r) for job, r in results)[stopped].reason, took
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_file_read_past_its_time_in_one_long_call_is_stopped_and_the_others_go_on(
     settings, corpus, quick_stop, workers
 ):
-    info = embedding_model_info(settings)
-    counter = load_token_counter(info)
     slow_pdf(corpus / "slow.pdf")
-    jobs = jobs_for(corpus, ReadLimits(max_seconds=1))
-    t0 = time.monotonic()
-    results = {job.source: r for job, r in parse_all(jobs, lambda j: j, lambda: counter, info, workers=workers)}
-    took = time.monotonic() - t0
-    reason = results["slow.pdf"].reason
+    reason, took = parse_within_1_s(settings, corpus, "slow.pdf", workers)
     assert reason.startswith("took longer than 1 s to read (stopped after") and "ingest.max_read_seconds" in reason
     assert stopped_after(reason) < 4, f"{reason}: not stopped inside its page (about 6 s to read it)"
     assert took < 8, f"{took:.1f} s"
-    for job in jobs:
-        if job.source != "slow.pdf":
-            assert results[job.source] == parse(job, counter), job.source
-    assert no_workers_left()
 
 
 def test_a_worker_stuck_holding_the_interpreter_is_stopped_and_its_file_is_not_read_again(settings, corpus, quick_stop):
-    info = embedding_model_info(settings)
-    counter = load_token_counter(info)
     (corpus / "stuck-a.txt").write_text("Its reader never comes back.", encoding="utf-8")
-    jobs = jobs_for(corpus, ReadLimits(max_seconds=1))
-    t0 = time.monotonic()
-    results = list(parse_all(jobs, lambda j: j, lambda: counter, info, workers=2, worker=stuck_on_marked_files))
-    took = time.monotonic() - t0
-    assert [job.source for job, _ in results] == [job.source for job in jobs]
-    by_source = {job.source: result for job, result in results}
-    assert by_source["stuck-a.txt"].reason.startswith("took longer than 1 s to read")
+    reason, took = parse_within_1_s(settings, corpus, "stuck-a.txt", worker=stuck_on_marked_files)
+    assert reason.startswith("took longer than 1 s to read")
     assert took < 12, f"{took:.1f} s: stopped once (1.6 s), not read again alone"
-    for job in jobs:
-        if job.source != "stuck-a.txt":
-            assert by_source[job.source] == parse(job, counter), job.source
-    assert no_workers_left()
 
 
 def test_a_single_file_is_read_in_a_worker_which_bounds_its_time(tmp_path, corpus, quick_stop):
