@@ -60,6 +60,8 @@ def test_a_busy_process_beside_this_one_takes_one_of_two_cores():
     assert watch.start()
     time.sleep(0.8)
     quiet = watch.threads(2)
+    if quiet != 2:
+        pytest.skip(f"the machine is busy already (others keep {watch.others_busy():.2f} cores): nothing to compare")
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         deadline = time.monotonic() + 5
@@ -72,6 +74,5 @@ def test_a_busy_process_beside_this_one_takes_one_of_two_cores():
     deadline = time.monotonic() + 5
     while watch.threads(2) != 2 and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert quiet == 2, "the machine was busy before the test"
     assert busy[0] == 1, f"others kept {busy[1]:.2f} cores busy"
     assert watch.threads(2) == 2, "the core was not given back once the process ended"
