@@ -361,13 +361,18 @@ class _Pool:
         )
 
     def _submit(self, pool: ProcessPoolExecutor, job: ParseJob) -> Future:
-        """The file's future; one the watch stopped already is not read again."""
+        """The file's future; one the watch stopped already is not read again, and one given to a pool that
+        broke meanwhile raises BrokenProcessPool when waited on, as those in flight do."""
         reason = self.watch.stopped.pop(str(job.path), None)
-        if reason is None:
-            return pool.submit(self.worker, job)
         done: Future = Future()
-        done.set_result(ParseFailure(reason))
-        return done
+        if reason is not None:
+            done.set_result(ParseFailure(reason))
+            return done
+        try:
+            return pool.submit(self.worker, job)
+        except BrokenProcessPool as exc:  # a worker died since the last wait: handled when this file's turn comes
+            done.set_exception(exc)
+            return done
 
     def _wait(self, future: Future) -> Any:
         while True:

@@ -26,6 +26,7 @@ from ingest.parsing import (
     ParseJob,
     WorkerPlan,
     _parse_in_worker,
+    _Pool,
     _reading,
     parse,
     parse_all,
@@ -170,6 +171,25 @@ def test_a_single_file_is_read_in_a_worker_which_bounds_its_time(tmp_path, corpu
     assert [p.source for p in report.failed] == ["slow.pdf"] and "took longer than 1 s" in report.failed[0].reason
     assert stopped_after(report.failed[0].reason) < 4
     assert no_workers_left()
+
+
+def test_a_file_given_to_a_pool_that_broke_meanwhile_waits_its_turn(settings, corpus):
+    """A worker can die between two waits; the next file's submission then finds the pool broken. That file
+    fails like those in flight (BrokenProcessPool when its turn comes, so the pool is renewed), never the run."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    job = jobs_for(corpus)[0]
+    pool = _Pool(embedding_model_info(settings), 1, crash_on_marked_files, None, False)
+    executor = pool._new(1)
+    try:
+        with pytest.raises(BrokenProcessPool):
+            executor.submit(crash_on_marked_files, ParseJob(job.path, job.kind, "crash-now.txt", 128, 19, 32)).result()
+        future = pool._submit(executor, job)
+        with pytest.raises(BrokenProcessPool):
+            future.result(timeout=1)
+    finally:
+        executor.shutdown(wait=True)
+        pool.watch.close()
 
 
 def ingestor(settings, workers: int) -> Ingestor:
