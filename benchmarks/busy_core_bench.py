@@ -36,23 +36,24 @@ def the_prompt(settings, llm):
     return llm.last_prompt
 
 
-def run_raw(llama, tokens: list[int], n: int) -> tuple[float, float]:
-    """(s to the first token, s for all) of a greedy completion from an empty cache."""
-    llama.reset()
+def timed(pieces) -> tuple[float, float]:
+    """(s to the first piece, s for all) of a generation, started when this is called."""
     t0 = time.perf_counter()
     first = None
-    for _ in llama.create_completion(prompt=tokens, max_tokens=n, temperature=0.0, stream=True):
+    for _ in pieces:
         first = first or time.perf_counter() - t0
     return first or 0.0, time.perf_counter() - t0
+
+
+def run_raw(llama, tokens: list[int], n: int) -> tuple[float, float]:
+    """A greedy completion from an empty cache, llama-cpp-python as it is."""
+    llama.reset()
+    return timed(llama.create_completion(prompt=tokens, max_tokens=n, temperature=0.0, stream=True))
 
 
 def run_ours(llm, prompt, n: int) -> tuple[float, float]:
     llm.llama.reset()
-    t0 = time.perf_counter()
-    first = None
-    for _ in llm.stream(prompt, max_tokens=n):
-        first = first or time.perf_counter() - t0
-    return first or 0.0, time.perf_counter() - t0
+    return timed(llm.stream(prompt, max_tokens=n))
 
 
 class BusyCore:

@@ -172,9 +172,9 @@ def _parse_in_worker(job: ParseJob) -> Parsed | Embedded | ParseFailure:
 STOP_GRACE_S = 5.0  # beyond the budget (and a tenth of it), so that the reader's own check speaks first
 
 
-def stop_after(limits: ReadLimits) -> float:
-    """Seconds after which a worker still reading one file is killed."""
-    return limits.max_seconds * 1.1 + STOP_GRACE_S
+def stop_after(max_seconds: float) -> float:
+    """Seconds after which a worker still reading one file (``ingest.max_read_seconds``) is killed."""
+    return max_seconds * 1.1 + STOP_GRACE_S
 
 
 @contextlib.contextmanager
@@ -211,7 +211,7 @@ class _ReadWatch:
             except (OSError, ValueError):
                 continue
             spent = now - said["started"]
-            if spent <= stop_after(ReadLimits(max_seconds=said["limit"])):
+            if spent <= stop_after(said["limit"]):
                 continue
             mark.unlink(missing_ok=True)
             pid = int(mark.name)
@@ -222,6 +222,10 @@ class _ReadWatch:
                     f"took longer than {said['limit']:g} s to read (stopped after {spent:.0f} s; "
                     "ingest.max_read_seconds)"
                 )
+
+    def reason(self, job: ParseJob) -> str | None:
+        """Why ``job``'s file was stopped, once (None when it was not)."""
+        return self.stopped.pop(str(job.path), None)
 
     def forget_marks(self) -> None:
         """After a pool broke: its workers are gone, and so is what they were reading."""
@@ -363,7 +367,7 @@ class _Pool:
     def _submit(self, pool: ProcessPoolExecutor, job: ParseJob) -> Future:
         """The file's future; one the watch stopped already is not read again, and one given to a pool that
         broke meanwhile raises BrokenProcessPool when waited on, as those in flight do."""
-        reason = self.watch.stopped.pop(str(job.path), None)
+        reason = self.watch.reason(job)
         done: Future = Future()
         if reason is not None:
             done.set_result(ParseFailure(reason))
@@ -402,7 +406,7 @@ class _Pool:
                     todo.extendleft(reversed([i for i, _ in ahead]))
                     ahead.clear()
                     job = to_job(item)
-                    stopped = self.watch.stopped.pop(str(job.path), None)
+                    stopped = self.watch.reason(job)
                     result = ParseFailure(stopped) if stopped else self._alone(job)
                     pool = self._new(self.workers)
                 yield item, result
@@ -417,7 +421,7 @@ class _Pool:
                 return self._wait(pool.submit(self.worker, job))
             except BrokenProcessPool:
                 self.watch.forget_marks()
-                return ParseFailure(self.watch.stopped.pop(str(job.path), DIED))
+                return ParseFailure(self.watch.reason(job) or DIED)
 
 
 DIED = "the process reading this file died (a crash in the reader, or out of memory)"

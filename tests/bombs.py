@@ -90,6 +90,13 @@ def text_page(text: str) -> bytes:
     return f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
 
 
+def slow_pdf(path: Path, mb: int = 4) -> Path:
+    """13 KB, a page of 4 MB of text commands: one pypdf call of about 6 s here (6 MB: 8-10 s), which a
+    reader's budget checks only once it is over (between pages)."""
+    shown = b"BT /F1 12 Tf 72 720 Td (word) Tj ET\n"
+    return write(path, pdf([text_page("A first page of real text."), shown * (mb * 2**20 // len(shown))]))
+
+
 def write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path

@@ -5,7 +5,7 @@ Three things are not offered publicly by ``llama_cpp.Llama`` 0.3.x:
 - llama.cpp's abort callback, which stops a decode (a long prompt) in the middle, so a cancelled request
   releases the model within a fraction of a second instead of after the whole prompt;
 - the number of threads of a loaded model (``llama_set_n_threads``), which follows the free cores.
-``tests/integration/test_real_llm.py`` exercises both on a real GGUF and fails with this module's message
+``tests/integration/test_real_llm.py`` exercises all three on a real GGUF and fails with this module's message
 when a new llama-cpp-python renames what they use.
 """
 

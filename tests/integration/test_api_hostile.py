@@ -22,9 +22,8 @@ import httpx
 import psutil
 import pytest
 
-from tests.bombs import bomb_docx
+from tests.bombs import bomb_docx, slow_pdf
 from tests.integration.test_api_abandon import SHORT, api_server, body, home  # noqa: F401
-from tests.unit.test_parsing import slow_pdf
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

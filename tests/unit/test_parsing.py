@@ -36,7 +36,7 @@ from ingest.pipeline import Ingestor
 from rag.embedding import embedding_model_info, load_token_counter
 from rag.settings import available_memory
 from rag.store import open_store
-from tests.bombs import pdf, text_page, write
+from tests.bombs import slow_pdf
 from tests.conftest import make_settings
 from tests.fakes import FAKE_INFO, FakeEmbedder, store_snapshot
 
@@ -61,13 +61,6 @@ def stuck_on_marked_files(job: ParseJob) -> Parsed | ParseFailure:
 def jobs_for(folder: Path, limits: ReadLimits | None = None) -> list[ParseJob]:
     limits = limits or ReadLimits()
     return [ParseJob(f.path, f.kind, f.source, 128, 19, 32, limits=limits) for f in discover(folder).files]
-
-
-def slow_pdf(path: Path, mb: int = 4) -> Path:
-    """13 KB, a page of 4 MB of text commands: one pypdf call of about 6 s here (6 MB: 8-10 s), which a
-    reader's budget checks only once it is over (between pages)."""
-    shown = b"BT /F1 12 Tf 72 720 Td (word) Tj ET\n"
-    return write(path, pdf([text_page("A first page of real text."), shown * (mb * 2**20 // len(shown))]))
 
 
 def with_bad_files(corpus: Path) -> Path:
