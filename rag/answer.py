@@ -21,6 +21,7 @@ from rag.followup import concatenated_query, standalone_question
 from rag.llm.base import ChatModel, Prompt
 from rag.packing import PackedPrompt, Passage, Turn, build_messages, pack_prompt
 from rag.quotes import NONE_MARK, Mismatch, Quote, QuotedDisplay, answer_grammar, answer_mismatches, parse_quoted
+from rag.rerank import OperatingPoints, operating_points, read_count
 from rag.scope import Scope
 from rag.settings import Settings
 from rag.text import STOPWORDS_EN, STOPWORDS_FR, fold
@@ -223,6 +224,7 @@ class Answerer:
         timings.retrieval_ms = (time.perf_counter() - t0) * 1000 - timings.queue_ms
         if turn is None or not self._relevant(passages):
             return self._not_found(question, language, passages, timings, cancelled=turn is None, rewritten=rewritten)
+        passages = self._worth_reading(passages)
         style = self.settings.llm.answer_style
         system = system_prompt(self.settings.llm.system_prompt, language, style)
         packed = pack_prompt(
@@ -342,10 +344,13 @@ class Answerer:
         messages = build_messages(system, packed.history, packed.passages, question, USER_TEMPLATE + CHECK_SUFFIX)
         return self.llm.prompter.render(messages)
 
+    def _points(self) -> OperatingPoints:
+        return operating_points(self.settings, getattr(self.retriever, "reranker", None))
+
     def _relevant(self, passages: list[Passage]) -> bool:
         """Whether the passages may hold the answer: the best vector similarity reaches
         ``retrieval.similarity_floor`` and, when a reranker scored them, the best relevance reaches
-        ``retrieval.min_rerank_score``. Otherwise the model is not called."""
+        ``retrieval.min_rerank_score`` (or the reranker's own value). Otherwise the model is not called."""
         if not passages:
             return False
         r = self.settings.retrieval
@@ -353,7 +358,15 @@ class Answerer:
         if best is not None and best < r.similarity_floor(self.settings.embedding.backend):
             return False
         relevance = max((p.rerank_score for p in passages if p.rerank_score is not None), default=None)
-        return relevance is None or relevance >= r.min_rerank_score
+        return relevance is None or relevance >= self._points().min_relevance
+
+    def _worth_reading(self, passages: list[Passage]) -> list[Passage]:
+        """The reranked passages the model reads: the best, then the next ones while their relevance reaches
+        ``retrieval.min_passage_relevance`` (or the reranker's own value)."""
+        scores = [p.rerank_score for p in passages]
+        if not passages or any(s is None for s in scores):
+            return passages
+        return passages[: read_count([s for s in scores if s is not None], self._points().min_passage_relevance)]
 
     def _not_found(
         self,

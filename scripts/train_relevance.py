@@ -40,11 +40,42 @@ def base_path(name: str) -> Path:
     return Path(name)
 
 
+def groups(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
+    """Listwise groups of the train part: (question, [gold passage, negatives...]). The negatives are what the
+    reranker meets in the product: the hybrid search's best non-gold candidates for that question, then chunks of
+    the same article without the answer (the on-topic, gold-removed case)."""
+    rng = random.Random(args.seed)
+    out = []
+    for s in args.sets:
+        pairs = [p for p in read(args.workdir / f"pairs-{s}.jsonl") if p["part"] == "train"]
+        by_q: dict[str, dict[str, list[str]]] = {}
+        for p in pairs:
+            by_q.setdefault(p["question_id"], {"question": [p["question"]]}).setdefault(p["kind"], []).append(
+                p["passage"]
+            )
+        for r in read(args.workdir / f"rankings-{s}.jsonl"):
+            q = by_q.get(r["question_id"])
+            if r["part"] != "train" or not q or not q.get("gold"):
+                continue
+            gold = set(q["gold"])
+            hard = [p for p, g in zip(r["passages"], r["gold"], strict=True) if not g and p not in gold]
+            same = [p for p in q.get("same_article", []) if p not in hard]
+            rng.shuffle(same)
+            n_same = min(len(same), args.group_size // 4)
+            negatives = hard[: args.group_size - 1 - n_same] + same[:n_same]
+            if negatives:
+                out.append((q["question"][0], [rng.choice(q["gold"]), *negatives[: args.group_size - 1]]))
+    rng.shuffle(out)
+    return out[: args.max_groups] if args.max_groups else out
+
+
 def train(args: argparse.Namespace) -> Path:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
     torch.manual_seed(args.seed)
+    if args.loss == "listwise":
+        return train_listwise(args)
     pairs = [p for s in args.sets for p in read(args.workdir / f"pairs-{s}.jsonl") if p["part"] == "train"]
     random.Random(args.seed).shuffle(pairs)
     if args.max_pairs and len(pairs) > args.max_pairs:
@@ -94,12 +125,69 @@ def train(args: argparse.Namespace) -> Path:
     return args.out
 
 
+def train_listwise(args: argparse.Namespace) -> Path:
+    """Softmax cross-entropy over each group (the gold passage against the candidates that beat it in the
+    product) plus BCE on the same logits, so a score keeps its meaning across questions (the decline gate and
+    the calibration need that; the listwise loss alone is blind to a shift of a whole group)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
+
+    data = groups(args)
+    print(f"training on {len(data)} groups of up to {args.group_size} passages, {args.epochs} epoch(s)", flush=True)
+    path = base_path(args.base)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    steps = args.epochs * len(data)
+    schedule = get_linear_schedule_with_warmup(optimizer, int(0.1 * steps), steps)
+    bce = torch.nn.BCEWithLogitsLoss()
+    t0, step, seen = time.perf_counter(), 0, 0
+    for epoch in range(args.epochs):
+        for question, passages in data:
+            enc = tokenizer(
+                [question] * len(passages),
+                passages,
+                truncation="only_second",
+                max_length=args.max_length,
+                padding=True,
+                return_tensors="pt",
+            )
+            logits = model(**enc).logits.squeeze(-1)
+            labels = torch.zeros(len(passages))
+            labels[0] = 1.0
+            loss = torch.nn.functional.cross_entropy(logits.unsqueeze(0), torch.tensor([0])) + bce(logits, labels)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad()
+            step += 1
+            seen += len(passages)
+            if step % 50 == 0:
+                spent = time.perf_counter() - t0
+                print(f"epoch {epoch + 1} group {step}/{steps} loss {loss.item():.4f} {spent / 60:.1f} min", flush=True)
+            if args.max_minutes and time.perf_counter() - t0 > args.max_minutes * 60:
+                print(f"stopping at the time budget ({args.max_minutes} min) after {step} groups", flush=True)
+                break
+    args.out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(args.out)
+    tokenizer.save_pretrained(args.out)
+    info = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    info.update(groups=step, passages=seen, minutes=round((time.perf_counter() - t0) / 60, 1))
+    (args.out / "training.json").write_text(json.dumps(info, indent=1) + "\n")
+    print(f"saved {args.out} after {info['minutes']} min", flush=True)
+    return args.out
+
+
 def scorers(model_dir: Path | None):
     """{name: score(question, passages) -> list[float]}: the packaged reranker, and the trained model."""
     from rag.rerank import load_reranker
     from rag.settings import Settings
 
-    out = {"packaged ms-marco-MiniLM-L-12 (INT8 ONNX)": load_reranker(Settings()).score}
+    packaged = Settings()
+    packaged.retrieval.reranker = "ms-marco-minilm"
+    out = {"packaged ms-marco-MiniLM-L-12 (INT8 ONNX)": load_reranker(packaged).score}
     if model_dir is not None:
         s = Settings()
         s.retrieval.reranker_path = model_dir
@@ -142,6 +230,10 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=3e-5)
     ap.add_argument("--max-length", type=int, default=256)
     ap.add_argument("--seed", type=int, default=36)
+    ap.add_argument("--loss", choices=["pointwise", "listwise"], default="pointwise")
+    ap.add_argument("--group-size", type=int, default=8, help="listwise: passages per question (1 gold)")
+    ap.add_argument("--max-groups", type=int, default=0, help="listwise: a seeded subsample of the questions")
+    ap.add_argument("--max-minutes", type=float, default=0, help="listwise: stop and save at this time budget")
     ap.add_argument("--out", type=Path, default=ROOT / "artifacts" / "relevance-minilm-l6")
     ap.add_argument("--eval", choices=["choose", "test", "train"], default="choose")
     ap.add_argument("--limit", type=int, default=0, help="score at most this many questions per set (0: all)")
