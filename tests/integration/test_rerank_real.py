@@ -95,3 +95,28 @@ def test_the_packaged_reranker_dequantized_to_float32_scores_like_the_onnx_model
     for q in questions:
         a, b = onnx_model.score(q, paragraphs), float_model.score(q, paragraphs)
         assert a.index(max(a)) == b.index(max(b)), q
+
+
+def test_a_calibration_file_beside_a_real_model_calibrates_its_scores_and_gives_its_points(tmp_path, reranker):
+    """What scripts/ship_relevance.py writes: Platt's a and b applied to the logits, the operating points read."""
+    import json
+    import math
+
+    from rag.rerank import OperatingPoints, operating_points
+
+    folder = tmp_path / "calibrated"
+    shutil.copytree(MS_MARCO_MINILM.path(), folder)
+    (folder / "calibration.json").write_text(
+        json.dumps({"platt": [0.4, -1.5], "min_relevance": 0.05, "min_passage_relevance": 0.3})
+    )
+    settings = Settings()
+    settings.retrieval.reranker_path = folder
+    calibrated = load_reranker(settings)
+    passages = ["The outage lasted 47 minutes.", "Compost needs brown and green material.", "Storage replicates."]
+    raw = reranker.score("How long did the storage outage last?", passages)
+    got = calibrated.score("How long did the storage outage last?", passages)
+    for p, q in zip(raw, got, strict=True):
+        logit = math.log(p / (1 - p))
+        assert q == pytest.approx(1 / (1 + math.exp(-(0.4 * logit - 1.5))), abs=1e-5)
+    assert sorted(range(3), key=got.__getitem__) == sorted(range(3), key=raw.__getitem__)  # same order
+    assert operating_points(settings, calibrated) == OperatingPoints(0.05, 0.3)
