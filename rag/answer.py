@@ -363,10 +363,10 @@ class Answerer:
     def _worth_reading(self, passages: list[Passage]) -> list[Passage]:
         """The reranked passages the model reads: the best, then the next ones while their relevance reaches
         ``retrieval.min_passage_relevance`` (or the reranker's own value)."""
-        scores = [p.rerank_score for p in passages]
-        if not passages or any(s is None for s in scores):
+        scores = [p.rerank_score for p in passages if p.rerank_score is not None]
+        if not passages or len(scores) < len(passages):
             return passages
-        return passages[: read_count([s for s in scores if s is not None], self._points().min_passage_relevance)]
+        return passages[: read_count(scores, self._points().min_passage_relevance)]
 
     def _not_found(
         self,

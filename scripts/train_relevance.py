@@ -71,7 +71,6 @@ def groups(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
 
 def train(args: argparse.Namespace) -> Path:
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
     torch.manual_seed(args.seed)
     if args.loss == "listwise":
@@ -82,13 +81,8 @@ def train(args: argparse.Namespace) -> Path:
         pairs = pairs[: args.max_pairs]
     positives = sum(p["label"] for p in pairs)
     print(f"training on {len(pairs)} pairs ({positives} positive), {args.epochs} epoch(s)", flush=True)
-    path = base_path(args.base)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
-    model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     steps = args.epochs * ((len(pairs) + args.batch - 1) // args.batch)
-    schedule = get_linear_schedule_with_warmup(optimizer, int(0.1 * steps), steps)
+    tokenizer, model, optimizer, schedule = _start(args, steps)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     t0, step = time.perf_counter(), 0
     for epoch in range(args.epochs):
@@ -115,14 +109,7 @@ def train(args: argparse.Namespace) -> Path:
             if step % 50 == 0:
                 spent = time.perf_counter() - t0
                 print(f"epoch {epoch + 1} step {step}/{steps} loss {loss.item():.4f} {spent / 60:.1f} min", flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(args.out)
-    tokenizer.save_pretrained(args.out)
-    info = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    info.update(pairs=len(pairs), positives=positives, minutes=round((time.perf_counter() - t0) / 60, 1))
-    (args.out / "training.json").write_text(json.dumps(info, indent=1) + "\n")
-    print(f"saved {args.out} after {info['minutes']} min", flush=True)
-    return args.out
+    return _save(args, model, tokenizer, t0, pairs=len(pairs), positives=positives)
 
 
 def train_listwise(args: argparse.Namespace) -> Path:
@@ -130,17 +117,11 @@ def train_listwise(args: argparse.Namespace) -> Path:
     product) plus BCE on the same logits, so a score keeps its meaning across questions (the decline gate and
     the calibration need that; the listwise loss alone is blind to a shift of a whole group)."""
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
     data = groups(args)
     print(f"training on {len(data)} groups of up to {args.group_size} passages, {args.epochs} epoch(s)", flush=True)
-    path = base_path(args.base)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
-    model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     steps = args.epochs * len(data)
-    schedule = get_linear_schedule_with_warmup(optimizer, int(0.1 * steps), steps)
+    tokenizer, model, optimizer, schedule = _start(args, steps)
     bce = torch.nn.BCEWithLogitsLoss()
     t0, step, seen = time.perf_counter(), 0, 0
     for epoch in range(args.epochs):
@@ -169,12 +150,30 @@ def train_listwise(args: argparse.Namespace) -> Path:
                 print(f"epoch {epoch + 1} group {step}/{steps} loss {loss.item():.4f} {spent / 60:.1f} min", flush=True)
             if args.max_minutes and time.perf_counter() - t0 > args.max_minutes * 60:
                 print(f"stopping at the time budget ({args.max_minutes} min) after {step} groups", flush=True)
-                break
+                return _save(args, model, tokenizer, t0, groups=step, passages=seen)
+    return _save(args, model, tokenizer, t0, groups=step, passages=seen)
+
+
+def _start(args: argparse.Namespace, steps: int):
+    """The base model (one logit) and its tokenizer, AdamW, and a linear schedule with 10% warm-up."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
+
+    path = base_path(args.base)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    return tokenizer, model, optimizer, get_linear_schedule_with_warmup(optimizer, int(0.1 * steps), steps)
+
+
+def _save(args: argparse.Namespace, model, tokenizer, t0: float, **counts: int) -> Path:
+    """The model, its tokenizer and ``training.json`` (the arguments, the counts, the minutes) in ``args.out``."""
     args.out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(args.out)
     tokenizer.save_pretrained(args.out)
     info = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    info.update(groups=step, passages=seen, minutes=round((time.perf_counter() - t0) / 60, 1))
+    info.update(counts, minutes=round((time.perf_counter() - t0) / 60, 1))
     (args.out / "training.json").write_text(json.dumps(info, indent=1) + "\n")
     print(f"saved {args.out} after {info['minutes']} min", flush=True)
     return args.out
@@ -185,9 +184,7 @@ def scorers(model_dir: Path | None):
     from rag.rerank import load_reranker
     from rag.settings import Settings
 
-    packaged = Settings()
-    packaged.retrieval.reranker = "ms-marco-minilm"
-    out = {"packaged ms-marco-MiniLM-L-12 (INT8 ONNX)": load_reranker(packaged).score}
+    out = {"packaged ms-marco-MiniLM-L-12 (INT8 ONNX)": load_reranker(Settings()).score}
     if model_dir is not None:
         s = Settings()
         s.retrieval.reranker_path = model_dir
