@@ -189,7 +189,11 @@ def answer_extras(answer: Answer) -> dict[str, Any]:
             "answer_start_ms": round(t.answer_start_ms, 1) if t.answer_start_ms is not None else None,
             "generation_s": round(t.generation_s, 3),
             "tokens_per_s": round(t.tokens_per_s, 2),
+            "prompt_tokens": t.prompt_tokens,
+            "answer_pieces": t.answer_pieces,
+            "quote_pieces": t.quote_pieces,
         },
+        "citations": [dataclasses.asdict(c) for c in answer.citations],
     }
 
 

@@ -1,6 +1,7 @@
 """``python -m rag``: ask questions about the ingested documents from a terminal.
 
-python -m rag ask "question"      stream the answer, then a table of its sources
+python -m rag ask "question"      stream the answer, then a table of its sources (through `serve` when it
+                                  runs over this store: its models are loaded; --no-server not to)
 python -m rag ask --json "..."    the whole Answer as JSON
 python -m rag chat                a conversation (history kept, bounded)
 python -m rag model               assemble/verify the GGUF model and print its path (and export the embedder)
@@ -40,6 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     ask = sub.add_parser("ask", help="answer one question from the documents", parents=[scoped])
     ask.add_argument("question")
     ask.add_argument("--json", action="store_true", help="print the Answer as JSON (no streaming)")
+    ask.add_argument(
+        "--no-server",
+        action="store_true",
+        help="load the models in this process even when `sourcier serve` runs over this store (by default the "
+        "question goes to it: its models are already loaded)",
+    )
     sub.add_parser("chat", help="a conversation about the documents (empty line or Ctrl-D to quit)", parents=[scoped])
     sub.add_parser(
         "model",
@@ -92,6 +99,12 @@ def main(argv: list[str] | None = None) -> int:
             from rag.answer import clean_question
 
             clean_question(args.question)  # refuse an empty question before loading any model
+            if not args.no_server:
+                from rag.served import running_server
+
+                url = running_server(settings)
+                if url is not None:
+                    return ask_server(url, settings, args.question, args.scope, as_json=args.json)
         from rag.answer import build_answerer
         from rag.retrieval import build_retriever
         from rag.scope import resolve_scope
@@ -113,18 +126,37 @@ def ask(answerer: Answerer, question: str, as_json: bool = False, scope: Scope |
     if scope is not None:
         print(f"(in {', '.join(scope.describe())})", file=sys.stderr)
     if as_json:
-        import json
-
-        answer = answerer.answer(question, scope=scope)
-        print(json.dumps(answer_to_dict(answer), indent=2, ensure_ascii=False))
-        return EXIT_OK if answer.found else EXIT_NOT_FOUND
+        return show(answerer.answer(question, scope=scope), as_json=True)
     stream = answerer.stream(question, scope=scope)
     for piece in stream:
         print(piece, end="", flush=True)
-    print()
     assert stream.answer is not None
-    print_sources(stream.answer)
-    return EXIT_OK if stream.answer.found else EXIT_NOT_FOUND
+    return show(stream.answer, as_json=False)
+
+
+def ask_server(url: str, settings: Any, question: str, scope: list[str], as_json: bool = False) -> int:
+    """``ask`` answered by the running API at ``url`` (same output; its models are already loaded)."""
+    from rag.served import ServedAnswer
+
+    print(f"(answered by the server at {url})", file=sys.stderr)
+    stream = ServedAnswer(url, settings, question, scope)
+    for piece in stream:
+        if not as_json:
+            print(piece, end="", flush=True)
+    assert stream.answer is not None
+    return show(stream.answer, as_json)
+
+
+def show(answer: Answer, as_json: bool) -> int:
+    """The end of ``ask``: the JSON, or the sources under the streamed text; the exit status."""
+    if as_json:
+        import json
+
+        print(json.dumps(answer_to_dict(answer), indent=2, ensure_ascii=False))
+    else:
+        print()
+        print_sources(answer)
+    return EXIT_OK if answer.found else EXIT_NOT_FOUND
 
 
 def chat(answerer: Answerer, scope: Scope | None = None) -> int:

@@ -410,6 +410,11 @@ class LLMSettings(_Group):
         "and every few tokens (local model only).",
     )
     n_gpu_layers: int = Field(0, description="Layers offloaded to a GPU (-1: all).")
+    flash_attn: bool = Field(
+        False,
+        description="llama.cpp's fused attention (local model): measured on 2 cores, prompts and answers a few "
+        "percent faster (docs/measurements.md, 'The answer's first word').",
+    )
     temperature: float = Field(
         0.0,
         ge=0.0,
@@ -430,6 +435,14 @@ class LLMSettings(_Group):
         "a grammar; without repeat penalty, since copying is the task) and the answer "
         "against its quote. 'free': the model writes its answer with [n] markers, "
         "checked word by word (for larger models, or servers). See docs/answers.md for the measurements.",
+    )
+    draft_tokens: int = Field(
+        8,
+        ge=0,
+        le=32,
+        description="Quoted style, local model: while the model copies its quote, guess up to this many next tokens "
+        "from the prompt (where the words just written occur in a passage) and let the model check them in one "
+        "batch; every token is still the model's own choice. 0: one token at a time.",
     )
     system_prompt: str | None = Field(
         None,

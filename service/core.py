@@ -25,6 +25,7 @@ from rag.errors import IngestLockedError, SourcierError
 from rag.llm.base import ChatModel
 from rag.packing import Passage
 from rag.scope import Scope, resolve_scope
+from rag.served import SERVICE, store_fingerprint
 from rag.settings import Settings, available_memory
 from rag.store import DocumentInfo
 
@@ -107,11 +108,18 @@ class Service:
         orchestrator should restart)."""
         limit = self.settings.llm.timeout_s
         models = list(self._models.values())
+        # which store this is, for a `sourcier ask` on this machine to use this server (rag.served)
+        served = {"service": SERVICE, "store": store_fingerprint(self.settings.paths.store_dir)}
         if not models:
-            return {"status": "ok", "model": {"loaded": False, "busy": False}, "stall_limit_s": limit}
+            return {"status": "ok", "model": {"loaded": False, "busy": False}, "stall_limit_s": limit, **served}
         # The model that has gone longest without progress speaks for all (a wedged one must be seen).
         state = max((m.activity.state() for m in models), key=lambda st: st.quiet_s or -1.0)
-        report: dict[str, Any] = {"status": "ok", "model": {"loaded": True, **state.as_dict()}, "stall_limit_s": limit}
+        report: dict[str, Any] = {
+            "status": "ok",
+            "model": {"loaded": True, **state.as_dict()},
+            "stall_limit_s": limit,
+            **served,
+        }
         process = self._models[None].process_state() if None in self._models else None
         if process is not None:  # its worker: restarts and the last crash, if any
             report["model"]["process"] = process

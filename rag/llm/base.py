@@ -32,6 +32,9 @@ class Prompt:
     stop: list[str]
     messages: list[dict[str, str]] = field(default_factory=list)
     estimated_tokens: int = 0
+    # About where the documents start in ``tokens``: before it are the instructions (the system prompt), which
+    # quote drafting does not copy from (rag.llm.drafts).
+    documents_from: int = 0
 
     @property
     def size(self) -> int:

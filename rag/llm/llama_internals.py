@@ -1,17 +1,22 @@
 """The only place sourcier reaches inside llama-cpp-python past its public API (``Llama._ctx``).
 
-Three things are not offered publicly by ``llama_cpp.Llama`` 0.3.x:
+Four things are not offered publicly by ``llama_cpp.Llama`` 0.3.x:
 - the logits of the last evaluated token without sampling (the answerability check reads P(yes)/P(no));
 - llama.cpp's abort callback, which stops a decode (a long prompt) in the middle, so a cancelled request
   releases the model within a fraction of a second instead of after the whole prompt;
-- the number of threads of a loaded model (``llama_set_n_threads``), which follows the free cores.
-``tests/integration/test_real_llm.py`` exercises all three on a real GGUF and fails with this module's message
+- the number of threads of a loaded model (``llama_set_n_threads``), which follows the free cores;
+- drafts for one generation only (``Llama.draft_model``, set per call), with the logits of every position
+  kept only while drafts are checked (``Llama._logits_all``): the library's own way turns that on for every
+  prompt token of every call and copies them into an array of the context's size times the vocabulary's
+  (2.5 GB for the default model), which sampling never reads.
+``tests/integration/test_real_llm.py`` exercises them on a real GGUF and fails with this module's message
 when a new llama-cpp-python renames what they use.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from rag.errors import ModelFileError
@@ -59,3 +64,37 @@ def set_threads(llama: Any, threads: int, threads_batch: int) -> None:
 
 def is_abort(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and ABORTED in str(exc)
+
+
+@contextmanager
+def drafting(llama: Any, drafts: Callable[..., Any]) -> Iterator[Callable[[], None]]:
+    """While open, ``llama``'s generations are speculative with ``drafts`` (called with every token so far,
+    returning the guessed next ones). Yields what ``drafts`` must call before returning drafts: the next
+    batch then keeps the logits of every position, which the check of each drafted token reads. The prompt
+    itself is evaluated without them (a fifth of its cost saved); everything is back to normal on exit."""
+    import numpy as np
+
+    for name in ("draft_model", "_logits_all", "scores", "_n_ctx", "_n_vocab"):
+        if not hasattr(llama, name):
+            import llama_cpp
+
+            raise ModelFileError(
+                f"llama-cpp-python {getattr(llama_cpp, '__version__', '?')} no longer has Llama.{name}, which "
+                f"sourcier uses to draft the quote: set llm.draft_tokens = 0, or install the tested version "
+                f"(pip install 'llama-cpp-python==0.3.36')"
+            )
+    if not getattr(llama, "_sourcier_scores_sink", False):
+        # llama-cpp-python copies each kept row of logits into ``scores``, which nothing here reads: rows of
+        # one shared sink (a view with a zero stride) take the copies without 2.5 GB behind them.
+        sink = np.zeros(llama._n_vocab, dtype=np.single)
+        llama.scores = np.lib.stride_tricks.as_strided(sink, shape=(llama._n_ctx, llama._n_vocab), strides=(0, 4))
+        llama._sourcier_scores_sink = True
+
+    def keep_all_logits() -> None:
+        llama._logits_all = True
+
+    llama.draft_model, llama._logits_all = drafts, False
+    try:
+        yield keep_all_logits
+    finally:
+        llama.draft_model, llama._logits_all = None, False

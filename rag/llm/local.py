@@ -23,7 +23,8 @@ from rag.errors import ModelFileError, SourcierError
 from rag.gbnf import check_grammar
 from rag.llm.base import ZERO_WIDTH_SPACE, ChatModel, Prompt
 from rag.llm.cores import CoreWatch
-from rag.llm.llama_internals import install_abort_check, is_abort, last_logits, set_threads
+from rag.llm.drafts import QuoteDrafts
+from rag.llm.llama_internals import drafting, install_abort_check, is_abort, last_logits, set_threads
 from rag.settings import LLMSettings, Settings
 
 TEMPLATE_KEY = "tokenizer.chat_template"
@@ -78,7 +79,8 @@ class ChatPrompter:
         if self.add_bos and (not tokens or tokens[0] != self.bos_id):
             tokens = [self.bos_id, *tokens]
         stop = [s for s in (result.stop if isinstance(result.stop, list) else [result.stop]) if s]
-        return Prompt(text=result.prompt, tokens=tokens, stop=stop, messages=messages)
+        system = sum(self.count_tokens(m["content"]) for m in messages[:1] if m.get("role") == "system")
+        return Prompt(text=result.prompt, tokens=tokens, stop=stop, messages=messages, documents_from=system)
 
     def defuse(self, text: str) -> str:
         """``text`` with every control-token spelling broken by a zero-width space (shown the same)."""
@@ -145,6 +147,7 @@ class LocalLLM(ChatModel):
         self.settings = settings
         self.model_path = model_path
         self.last_prompt: Prompt | None = None  # what the model was last given (benchmarks, debugging)
+        self.last_drafts: QuoteDrafts | None = None  # the last quote's drafts: how many were proposed
         self.activity = ModelActivity(exclusive=True)
         self._running: Cancellation | None = None  # the cancellation of the generation holding the model
         install_abort_check(llama, lambda: cancelled(self._running))
@@ -188,7 +191,7 @@ class LocalLLM(ChatModel):
         """
         s = decoding or self.settings.llm
         constraint = compile_grammar(grammar) if grammar else None
-        with self.activity.hold(cancel) as hold, self._running_as(cancel):
+        with self.activity.hold(cancel) as hold, self._running_as(cancel), self._drafts(prompt, s, grammar):
             if hold is None:
                 return
             self.last_prompt = prompt
@@ -245,6 +248,24 @@ class LocalLLM(ChatModel):
         return yes / (yes + no) if yes + no > 0 else 0.5
 
     @contextmanager
+    def _drafts(self, prompt: Prompt, s: LLMSettings, grammar: str | None) -> Iterator[None]:
+        """Quote drafting (``llm.draft_tokens``) for a quoted answer's generation; nothing for other ones."""
+        if not grammar or not s.draft_tokens:
+            yield
+            return
+        drafts = QuoteDrafts(
+            len(prompt.tokens),
+            lambda tokens: self.llama.detokenize(tokens).decode("utf-8", errors="ignore"),
+            lambda: None,
+            tokens=s.draft_tokens,
+            skip=prompt.documents_from,
+        )
+        self.last_drafts = drafts
+        with drafting(self.llama, drafts) as keep_all_logits:
+            drafts.on_draft = keep_all_logits
+            yield
+
+    @contextmanager
     def _running_as(self, cancel: Cancellation | None) -> Iterator[None]:
         """While the model is held: the abort callback watches this generation's cancellation."""
         self._running = cancel
@@ -283,6 +304,7 @@ def open_gguf(path: Path, settings: Settings, vocab_only: bool = False) -> Any:
                 n_threads=s.n_threads,
                 n_threads_batch=s.n_threads_batch,
                 n_gpu_layers=s.n_gpu_layers,
+                flash_attn=s.flash_attn and not vocab_only,
                 seed=s.seed,
                 lora_path=str(s.lora_path) if s.lora_path and not vocab_only else None,
                 vocab_only=vocab_only,

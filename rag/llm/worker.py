@@ -365,8 +365,8 @@ class WorkerLLM(ChatModel):
 
 
 def _lean(prompt: Prompt) -> Prompt:
-    """What the worker needs of a prompt: its tokens and stop strings."""
-    return Prompt(text="", tokens=prompt.tokens, stop=prompt.stop)
+    """What the worker needs of a prompt: its tokens, stop strings and where its documents start."""
+    return Prompt(text="", tokens=prompt.tokens, stop=prompt.stop, documents_from=prompt.documents_from)
 
 
 def load_worker(settings: Settings, model_path: Path | None = None) -> WorkerLLM:

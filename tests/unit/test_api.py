@@ -92,6 +92,29 @@ def test_streaming_sends_openai_chunks_then_the_sources_then_done(client, servic
     assert last["text"] == "It lasted 47 minutes [1]."
 
 
+def test_the_streams_last_chunk_gives_a_cli_the_whole_answer_and_health_names_the_store(client, service):
+    """`sourcier ask` through a running server (rag.served) rebuilds the Answer from the last chunk."""
+    from rag.served import SERVICE, answer_from, store_fingerprint
+
+    health = client.get("/health").json()
+    assert health["service"] == SERVICE and health["store"] == store_fingerprint(service.settings.paths.store_dir)
+    assert str(service.settings.paths.store_dir) not in json.dumps(health)  # says which, not where
+    service.replies.append("It lasted 47 minutes [1].")
+    body = {"stream": True, "store": False, "messages": [{"role": "user", "content": "storage outage minutes"}]}
+    with client.stream("POST", "/v1/chat/completions", json=body) as reply:
+        last = [json.loads(line[6:]) for line in reply.iter_lines() if line.startswith("data: {")][-1]
+    answer = answer_from("storage outage minutes", last)
+    assert answer.found and answer.text == "It lasted 47 minutes [1]." and answer.language == "en"
+    assert [s.number for s in answer.sources] == [s["number"] for s in last["sources"]]
+    cited = answer.cited_sources[0]
+    assert cited.number == 1 and cited.supported is not None and cited.passage.text == last["sources"][0]["text"]
+    assert cited.passage.chunk_id == last["sources"][0]["chunk_id"]
+    assert (cited.passage.source, cited.passage.root) == (last["sources"][0]["file"], last["sources"][0]["root"])
+    assert [(c.number, c.supported) for c in answer.citations] == [(1, cited.supported)]
+    assert answer.timings.prompt_tokens > 0 and answer.timings.answer_pieces > 3
+    assert service.conversations.list() == []  # store false: nothing kept on the server
+
+
 def test_the_conversation_becomes_history_and_the_clients_system_message_is_ignored(client, service):
     service.replies.append("It was the storage cluster [1].")
     messages = [
