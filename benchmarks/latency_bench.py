@@ -14,7 +14,7 @@ visible token and of the answer's first word (both counted from the question, re
 tokens/s ours over raw; the quote's tokens/s ours over raw; and how many answers are identical to the first
 configuration's (greedy decoding: a lever that changes an answer shows here).
 
-    .venv/bin/python benchmarks/latency_bench.py [--piaf 30] [--covid 30] [--configs baseline drafts flash both]
+    .venv/bin/python benchmarks/latency_bench.py [--piaf 30] [--covid 30] [--configs baseline lazy drafts flash all]
 """
 
 from __future__ import annotations
@@ -43,10 +43,11 @@ SAMPLE_QUESTIONS = [
 ]
 # name -> settings of the levers (llm.*)
 CONFIGS = {
-    "baseline": {"draft_tokens": 0, "flash_attn": False},
-    "drafts": {"draft_tokens": 8, "flash_attn": False},
-    "flash": {"draft_tokens": 0, "flash_attn": True},
-    "both": {"draft_tokens": 8, "flash_attn": True},
+    "baseline": {"draft_tokens": 0, "lazy_grammar": False, "flash_attn": False},
+    "lazy": {"draft_tokens": 0, "lazy_grammar": True, "flash_attn": False},
+    "drafts": {"draft_tokens": 8, "lazy_grammar": False, "flash_attn": False},
+    "flash": {"draft_tokens": 0, "lazy_grammar": False, "flash_attn": True},
+    "all": {"draft_tokens": 8, "lazy_grammar": True, "flash_attn": True},
 }
 EVAL = ROOT.parent / "shared" / "eval"
 SETS = {"piaf": "piaf/piaf-v1.0.json", "covid_qa": "covid_qa/200423_covidQA.json"}
@@ -231,7 +232,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=len(SAMPLE_QUESTIONS), help="sample questions (up to 6)")
     ap.add_argument("--piaf", type=int, default=30)
     ap.add_argument("--covid", type=int, default=30)
-    ap.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=["baseline", "both"])
+    ap.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=["baseline", "all"])
     ap.add_argument("--workdir", type=Path, default=ROOT / "eval-runs", help="the evaluation sets' work folder")
     ap.add_argument("--out", type=Path, help="write every row and the summaries as JSON here")
     args = ap.parse_args()

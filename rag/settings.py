@@ -436,6 +436,12 @@ class LLMSettings(_Group):
         "against its quote. 'free': the model writes its answer with [n] markers, "
         "checked word by word (for larger models, or servers). See docs/answers.md for the measurements.",
     )
+    lazy_grammar: bool = Field(
+        True,
+        description="Quoted style, local model, greedy decoding: check the quote's grammar on the likeliest token "
+        "first, and on the whole vocabulary only when the grammar refuses it (the same answer; the grammar took a "
+        "quarter of each token's time). Off: the whole vocabulary at every token.",
+    )
     draft_tokens: int = Field(
         8,
         ge=0,

@@ -1,6 +1,6 @@
 """The only place sourcier reaches inside llama-cpp-python past its public API (``Llama._ctx``).
 
-Four things are not offered publicly by ``llama_cpp.Llama`` 0.3.x:
+Five things are not offered publicly by ``llama_cpp.Llama`` 0.3.x:
 - the logits of the last evaluated token without sampling (the answerability check reads P(yes)/P(no));
 - llama.cpp's abort callback, which stops a decode (a long prompt) in the middle, so a cancelled request
   releases the model within a fraction of a second instead of after the whole prompt;
@@ -8,7 +8,10 @@ Four things are not offered publicly by ``llama_cpp.Llama`` 0.3.x:
 - drafts for one generation only (``Llama.draft_model``, set per call), with the logits of every position
   kept only while drafts are checked (``Llama._logits_all``): the library's own way turns that on for every
   prompt token of every call and copies them into an array of the context's size times the vocabulary's
-  (2.5 GB for the default model), which sampling never reads.
+  (2.5 GB for the default model), which sampling never reads;
+- a grammar checked lazily under greedy decoding (:class:`LazyGrammar`, llama.cpp's own grammar sampler driven
+  from a logits processor), as llama.cpp's own programs do: the library's sampler checks all 151,936 tokens of
+  the vocabulary against the grammar at every step, a quarter of a quoted answer's decoding time.
 ``tests/integration/test_real_llm.py`` exercises them on a real GGUF and fails with this module's message
 when a new llama-cpp-python renames what they use.
 """
@@ -98,3 +101,65 @@ def drafting(llama: Any, drafts: Callable[..., Any]) -> Iterator[Callable[[], No
         yield keep_all_logits
     finally:
         llama.draft_model, llama._logits_all = None, False
+
+
+class LazyGrammar:
+    """Greedy decoding under a GBNF grammar, the grammar checked on the likeliest token first.
+
+    Greedy decoding under a grammar writes the likeliest token the grammar allows. When the likeliest of all is
+    allowed (almost always, once the model follows the grammar's shape), only that one token needs checking;
+    otherwise the whole vocabulary is checked, as before. The choice is identical either way. Used as
+    llama-cpp-python's logits processor (the first step of its sampler chain, one call per sampled token): it
+    leaves the chosen token alone in the running and advances the grammar by it.
+    """
+
+    def __init__(self, llama: Any, grammar: Any) -> None:
+        import llama_cpp
+        from llama_cpp._internals import LlamaTokenDataArray
+
+        model = getattr(llama, "_model", None)
+        if model is None or not hasattr(model, "vocab") or not hasattr(grammar, "_grammar"):
+            raise ModelFileError(
+                f"llama-cpp-python {getattr(llama_cpp, '__version__', '?')} no longer has Llama._model.vocab or "
+                f"LlamaGrammar._grammar, which sourcier uses to check the quote's grammar: install the tested "
+                f"version (pip install 'llama-cpp-python==0.3.36')"
+            )
+        self._c = llama_cpp
+        self._sampler = llama_cpp.llama_sampler_init_grammar(
+            model.vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8")
+        )
+        if not self._sampler:
+            raise ModelFileError("llama.cpp could not build the answer's grammar")
+        self._one = (llama_cpp.llama_token_data * 1)()
+        self._one_array = llama_cpp.llama_token_data_array(data=self._one, size=1, selected=-1, sorted=False)
+        self._all = LlamaTokenDataArray(n_vocab=llama.n_vocab())
+        self.full_checks = 0  # steps where the likeliest token was refused and the whole vocabulary was checked
+        self.steps = 0
+
+    def _allows(self, token: int, logit: float) -> bool:
+        import math
+
+        self._one[0].id, self._one[0].logit, self._one[0].p = token, logit, 0.0
+        self._one_array.size, self._one_array.selected, self._one_array.sorted = 1, -1, False
+        self._c.llama_sampler_apply(self._sampler, self._c.byref(self._one_array))
+        return math.isfinite(self._one[0].logit)
+
+    def __call__(self, _input_ids: Any, logits: Any) -> Any:
+        import numpy as np
+
+        self.steps += 1
+        best = int(np.argmax(logits))
+        if not self._allows(best, float(logits[best])):
+            self.full_checks += 1
+            self._all.copy_logits(logits)
+            self._c.llama_sampler_apply(self._sampler, self._c.byref(self._all.candidates))
+            best = int(np.argmax(self._all.candidates_data.logit))
+        self._c.llama_sampler_accept(self._sampler, best)
+        chosen = np.full_like(logits, -np.inf)
+        chosen[best] = logits[best]
+        return chosen
+
+    def close(self) -> None:
+        if self._sampler:
+            self._c.llama_sampler_free(self._sampler)
+            self._sampler = None

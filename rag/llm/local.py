@@ -24,7 +24,14 @@ from rag.gbnf import check_grammar
 from rag.llm.base import ZERO_WIDTH_SPACE, ChatModel, Prompt
 from rag.llm.cores import CoreWatch
 from rag.llm.drafts import QuoteDrafts
-from rag.llm.llama_internals import drafting, install_abort_check, is_abort, last_logits, set_threads
+from rag.llm.llama_internals import (
+    LazyGrammar,
+    drafting,
+    install_abort_check,
+    is_abort,
+    last_logits,
+    set_threads,
+)
 from rag.settings import LLMSettings, Settings
 
 TEMPLATE_KEY = "tokenizer.chat_template"
@@ -196,12 +203,14 @@ class LocalLLM(ChatModel):
                 return
             self.last_prompt = prompt
             self.fit_threads()
+            lazy = LazyGrammar(self.llama, constraint) if constraint and s.lazy_grammar and s.temperature == 0 else None
             chunks = self.llama.create_completion(
                 prompt=prompt.tokens,
                 max_tokens=max_tokens or s.max_tokens,
                 stop=prompt.stop,
                 stream=True,
-                grammar=constraint,
+                grammar=constraint if lazy is None else None,
+                logits_processor=[lazy] if lazy is not None else None,
                 **self.sampling_kwargs(s),
             )
             try:
@@ -220,6 +229,8 @@ class LocalLLM(ChatModel):
                 raise
             finally:
                 chunks.close()
+                if lazy is not None:
+                    lazy.close()
 
     def answerability(self, prompt: Prompt, cancel: Cancellation | None = None) -> float | None:
         """P(yes) / P(yes + no) for the first token the model would write after ``prompt``, which asks

@@ -84,3 +84,27 @@ def test_a_question_asked_in_one_document_is_answered_from_it_alone(store_dir):
     assert out.returncode in (0, 1), out.stderr
     answer = json.loads(out.stdout)
     assert answer["sources"] and {s["passage"]["source"] for s in answer["sources"]} == {"politique-teletravail.pdf"}
+
+
+def test_the_decoding_speed_levers_keep_the_models_choices(store_dir):
+    """Issue 31: the grammar checked on the likeliest token first (llm.lazy_grammar) makes exactly the full
+    grammar's choices; the quote drafted from the prompt (llm.draft_tokens) is evaluated in batches, the same
+    logits up to float rounding: the same quote, and a short answer that may differ only at a near tie."""
+    settings = Settings(paths=PathSettings(store_dir=store_dir))
+    settings.llm.worker_process = False  # in this process: the model's drafts are read here
+    answerer = build_answerer(settings)
+    for question, facts in (
+        ("How long did the storage outage last?", ("47",)),
+        ("What is the hotel cap per night in Paris?", ("170",)),
+        ("Combien de jours par semaine peut-on télétravailler ?", ("trois", "3")),
+    ):
+        settings.llm.draft_tokens, settings.llm.lazy_grammar = 0, False
+        plain = answerer.answer(question)
+        settings.llm.lazy_grammar = True
+        lazy = answerer.answer(question)
+        settings.llm.draft_tokens = 8
+        drafted = answerer.answer(question)
+        assert lazy.display_text == plain.display_text, question
+        assert plain.quote is not None and answerer.llm.last_drafts.drafted > 0, question
+        assert drafted.quote == plain.quote, question
+        assert any(f in drafted.text.lower() for f in facts) and any(f in plain.text.lower() for f in facts)

@@ -16,6 +16,18 @@ MESSAGES = [
 ]
 
 
+def quoted_prompt(smollm, passages: list[str], question: str):
+    from rag.answer import QUOTED_SYSTEM_PROMPT
+
+    numbered = "\n\n".join(f"[{n}] {p}" for n, p in enumerate(passages, 1))
+    return smollm.prompter.render(
+        [
+            {"role": "system", "content": QUOTED_SYSTEM_PROMPT.replace("{language}", "English")},
+            {"role": "user", "content": f"Passages:\n{numbered}\n\nQuestion: {question}"},
+        ]
+    )
+
+
 @pytest.fixture(scope="module")
 def smollm():
     """The GGUF in this process (its internals are read here; the worker process: test_model_worker.py)."""
@@ -132,20 +144,13 @@ def test_a_cancelled_generation_stops_inside_a_long_prompt_and_leaves_the_model_
 def test_whatever_the_model_samples_the_grammar_yields_a_verbatim_quote_of_a_given_passage_or_none(smollm):
     """Sampling hot (temperature 1.5) from a tiny model, the quoted style's grammar still only lets out a
     real passage number, a run of that passage's own clauses and a one-line answer that is not a marker."""
-    from rag.answer import QUOTED_SYSTEM_PROMPT
     from rag.quotes import answer_grammar, parse_quoted
 
     passages = [
         "The storage outage of 14 March lasted 47 minutes. No write was lost, thanks to the read-only fallback.",
         "Le télétravail est possible deux jours par semaine, après accord du responsable.",
     ]
-    numbered = "\n\n".join(f"[{n}] {p}" for n, p in enumerate(passages, 1))
-    prompt = smollm.prompter.render(
-        [
-            {"role": "system", "content": QUOTED_SYSTEM_PROMPT.replace("{language}", "English")},
-            {"role": "user", "content": f"Passages:\n{numbered}\n\nQuestion: How long did the outage last?"},
-        ]
-    )
+    prompt = quoted_prompt(smollm, passages, "How long did the outage last?")
     hot = smollm.settings.llm.model_copy(update={"temperature": 1.5, "top_k": 0, "top_p": 1.0, "min_p": 0.0})
     outputs = []
     for seed in range(12):
@@ -160,6 +165,44 @@ def test_whatever_the_model_samples_the_grammar_yields_a_verbatim_quote_of_a_giv
             assert 1 <= parsed.quote.number <= 2 and parsed.quote.verbatim, out
             assert not parsed.answer.startswith(("[", " ")), out
     assert any(parse_quoted(o, passages).found for o in outputs)
+
+
+def test_the_lazy_grammar_writes_what_the_full_grammar_writes_and_drafts_the_same_quote(smollm, monkeypatch):
+    """Issue 31: greedy decoding with the grammar checked on the likeliest token first (rag.llm.llama_internals.
+    LazyGrammar) writes exactly what llama-cpp-python's own grammar sampler writes, checking the whole
+    vocabulary only at the few steps that need it; the quote drafted from the prompt is the same quote."""
+    from rag.llm.llama_internals import LazyGrammar
+    from rag.quotes import answer_grammar
+
+    passages = [
+        "The storage outage of 14 March lasted 47 minutes. No write was lost, thanks to the read-only fallback.",
+        "Le télétravail est possible deux jours par semaine, après accord du responsable.",
+        "Hotel costs are reimbursed up to 170 euros per night in Paris, breakfast included.",
+    ]
+    built = []
+
+    class Counted(LazyGrammar):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    monkeypatch.setattr("rag.llm.local.LazyGrammar", Counted)
+    greedy = smollm.settings.llm.model_copy(update={"temperature": 0.0, "repeat_penalty": 1.0})
+    for question in ("How long did the outage last?", "What is the hotel cap in Paris?", "Who signed it?"):
+        prompt, grammar = quoted_prompt(smollm, passages, question), answer_grammar(passages)
+        outputs = {}
+        for lazy, drafts in ((False, 0), (True, 0), (True, 8), (False, 8)):
+            decoding = greedy.model_copy(update={"lazy_grammar": lazy, "draft_tokens": drafts})
+            smollm.llama.reset()
+            outputs[lazy, drafts] = "".join(smollm.stream(prompt, max_tokens=60, decoding=decoding, grammar=grammar))
+        # the lazy grammar chooses exactly what the full one does, with or without drafts
+        assert outputs[True, 0] == outputs[False, 0] and outputs[True, 8] == outputs[False, 8], outputs
+        # drafted tokens are evaluated in a batch: the same logits up to float rounding. The quote, held to the
+        # passages by the grammar, is the same; the free short answer after it may differ at a near tie.
+        quote = outputs[False, 0].split("\n")[0]
+        assert outputs[True, 8].split("\n")[0] == quote, outputs
+    assert len(built) == 6 and all(g.steps > 5 for g in built)
+    assert sum(g.full_checks for g in built) < sum(g.steps for g in built) / 2
 
 
 def test_beside_a_busy_core_the_model_takes_one_thread_and_writes_the_same_answer(smollm):
