@@ -14,7 +14,11 @@ visible token and of the answer's first word (both counted from the question, re
 tokens/s ours over raw; the quote's tokens/s ours over raw; and how many answers are identical to the first
 configuration's (greedy decoding: a lever that changes an answer shows here).
 
+With ``--cli N``, first: `sourcier ask` timed from its start to the answer's first byte and to its end, N times
+without a server, then N times with `sourcier serve` running (warmed by one question) over the default store.
+
     .venv/bin/python benchmarks/latency_bench.py [--piaf 30] [--covid 30] [--configs baseline lazy drafts flash all]
+        [--cli 2]
 """
 
 from __future__ import annotations
@@ -183,6 +187,83 @@ def run_config(name: str, levers: dict[str, Any], sets: list[tuple[str, Path, li
     return {"config": name, "levers": levers, "rows": rows}
 
 
+def cli_first_token(question: str, *flags: str, env: dict[str, str] | None = None) -> tuple[float, float]:
+    """Seconds from starting `python -m rag ask` to the first byte of the answer on its stdout, and to its end."""
+    import subprocess
+
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rag", "ask", *flags, question],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    assert proc.stdout is not None
+    proc.stdout.read(1)
+    first = time.perf_counter() - start
+    proc.stdout.read()
+    proc.wait()
+    return first, time.perf_counter() - start
+
+
+def cli_figures(rounds: int = 2) -> dict[str, Any]:
+    """`sourcier ask` with no server running, and with `sourcier serve` running (warmed by another question,
+    so that no answer comes from the server's cache): the first answer byte and the end, p50 over ``rounds``
+    sample questions."""
+    import signal
+    import subprocess
+    import urllib.request
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCIER_")}
+    with socket_port() as port:
+        env["SOURCIER_SERVER__API_PORT"] = str(port)
+    questions = SAMPLE_QUESTIONS[1 : 1 + rounds]
+    alone = [cli_first_token(question, "--no-server", env=env) for question in questions]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "rag", "serve", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).read()
+                break
+            except OSError:
+                time.sleep(0.5)
+        cli_first_token(SAMPLE_QUESTIONS[0], env=env)  # the server loads its models at its first question
+        served = [cli_first_token(question, env=env) for question in questions]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+    figures = {
+        "cli_first_answer_byte_s_no_server": statistics.median(a for a, _ in alone),
+        "cli_done_s_no_server": statistics.median(b for _, b in alone),
+        "cli_first_answer_byte_s_with_server": statistics.median(a for a, _ in served),
+        "cli_done_s_with_server": statistics.median(b for _, b in served),
+    }
+    print(json.dumps(figures), flush=True)
+    return figures
+
+
+class socket_port:
+    """A free TCP port on 127.0.0.1 (closed again before use)."""
+
+    def __enter__(self) -> int:
+        import socket
+
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        return self._sock.getsockname()[1]
+
+    def __exit__(self, *exc: object) -> None:
+        self._sock.close()
+
+
 def p50(rows: list[dict[str, Any]], key: str) -> float | None:
     values = [r[key] for r in rows if r.get(key) is not None]
     return percentile(values, 50) if values else None
@@ -235,8 +316,11 @@ def main() -> None:
     ap.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=["baseline", "all"])
     ap.add_argument("--workdir", type=Path, default=ROOT / "eval-runs", help="the evaluation sets' work folder")
     ap.add_argument("--out", type=Path, help="write every row and the summaries as JSON here")
+    ap.add_argument("--cli", type=int, default=0, help="`sourcier ask` timed on N questions, without and with a server")
     args = ap.parse_args()
     print(f"# {cpu()}", flush=True)
+    if args.cli:
+        cli_figures(args.cli)
     sets = question_sets(args)
     results = [run_config(name, CONFIGS[name], sets) for name in args.configs]
     summaries = [summary(r, results[0]) for r in results]
