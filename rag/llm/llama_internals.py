@@ -154,6 +154,10 @@ class LazyGrammar:
             self._all.copy_logits(logits)
             self._c.llama_sampler_apply(self._sampler, self._c.byref(self._all.candidates))
             best = int(np.argmax(self._all.candidates_data.logit))
+            if not np.isfinite(self._all.candidates_data.logit[best]):
+                # a dead end (the library's sampler would then hand llama.cpp a token its grammar refuses, which
+                # aborts the process): left unconstrained, the output fails the quote's own checks instead
+                return logits
         self._c.llama_sampler_accept(self._sampler, best)
         chosen = np.full_like(logits, -np.inf)
         chosen[best] = logits[best]
