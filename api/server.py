@@ -190,6 +190,7 @@ def answer_extras(answer: Answer) -> dict[str, Any]:
             "generation_s": round(t.generation_s, 3),
             "tokens_per_s": round(t.tokens_per_s, 2),
             "prompt_tokens": t.prompt_tokens,
+            "cached_tokens": t.cached_tokens,
             "answer_pieces": t.answer_pieces,
             "quote_pieces": t.quote_pieces,
         },

@@ -109,9 +109,10 @@ def main(argv: list[str] | None = None) -> int:
         from rag.retrieval import build_retriever
         from rag.scope import resolve_scope
 
-        retriever = build_retriever(settings)  # a name that matches no document is refused before the model
+        model = Meanwhile(settings)  # the model loads while the store, the embedder and the reranker load here
+        retriever = build_retriever(settings)  # an empty store, or a name that matches no document, is said first
         scope = resolve_scope(retriever.store.documents(), args.scope, settings.paths.store_dir)
-        answerer = build_answerer(settings, retriever=retriever)
+        answerer = build_answerer(settings, llm=model.result(), retriever=retriever)
         if args.command == "ask":
             return ask(answerer, args.question, as_json=args.json, scope=scope)
         return chat(answerer, scope)
@@ -120,6 +121,37 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+
+
+class Meanwhile:
+    """The configured model, loaded in a thread (its worker process starts) while this one does other work.
+
+    A daemon thread: when this process ends on an error first (an empty store, an unknown document), nothing
+    waits for the model, and its worker process is stopped with this one.
+    """
+
+    def __init__(self, settings: Any) -> None:
+        import threading
+
+        from rag.llm import load_llm
+
+        self._result: Any = None
+        self._error: BaseException | None = None
+
+        def load() -> None:
+            try:
+                self._result = load_llm(settings)
+            except BaseException as exc:  # said by result(), in the caller's thread
+                self._error = exc
+
+        self._thread = threading.Thread(target=load, name="model-load", daemon=True)
+        self._thread.start()
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._result
 
 
 def ask(answerer: Answerer, question: str, as_json: bool = False, scope: Scope | None = None) -> int:
@@ -207,7 +239,8 @@ def print_sources(answer: Answer) -> None:
     t = answer.timings
     ttft = f"{t.first_token_ms / 1000:.1f} s" if t.first_token_ms is not None else "-"
     console.print(
-        f"[dim]retrieval {t.retrieval_ms:.0f} ms, first token {ttft}, {t.prompt_tokens} prompt tokens, "
+        f"[dim]retrieval {t.retrieval_ms:.0f} ms, first token {ttft}, {t.prompt_tokens} prompt tokens"
+        f"{f' ({t.cached_tokens} cached)' if t.cached_tokens else ''}, "
         f"{t.tokens_per_s:.1f} tokens/s[/]",
         highlight=False,
     )

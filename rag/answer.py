@@ -78,6 +78,7 @@ class Timings:
     rewrite_ms: float | None = None  # a follow-up rewritten to stand on its own before the search
     generation_s: float = 0.0
     prompt_tokens: int = 0
+    cached_tokens: int | None = None  # of the prompt, tokens already in the model's cache (the system prompt...)
     answer_pieces: int = 0
 
     @property
@@ -248,6 +249,7 @@ class Answerer:
                 check_prompt = self._check_prompt(system, packed, question)
                 check["score"] = score = self.llm.answerability(check_prompt, cancel=cancel)
                 timings.check_ms = (time.perf_counter() - start) * 1000
+                timings.cached_tokens = self.llm.last_cached_tokens
                 if score is not None and score < self.settings.llm.min_answerability:
                     yield NOT_FOUND[language]
                     return
@@ -264,6 +266,8 @@ class Answerer:
                 generated.close()  # gives the model back now, whoever stopped reading
 
         def finish(text: str) -> Answer:
+            if timings.cached_tokens is None:  # no check: what the answer's own evaluation found cached
+                timings.cached_tokens = self.llm.last_cached_tokens
             score = check.get("score")
             if score is not None and score < self.settings.llm.min_answerability:
                 answer = declined(question, language, packed.passages, timings)

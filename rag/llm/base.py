@@ -79,6 +79,8 @@ class ChatModel(ABC):
     activity: ModelActivity
     last_prompt: Prompt | None = None
     model_path: Path | None = None
+    # Of the last prompt evaluated, the tokens already in the model's cache (a local model; None: unknown)
+    last_cached_tokens: int | None = None
 
     @property
     @abstractmethod

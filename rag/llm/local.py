@@ -203,6 +203,8 @@ class LocalLLM(ChatModel):
                 return
             self.last_prompt = prompt
             self.fit_threads()
+            inputs = self.llama.input_ids[: self.llama.n_tokens]
+            self.last_cached_tokens = self.llama.longest_token_prefix(inputs, prompt.tokens)
             lazy = LazyGrammar(self.llama, constraint) if constraint and s.lazy_grammar and s.temperature == 0 else None
             chunks = self.llama.create_completion(
                 prompt=prompt.tokens,
@@ -244,6 +246,7 @@ class LocalLLM(ChatModel):
             tokens = prompt.tokens
             cached = self.llama.longest_token_prefix(self.llama.input_ids[: self.llama.n_tokens], tokens)
             self.llama.n_tokens = min(cached, len(tokens) - 1)  # evaluate at least the last token
+            self.last_cached_tokens = self.llama.n_tokens
             self.fit_threads()
             try:
                 self.llama.eval(tokens[self.llama.n_tokens :])

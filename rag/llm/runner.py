@@ -86,11 +86,15 @@ class Runner:
             try:
                 if kind == "stream":
                     prompt, max_tokens, decoding, grammar = args
-                    for piece in self.llm.stream(prompt, max_tokens, decoding, cancel, grammar):
+                    for n, piece in enumerate(self.llm.stream(prompt, max_tokens, decoding, cancel, grammar)):
+                        if n == 0:
+                            self.conn.send(("cached", request, self.llm.last_cached_tokens))
                         self.conn.send(("piece", request, piece))
                     self.conn.send(("end", request))
                 elif kind == "answerability":
-                    self.conn.send(("score", request, self.llm.answerability(args[0], cancel)))
+                    score = self.llm.answerability(args[0], cancel)
+                    self.conn.send(("cached", request, self.llm.last_cached_tokens))
+                    self.conn.send(("score", request, score))
                 else:
                     unknown = SourcierError(f"the model worker got an unknown request {kind!r}")
                     self.conn.send(("error", request, unknown))

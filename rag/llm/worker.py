@@ -346,6 +346,9 @@ class WorkerLLM(ChatModel):
                 hold.progress()
                 if cancelled(cancel):
                     return
+                if message[0] == "cached":
+                    self.last_cached_tokens = message[2]
+                    continue
                 yield message[2]
 
     def answerability(self, prompt: Prompt, cancel: Cancellation | None = None) -> float | None:
@@ -354,6 +357,9 @@ class WorkerLLM(ChatModel):
                 return None
             for message in self.process.request("answerability", (_lean(prompt),), cancel):
                 hold.progress()
+                if message[0] == "cached":
+                    self.last_cached_tokens = message[2]
+                    continue
                 return message[2]
         return None
 

@@ -34,6 +34,7 @@ def test_an_answerable_question_cites_a_passage_that_holds_the_answer(answerer):
     assert all(s.supported for s in answer.cited_sources)
     assert all(1 <= c.number <= len(answer.sources) for c in answer.citations)
     assert answer.timings.first_token_ms and answer.timings.prompt_tokens > 0
+    assert answer.timings.cached_tokens is not None and answer.timings.cached_tokens < answer.timings.prompt_tokens
     _assert_verbatim_quote(answer)
     assert "47" in answer.quote.text
 

@@ -126,6 +126,15 @@ def test_the_check_prompt_extends_the_answer_prompt_so_the_passages_are_evaluate
     assert "yes or no" in llm.checks[0].text and "yes or no" not in llm.prompts[0].text
 
 
+def test_the_timings_say_how_much_of_the_prompt_the_model_had_cached(make_answerer):
+    answerer, llm = make_answerer("It lasted 47 minutes [1].", "It lasted 47 minutes [1].")
+    llm.answerable, llm.last_cached_tokens = 0.9, 97  # as a local model reports its check's evaluation
+    assert answerer.answer("How long did the storage outage last?").timings.cached_tokens == 97
+    answerer.settings.llm.answerability_check = False  # then the answer's own evaluation says it
+    llm.last_cached_tokens = 12
+    assert answerer.answer("How long did the storage outage last?").timings.cached_tokens == 12
+
+
 def test_the_check_can_be_switched_off(make_answerer):
     answerer, llm = make_answerer("It lasted 47 minutes [1].")
     answerer.settings.llm.answerability_check = False
