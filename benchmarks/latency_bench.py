@@ -93,8 +93,8 @@ def question_sets(args: argparse.Namespace) -> list[tuple[str, Path, list[str]]]
 
 
 class CheckSpy:
-    """Records, for each answerability check, its prompt tokens, how many were already in the model's cache,
-    and how long the check took (the prompt's prefill)."""
+    """Records, for each answerability check, its prompt tokens, how many were already in the model's cache
+    (as the model reports them) and how long the check took (the prompt's prefill)."""
 
     def __init__(self, llm: Any) -> None:
         self.llm = llm
@@ -103,11 +103,10 @@ class CheckSpy:
         llm.answerability = self
 
     def __call__(self, prompt: Any, cancel: Any = None) -> float | None:
-        llama = self.llm.llama
-        cached = llama.longest_token_prefix(llama.input_ids[: llama.n_tokens].tolist(), prompt.tokens)
         start = time.perf_counter()
         score = self._check(prompt, cancel)
-        self.last = {"tokens": prompt.tokens, "cached": cached, "seconds": time.perf_counter() - start}
+        seconds = time.perf_counter() - start
+        self.last = {"tokens": prompt.tokens, "cached": self.llm.last_cached_tokens, "seconds": seconds}
         return score
 
 

@@ -100,11 +100,7 @@ def train(args: argparse.Namespace) -> Path:
             )
             logits = model(**enc).logits.squeeze(-1)
             loss = loss_fn(logits, torch.tensor([float(p["label"]) for p in batch]))
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad()
+            _step(model, optimizer, schedule, loss)
             step += 1
             if step % 50 == 0:
                 spent = time.perf_counter() - t0
@@ -138,11 +134,7 @@ def train_listwise(args: argparse.Namespace) -> Path:
             labels = torch.zeros(len(passages))
             labels[0] = 1.0
             loss = torch.nn.functional.cross_entropy(logits.unsqueeze(0), torch.tensor([0])) + bce(logits, labels)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad()
+            _step(model, optimizer, schedule, loss)
             step += 1
             seen += len(passages)
             if step % 50 == 0:
@@ -165,6 +157,17 @@ def _start(args: argparse.Namespace, steps: int):
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     return tokenizer, model, optimizer, get_linear_schedule_with_warmup(optimizer, int(0.1 * steps), steps)
+
+
+def _step(model, optimizer, schedule, loss) -> None:
+    """One optimizer step on ``loss``, gradients clipped to norm 1."""
+    import torch
+
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    schedule.step()
+    optimizer.zero_grad()
 
 
 def _save(args: argparse.Namespace, model, tokenizer, t0: float, **counts: int) -> Path:

@@ -27,16 +27,20 @@ from rag.errors import ModelFileError
 ABORTED = "llama_decode returned 2"  # llama.cpp's status for a decode stopped by the abort callback
 
 
+def _moved(what: str, used_for: str) -> ModelFileError:
+    """The error for an installed llama-cpp-python that no longer has ``what``."""
+    import llama_cpp
+
+    return ModelFileError(
+        f"llama-cpp-python {getattr(llama_cpp, '__version__', '?')} no longer has {what}, which sourcier uses "
+        f"{used_for}: install the tested version (pip install 'llama-cpp-python==0.3.36')"
+    )
+
+
 def _context(llama: Any) -> Any:
     ctx = getattr(llama, "_ctx", None)
     if ctx is None or not hasattr(ctx, "ctx") or not hasattr(ctx, "get_logits"):
-        import llama_cpp
-
-        raise ModelFileError(
-            f"llama-cpp-python {getattr(llama_cpp, '__version__', '?')} no longer has Llama._ctx.ctx / "
-            f"get_logits, which sourcier uses for the answerability check and for cancelling a generation: "
-            f"install the tested version (pip install 'llama-cpp-python==0.3.36')"
-        )
+        raise _moved("Llama._ctx.ctx / get_logits", "for the answerability check and for cancelling a generation")
     return ctx
 
 
@@ -70,22 +74,17 @@ def is_abort(exc: BaseException) -> bool:
 
 
 @contextmanager
-def drafting(llama: Any, drafts: Callable[..., Any]) -> Iterator[Callable[[], None]]:
-    """While open, ``llama``'s generations are speculative with ``drafts`` (called with every token so far,
-    returning the guessed next ones). Yields what ``drafts`` must call before returning drafts: the next
-    batch then keeps the logits of every position, which the check of each drafted token reads. The prompt
-    itself is evaluated without them (a fifth of its cost saved); everything is back to normal on exit."""
+def drafting(llama: Any, make_drafts: Callable[[Callable[[], None]], Any]) -> Iterator[Any]:
+    """While open, ``llama``'s generations are speculative with the drafts ``make_drafts(keep_all_logits)``
+    returns (called with every token so far, they return the guessed next ones), which it yields. The drafts
+    must call ``keep_all_logits()`` before returning any: the next batch then keeps the logits of every
+    position, which the check of each drafted token reads. The prompt itself is evaluated without them (a
+    fifth of its cost saved); everything is back to normal on exit."""
     import numpy as np
 
     for name in ("draft_model", "_logits_all", "scores", "_n_ctx", "_n_vocab"):
         if not hasattr(llama, name):
-            import llama_cpp
-
-            raise ModelFileError(
-                f"llama-cpp-python {getattr(llama_cpp, '__version__', '?')} no longer has Llama.{name}, which "
-                f"sourcier uses to draft the quote: set llm.draft_tokens = 0, or install the tested version "
-                f"(pip install 'llama-cpp-python==0.3.36')"
-            )
+            raise _moved(f"Llama.{name}", "to draft the quote (or set llm.draft_tokens = 0)")
     if not getattr(llama, "_sourcier_scores_sink", False):
         # llama-cpp-python copies each kept row of logits into ``scores``, which nothing here reads: rows of
         # one shared sink (a view with a zero stride) take the copies without 2.5 GB behind them.
@@ -96,9 +95,10 @@ def drafting(llama: Any, drafts: Callable[..., Any]) -> Iterator[Callable[[], No
     def keep_all_logits() -> None:
         llama._logits_all = True
 
+    drafts = make_drafts(keep_all_logits)
     llama.draft_model, llama._logits_all = drafts, False
     try:
-        yield keep_all_logits
+        yield drafts
     finally:
         llama.draft_model, llama._logits_all = None, False
 
@@ -119,11 +119,7 @@ class LazyGrammar:
 
         model = getattr(llama, "_model", None)
         if model is None or not hasattr(model, "vocab") or not hasattr(grammar, "_grammar"):
-            raise ModelFileError(
-                f"llama-cpp-python {getattr(llama_cpp, '__version__', '?')} no longer has Llama._model.vocab or "
-                f"LlamaGrammar._grammar, which sourcier uses to check the quote's grammar: install the tested "
-                f"version (pip install 'llama-cpp-python==0.3.36')"
-            )
+            raise _moved("Llama._model.vocab or LlamaGrammar._grammar", "to check the quote's grammar")
         self._c = llama_cpp
         self._sampler = llama_cpp.llama_sampler_init_grammar(
             model.vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -267,16 +267,18 @@ class LocalLLM(ChatModel):
         if not grammar or not s.draft_tokens:
             yield
             return
-        drafts = QuoteDrafts(
-            len(prompt.tokens),
-            lambda tokens: self.llama.detokenize(tokens).decode("utf-8", errors="ignore"),
-            lambda: None,
-            tokens=s.draft_tokens,
-            skip=prompt.documents_from,
-        )
-        self.last_drafts = drafts
-        with drafting(self.llama, drafts) as keep_all_logits:
-            drafts.on_draft = keep_all_logits
+
+        def make_drafts(keep_all_logits: Callable[[], None]) -> QuoteDrafts:
+            return QuoteDrafts(
+                len(prompt.tokens),
+                lambda tokens: self.llama.detokenize(tokens).decode("utf-8", errors="ignore"),
+                keep_all_logits,
+                tokens=s.draft_tokens,
+                skip=prompt.documents_from,
+            )
+
+        with drafting(self.llama, make_drafts) as drafts:
+            self.last_drafts = drafts
             yield
 
     @contextmanager

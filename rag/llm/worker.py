@@ -342,26 +342,28 @@ class WorkerLLM(ChatModel):
                 return
             self.last_prompt = prompt
             args = (_lean(prompt), max_tokens, decoding or self.settings.llm, grammar)
-            for message in self.process.request("stream", args, cancel):
-                hold.progress()
+            for message in self._replies("stream", args, cancel, hold):
                 if cancelled(cancel):
                     return
-                if message[0] == "cached":
-                    self.last_cached_tokens = message[2]
-                    continue
                 yield message[2]
 
     def answerability(self, prompt: Prompt, cancel: Cancellation | None = None) -> float | None:
         with self.activity.hold(cancel) as hold:
             if hold is None:
                 return None
-            for message in self.process.request("answerability", (_lean(prompt),), cancel):
-                hold.progress()
-                if message[0] == "cached":
-                    self.last_cached_tokens = message[2]
-                    continue
+            for message in self._replies("answerability", (_lean(prompt),), cancel, hold):
                 return message[2]
         return None
+
+    def _replies(self, kind: str, args: tuple, cancel: Cancellation | None, hold: Any) -> Iterator[tuple]:
+        """The worker's messages for one request, each one counted as progress; the cached-token count it
+        reports before a prompt's evaluation is kept, not passed on."""
+        for message in self.process.request(kind, args, cancel):
+            hold.progress()
+            if message[0] == "cached":
+                self.last_cached_tokens = message[2]
+            else:
+                yield message
 
     def process_state(self) -> dict[str, Any] | None:
         return self.process.state()

@@ -78,10 +78,10 @@ class FakeLlama:
 
 def test_drafting_sets_the_drafts_for_the_call_only_and_keeps_all_logits_only_once_asked():
     llama = FakeLlama()
-    drafts = object()
-    with drafting(llama, drafts) as keep_all_logits:
-        assert llama.draft_model is drafts and llama._logits_all is False
-        keep_all_logits()
+    made = []
+    with drafting(llama, lambda keep_all_logits: made.append(keep_all_logits) or "drafts") as drafts:
+        assert drafts == "drafts" and llama.draft_model == "drafts" and llama._logits_all is False
+        made[0]()
         assert llama._logits_all is True
         # llama-cpp-python copies kept rows into scores at the token's position: any row of the context fits
         llama.scores[40:44, :].reshape(-1)[::] = np.ones(40, dtype=np.single)
@@ -95,5 +95,5 @@ def test_drafting_is_refused_clearly_when_llama_cpp_python_no_longer_has_what_it
 
     llama = FakeLlama()
     del llama.draft_model
-    with pytest.raises(ModelFileError, match="draft_tokens = 0"), drafting(llama, object()):
+    with pytest.raises(ModelFileError, match="draft_tokens = 0"), drafting(llama, lambda _: object()):
         pass
