@@ -176,6 +176,7 @@ def answer_extras(answer: Answer) -> dict[str, Any]:
         "sources": [source_dict(s) for s in answer.sources],
         "found": answer.found,
         "search_query": answer.search_query,
+        "translations": answer.translations,
         "language": answer.language,
         "answerability": answer.answerability,
         "invalid_citations": answer.invalid_citations,
@@ -184,6 +185,7 @@ def answer_extras(answer: Answer) -> dict[str, Any]:
         "timings": {
             "queue_ms": round(t.queue_ms, 1),
             "retrieval_ms": round(t.retrieval_ms, 1),
+            "translate_ms": round(t.translate_ms, 1) if t.translate_ms is not None else None,
             "check_ms": round(t.check_ms, 1) if t.check_ms is not None else None,
             "first_token_ms": round(t.first_token_ms, 1) if t.first_token_ms is not None else None,
             "answer_start_ms": round(t.answer_start_ms, 1) if t.answer_start_ms is not None else None,

@@ -166,17 +166,20 @@ def run_config(name: str, levers: dict[str, Any], sets: list[tuple[str, Path, li
                 "text": answer.display_text,
                 "found": answer.found,
                 "retrieval_ms": t.retrieval_ms,
+                "translate_ms": t.translate_ms or 0.0,
                 "prompt_tokens": t.prompt_tokens,
             }
+            # what came before the model's first token: a rewritten follow-up, a translation, the wait, retrieval
+            before = (t.rewrite_ms or 0.0) + (t.translate_ms or 0.0) + t.queue_ms + t.retrieval_ms
             if t.first_token_ms is not None:
-                row["first_visible_ms"] = t.queue_ms + t.retrieval_ms + t.first_token_ms
+                row["first_visible_ms"] = before + t.first_token_ms
             if spy.last:
                 evaluated = len(spy.last["tokens"]) - max(spy.last["cached"], 1)
                 row["cached_tokens"] = spy.last["cached"]
                 row["prefill_tps"] = evaluated / spy.last["seconds"]
                 row["raw_prefill_tps"] = raw_prefill(llm.llama, spy.last["tokens"], spy.last["cached"])
             if t.answer_start_ms is not None and t.quote_pieces > 0:
-                row["first_word_ms"] = t.queue_ms + t.retrieval_ms + t.answer_start_ms
+                row["first_word_ms"] = before + t.answer_start_ms
                 row["quote_tokens"] = t.quote_pieces
                 row["quote_tps"] = t.quote_pieces / ((t.answer_start_ms - t.first_token_ms) / 1000)
                 # after the raw prefill above: the cache holds the prompt, as ours left it for the next question
@@ -279,6 +282,7 @@ def summary(result: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]
         "questions": len(rows),
         "answered": sum(r["found"] for r in rows),
         "retrieval_p50_ms": p50(rows, "retrieval_ms"),
+        "translate_p50_ms": p50(rows, "translate_ms"),
         "first_visible_p50_ms": p50(rows, "first_visible_ms"),
         "first_word_p50_ms": p50(rows, "first_word_ms"),
         "prompt_tokens_p50": p50(rows, "prompt_tokens"),

@@ -51,6 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="embed the questions with this runtime, the corpus with the configured one (as the product searches "
         "a store its ingest workers embedded in bfloat16 with the float32 ONNX copy)",
     )
+    ap.add_argument(
+        "--translations",
+        type=Path,
+        help="JSONL of id + question: ask these questions of the set in another language instead (e.g. "
+        "evaluation/crosslingual/covid_qa_fr.jsonl); the model translates them back when llm.translate_questions "
+        "is on, also with --retrieval-only",
+    )
     ap.add_argument("--out", type=Path, help="JSON report path (default: in the work folder)")
     ap.add_argument("--config", type=Path, help="a sourcier.toml")
     return ap
@@ -102,7 +109,11 @@ def run(args: argparse.Namespace) -> int:
         raise SettingsError("--modes compares retrieval only: add --retrieval-only")
     settings = load_settings(args.config)
     name, questions_path, corpus = prepare(args)
-    questions = sample_questions(read_jsonl(questions_path), args.limit, args.unanswerable, args.seed)
+    questions = read_jsonl(questions_path)
+    if args.translations:
+        questions = translated_questions(questions, args.translations)
+    else:
+        questions = sample_questions(questions, args.limit, args.unanswerable, args.seed)
     settings.paths.store_dir = store_dir_for(args.workdir / name, settings)
     store = ingest_corpus(settings, corpus, console)
 
@@ -118,7 +129,12 @@ def run(args: argparse.Namespace) -> int:
     reranker = load_reranker(settings)
     if reranker is None and "rerank" in (args.modes or []):
         reranker = load_reranker(_with_reranker(settings))
-    answerer = None
+    answerer = translator = None
+    if args.retrieval_only and args.translations and settings.llm.translate_questions:
+        from rag.llm import load_llm
+
+        with console.status("loading the model (it translates the questions)"):
+            translator = load_llm(settings)
     if not args.retrieval_only:
         from rag.answer import Answerer
         from rag.llm import load_llm
@@ -137,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
             mode_reranker = reranker if reranked else None
         retriever = Retriever(store, embedder, mode_settings, mode_reranker)
         with _progress(console, f"{name} {mode}", len(questions)) as advance:
-            results[mode] = evaluate(mode_settings, store, retriever, questions, answerer, advance)
+            results[mode] = evaluate(mode_settings, store, retriever, questions, answerer, advance, translator)
     report = {
         "set": name,
         "questions_file": str(questions_path),
@@ -151,6 +167,24 @@ def run(args: argparse.Namespace) -> int:
     print_summary(name, {mode: r.summary for mode, r in results.items()})
     print(f"report: {out}")
     return EXIT_OK
+
+
+def translated_questions(questions: list[Any], path: Path) -> list[Any]:
+    """The set's answerable questions that ``path`` (JSONL: ``id``, ``question``) translates, asked as
+    translated (the documents, answers and gold chunks stay the set's own)."""
+    import dataclasses
+
+    from evaluation.sets import QuestionSetError
+
+    translated = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                row = json.loads(line)
+                translated[str(row["id"])] = str(row["question"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise QuestionSetError(f"{path}:{n}: not a JSON object with id and question ({exc})") from exc
+    return [dataclasses.replace(q, question=translated[q.id]) for q in questions if q.id in translated and q.answerable]
 
 
 def _with_reranker(settings: Any) -> Any:

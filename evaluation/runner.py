@@ -19,11 +19,14 @@ from typing import Any
 
 from evaluation import metrics as m
 from evaluation.sets import Question
-from rag.answer import Answer, Answerer, detect_language
+from rag.answer import Answer, Answerer
+from rag.crosslingual import translations_for
 from rag.embedding import resolve_runtime, runtime_label
+from rag.llm.base import ChatModel
 from rag.retrieval import Retriever
 from rag.settings import Settings
 from rag.store import Store
+from rag.text import detect_language
 
 KS = (1, 3, 5, 10)
 # mode: (vector search, keyword search, cross-encoder reranking)
@@ -83,10 +86,25 @@ def sample_questions(
     return answerable + others
 
 
-def retrieval_row(retriever: Retriever, question: Question, gold: set[str]) -> dict[str, Any]:
+def _translated(translator: ChatModel | None, store: Store, question: str, settings: Settings) -> dict[str, Any]:
+    """The question's translations into the store's other languages and the time they took (none without
+    a translator)."""
+    if translator is None:
+        return {}
     t0 = time.perf_counter()
-    passages = retriever.search(question.question, k=max(KS))
-    row: dict[str, Any] = {"retrieval_ms": (time.perf_counter() - t0) * 1000}
+    found = translations_for(translator, store, question, detect_language(question), settings.llm)
+    return {"translations": found, "translate_ms": (time.perf_counter() - t0) * 1000}
+
+
+def retrieval_row(
+    retriever: Retriever, question: Question, gold: set[str], translated: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Recall and ranks of the passages found for the question (searched also as its ``translated``
+    wordings: the ``translations`` and ``translate_ms`` of ``_translated``, kept in the row)."""
+    translated = translated or {}
+    t0 = time.perf_counter()
+    passages = retriever.search(question.question, k=max(KS), translations=translated.get("translations") or None)
+    row: dict[str, Any] = {"retrieval_ms": (time.perf_counter() - t0) * 1000} | translated
     similarities = [p.similarity for p in passages if p.similarity is not None]
     row["top_similarity"] = max(similarities) if similarities else None
     relevances = [p.rerank_score for p in passages if p.rerank_score is not None]
@@ -164,14 +182,17 @@ def evaluate(
     questions: Sequence[Question],
     answerer: Answerer | None = None,
     progress: Callable[[int], None] | None = None,
+    translator: ChatModel | None = None,
 ) -> RunResult:
-    """Score every question; answers only when an answerer is given (retrieval-only otherwise)."""
+    """Score every question; answers only when an answerer is given (retrieval-only otherwise). Retrieval
+    only, with a ``translator`` model: each question is also searched in the store's other languages, as
+    the answerer searches it (``rag.crosslingual``)."""
     gold_index = GoldChunks(store)
     result = RunResult()
     for question in questions:
         gold = gold_index.of(question)
         row: dict[str, Any] = {"id": question.id, "question": question.question, "answerable": question.answerable}
-        row |= retrieval_row(retriever, question, gold)
+        row |= retrieval_row(retriever, question, gold, _translated(translator, store, question.question, settings))
         if answerer is not None:
             t0 = time.perf_counter()
             try:
@@ -192,6 +213,16 @@ def _avg(rows: Sequence[dict[str, Any]], key: str) -> float | None:
     return None if value is None else round(value, 3)
 
 
+def _translation_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """How many questions were translated, and the time it took (p50 / p95), when they were."""
+    timed = [r["translate_ms"] for r in rows if "translate_ms" in r]
+    if not timed:
+        return {}
+    translated = sum(1 for r in rows if r.get("translations"))
+    return {"translation": {"translated": translated, "p50_ms": _round(m.percentile(timed, 50)),
+                            "p95_ms": _round(m.percentile(timed, 95))}}  # fmt: skip
+
+
 def summarize(rows: Sequence[dict[str, Any]], settings: Settings, answered: bool) -> dict[str, Any]:
     answerable = [r for r in rows if r["answerable"]]
     unanswerable = [r for r in rows if not r["answerable"]]
@@ -208,6 +239,7 @@ def summarize(rows: Sequence[dict[str, Any]], settings: Settings, answered: bool
             "p50_ms": _round(m.percentile(latencies, 50)),
             "p95_ms": _round(m.percentile(latencies, 95)),
         },
+        **_translation_summary(rows),
         "threshold_sweep": threshold_sweep(answerable, unanswerable),
         "rerank_sweep": threshold_sweep(answerable, unanswerable, "top_rerank", RERANK_THRESHOLDS),
         "settings": {

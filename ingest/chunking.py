@@ -12,6 +12,7 @@ from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from ingest.readers import Page
 from rag.embedding import TokenCounter
+from rag.text import text_language
 
 # Bump when the way chunks are cut changes, so stores built the old way are re-chunked.
 CHUNKER_VERSION = "2"  # 2: dot leaders collapsed to one "…"
@@ -148,11 +149,13 @@ def chunk_metadata(
     context: str = "",
     ocr: bool = False,
 ) -> dict[str, Any]:
-    """Everything a citation needs, plus what incremental ingest checks (hash, pipeline, count), and the
-    chunk's context header when it has one (searched with it, never shown as part of it), and ``ocr`` when
-    its page was read by OCR."""
+    """Everything a citation needs, plus what incremental ingest checks (hash, pipeline, count), the chunk's
+    language ('en' or 'fr', what a question in another language is translated into: ``rag.crosslingual``),
+    and the chunk's context header when it has one (searched with it, never shown as part of it), and ``ocr``
+    when its page was read by OCR."""
     extra = ({"context": context} if context else {}) | ({"ocr": True} if ocr else {})
     return extra | {
+        "language": text_language(chunk.text),
         "root": root,
         "source": source,
         "kind": kind,

@@ -232,6 +232,8 @@ def print_sources(answer: Answer) -> None:
         score = p.rerank_score if reranked else (p.similarity if p.similarity is not None else p.score)
         table.add_row(str(s.number), p.source, str(p.page or "-"), f"{score or 0:.3f}", cited)
     console = Console()
+    for language, translated in answer.translations.items():
+        console.print(f"[dim](also searched in {language}: {translated})[/]", highlight=False)
     for warning in answer.warnings:
         console.print(f"[yellow]the answer may not match its source: {warning}[/]", highlight=False)
     if answer.sources:
@@ -239,7 +241,8 @@ def print_sources(answer: Answer) -> None:
     t = answer.timings
     ttft = f"{t.first_token_ms / 1000:.1f} s" if t.first_token_ms is not None else "-"
     console.print(
-        f"[dim]retrieval {t.retrieval_ms:.0f} ms, first token {ttft}, {t.prompt_tokens} prompt tokens"
+        f"[dim]{f'translation {t.translate_ms:.0f} ms, ' if t.translate_ms is not None else ''}"
+        f"retrieval {t.retrieval_ms:.0f} ms, first token {ttft}, {t.prompt_tokens} prompt tokens"
         f"{f' ({t.cached_tokens} cached)' if t.cached_tokens else ''}, "
         f"{t.tokens_per_s:.1f} tokens/s[/]",
         highlight=False,

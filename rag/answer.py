@@ -10,12 +10,13 @@ from __future__ import annotations
 import re
 import time
 import unicodedata
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from rag.activity import Cancellation, cancelled
 from rag.citations import Citation, check_citations
+from rag.crosslingual import languages_to_search, translations_for
 from rag.errors import SourcierError
 from rag.followup import concatenated_query, standalone_question
 from rag.llm.base import ChatModel, Prompt
@@ -24,7 +25,7 @@ from rag.quotes import NONE_MARK, Mismatch, Quote, QuotedDisplay, answer_grammar
 from rag.rerank import OperatingPoints, operating_points, read_count
 from rag.scope import Scope
 from rag.settings import Settings
-from rag.text import STOPWORDS_EN, STOPWORDS_FR, fold
+from rag.text import detect_language
 
 SYSTEM_PROMPT = (
     "You answer questions using only the numbered passages from the user's documents. "
@@ -54,7 +55,13 @@ LANGUAGE_NAMES = {"en": "English", "fr": "French"}
 
 
 class Searcher(Protocol):
-    def search(self, query: str, k: int | None = None, scope: Scope | None = None) -> list[Passage]: ...
+    def search(
+        self,
+        query: str,
+        k: int | None = None,
+        scope: Scope | None = None,
+        translations: Mapping[str, str] | None = None,
+    ) -> list[Passage]: ...
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,7 @@ class Timings:
     answer_start_ms: float | None = None  # quoted style: the first word of the short answer, after the quote
     quote_pieces: int = 0  # quoted style: tokens the quote took before the answer
     rewrite_ms: float | None = None  # a follow-up rewritten to stand on its own before the search
+    translate_ms: float | None = None  # the question translated into the documents' other language(s)
     generation_s: float = 0.0
     prompt_tokens: int = 0
     cached_tokens: int | None = None  # of the prompt, tokens already in the model's cache (the system prompt...)
@@ -106,6 +114,8 @@ class Answer:
     quote: Quote | None = None  # quoted style: the passage's sentence the answer rests on
     warnings: list[Mismatch] = field(default_factory=list)  # why the answer may not match its quote
     search_query: str | None = None  # the follow-up as the model rewrote it to stand on its own, when it did
+    # The question as the model translated it into the documents' other language(s), searched too.
+    translations: dict[str, str] = field(default_factory=dict)
 
     @property
     def display_text(self) -> str:
@@ -146,15 +156,6 @@ def clean_question(question: str, max_chars: int = MAX_QUESTION_CHARS) -> str:
     if len(question) > max_chars:
         raise SourcierError(f"the question is too long ({len(question):,} characters; at most {max_chars:,})")
     return question
-
-
-def detect_language(text: str) -> str:
-    """'fr' or 'en', from stop words and accents (the two languages the service is measured on)."""
-    words = re.findall(r"\w+", text.lower())
-    folded = [fold(w) for w in words]
-    fr = sum(w in STOPWORDS_FR for w in folded) + 2 * len(re.findall(r"[éèêàçùâîôûœ]", text.lower()))
-    en = sum(w in STOPWORDS_EN for w in folded)
-    return "fr" if fr > en else "en"
 
 
 class AnswerStream:
@@ -216,15 +217,22 @@ class Answerer:
         language = detect_language(question)
         timings = Timings()
         query, rewritten = self._search_query(question, history, cancel, timings, language)
-        t0 = time.perf_counter()
-        # Retrieval (query embedding, cross-encoder) and generation share the same cores: a local model
-        # lets one of them run at a time, so a question being reranked never slows an answer being written.
-        with self.llm.activity.hold(cancel, on_wait) as turn:
-            timings.queue_ms = (time.perf_counter() - t0) * 1000
-            passages = self.retriever.search(query, self.settings.retrieval.k, scope) if turn is not None else []
-        timings.retrieval_ms = (time.perf_counter() - t0) * 1000 - timings.queue_ms
-        if turn is None or not self._relevant(passages):
-            return self._not_found(question, language, passages, timings, cancelled=turn is None, rewritten=rewritten)
+        store = getattr(self.retriever, "store", None)
+        languages = store.languages() if store is not None and self.settings.llm.translate_questions else set()
+        others = languages_to_search(language, languages) if self.settings.llm.translate_questions else []
+        translations: dict[str, str] = {}
+        if others and languages is not None and language not in languages:  # nothing to find as asked
+            translations = self._translations(query, language, cancel, on_wait, timings)
+        passages, searched = self._retrieve(query, scope, translations, cancel, on_wait, timings)
+        if searched and others and not translations and not self._confident(passages):
+            # Not found as asked with confidence: perhaps written in the store's other language.
+            translations = self._translations(query, language, cancel, on_wait, timings)
+            if translations:
+                passages, searched = self._retrieve(query, scope, translations, cancel, on_wait, timings)
+        if not searched or not self._relevant(passages):
+            return self._not_found(
+                question, language, passages, timings, not searched, rewritten=rewritten, translations=translations
+            )
         passages = self._worth_reading(passages)
         style = self.settings.llm.answer_style
         system = system_prompt(self.settings.llm.system_prompt, language, style)
@@ -272,7 +280,7 @@ class Answerer:
             if score is not None and score < self.settings.llm.min_answerability:
                 answer = declined(question, language, packed.passages, timings)
                 answer.answerability = score
-                answer.search_query = rewritten
+                answer.search_query, answer.translations = rewritten, translations
                 return answer
             if style == "quoted":
                 answer = self._finish_quoted(question, language, "".join(raw), packed, timings)
@@ -280,7 +288,7 @@ class Answerer:
                 answer = self._finish(question, language, text, packed.passages, packed.dropped_passages, timings)
             answer.answerability = score
             answer.cancelled = cancelled(cancel)
-            answer.search_query = rewritten
+            answer.search_query, answer.translations = rewritten, translations
             return answer
 
         return AnswerStream(pieces(), finish)
@@ -298,6 +306,59 @@ class Answerer:
         rewritten = standalone_question(self.llm, history, question, self.settings.llm, cancel, language)
         timings.rewrite_ms = (time.perf_counter() - t0) * 1000
         return rewritten, (rewritten if rewritten != concatenated_query(history, question) else None)
+
+    def _translations(
+        self,
+        query: str,
+        language: str,
+        cancel: Cancellation | None,
+        on_wait: Callable[[int], None] | None,
+        timings: Timings,
+    ) -> dict[str, str]:
+        """The query in each language of the store's chunks other than its own, written by the model
+        (``llm.translate_questions``). While other questions hold the model, their number is reported first
+        (``on_wait``) and the wait counted as queued."""
+        store = getattr(self.retriever, "store", None)
+        t0 = time.perf_counter()
+        with self.llm.activity.hold(cancel, on_wait) as turn:
+            timings.queue_ms += (time.perf_counter() - t0) * 1000
+            if turn is None:
+                return {}
+        t0 = time.perf_counter()
+        found = translations_for(self.llm, store, query, language, self.settings.llm, cancel)
+        timings.translate_ms = (time.perf_counter() - t0) * 1000
+        return found
+
+    def _retrieve(
+        self,
+        query: str,
+        scope: Scope | None,
+        translations: dict[str, str],
+        cancel: Cancellation | None,
+        on_wait: Callable[[int], None] | None,
+        timings: Timings,
+    ) -> tuple[list[Passage], bool]:
+        """The passages for ``query`` (and its ``translations``), and whether it was searched (not when cancelled
+        while waiting for the model's turn). Retrieval (query embedding, cross-encoder) and generation share the
+        same cores: a local model lets one of them run at a time, so a question being reranked never slows an
+        answer being written. Adds to the timings (a second search after a translation adds its time)."""
+        t0 = time.perf_counter()
+        with self.llm.activity.hold(cancel, on_wait) as turn:
+            waited = (time.perf_counter() - t0) * 1000
+            timings.queue_ms += waited
+            passages = (
+                []
+                if turn is None
+                else self.retriever.search(query, self.settings.retrieval.k, scope, translations or None)
+            )
+        timings.retrieval_ms += (time.perf_counter() - t0) * 1000 - waited
+        return passages, turn is not None
+
+    def _confident(self, passages: list[Passage]) -> bool:
+        """Whether the best passage found is relevant enough to leave the question untranslated
+        (``llm.translate_below``; never without a reranker's score)."""
+        best = max((p.rerank_score for p in passages if p.rerank_score is not None), default=None)
+        return best is not None and best >= self.settings.llm.translate_below
 
     def _generate(
         self, prompt: Prompt, grammar: str | None, cancel: Cancellation | None, timings: Timings, busy: float
@@ -380,10 +441,11 @@ class Answerer:
         timings: Timings,
         cancelled: bool = False,
         rewritten: str | None = None,
+        translations: dict[str, str] | None = None,
     ) -> AnswerStream:
         answer = declined(question, language, passages, timings)
         answer.cancelled = cancelled  # cancelled while waiting for its turn: nothing was searched
-        answer.search_query = rewritten
+        answer.search_query, answer.translations = rewritten, translations or {}
 
         def finish(_: str) -> Answer:
             return answer

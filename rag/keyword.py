@@ -6,8 +6,10 @@
 - :class:`MemoryKeywordIndex`: bm25s over every chunk, built in memory by each reader (the index of earlier
   versions; used for a Chroma server without a shared index file, or on request).
 
-Both index the same terms (``rag.text.keyword_tokens``: folded, stop words out, French/English plurals cut)
-of the same text (``rag.text.search_text``: the chunk's context header and its text).
+Both index the same terms (``rag.text.keyword_tokens``: stop words out, each word cut by the Snowball stemmer
+of the text's language, folded) of the same text (``rag.text.search_text``: the chunk's context header and its
+text). An index written with other terms (``TERMS_VERSION``) has its terms written again from the store's texts
+once, by the first reader or ingest that opens it (``reconcile``).
 
 Crash safety: the store writes the index before Chroma when adding and after Chroma when removing, so the
 index never misses a stored chunk; it may hold a few ids Chroma lost to a crash (retrieval skips ids
@@ -29,7 +31,7 @@ from pathlib import Path
 from typing import Protocol
 
 from rag.errors import StoreError, store_error_hint
-from rag.text import keyword_tokens
+from rag.text import LANGUAGES, keyword_tokens
 
 INDEX_FILE = "keywords.sqlite3"
 _SCHEMA = (
@@ -47,10 +49,14 @@ _SCHEMA = (
     # Each chunk's document and page (row = chunks.row): the store's document list in one query, instead of
     # reading every chunk's metadata from Chroma (66 s at a million chunks).
     "CREATE TABLE IF NOT EXISTS chunk_docs (row INTEGER PRIMARY KEY, root TEXT NOT NULL, source TEXT NOT NULL, "
-    "page INTEGER NOT NULL, ingested_at TEXT NOT NULL)",
+    "page INTEGER NOT NULL, ingested_at TEXT NOT NULL, language TEXT)",
     # Covering the document list's query: 0.1 s at a million chunks instead of 1.0 s.
     "CREATE INDEX IF NOT EXISTS chunk_docs_listed ON chunk_docs(root, source, page, ingested_at)",
 )
+# The store's languages (does it hold a chunk in French?) in one index lookup each.
+_LANGUAGE_INDEX = "CREATE INDEX IF NOT EXISTS chunk_docs_language ON chunk_docs(language)"
+# How the indexed terms are cut: 1, folded words with a final -s/-x cut; 2, Snowball stems per language.
+TERMS_VERSION = 2
 _WRITE_BATCH = 500
 # The log of recent writes keeps this many entries (about 1.6 KB each at 384 dimensions); a reader that
 # fell further behind opens the store again.
@@ -119,6 +125,10 @@ class SqliteKeywordIndex:
             self._db.execute("PRAGMA synchronous=NORMAL")
             for statement in _SCHEMA:
                 self._db.execute(statement)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(chunk_docs)")}
+            if "language" not in columns:  # an index written before it kept each chunk's language
+                self._db.execute("ALTER TABLE chunk_docs ADD COLUMN language TEXT")
+            self._db.execute(_LANGUAGE_INDEX)
             self._count_stats_once()
             self._db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.vocab USING fts5vocab(main, 'terms', 'row')")
         except sqlite3.Error as exc:
@@ -173,6 +183,16 @@ class SqliteKeywordIndex:
         scored.sort(key=lambda pair: -pair[1])  # stable: FTS5's order breaks ties
         return scored[:n]
 
+    def outdated(self) -> bool:
+        """Whether the indexed terms were cut otherwise than ``keyword_tokens`` cuts them now."""
+        rows = self._query("read the keyword index", "SELECT value FROM stats WHERE key = 'terms_version'")
+        return (int(rows[0][0]) if rows else 1) != TERMS_VERSION
+
+    def languages(self) -> set[str]:
+        """The languages of the indexed chunks whose language is known."""
+        sql = "SELECT EXISTS(SELECT 1 FROM chunk_docs WHERE language = ?)"
+        return {lang for lang in LANGUAGES if self._query("read the keyword index", sql, (lang,))[0][0]}
+
     def _stats(self) -> tuple[int, int]:
         rows = dict(self._query("read the keyword index", "SELECT key, value FROM stats"))
         return int(rows.get("chunks", 0)), int(rows.get("terms", 0))
@@ -185,7 +205,8 @@ class SqliteKeywordIndex:
         for (body,) in self._db.execute("SELECT body FROM terms"):
             chunks += 1
             terms += len(body.split())
-        self._db.executemany("INSERT OR REPLACE INTO stats VALUES (?, ?)", [("chunks", chunks), ("terms", terms)])
+        stats = [("chunks", chunks), ("terms", terms)] + ([] if chunks else [("terms_version", TERMS_VERSION)])
+        self._db.executemany("INSERT OR REPLACE INTO stats VALUES (?, ?)", stats)
 
     def _document_frequencies(self, terms: list[str]) -> dict[str, int]:
         """How many chunks hold each term, remembered until the index grows by ``_DF_REFRESH`` (a term not
@@ -233,8 +254,11 @@ class SqliteKeywordIndex:
             _describe(db, zip(ids, metadatas, strict=True))
 
     def ids_without_metadata(self) -> list[str]:
-        """Indexed chunks whose document is not known here (an index written before it kept them)."""
-        sql = "SELECT c.id FROM chunks c LEFT JOIN chunk_docs d ON d.row = c.row WHERE d.row IS NULL"
+        """Indexed chunks whose document or language is not known here (an index written before it kept them)."""
+        sql = (
+            "SELECT c.id FROM chunks c LEFT JOIN chunk_docs d ON d.row = c.row WHERE d.row IS NULL "
+            "OR d.language IS NULL"
+        )
         return [row[0] for row in self._query("read the keyword index", sql)]
 
     def documents(self) -> list[tuple[str, str, int, set[int], str]]:
@@ -291,10 +315,30 @@ class SqliteKeywordIndex:
         extra = indexed - stored_ids
         missing = sorted(stored_ids - indexed)
         self.remove(extra)
+        if self.outdated():
+            self._rewrite_terms(sorted(indexed & stored_ids), texts_of)
         for i in range(0, len(missing), _WRITE_BATCH):
             pairs = list(texts_of(missing[i : i + _WRITE_BATCH]))
             self.add([cid for cid, _ in pairs], [text for _, text in pairs])
         return len(missing), len(extra)
+
+    def _rewrite_terms(self, ids: list[str], texts_of: Callable[[list[str]], Iterator[tuple[str, str]]]) -> None:
+        """Cut the terms of these indexed chunks again as ``keyword_tokens`` does now (an index written by an
+        earlier version), then mark the index current."""
+        for i in range(0, len(ids), _WRITE_BATCH):
+            pairs = list(texts_of(ids[i : i + _WRITE_BATCH]))
+            with self._writing("rewrite the keyword index") as db:
+                for cid, text in pairs:
+                    row = db.execute("SELECT row FROM chunks WHERE id = ?", (cid,)).fetchone()
+                    old = db.execute("SELECT body FROM terms WHERE rowid = ?", row).fetchone() if row else None
+                    if old is None:
+                        continue
+                    body = _terms(text)
+                    db.execute("UPDATE terms SET body = ? WHERE rowid = ?", (body, row[0]))
+                    _count(db, 0, len(body.split()) - len(old[0].split()))
+        with self._writing("write the keyword index") as db:
+            db.execute("INSERT OR REPLACE INTO stats VALUES ('terms_version', ?)", (TERMS_VERSION,))
+        self._df, self._df_rows = {}, 0
 
     def _query(self, what: str, sql: str, params: Sequence[object] = ()) -> list[tuple]:
         try:
@@ -342,9 +386,9 @@ def _describe(db: sqlite3.Connection, described: Iterable[tuple[str, Mapping[str
         row = db.execute("SELECT row FROM chunks WHERE id = ?", (cid,)).fetchone()
         if row is not None:
             db.execute(
-                "INSERT OR REPLACE INTO chunk_docs VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO chunk_docs VALUES (?, ?, ?, ?, ?, ?)",
                 (row[0], str(meta.get("root", "")), str(meta.get("source", "")), int(meta.get("page", 0) or 0),
-                 str(meta.get("ingested_at", ""))),
+                 str(meta.get("ingested_at", "")), meta.get("language") or None),
             )  # fmt: skip
 
 

@@ -35,6 +35,7 @@ class Passage:
     similarity: float | None = None  # cosine similarity to the question, when vector search found it
     rerank_score: float | None = None  # the cross-encoder's relevance (0-1), when a reranker ordered it
     context: str = ""  # the chunk's context header (document, section): searched with it, not shown as its text
+    language: str = ""  # 'en' or 'fr', as the ingest detected it ('' in stores written before it recorded it)
 
 
 @dataclass(frozen=True)

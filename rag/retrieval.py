@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +34,7 @@ from rag.store import (
     release_system,
     store_system,
 )
-from rag.text import search_text
+from rag.text import detect_language, search_text
 
 if TYPE_CHECKING:
     from rag.rerank import Reranker
@@ -146,11 +146,12 @@ class Retriever:
     @property
     def keyword_index(self) -> KeywordIndex:
         """The store's persistent index (filled first if it is behind the store, once: a store written before
-        the index existed), else an in-memory one built from every chunk."""
+        the index existed; its terms cut again if an earlier version wrote them), else an in-memory one built
+        from every chunk."""
         if self._keyword is None:
             persistent = self.store.keywords
             if persistent is not None:
-                if persistent.count() < self.store.count():
+                if persistent.count() < self.store.count() or persistent.outdated():
                     self.store.reconcile_keywords()
                 self._keyword = persistent
             else:
@@ -161,34 +162,54 @@ class Retriever:
                 self._keyword = MemoryKeywordIndex(ids, texts)
         return self._keyword
 
-    def search(self, query: str, k: int | None = None, scope: Scope | None = None) -> list[Passage]:
+    def search(
+        self,
+        query: str,
+        k: int | None = None,
+        scope: Scope | None = None,
+        translations: Mapping[str, str] | None = None,
+    ) -> list[Passage]:
         """The ``k`` best passages for ``query`` (``retrieval.k`` by default), best first; only from the
-        documents of ``scope`` when one is given."""
+        documents of ``scope`` when one is given. With ``translations`` (language -> the query in that
+        language: ``rag.crosslingual``), each is searched too, every ranking fused, and each passage reranked
+        against the query in its own language; the query as asked is left out of the search when no chunk is
+        in its language (its rankings would only push the translation's down)."""
         k = k or self.settings.retrieval.k
+        queries = [*self._as_asked(query, translations), *(translations or {}).values()]
         if self.reranker is None:
-            return self.hybrid(query, k, scope)
-        candidates = self.hybrid(query, max(k, self.settings.retrieval.candidates_for_rerank), scope)
-        return rerank(self.reranker, query, candidates)[:k]
+            return self.hybrid(queries, k, scope)
+        candidates = self.hybrid(queries, max(k, self.settings.retrieval.candidates_for_rerank), scope)
+        return rerank(self.reranker, query, candidates, translations)[:k]
 
-    def hybrid(self, query: str, k: int, scope: Scope | None = None) -> list[Passage]:
-        """The ``k`` best passages of the fused vector and keyword rankings (both held to ``scope``)."""
+    def _as_asked(self, query: str, translations: Mapping[str, str] | None) -> list[str]:
+        """``[query]``, or none when it has translations and the store holds no chunk in its language."""
+        if not translations:
+            return [query]
+        languages = self.store.languages()
+        return [query] if languages is None or detect_language(query) in languages else []
+
+    def hybrid(self, query: str | Sequence[str], k: int, scope: Scope | None = None) -> list[Passage]:
+        """The ``k`` best passages of the fused vector and keyword rankings (both held to ``scope``) of the
+        query, or of each of several wordings of it."""
         r = self.settings.retrieval
         rankings, weights = [], []
         similarity: dict[str, float] = {}
         where = scope.where() if scope is not None else None
         within = self.store.ids_where(where) if where is not None and (r.keyword or self.fresh) else None
-        if r.vector:
-            query_vector = self.embedder.embed_query(query)
-            vector_hits = self.store.nearest(query_vector, r.candidates, where)
-            if self.fresh is not None:
-                vector_hits = self.fresh.merge(query_vector, vector_hits, r.candidates, within)
-            similarity = {h.chunk_id: h.score for h in vector_hits}
-            rankings.append(vector_hits)
-            weights.append(r.vector_weight)
-        if r.keyword:
-            found = self.keyword_index.search(query, r.candidates, within)
-            rankings.append([Hit(cid, rank, score) for rank, (cid, score) in enumerate(found)])
-            weights.append(r.keyword_weight)
+        for asked in [query] if isinstance(query, str) else query:
+            if r.vector:
+                query_vector = self.embedder.embed_query(asked)
+                vector_hits = self.store.nearest(query_vector, r.candidates, where)
+                if self.fresh is not None:
+                    vector_hits = self.fresh.merge(query_vector, vector_hits, r.candidates, within)
+                for h in vector_hits:
+                    similarity[h.chunk_id] = max(h.score, similarity.get(h.chunk_id, h.score))
+                rankings.append(vector_hits)
+                weights.append(r.vector_weight)
+            if r.keyword:
+                found = self.keyword_index.search(asked, r.candidates, within)
+                rankings.append([Hit(cid, rank, score) for rank, (cid, score) in enumerate(found)])
+                weights.append(r.keyword_weight)
         fused = reciprocal_rank_fusion(rankings, r.rrf_k, weights)
         passages: list[Passage] = []
         start = 0
@@ -234,11 +255,17 @@ class LiveRetriever:
     def store(self) -> Store:
         return self._current().store
 
-    def search(self, query: str, k: int | None = None, scope: Scope | None = None) -> list[Passage]:
+    def search(
+        self,
+        query: str,
+        k: int | None = None,
+        scope: Scope | None = None,
+        translations: Mapping[str, str] | None = None,
+    ) -> list[Passage]:
         for attempt in (1, 2):
             retriever = self._enter(reopen=attempt == 2)
             try:
-                return retriever.search(query, k, scope)
+                return retriever.search(query, k, scope, translations)
             except StoreError:
                 if attempt == 2:
                     raise
@@ -320,10 +347,19 @@ class LiveRetriever:
         return retriever
 
 
-def rerank(reranker: Reranker, query: str, passages: Sequence[Passage]) -> list[Passage]:
+def rerank(
+    reranker: Reranker, query: str, passages: Sequence[Passage], translations: Mapping[str, str] | None = None
+) -> list[Passage]:
     """``passages`` ordered by the reranker's relevance, best first (ties keep the fused order), each carrying
-    its ``rerank_score``."""
-    scores = reranker.score(query, [search_text(p.text, p.context) for p in passages])
+    its ``rerank_score``. With ``translations`` (language -> query), a passage is scored against the query in
+    its own language (the original one when there is none)."""
+    asked = [(translations or {}).get(p.language or detect_language(p.text), query) for p in passages]
+    scores: list[float] = [0.0] * len(passages)
+    for wording in dict.fromkeys(asked):
+        chosen = [i for i, a in enumerate(asked) if a == wording]
+        found = reranker.score(wording, [search_text(passages[i].text, passages[i].context) for i in chosen])
+        for i, score in zip(chosen, found, strict=True):
+            scores[i] = score
     scored = [replace(p, rerank_score=round(s, 6)) for p, s in zip(passages, scores, strict=True)]
     return sorted(scored, key=lambda p: -(p.rerank_score or 0.0))
 
@@ -340,6 +376,7 @@ def _passage(chunk_id: str, text: str, meta: dict[str, Any], score: float, simil
         root=str(meta.get("root", "")),
         similarity=similarity,
         context=str(meta.get("context", "")),
+        language=str(meta.get("language", "")),
     )
 
 

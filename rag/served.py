@@ -150,4 +150,5 @@ def answer_from(question: str, event: dict[str, Any]) -> Answer:
         quote=Quote(q["number"], q["text"], q["start"], q["end"]) if q else None,
         warnings=[Mismatch(w["kind"], w["value"]) for w in event["warnings"]],
         search_query=event.get("search_query"),
+        translations=event.get("translations") or {},
     )

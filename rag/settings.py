@@ -469,6 +469,21 @@ class LLMSettings(_Group):
         "declined per set; python -m evaluation prints the sweep for any model).",
     )
     history_turns: int = Field(4, ge=0, description="Earlier question/answer turns kept in a conversation.")
+    translate_questions: bool = Field(
+        True,
+        description="When the store holds chunks in a language other than the question's (French, English), "
+        "the model translates the question into it (a few dozen tokens) and both are searched; the answer stays "
+        "in the question's language. Done when the store has no chunk in the question's language, else only "
+        "when the best passage found as asked is less relevant than llm.translate_below.",
+    )
+    translate_below: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="A question is translated (llm.translate_questions) only when the reranker's relevance of "
+        "the best passage found as asked is under this (0.5: 95% of COVID-QA's and 80% of PIAF's answerable "
+        "questions, asked in their documents' language, stay untranslated); always without a reranker.",
+    )
     rewrite_followups: bool = Field(
         False,
         description="Search a follow-up ('and in Berlin?') as the standalone question the model rewrites it "

@@ -27,7 +27,7 @@ from rag.embedding import EmbeddingModelInfo
 from rag.errors import StoreError, StoreMismatchError, store_error_hint
 from rag.keyword import INDEX_FILE, SqliteKeywordIndex, shared_index
 from rag.settings import Settings
-from rag.text import search_text
+from rag.text import LANGUAGES, search_text, text_language
 
 READ_PAGE = 5000
 CHANGE_MARKER = ".sourcier-changed"  # rewritten after every write, so readers in other processes notice
@@ -92,6 +92,7 @@ class Store(ABC):
         self.collection = collection
         self.settings = settings
         self.keywords = keywords  # the persistent keyword index kept in step with the chunks (rag.keyword)
+        self._languages: tuple[str, set[str] | None] | None = None  # (store version, its languages)
         try:
             self.max_batch = int(client.get_max_batch_size())
         except Exception:
@@ -178,22 +179,45 @@ class Store(ABC):
             doc.ingested_at = max(doc.ingested_at, str(meta.get("ingested_at", "")))
         return sorted(docs.values(), key=lambda d: (d.root, d.source))
 
+    def languages(self) -> set[str] | None:
+        """The languages ('en', 'fr') of the stored chunks, remembered until the store changes; None when the
+        store cannot say (a Chroma server's chunks written before the ingest recorded each chunk's language)."""
+        version = self.version()
+        if self._languages is None or self._languages[0] != version:
+            self._languages = (version, self._read_languages())
+        return self._languages[1]
+
+    def _read_languages(self) -> set[str] | None:
+        if self.keywords is not None:
+            self._describe_unknown_chunks(self.keywords)
+            return self.keywords.languages()
+        found = set()
+        for language in LANGUAGES:
+            page = self._call(
+                "read chunk languages", self.collection.get, where={"language": language}, limit=1, include=[]
+            )
+            if page["ids"]:
+                found.add(language)
+        return found or None
+
     def _describe_unknown_chunks(self, index: SqliteKeywordIndex) -> None:
-        """Give the keyword index the documents of the chunks it does not know them of (an index written before
-        it kept them: once). Like the keyword entries, they are written before Chroma's: a chunk Chroma lost to a
-        crash is listed until the next ingest drops it from the index."""
+        """Give the keyword index the documents and languages of the chunks it does not know them of (an index
+        written before it kept them: once; a chunk whose metadata has no language gets the one its text shows).
+        Like the keyword entries, they are written before Chroma's: a chunk Chroma lost to a crash is listed
+        until the next ingest drops it from the index."""
         unknown = index.ids_without_metadata()
         if not unknown:
             return
         if len(unknown) > READ_PAGE:  # most of the store: read it page by page
             wanted = set(unknown)
-            for page in self._pages("read chunk metadata", "metadatas"):
+            for page in self._pages("read chunk metadata", "metadatas", "documents"):
                 metadatas = page["metadatas"] or [{}] * len(page["ids"])
-                known = [(cid, meta) for cid, meta in zip(page["ids"], metadatas, strict=True) if cid in wanted]
+                rows = zip(page["ids"], page["documents"], metadatas, strict=True)
+                known = [(cid, _with_language(doc, meta)) for cid, doc, meta in rows if cid in wanted]
                 index.set_metadata([cid for cid, _ in known], [meta for _, meta in known])
             return
         records = self.records(unknown)
-        index.set_metadata(list(records), [meta for _, meta in records.values()])
+        index.set_metadata(list(records), [_with_language(doc, meta) for doc, meta in records.values()])
 
     def nearest(self, vector: Sequence[float], n: int, where: dict[str, Any] | None = None) -> list[Hit]:
         """The ``n`` chunks closest to ``vector`` (among those ``where`` selects) as ranked hits, scored by
@@ -401,6 +425,14 @@ def store_class(settings: Settings) -> type[Store]:
         raise StoreError(
             f"unknown store.mode '{settings.store.mode}': choose one of {', '.join(STORE_CLASSES)}"
         ) from None
+
+
+def _with_language(text: str, metadata: dict[str, Any] | None) -> dict[str, Any]:
+    """A chunk's metadata with its language (the one its text shows when the ingest did not record it)."""
+    metadata = dict(metadata or {})
+    if not metadata.get("language"):
+        metadata["language"] = text_language(text)
+    return metadata
 
 
 def _searched_as(text: str, metadata: dict[str, Any] | None) -> str:

@@ -4,6 +4,7 @@ chunk is searched as."""
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -169,16 +170,69 @@ def content_words(text: str) -> set[str]:
     return {w for w in _WORD.findall(fold(text)) if len(w) > 2 and w not in STOPWORDS and not w.isdigit()}
 
 
-def keyword_tokens(text: str) -> list[str]:
-    """Search terms of a text: folded words without stop words, plural -s/-x stripped (FR and EN)."""
-    out = []
-    for w in _WORD.findall(fold(text)):
-        if w in STOPWORDS or (len(w) < 2 and not w.isdigit()):
+LANGUAGES = ("en", "fr")
+_SNOWBALL = {"en": "english", "fr": "french"}
+_STEMMERS: dict[str, object] = {}
+_STEMMERS_LOCK = threading.Lock()
+
+
+UNDETERMINED = "und"  # ISO 639-2: a text that does not show its language (a list of names, a table of figures)
+
+
+def _language_evidence(text: str) -> tuple[int, int]:
+    """(French, English) evidence: stop words of each, and French accents (counted twice)."""
+    lowered = text.lower()
+    folded = [fold(w) for w in _WORD.findall(lowered)]
+    fr = sum(w in STOPWORDS_FR for w in folded) + 2 * len(re.findall(r"[éèêàçùâîôûœ]", lowered))
+    return fr, sum(w in STOPWORDS_EN for w in folded)
+
+
+def detect_language(text: str) -> str:
+    """'fr' or 'en', from stop words and accents (the two languages the service is measured on): a question's
+    language, always decided ('en' when nothing tells)."""
+    fr, en = _language_evidence(text)
+    return "fr" if fr > en else "en"
+
+
+_ET_AL = re.compile(r"\bet al\b\.?", re.I)
+
+
+def text_language(text: str) -> str:
+    """A chunk's language: 'fr' or 'en' when its text shows it clearly (at least 3 different stop words of one
+    language, twice as many as of the other; 'et al.' does not count), else ``UNDETERMINED`` (references,
+    author lists, figures: a few of them must not make an English store French)."""
+    words = {fold(w) for w in _WORD.findall(_ET_AL.sub(" ", text.lower()))}
+    fr, en = len(words & STOPWORDS_FR), len(words & STOPWORDS_EN)
+    if max(fr, en) >= 3 and max(fr, en) >= 2 * min(fr, en):
+        return "fr" if fr > en else "en"
+    return UNDETERMINED
+
+
+def _stemmer(language: str):  # noqa: ANN202 - a PyStemmer object (one per thread: they are not thread-safe)
+    key = f"{language}:{threading.get_ident()}"
+    stemmer = _STEMMERS.get(key)
+    if stemmer is None:
+        import Stemmer  # PyStemmer: the Snowball stemmers, compiled
+
+        with _STEMMERS_LOCK:
+            stemmer = _STEMMERS[key] = Stemmer.Stemmer(_SNOWBALL[language])
+    return stemmer
+
+
+def keyword_tokens(text: str, language: str | None = None) -> list[str]:
+    """Search terms of a text: its words without stop words, each cut by the Snowball stemmer of the text's
+    language (``language``, else detected: 'fr' or 'en'), then folded (lower case, no accents: 'hôtels' and
+    'Hotel' give 'hotel'). Elided articles ('l'hôtel', "d'hôtel") fall out as one-letter words."""
+    words = []
+    for w in _WORD.findall(text.lower()):
+        folded = fold(w)
+        if folded in STOPWORDS or (len(folded) < 2 and not folded.isdigit()):
             continue
-        if len(w) > 4 and w[-1] in "sx" and not w.isdigit():
-            w = w[:-1]
-        out.append(w)
-    return out
+        words.append(w)
+    if not words:
+        return []
+    stems = _stemmer(language or detect_language(text)).stemWords(words)
+    return [fold(s) if not s.isascii() else s for s in stems]
 
 
 def search_text(text: str, context: str = "") -> str:

@@ -142,6 +142,10 @@ class FakeLLM(ChatModel):
         self.prompts = []
         self.decodings = []
         self.grammars = []
+        # Question -> its translation, for the translation prompts of rag.crosslingual (kept apart from the
+        # queued replies and the recorded prompts); an unknown question gets an empty reply (not translated).
+        self.translations: dict[str, str] = {}
+        self.translated: list[str] = []
         self._n_ctx = n_ctx
         self.prompter = ChatPrompter(CharTokenizer(), WITHOUT_BOS, "test", add_bos=False)
 
@@ -160,8 +164,15 @@ class FakeLLM(ChatModel):
 
     def stream(self, prompt, max_tokens=None, decoding=None, cancel=None, grammar=None):
         """The next queued reply word by word, holding the model like the real ones (one at a time)."""
+        from rag.crosslingual import TRANSLATE_SYSTEM
+
         with self.activity.hold(cancel) as hold:
             if hold is None:
+                return
+            if prompt.messages and prompt.messages[0]["content"].startswith(TRANSLATE_SYSTEM[:30]):
+                question = prompt.messages[-1]["content"]
+                self.translated.append(question)
+                yield self.translations.get(question, "")
                 return
             self.prompts.append(prompt)
             self.decodings.append(decoding)

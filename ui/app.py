@@ -258,6 +258,8 @@ def show_answer(service: Service, answer: Answer, lang: str, streamed: bool, tur
         st.warning(tr(lang, "may_not_match", why=why), icon=":material/warning:")
     if answer.search_query:
         st.caption(tr(lang, "searched_as", query=plain(answer.search_query)))
+    for language, translated in answer.translations.items():
+        st.caption(tr(lang, "also_searched_as", language=tr(lang, f"language_{language}"), query=plain(translated)))
     t = answer.timings
     if answer.found and t.first_token_ms is not None:
         st.caption(tr(lang, "timings", **describe_timings(t)))

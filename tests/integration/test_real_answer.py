@@ -8,7 +8,7 @@ import pytest
 
 from rag.answer import build_answerer, detect_language
 from rag.settings import PathSettings, Settings
-from tests.conftest import SAMPLE_DATA
+from tests.conftest import REPO, SAMPLE_DATA
 from tests.integration.test_real_ingest import cli
 
 pytestmark = pytest.mark.integration
@@ -44,6 +44,20 @@ def test_a_french_question_gets_a_french_answer_from_the_french_document(answere
     assert answer.found and detect_language(answer.text) == "fr", answer.display_text
     assert any(s.passage.source == "politique-teletravail.pdf" for s in answer.cited_sources), answer.display_text
     _assert_verbatim_quote(answer)
+
+
+CROSSLINGUAL = [json.loads(line) for line in (REPO / "evaluation" / "crosslingual" / "samples.jsonl").open()]
+
+
+@pytest.mark.parametrize("case", CROSSLINGUAL, ids=[c["question"][:40] for c in CROSSLINGUAL])
+def test_a_question_in_the_other_language_is_answered_from_the_right_document(answerer, case):
+    """The six sample questions asked in the other language: translated by the model, searched in both, the
+    expected document cited, the answer in the question's language (issue 37)."""
+    answer = answerer.answer(case["question"])
+    assert answer.translations and answer.timings.translate_ms, answer.translations
+    assert answer.found and answer.cited_sources, (answer.translations, answer.display_text)
+    assert answer.cited_sources[0].passage.source == case["document"], answer.display_text
+    assert detect_language(answer.text) == detect_language(case["question"]), answer.display_text
 
 
 def _assert_verbatim_quote(answer):

@@ -262,6 +262,7 @@ def test_packing_keeps_the_estimated_prompt_inside_the_configured_context():
 def test_the_answerer_works_the_same_over_a_server(server_settings, corpus):
     fake_ingestor(server_settings)[0].run([corpus])
     server_settings.retrieval.min_similarity = 0.0
+    server_settings.llm.translate_questions = False  # the scripted replies are the check's and the answer's
     server = FakeServer(
         [
             (200, logprob_reply({"yes": -0.1, "no": -2.5})),
