@@ -217,11 +217,9 @@ class Answerer:
         language = detect_language(question)
         timings = Timings()
         query, rewritten = self._search_query(question, history, cancel, timings, language)
-        store = getattr(self.retriever, "store", None)
-        languages = store.languages() if store is not None and self.settings.llm.translate_questions else set()
-        others = languages_to_search(language, languages) if self.settings.llm.translate_questions else []
+        others, own = self._store_languages(language)
         translations: dict[str, str] = {}
-        if others and languages is not None and language not in languages:  # nothing to find as asked
+        if others and not own:  # nothing to find as asked: searched as translated only
             translations = self._translations(query, language, cancel, on_wait, timings)
         passages, searched = self._retrieve(query, scope, translations, cancel, on_wait, timings)
         if searched and others and not translations and not self._confident(passages):
@@ -306,6 +304,15 @@ class Answerer:
         rewritten = standalone_question(self.llm, history, question, self.settings.llm, cancel, language)
         timings.rewrite_ms = (time.perf_counter() - t0) * 1000
         return rewritten, (rewritten if rewritten != concatenated_query(history, question) else None)
+
+    def _store_languages(self, language: str) -> tuple[list[str], bool]:
+        """The store's languages other than ``language`` that a question in it is translated into (none when
+        ``llm.translate_questions`` is off), and whether the store may hold chunks in ``language`` itself."""
+        store = getattr(self.retriever, "store", None)
+        if not self.settings.llm.translate_questions or store is None:
+            return [], True
+        languages = store.languages()
+        return languages_to_search(language, languages), languages is None or language in languages
 
     def _translations(
         self,

@@ -22,9 +22,10 @@ from rag.text import LANGUAGES, detect_language, fold
 TRANSLATE_MAX_TOKENS = 64
 LANGUAGE_NAMES = {"en": "English", "fr": "French"}
 TRANSLATE_SYSTEM = (
-    "You translate the user's question into {target}, for a search in {target} documents. Keep names, numbers, "
-    "codes and words in quotes as they are. Do not answer the question. Reply with the translated question "
-    "only, on one line."
+    "You translate the user's question into {target}, for a search in {target} documents such as policies, "
+    "contracts, reports and papers: translate each term the way such documents write it. Keep names, numbers, "
+    "codes and words in quotes as they are. Do not answer the question. Reply with the translated question only, "
+    "on one line."
 )
 _PREFIX = re.compile(r"^\s*(translation|translated question|traduction|question)\s*:\s*", re.I)
 

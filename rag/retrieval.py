@@ -40,6 +40,9 @@ if TYPE_CHECKING:
     from rag.rerank import Reranker
 
 
+# The weight, in the fusion, of a question's own wording when it has translations and no chunk of the store is
+# in its language (its names and numbers may still match).
+ABSENT_LANGUAGE_WEIGHT = 0.0
 # A retired copy of the store is released this long after it was replaced at the earliest.
 RELEASE_GRACE_S = 30.0
 # A long-running reader searches up to this many chunks written (or removed) since it loaded its copy of
@@ -175,28 +178,30 @@ class Retriever:
         against the query in its own language; the query as asked is left out of the search when no chunk is
         in its language (its rankings would only push the translation's down)."""
         k = k or self.settings.retrieval.k
-        queries = [*self._as_asked(query, translations), *(translations or {}).values()]
+        queries = [*self._as_asked(query, translations), *((t, 1.0) for t in (translations or {}).values())]
         if self.reranker is None:
             return self.hybrid(queries, k, scope)
         candidates = self.hybrid(queries, max(k, self.settings.retrieval.candidates_for_rerank), scope)
         return rerank(self.reranker, query, candidates, translations)[:k]
 
-    def _as_asked(self, query: str, translations: Mapping[str, str] | None) -> list[str]:
-        """``[query]``, or none when it has translations and the store holds no chunk in its language."""
+    def _as_asked(self, query: str, translations: Mapping[str, str] | None) -> list[tuple[str, float]]:
+        """The query as asked with its weight in the fusion: ``ABSENT_LANGUAGE_WEIGHT`` when it has translations
+        and the store holds no chunk in its language, else 1."""
         if not translations:
-            return [query]
+            return [(query, 1.0)]
         languages = self.store.languages()
-        return [query] if languages is None or detect_language(query) in languages else []
+        weight = 1.0 if languages is None or detect_language(query) in languages else ABSENT_LANGUAGE_WEIGHT
+        return [(query, weight)] if weight > 0 else []
 
-    def hybrid(self, query: str | Sequence[str], k: int, scope: Scope | None = None) -> list[Passage]:
+    def hybrid(self, query: str | Sequence[tuple[str, float]], k: int, scope: Scope | None = None) -> list[Passage]:
         """The ``k`` best passages of the fused vector and keyword rankings (both held to ``scope``) of the
-        query, or of each of several wordings of it."""
+        query, or of several wordings of it, each (wording, weight in the fusion)."""
         r = self.settings.retrieval
         rankings, weights = [], []
         similarity: dict[str, float] = {}
         where = scope.where() if scope is not None else None
         within = self.store.ids_where(where) if where is not None and (r.keyword or self.fresh) else None
-        for asked in [query] if isinstance(query, str) else query:
+        for asked, weight in [(query, 1.0)] if isinstance(query, str) else query:
             if r.vector:
                 query_vector = self.embedder.embed_query(asked)
                 vector_hits = self.store.nearest(query_vector, r.candidates, where)
@@ -205,11 +210,11 @@ class Retriever:
                 for h in vector_hits:
                     similarity[h.chunk_id] = max(h.score, similarity.get(h.chunk_id, h.score))
                 rankings.append(vector_hits)
-                weights.append(r.vector_weight)
+                weights.append(r.vector_weight * weight)
             if r.keyword:
                 found = self.keyword_index.search(asked, r.candidates, within)
                 rankings.append([Hit(cid, rank, score) for rank, (cid, score) in enumerate(found)])
-                weights.append(r.keyword_weight)
+                weights.append(r.keyword_weight * weight)
         fused = reciprocal_rank_fusion(rankings, r.rrf_k, weights)
         passages: list[Passage] = []
         start = 0

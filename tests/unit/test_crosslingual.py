@@ -37,6 +37,8 @@ def test_the_store_knows_its_languages_from_what_the_ingest_recorded(store):
     assert store.languages() == {"en", "fr"}
     french = {meta["source"] for _, meta in store.iter_metadatas({"language": "fr"})}
     assert french == {"politique-teletravail.pdf", "compost-guide.md"}
+    store.keywords, store._languages = None, None  # without the keyword index: asked of Chroma itself
+    assert store.languages() == {"en", "fr"}
 
 
 def test_questions_are_translated_only_into_the_other_languages_of_the_store():
