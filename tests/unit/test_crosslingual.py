@@ -4,6 +4,7 @@ reranked against the question in its own language; French-aware keyword terms ke
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
@@ -14,6 +15,7 @@ from rag.keyword import INDEX_FILE, TERMS_VERSION, SqliteKeywordIndex
 from rag.retrieval import Retriever
 from rag.settings import LLMSettings
 from rag.text import UNDETERMINED, detect_language, text_language
+from tests.conftest import REPO, SAMPLE_DATA
 from tests.fakes import FakeEmbedder, FakeLLM, fake_ingestor
 from tests.unit.test_rerank import FakeScorer
 
@@ -131,3 +133,30 @@ def test_a_question_found_with_confidence_as_asked_is_not_translated(settings, s
     settings.llm.translate_below = 0.95  # the same passages are no longer enough
     answer = Answerer(settings, Retriever(store, FakeEmbedder(), settings, FakeScorer(fixed=0.9)), llm).answer(FRENCH)
     assert llm.translated == [FRENCH] and answer.translations == {"en": ENGLISH}
+
+
+CROSSLINGUAL = REPO / "evaluation" / "crosslingual"
+EVAL_DIR = REPO.parent / "shared" / "eval"
+
+
+@pytest.mark.parametrize(
+    ("name", "language", "source"),
+    [("covid_qa_fr", "fr", "covid_qa/200423_covidQA.json"), ("piaf_en", "en", "piaf/piaf-v1.0.json")],
+)
+def test_the_crosslingual_sets_translate_questions_of_their_sets(name, language, source):
+    rows = [json.loads(line) for line in (CROSSLINGUAL / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 40 and len({r["id"] for r in rows}) == 40
+    assert sum(detect_language(r["question"]) == language for r in rows) >= 38, name
+    if not (EVAL_DIR / source).exists():
+        pytest.skip(f"{EVAL_DIR / source} is not on this machine")
+    data = json.loads((EVAL_DIR / source).read_text(encoding="utf-8"))
+    ids = {str(qa["id"]) for article in data["data"] for p in article["paragraphs"] for qa in p["qas"]}
+    assert {r["id"] for r in rows} <= ids
+
+
+def test_the_sample_questions_in_the_other_language_name_real_documents():
+    rows = [json.loads(line) for line in (CROSSLINGUAL / "samples.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 6
+    for row in rows:
+        assert (SAMPLE_DATA / row["document"]).exists()
+        assert detect_language(row["question"]) != detect_language(row["original"])
