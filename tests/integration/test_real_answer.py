@@ -8,6 +8,7 @@ import pytest
 
 from rag.answer import build_answerer, detect_language
 from rag.settings import PathSettings, Settings
+from rag.text import UNDETERMINED, text_language
 from tests.conftest import REPO, SAMPLE_DATA
 from tests.integration.test_real_ingest import cli
 
@@ -57,7 +58,8 @@ def test_a_question_in_the_other_language_is_answered_from_the_right_document(an
     assert answer.translations and answer.timings.translate_ms, answer.translations
     assert answer.found and answer.cited_sources, (answer.translations, answer.display_text)
     assert answer.cited_sources[0].passage.source == case["document"], answer.display_text
-    assert detect_language(answer.text) == detect_language(case["question"]), answer.display_text
+    # in the question's language, or in none ("47 minutes [1]": figures and names show no language)
+    assert text_language(answer.text) in (detect_language(case["question"]), UNDETERMINED), answer.display_text
 
 
 def _assert_verbatim_quote(answer):
