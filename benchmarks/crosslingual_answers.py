@@ -98,9 +98,7 @@ def main() -> None:
         "questions": len(rows),
         "samples_right_document": sum(r["right_document"] for r in samples_rows),
         "answered": len(answered),
-        "answers_detected_in_question_language": sum(
-            r["answer_language"] == r["question_language"] for r in answered
-        ),
+        "answers_detected_in_question_language": sum(r["answer_language"] == r["question_language"] for r in answered),
         "translate_ms_p50": sorted(r["translate_ms"] for r in rows)[len(rows) // 2],
     }
     print(json.dumps(summary))
