@@ -115,6 +115,22 @@ def test_the_streams_last_chunk_gives_a_cli_the_whole_answer_and_health_names_th
     assert service.conversations.list() == []  # store false: nothing kept on the server
 
 
+def test_a_question_in_the_other_language_says_how_it_was_searched(client, service):
+    """The translation searched is in the final chunk (and the CLI's answer rebuilt from it), with its time."""
+    from rag.served import answer_from
+
+    question = "Quel est le plafond d'hôtel par nuit à Paris ?"
+    model = service.model()  # loaded now: its replies are the ones queued so far
+    model.translations[question] = "What is the hotel cap per night in Paris?"
+    model.replies.append("170 euros [1].")
+    body = {"stream": True, "store": False, "messages": [{"role": "user", "content": question}]}
+    with client.stream("POST", "/v1/chat/completions", json=body) as reply:
+        last = [json.loads(line[6:]) for line in reply.iter_lines() if line.startswith("data: {")][-1]
+    assert last["translations"] == {"en": "What is the hotel cap per night in Paris?"}
+    assert last["timings"]["translate_ms"] >= 0 and last["language"] == "fr"
+    assert answer_from(question, last).translations == last["translations"]
+
+
 def test_the_conversation_becomes_history_and_the_clients_system_message_is_ignored(client, service):
     service.replies.append("It was the storage cluster [1].")
     messages = [
