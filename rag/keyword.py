@@ -253,6 +253,15 @@ class SqliteKeywordIndex:
         with self._writing("write the keyword index") as db:
             _describe(db, zip(ids, metadatas, strict=True))
 
+    def lacks_metadata(self) -> bool:
+        """Whether some indexed chunk's document or language is not known here (cheap: an index lookup and a
+        count, instead of ``ids_without_metadata``'s pass over every chunk)."""
+        sql = (
+            "SELECT EXISTS(SELECT 1 FROM chunk_docs WHERE language IS NULL) "
+            "OR (SELECT count(*) FROM chunk_docs) < (SELECT count(*) FROM chunks)"
+        )
+        return bool(self._query("read the keyword index", sql)[0][0])
+
     def ids_without_metadata(self) -> list[str]:
         """Indexed chunks whose document or language is not known here (an index written before it kept them)."""
         sql = (

@@ -189,7 +189,8 @@ class Store(ABC):
 
     def _read_languages(self) -> set[str] | None:
         if self.keywords is not None:
-            self._describe_unknown_chunks(self.keywords)
+            if self.keywords.lacks_metadata():
+                self._describe_unknown_chunks(self.keywords)
             return self.keywords.languages()
         found = set()
         for language in LANGUAGES:

@@ -114,12 +114,12 @@ def test_an_index_written_with_the_old_terms_is_cut_again_once(settings, store):
         db.execute("UPDATE chunk_docs SET language = NULL")
         db.execute("UPDATE terms SET body = body || ' hotels'")
     old = SqliteKeywordIndex(path)
-    assert old.outdated() and old.ids_without_metadata()
+    assert old.outdated() and old.ids_without_metadata() and old.lacks_metadata()
     retriever = Retriever(store, FakeEmbedder(), settings)
     retriever.keyword_index  # noqa: B018 - the first search's index: brought up to date
     again = SqliteKeywordIndex(path)
     assert not again.outdated() and again.entries() == before
-    assert store.languages() == {"en", "fr"} and not again.ids_without_metadata()
+    assert store.languages() == {"en", "fr"} and not again.ids_without_metadata() and not again.lacks_metadata()
     assert TERMS_VERSION == 2
 
 
