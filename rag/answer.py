@@ -25,7 +25,7 @@ from rag.quotes import NONE_MARK, Mismatch, Quote, QuotedDisplay, answer_grammar
 from rag.rerank import OperatingPoints, operating_points, read_count
 from rag.scope import Scope
 from rag.settings import Settings
-from rag.text import detect_language
+from rag.text import LANGUAGE_NAMES, detect_language
 
 SYSTEM_PROMPT = (
     "You answer questions using only the numbered passages from the user's documents. "
@@ -51,7 +51,6 @@ NOT_FOUND = {
     "en": "I could not find the answer in the documents.",
     "fr": "Je n'ai pas trouvé la réponse dans les documents.",
 }
-LANGUAGE_NAMES = {"en": "English", "fr": "French"}
 
 
 class Searcher(Protocol):

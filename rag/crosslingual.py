@@ -16,11 +16,11 @@ import re
 from collections.abc import Collection
 from typing import Any
 
+from rag.followup import one_line_reply
 from rag.settings import LLMSettings
-from rag.text import LANGUAGES, detect_language, fold
+from rag.text import LANGUAGE_NAMES, LANGUAGES, detect_language, fold
 
 TRANSLATE_MAX_TOKENS = 64
-LANGUAGE_NAMES = {"en": "English", "fr": "French"}
 TRANSLATE_SYSTEM = (
     "You translate the user's question into {target}, for a search in {target} documents such as policies, "
     "contracts, reports and papers: translate each term the way such documents write it. Keep names, numbers, "
@@ -61,12 +61,8 @@ def translate_question(llm: Any, question: str, target: str, settings: LLMSettin
     """``question`` in the language ``target``, written by ``llm`` (greedy); None when the reply is of no use:
     empty, far longer than the question, the question unchanged, not in ``target``, or not a question while
     the question is one (the model answered it instead)."""
-    prompt = llm.prompter.render(translation_messages(question, target))
-    decoding = settings.model_copy(update={"temperature": 0.0})
     budget = min(TRANSLATE_MAX_TOKENS, 16 + len(question) // 2)
-    text = "".join(llm.stream(prompt, max_tokens=budget, decoding=decoding, cancel=cancel))
-    line = next((s for s in text.strip().splitlines() if s.strip()), "")
-    line = _PREFIX.sub("", line).strip().strip('"«»“”').strip()
+    line = one_line_reply(llm, translation_messages(question, target), budget, settings, _PREFIX, cancel)
     useless = (
         not line
         or len(line) > 3 * len(question) + 20

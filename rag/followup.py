@@ -62,11 +62,8 @@ def standalone_question(
     saw nothing to resolve, or failed to), or not a question while the follow-up is one (an answer)."""
     if not history:
         return question
-    prompt = llm.prompter.render(rewrite_messages(history, question, language))
-    decoding = settings.model_copy(update={"temperature": 0.0})
-    text = "".join(llm.stream(prompt, max_tokens=REWRITE_MAX_TOKENS, decoding=decoding, cancel=cancel))
-    line = next((s for s in text.strip().splitlines() if s.strip()), "")
-    line = _PREFIX.sub("", line).strip().strip('"«»“”').strip()
+    messages = rewrite_messages(history, question, language)
+    line = one_line_reply(llm, messages, REWRITE_MAX_TOKENS, settings, _PREFIX, cancel)
     useless = (
         not line
         or len(line) > 4 * (len(question) + len(history[-1].question))
@@ -74,6 +71,23 @@ def standalone_question(
         or (question.rstrip().endswith("?") and not line.endswith("?"))
     )
     return concatenated_query(history, question) if useless else line
+
+
+def one_line_reply(
+    llm: Any,
+    messages: Sequence[dict[str, str]],
+    max_tokens: int,
+    settings: LLMSettings,
+    prefix: re.Pattern[str],
+    cancel: Any = None,
+) -> str:
+    """The model's greedy reply to ``messages``: its first non-empty line, without a leading label the model
+    may add (``prefix``, "Rewritten question:") or the quotes around it ('' when it wrote nothing)."""
+    prompt = llm.prompter.render(messages)
+    decoding = settings.model_copy(update={"temperature": 0.0})
+    text = "".join(llm.stream(prompt, max_tokens=max_tokens, decoding=decoding, cancel=cancel))
+    line = next((s for s in text.strip().splitlines() if s.strip()), "")
+    return prefix.sub("", line).strip().strip('"«»“”').strip()
 
 
 def _folded(text: str) -> str:

@@ -171,6 +171,7 @@ def content_words(text: str) -> set[str]:
 
 
 LANGUAGES = ("en", "fr")
+LANGUAGE_NAMES = {"en": "English", "fr": "French"}  # as the prompts name them
 _SNOWBALL = {"en": "english", "fr": "french"}
 _STEMMERS: dict[str, object] = {}
 _STEMMERS_LOCK = threading.Lock()
