@@ -20,7 +20,7 @@ from typing import Any
 from evaluation import metrics as m
 from evaluation.sets import Question
 from rag.answer import Answer, Answerer
-from rag.crosslingual import translations_for
+from rag.crosslingual import languages_to_search, translations_for
 from rag.embedding import resolve_runtime, runtime_label
 from rag.llm.base import ChatModel
 from rag.retrieval import Retriever
@@ -92,7 +92,8 @@ def _translated(translator: ChatModel | None, store: Store, question: str, setti
     if translator is None:
         return {}
     t0 = time.perf_counter()
-    found = translations_for(translator, store, question, detect_language(question), settings.llm)
+    targets = languages_to_search(detect_language(question), store.languages())
+    found = translations_for(translator, question, targets, settings.llm)
     return {"translations": found, "translate_ms": (time.perf_counter() - t0) * 1000}
 
 

@@ -219,11 +219,11 @@ class Answerer:
         others, own = self._store_languages(language)
         translations: dict[str, str] = {}
         if others and not own:  # nothing to find as asked: searched as translated only
-            translations = self._translations(query, language, cancel, on_wait, timings)
+            translations = self._translations(query, others, cancel, on_wait, timings)
         passages, searched = self._retrieve(query, scope, translations, cancel, on_wait, timings)
         if searched and others and not translations and not self._confident(passages):
             # Not found as asked with confidence: perhaps written in the store's other language.
-            translations = self._translations(query, language, cancel, on_wait, timings)
+            translations = self._translations(query, others, cancel, on_wait, timings)
             if translations:
                 passages, searched = self._retrieve(query, scope, translations, cancel, on_wait, timings)
         if not searched or not self._relevant(passages):
@@ -316,22 +316,20 @@ class Answerer:
     def _translations(
         self,
         query: str,
-        language: str,
+        targets: list[str],
         cancel: Cancellation | None,
         on_wait: Callable[[int], None] | None,
         timings: Timings,
     ) -> dict[str, str]:
-        """The query in each language of the store's chunks other than its own, written by the model
-        (``llm.translate_questions``). While other questions hold the model, their number is reported first
-        (``on_wait``) and the wait counted as queued."""
-        store = getattr(self.retriever, "store", None)
+        """The query in each of the languages ``targets``, written by the model. While other questions hold the
+        model, their number is reported first (``on_wait``) and the wait counted as queued."""
         t0 = time.perf_counter()
         with self.llm.activity.hold(cancel, on_wait) as turn:
             timings.queue_ms += (time.perf_counter() - t0) * 1000
             if turn is None:
                 return {}
         t0 = time.perf_counter()
-        found = translations_for(self.llm, store, query, language, self.settings.llm, cancel)
+        found = translations_for(self.llm, query, targets, self.settings.llm, cancel)
         timings.translate_ms = (time.perf_counter() - t0) * 1000
         return found
 

@@ -13,7 +13,7 @@ document wrote them. Measured in docs/measurements.md, "Questions in the other l
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from rag.followup import one_line_reply
@@ -38,11 +38,10 @@ def languages_to_search(question_language: str, store_languages: Collection[str]
 
 
 def translations_for(
-    llm: Any, store: Any, query: str, language: str, settings: LLMSettings, cancel: Any = None
+    llm: Any, query: str, targets: Sequence[str], settings: LLMSettings, cancel: Any = None
 ) -> dict[str, str]:
-    """``query`` (in ``language``) translated by ``llm`` into each language of ``store``'s chunks other than
-    its own: language -> translation (a useless reply is left out; nothing when all is in ``language``)."""
-    targets = languages_to_search(language, store.languages() if store is not None else None)
+    """``query`` translated by ``llm`` into each of the languages ``targets`` (``languages_to_search``):
+    language -> translation (a useless reply is left out)."""
     found = {}
     for target in targets:
         translated = translate_question(llm, query, target, settings, cancel)
