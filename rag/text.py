@@ -173,25 +173,19 @@ def content_words(text: str) -> set[str]:
 LANGUAGES = ("en", "fr")
 LANGUAGE_NAMES = {"en": "English", "fr": "French"}  # as the prompts name them
 _SNOWBALL = {"en": "english", "fr": "french"}
-_STEMMERS: dict[str, object] = {}
-_STEMMERS_LOCK = threading.Lock()
+_STEMMERS = threading.local()  # language -> PyStemmer object, per thread (they are not thread-safe)
 
 
 UNDETERMINED = "und"  # ISO 639-2: a text that does not show its language (a list of names, a table of figures)
 
 
-def _language_evidence(text: str) -> tuple[int, int]:
-    """(French, English) evidence: stop words of each, and French accents (counted twice)."""
+def detect_language(text: str) -> str:
+    """'fr' or 'en', from stop words and accents (French accents count twice; the two languages the service is
+    measured on): a question's language, always decided ('en' when nothing tells)."""
     lowered = text.lower()
     folded = [fold(w) for w in _WORD.findall(lowered)]
     fr = sum(w in STOPWORDS_FR for w in folded) + 2 * len(re.findall(r"[éèêàçùâîôûœ]", lowered))
-    return fr, sum(w in STOPWORDS_EN for w in folded)
-
-
-def detect_language(text: str) -> str:
-    """'fr' or 'en', from stop words and accents (the two languages the service is measured on): a question's
-    language, always decided ('en' when nothing tells)."""
-    fr, en = _language_evidence(text)
+    en = sum(w in STOPWORDS_EN for w in folded)
     return "fr" if fr > en else "en"
 
 
@@ -209,15 +203,14 @@ def text_language(text: str) -> str:
     return UNDETERMINED
 
 
-def _stemmer(language: str):  # noqa: ANN202 - a PyStemmer object (one per thread: they are not thread-safe)
-    key = f"{language}:{threading.get_ident()}"
-    stemmer = _STEMMERS.get(key)
-    if stemmer is None:
+def _stemmer(language: str):  # noqa: ANN202 - a PyStemmer object
+    """This thread's Snowball stemmer for ``language`` (made at its first use; gone with the thread)."""
+    stemmers = _STEMMERS.__dict__
+    if language not in stemmers:
         import Stemmer  # PyStemmer: the Snowball stemmers, compiled
 
-        with _STEMMERS_LOCK:
-            stemmer = _STEMMERS[key] = Stemmer.Stemmer(_SNOWBALL[language])
-    return stemmer
+        stemmers[language] = Stemmer.Stemmer(_SNOWBALL[language])
+    return stemmers[language]
 
 
 def keyword_tokens(text: str, language: str | None = None) -> list[str]:
