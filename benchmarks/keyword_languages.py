@@ -51,7 +51,7 @@ def main() -> None:
     import bm25s
 
     from evaluation import metrics as m
-    from evaluation.__main__ import translated_questions
+    from evaluation.__main__ import asked_both_ways
     from evaluation.runner import GoldChunks, sample_questions, store_dir_for
     from evaluation.sets import read_jsonl
     from rag.embedding import embedding_model_info
@@ -72,9 +72,8 @@ def main() -> None:
         questions = sample_questions(every, args.limit, 0, args.seed)
         asked = {"own": [q.question for q in questions]}
         if args.translations:
-            other = translated_questions(every, args.translations)
-            questions = [q for q in every if q.id in {t.id for t in other}]
-            asked = {"own": [q.question for q in questions], "other": [t.question for t in other]}
+            questions, own, other = asked_both_ways(every, args.translations)
+            asked = {"own": own, "other": other}
         gold_index = GoldChunks(store)
         golds = [gold_index.of(q) for q in questions]
         for way, tokens in ways.items():

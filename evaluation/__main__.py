@@ -187,6 +187,15 @@ def translated_questions(questions: list[Any], path: Path) -> list[Any]:
     return [dataclasses.replace(q, question=translated[q.id]) for q in questions if q.id in translated and q.answerable]
 
 
+def asked_both_ways(questions: list[Any], path: Path) -> tuple[list[Any], list[str], list[str]]:
+    """The set's questions that ``path`` translates (``translated_questions``), with their wording in the set's
+    own language and in the other one, in the same order (for benchmarks that ask each both ways)."""
+    other = translated_questions(questions, path)
+    ids = {q.id for q in other}
+    own = [q for q in questions if q.id in ids]
+    return own, [q.question for q in own], [q.question for q in other]
+
+
 def _with_reranker(settings: Any) -> Any:
     """The settings with the default reranker on (for --modes rerank when the configuration has none)."""
     return settings.model_copy(
