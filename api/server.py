@@ -43,9 +43,9 @@ from api.runs import AnswerRun, ClientGone
 from rag.activity import Cancellation
 from rag.answer import Answer
 from rag.conversations import ConversationNotFound
+from rag.corpus import DocumentInfo
 from rag.errors import IngestLockedError, LLMServerError, ModelCrashError, ModelFileError, SourcierError, StoreError
 from rag.packing import Turn
-from rag.store import DocumentInfo
 from service import Service, SessionChoices
 
 MODEL_NAME = "sourcier"

@@ -16,6 +16,7 @@ from typing import Protocol
 
 from rag.activity import Cancellation, cancelled
 from rag.citations import Citation, check_citations
+from rag.corpus import Corpus
 from rag.crosslingual import languages_to_search, translations_for
 from rag.errors import SourcierError
 from rag.followup import concatenated_query, standalone_question
@@ -54,6 +55,11 @@ NOT_FOUND = {
 
 
 class Searcher(Protocol):
+    """Finds the passages for a question; ``corpus`` is what it searches, for everything else that is read."""
+
+    @property
+    def corpus(self) -> Corpus: ...
+
     def search(
         self,
         query: str,

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Protocol
 
 from rag.errors import StoreError, store_error_hint
+from rag.scope import Scope, chunk_collections
 from rag.text import LANGUAGES, keyword_tokens
 
 INDEX_FILE = "keywords.sqlite3"
@@ -52,6 +53,11 @@ _SCHEMA = (
     "page INTEGER NOT NULL, ingested_at TEXT NOT NULL, language TEXT)",
     # Covering the document list's query: 0.1 s at a million chunks instead of 1.0 s.
     "CREATE INDEX IF NOT EXISTS chunk_docs_listed ON chunk_docs(root, source, page, ingested_at)",
+    # The collections each document belongs to (its chunks' metadata 'collections', rag.access): a search
+    # held to a person's collections reads their documents' rows through chunk_docs_listed.
+    "CREATE TABLE IF NOT EXISTS doc_collections (collection TEXT NOT NULL, root TEXT NOT NULL, source TEXT NOT NULL, "
+    "PRIMARY KEY (collection, root, source)) WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS doc_collections_of ON doc_collections(root, source)",
 )
 # The store's languages (does it hold a chunk in French?) in one index lookup each.
 _LANGUAGE_INDEX = "CREATE INDEX IF NOT EXISTS chunk_docs_language ON chunk_docs(language)"
@@ -149,11 +155,14 @@ class SqliteKeywordIndex:
         sql = "SELECT c.id, t.body FROM chunks c JOIN terms t ON t.rowid = c.row"
         return dict(self._query("read the keyword index", sql))
 
-    def search(self, query: str, n: int, within: Collection[str] | None = None) -> list[tuple[str, float]]:
+    def search(
+        self, query: str, n: int, within: Collection[str] | None = None, scope: Scope | None = None
+    ) -> list[tuple[str, float]]:
         """The ``n`` chunks with the best BM25 score for the query's terms (see ``RESCORED``), among ``within``
-        when given (the scope's ids go to SQLite as one JSON array: the ranking is made inside the scope)."""
+        when given (the ids go to SQLite as one JSON array) and those ``scope`` admits (read from this index's
+        own tables): the ranking is made inside them."""
         weights = Counter(keyword_tokens(query))
-        if not weights or n <= 0 or (within is not None and not within):
+        if not weights or n <= 0 or (within is not None and not within) or (scope is not None and scope.empty):
             return []
         frequencies = self._document_frequencies(list(weights))
         terms = _searched_terms(frequencies)
@@ -164,6 +173,9 @@ class SqliteKeywordIndex:
         if within is not None:
             scoped = " AND rowid IN (SELECT row FROM chunks WHERE id IN (SELECT value FROM json_each(?)))"
             params.append(json.dumps(sorted(within)))
+        for condition, values in _scope_conditions(scope):
+            scoped += f" AND rowid IN ({condition})"
+            params.append(values)
         found = self._query(
             "search the keyword index",
             f"SELECT c.id, t.body FROM (SELECT rowid, body, rank FROM terms WHERE terms MATCH ?{scoped} "
@@ -270,16 +282,30 @@ class SqliteKeywordIndex:
         )
         return [row[0] for row in self._query("read the keyword index", sql)]
 
-    def documents(self) -> list[tuple[str, str, int, set[int], str]]:
-        """(root, source, chunks, pages, last ingest time) of every document of the indexed chunks."""
+    def documents(self) -> list[tuple[str, str, int, set[int], str, frozenset[str]]]:
+        """(root, source, chunks, pages, last ingest time, collections) of every document of the indexed chunks."""
         sql = (
             "SELECT root, source, COUNT(*), group_concat(DISTINCT page), MAX(ingested_at) FROM chunk_docs "
             "GROUP BY root, source"
         )
+        held: dict[tuple[str, str], set[str]] = {}
+        for collection, root, source in self._query("read the keyword index", "SELECT * FROM doc_collections"):
+            held.setdefault((root, source), set()).add(collection)
         return [
-            (root, source, int(n), {int(p) for p in str(pages).split(",")}, at)
+            (root, source, int(n), {int(p) for p in str(pages).split(",")}, at, frozenset(held.get((root, source), ())))
             for root, source, n, pages, at in self._query("read the keyword index", sql)
         ]
+
+    def ids_in(self, scope: Scope, among: Collection[str] | None = None) -> set[str]:
+        """The indexed chunks ``scope`` admits (only those ``among`` when given), by their known document."""
+        sql, params = "SELECT id FROM chunks WHERE 1", []
+        if among is not None:
+            sql += " AND id IN (SELECT value FROM json_each(?))"
+            params.append(json.dumps(sorted(among)))
+        for condition, values in _scope_conditions(scope):
+            sql += f" AND row IN ({condition})"
+            params.append(values)
+        return {row[0] for row in self._query("read the keyword index", sql, params)}
 
     def remove(self, ids: Iterable[str], log: bool = False) -> None:
         """Forget these chunks; with ``log``, tell readers they were removed (see ``recent_since``)."""
@@ -296,6 +322,10 @@ class SqliteKeywordIndex:
                     chunks -= 1
                     terms -= len(body[0].split()) if body else 0
             _count(db, chunks, terms)
+            db.execute(
+                "DELETE FROM doc_collections WHERE NOT EXISTS (SELECT 1 FROM chunk_docs d "
+                "WHERE d.root = doc_collections.root AND d.source = doc_collections.source)"
+            )
             if log:
                 _log(db, ((cid, None) for cid in ids))
 
@@ -390,15 +420,40 @@ def _log(db: sqlite3.Connection, writes: Iterable[tuple[str, bytes | None]]) -> 
 
 
 def _describe(db: sqlite3.Connection, described: Iterable[tuple[str, Mapping[str, object]]]) -> None:
-    """Keep indexed chunks' document, page and ingest time, in the write's own transaction."""
+    """Keep indexed chunks' document, page, ingest time and language, and their documents' collections, in the
+    write's own transaction."""
+    collections: dict[tuple[str, str], list[str]] = {}
     for cid, meta in described:
         row = db.execute("SELECT row FROM chunks WHERE id = ?", (cid,)).fetchone()
         if row is not None:
+            root, source = str(meta.get("root", "")), str(meta.get("source", ""))
             db.execute(
                 "INSERT OR REPLACE INTO chunk_docs VALUES (?, ?, ?, ?, ?, ?)",
-                (row[0], str(meta.get("root", "")), str(meta.get("source", "")), int(meta.get("page", 0) or 0),
+                (row[0], root, source, int(meta.get("page", 0) or 0),
                  str(meta.get("ingested_at", "")), meta.get("language") or None),
             )  # fmt: skip
+            collections[(root, source)] = chunk_collections(meta)  # the same for every chunk of a document
+    for (root, source), held in collections.items():
+        db.execute("DELETE FROM doc_collections WHERE root = ? AND source = ?", (root, source))
+        db.executemany("INSERT OR IGNORE INTO doc_collections VALUES (?, ?, ?)", [(c, root, source) for c in held])
+
+
+def _scope_conditions(scope: Scope | None) -> list[tuple[str, str]]:
+    """SQL selecting the rows (chunk_docs.row) ``scope`` admits, one (condition, JSON parameter) per limit."""
+    conditions = []
+    if scope is not None and scope.documents is not None:
+        conditions.append((
+            "SELECT d.row FROM json_each(?) j JOIN chunk_docs d "
+            "ON d.root = json_extract(j.value, '$[0]') AND d.source = json_extract(j.value, '$[1]')",
+            json.dumps(sorted(scope.documents)),
+        ))  # fmt: skip
+    if scope is not None and scope.collections is not None:
+        conditions.append((
+            "SELECT d.row FROM doc_collections a JOIN chunk_docs d ON d.root = a.root AND d.source = a.source "
+            "WHERE a.collection IN (SELECT value FROM json_each(?))",
+            json.dumps(sorted(scope.collections)),
+        ))  # fmt: skip
+    return conditions
 
 
 def _count(db: sqlite3.Connection, chunks: int, terms: int) -> None:

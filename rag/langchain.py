@@ -55,10 +55,7 @@ def passage_document(passage: Passage) -> Document:
 def _scope_for(searcher: Searcher, names: Sequence[str], settings: Settings) -> Scope | None:
     if not names:
         return None
-    store = getattr(searcher, "store", None)
-    if store is None:
-        raise SourcierError("this retriever cannot limit a search to documents (it has no store)")
-    return resolve_scope(store.documents(), list(names), settings.paths.store_dir)
+    return resolve_scope(searcher.corpus.documents(), list(names), settings.paths.store_dir)
 
 
 class SourcierRetriever(BaseRetriever):

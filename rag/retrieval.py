@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rag.corpus import Corpus
 from rag.embedding import Embedder, EmbeddingModelInfo
 from rag.errors import SettingsError, StoreError
 from rag.keyword import KeywordIndex, MemoryKeywordIndex, SqliteKeywordIndex
@@ -147,6 +148,11 @@ class Retriever:
         self.fresh: FreshVectors | None = None  # writes made since the store was opened (a LiveRetriever's)
 
     @property
+    def corpus(self) -> Corpus:
+        """What this retriever searches, for reading documents and chunks (held to a scope)."""
+        return self.store
+
+    @property
     def keyword_index(self) -> KeywordIndex:
         """The store's persistent index (filled first if it is behind the store, once: a store written before
         the index existed; its terms cut again if an earlier version wrote them), else an in-memory one built
@@ -156,6 +162,7 @@ class Retriever:
             if persistent is not None:
                 if persistent.count() < self.store.count() or persistent.outdated():
                     self.store.reconcile_keywords()
+                self.store.describe_unknown_chunks()  # a scope is applied through each chunk's document
                 self._keyword = persistent
             else:
                 ids, texts = [], []
@@ -199,20 +206,32 @@ class Retriever:
         r = self.settings.retrieval
         rankings, weights = [], []
         similarity: dict[str, float] = {}
-        where = scope.where() if scope is not None else None
-        within = self.store.ids_where(where) if where is not None and (r.keyword or self.fresh) else None
+        if scope is not None and scope.empty:
+            return []
+        keywords = self.keyword_index if r.keyword else None
+        # The chunks the scope admits, where a search cannot apply it itself: an in-memory keyword index, and
+        # the chunks written since this copy of the vector index was loaded.
+        within = None
+        if scope is not None and isinstance(keywords, MemoryKeywordIndex):
+            within = self.store.ids_in(scope)
+        fresh_within = None
+        if scope is not None and self.fresh is not None and self.fresh.vectors:
+            fresh_within = within if within is not None else self.store.ids_in(scope, among=self.fresh.vectors)
         for asked, weight in [(query, 1.0)] if isinstance(query, str) else query:
             if r.vector:
                 query_vector = self.embedder.embed_query(asked)
-                vector_hits = self.store.nearest(query_vector, r.candidates, where)
+                vector_hits = self.store.nearest(query_vector, r.candidates, scope)
                 if self.fresh is not None:
-                    vector_hits = self.fresh.merge(query_vector, vector_hits, r.candidates, within)
+                    vector_hits = self.fresh.merge(query_vector, vector_hits, r.candidates, fresh_within)
                 for h in vector_hits:
                     similarity[h.chunk_id] = max(h.score, similarity.get(h.chunk_id, h.score))
                 rankings.append(vector_hits)
                 weights.append(r.vector_weight * weight)
-            if r.keyword:
-                found = self.keyword_index.search(asked, r.candidates, within)
+            if keywords is not None:
+                if isinstance(keywords, SqliteKeywordIndex):
+                    found = keywords.search(asked, r.candidates, scope=scope)
+                else:
+                    found = keywords.search(asked, r.candidates, within)
                 rankings.append([Hit(cid, rank, score) for rank, (cid, score) in enumerate(found)])
                 weights.append(r.keyword_weight * weight)
         fused = reciprocal_rank_fusion(rankings, r.rrf_k, weights)
@@ -223,7 +242,7 @@ class Retriever:
             # next candidates fill its place), never an error.
             batch = fused[start : start + k - len(passages)]
             start += len(batch)
-            records = self.store.records([cid for cid, _ in batch])
+            records = self.store.records([cid for cid, _ in batch], scope)
             for cid, score in batch:
                 if cid in records:
                     doc, meta = records[cid]
@@ -258,6 +277,11 @@ class LiveRetriever:
 
     @property
     def store(self) -> Store:
+        return self._current().store
+
+    @property
+    def corpus(self) -> Corpus:
+        """The store as it is now (a fresh copy when another process changed it)."""
         return self._current().store
 
     def search(

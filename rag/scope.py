@@ -5,12 +5,14 @@ a document's name (``reports/q3.pdf``), a folder of names (``reports`` or ``repo
 (``data``), or a path on disk (``./docs/reports``); :func:`resolve_scope` turns those into documents, and a
 name that matches nothing is an error that says so (a typo must not silently widen the question to
 everything). Both searches apply the scope before fusion and reranking (Chroma's ``where`` on the vector
-side, the scope's chunk ids on the keyword side), so a scoped question never sees a passage from outside.
+side, the keyword index's own tables on the other), so a scoped question never sees a passage from outside.
+The same object carries what a person may read (their collections, ``rag.access``): a question's scope is
+narrowed to it, and every read made on their behalf goes through it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,21 +27,54 @@ class ScopeError(SourcierError):
 
 @dataclass(frozen=True)
 class Scope:
-    """The documents a question is limited to, as (root, source) pairs."""
+    """What a search may read: the documents a question is limited to, as (root, source) pairs (None: any),
+    and the collections one of which a chunk must belong to (None: any; ``rag.access``: what the asker may
+    read). Both searches apply it before fusion and reranking (``rag.store`` turns it into Chroma's filter and
+    the keyword index's)."""
 
-    documents: frozenset[tuple[str, str]]
+    documents: frozenset[tuple[str, str]] | None = None
+    collections: frozenset[str] | None = None
 
-    def where(self) -> dict[str, Any]:
-        """The Chroma ``where`` filter that selects the scope's chunks."""
-        by_root: dict[str, list[str]] = {}
-        for root, source in sorted(self.documents):
-            by_root.setdefault(root, []).append(source)
-        clauses = [{"$and": [{"root": root}, {"source": {"$in": sources}}]} for root, sources in by_root.items()]
-        return clauses[0] if len(clauses) == 1 else {"$or": clauses}
+    @property
+    def empty(self) -> bool:
+        """Whether it admits nothing at all (no document chosen, or no collection readable)."""
+        return self.documents == frozenset() or self.collections == frozenset()
+
+    def admits(self, root: str, source: str, collections: Iterable[str] = ()) -> bool:
+        """Whether a chunk of document (root, source) that belongs to ``collections`` is inside."""
+        if self.documents is not None and (root, source) not in self.documents:
+            return False
+        return self.collections is None or not self.collections.isdisjoint(collections)
+
+    def admits_chunk(self, metadata: Mapping[str, Any]) -> bool:
+        """Whether a stored chunk (its metadata) is inside."""
+        return self.admits(str(metadata.get("root", "")), str(metadata.get("source", "")), chunk_collections(metadata))
+
+    def narrowed(self, other: Scope | None) -> Scope:
+        """What both this scope and ``other`` admit."""
+        if other is None:
+            return self
+        documents = _both(self.documents, other.documents)
+        return Scope(documents, _both(self.collections, other.collections))
 
     def describe(self) -> list[str]:
         """The documents' names, for display."""
-        return sorted(source for _, source in self.documents)
+        return sorted(source for _, source in self.documents or ())
+
+
+def _both(a: frozenset[Any] | None, b: frozenset[Any] | None) -> frozenset[Any] | None:
+    return b if a is None else a if b is None else a & b
+
+
+def within(scope: Scope | None, other: Scope | None) -> Scope | None:
+    """``scope`` narrowed to ``other`` (either may be None: no limit)."""
+    return other if scope is None else scope.narrowed(other)
+
+
+def chunk_collections(metadata: Mapping[str, Any]) -> list[str]:
+    """The collections a stored chunk belongs to (its metadata ``collections``: a list of ids)."""
+    found = metadata.get("collections")
+    return [str(c) for c in found] if isinstance(found, list | tuple) else []
 
 
 def resolve_scope(documents: Iterable[Any], names: Sequence[str], store_dir: Path) -> Scope | None:

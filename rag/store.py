@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,9 +23,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rag.chroma_internals import bound_requests, client_system, forget_cached_store
+from rag.corpus import DocumentInfo, Record, documents_in
 from rag.embedding import EmbeddingModelInfo
 from rag.errors import StoreError, StoreMismatchError, store_error_hint
 from rag.keyword import INDEX_FILE, SqliteKeywordIndex, shared_index
+from rag.scope import Scope, chunk_collections
 from rag.settings import Settings
 from rag.text import LANGUAGES, search_text, text_language
 
@@ -55,17 +57,6 @@ class StoredDocument:
         )
 
 
-@dataclass
-class DocumentInfo:
-    """One document as the page lists it."""
-
-    root: str
-    source: str
-    chunks: int = 0
-    pages: set[int] = field(default_factory=set)
-    ingested_at: str = ""
-
-
 @dataclass(frozen=True)
 class Hit:
     """A chunk found by one search, with its rank in that search (0 = best) and that search's score."""
@@ -76,7 +67,8 @@ class Hit:
 
 
 class Store(ABC):
-    """A Chroma collection of chunks with the few operations ingest and retrieval need.
+    """A Chroma collection of chunks with the few operations ingest and retrieval need; for everyone else, the
+    :class:`~rag.corpus.Corpus` they read (every Chroma filter is written here, from a :class:`Scope`).
 
     One subclass per ``store.mode``: :class:`EmbeddedStore` (a folder on this machine) and
     :class:`ServerStore` (a Chroma server). They differ in how they connect, how a write is announced to
@@ -158,15 +150,15 @@ class Store(ABC):
             doc.expected_chunks.add(int(meta.get("n_chunks", -1)))
         return docs
 
-    def documents(self) -> list[DocumentInfo]:
-        """Every document in the store with its chunk and page counts and last ingest time: from the keyword
-        index, which keeps each chunk's document (those it does not know yet are read from Chroma once), or
-        from every chunk's metadata in Chroma when there is no such index."""
+    def documents(self, scope: Scope | None = None) -> list[DocumentInfo]:
+        """Every document in the store (those ``scope`` admits) with its chunk and page counts, last ingest time
+        and collections: from the keyword index, which keeps each chunk's document (those it does not know yet
+        are read from Chroma once), or from every chunk's metadata in Chroma when there is no such index."""
         if self.keywords is not None:
             self._describe_unknown_chunks(self.keywords)
             listed = [DocumentInfo(*row) for row in self.keywords.documents()]
-            return sorted(listed, key=lambda d: (d.root, d.source))
-        return self.documents_from_chunks()
+            return documents_in(sorted(listed, key=lambda d: (d.root, d.source)), scope)
+        return documents_in(self.documents_from_chunks(), scope)
 
     def documents_from_chunks(self) -> list[DocumentInfo]:
         """The same list, from every chunk's metadata in Chroma (seconds per 100,000 chunks)."""
@@ -177,6 +169,7 @@ class Store(ABC):
             doc.chunks += 1
             doc.pages.add(int(meta.get("page", 0)))
             doc.ingested_at = max(doc.ingested_at, str(meta.get("ingested_at", "")))
+            doc.collections = doc.collections | frozenset(chunk_collections(meta))
         return sorted(docs.values(), key=lambda d: (d.root, d.source))
 
     def languages(self) -> set[str] | None:
@@ -201,6 +194,12 @@ class Store(ABC):
                 found.add(language)
         return found or None
 
+    def describe_unknown_chunks(self) -> None:
+        """Teach the keyword index the documents, languages and collections of the chunks it does not know
+        them of (cheap when it knows them all: an index lookup and a count)."""
+        if self.keywords is not None and self.keywords.lacks_metadata():
+            self._describe_unknown_chunks(self.keywords)
+
     def _describe_unknown_chunks(self, index: SqliteKeywordIndex) -> None:
         """Give the keyword index the documents and languages of the chunks it does not know them of (an index
         written before it kept them: once; a chunk whose metadata has no language gets the one its text shows).
@@ -220,9 +219,12 @@ class Store(ABC):
         records = self.records(unknown)
         index.set_metadata(list(records), [_with_language(doc, meta) for doc, meta in records.values()])
 
-    def nearest(self, vector: Sequence[float], n: int, where: dict[str, Any] | None = None) -> list[Hit]:
-        """The ``n`` chunks closest to ``vector`` (among those ``where`` selects) as ranked hits, scored by
+    def nearest(self, vector: Sequence[float], n: int, scope: Scope | None = None) -> list[Hit]:
+        """The ``n`` chunks closest to ``vector`` (among those ``scope`` admits) as ranked hits, scored by
         cosine similarity."""
+        where = chroma_where(scope)
+        if scope is not None and scope.empty:
+            return []
         found = self._call(  # Chroma caps n_results at the collection size, and answers [] when empty
             "search",
             self.collection.query,
@@ -236,21 +238,51 @@ class Store(ABC):
             for rank, (cid, d) in enumerate(zip(found["ids"][0], found["distances"][0], strict=True))
         ]
 
-    def records(self, ids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
-        """Text and metadata of the given chunks, by id."""
+    def records(self, ids: Sequence[str], scope: Scope | None = None) -> dict[str, Record]:
+        """Text and metadata of the given chunks (those ``scope`` admits), by id."""
         if not ids:
             return {}
         got = self._call("read chunks", self.collection.get, ids=list(ids), include=["documents", "metadatas"])
-        return {cid: (doc, meta) for cid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)}
+        rows = zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+        return {cid: (doc, meta) for cid, doc, meta in rows if scope is None or scope.admits_chunk(meta)}
 
-    def ids_where(self, where: dict[str, Any]) -> set[str]:
-        """The ids of the chunks a Chroma ``where`` filter selects."""
-        return {cid for page in self._pages("read chunk ids", where=where) for cid in page["ids"]}
-
-    def records_where(self, where: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
-        """Text and metadata of the chunks a Chroma ``where`` filter selects, by id (a few: no paging)."""
+    def neighbours(
+        self, root: str, source: str, indexes: Sequence[int], scope: Scope | None = None
+    ) -> dict[int, Record]:
+        """The chunks of document (root, source) at these positions (``chunk_index``), those ``scope`` admits."""
+        where = {"$and": [{"root": root}, {"source": source}, {"chunk_index": {"$in": list(indexes)}}]}
         got = self._call("read chunks", self.collection.get, where=where, include=["documents", "metadatas"])
-        return {cid: (doc, meta) for cid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)}
+        return {
+            int(meta["chunk_index"]): (doc, meta)
+            for doc, meta in zip(got["documents"], got["metadatas"], strict=True)
+            if scope is None or scope.admits_chunk(meta)
+        }
+
+    def ids_in(self, scope: Scope, among: Collection[str] | None = None) -> set[str]:
+        """The ids of the chunks ``scope`` admits (only those ``among`` when given): from the keyword index's
+        tables when there is one, else from Chroma."""
+        if scope.empty or (among is not None and not among):
+            return set()
+        if self.keywords is not None:
+            self.describe_unknown_chunks()
+            return self.keywords.ids_in(scope, among)
+        if among is not None:
+            return set(self.records(list(among), scope))
+        return {cid for page in self._pages("read chunk ids", where=chroma_where(scope)) for cid in page["ids"]}
+
+    def set_collections(self, root: str, source: str, collections: Sequence[str]) -> int:
+        """Make every chunk of document (root, source) belong to exactly ``collections`` (metadata only:
+        nothing is embedded again). Returns the number of chunks changed."""
+        wanted = sorted(set(collections))
+        value: list[str] | None = wanted or None  # None removes the key (Chroma refuses an empty list)
+        changed = {
+            cid: {**meta, "collections": value}
+            for cid, meta in self.iter_metadatas({"$and": [{"root": root}, {"source": source}]})
+            if sorted(chunk_collections(meta)) != wanted
+        }
+        if changed:
+            self.update_metadatas(list(changed), list(changed.values()))
+        return len(changed)
 
     def upsert(
         self,
@@ -436,6 +468,23 @@ def _with_language(text: str, metadata: dict[str, Any] | None) -> dict[str, Any]
     return metadata
 
 
+def chroma_where(scope: Scope | None) -> dict[str, Any] | None:
+    """The Chroma ``where`` filter that selects the chunks ``scope`` admits (None: no filter)."""
+    if scope is None:
+        return None
+    clauses: list[dict[str, Any]] = []
+    if scope.documents is not None:
+        by_root: dict[str, list[str]] = {}
+        for root, source in sorted(scope.documents):
+            by_root.setdefault(root, []).append(source)
+        chosen = [{"$and": [{"root": root}, {"source": {"$in": sources}}]} for root, sources in by_root.items()]
+        clauses += chosen if len(chosen) <= 1 else [{"$or": chosen}]
+    if scope.collections is not None:
+        readable = [{"collections": {"$contains": c}} for c in sorted(scope.collections)]
+        clauses += readable if len(readable) <= 1 else [{"$or": readable}]
+    return None if not clauses else clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
 def _searched_as(text: str, metadata: dict[str, Any] | None) -> str:
     """What a stored chunk is searched as: its context header (metadata ``context``) and its text."""
     return search_text(text, str((metadata or {}).get("context", "")))
@@ -460,13 +509,14 @@ def chroma_client(settings: Settings) -> Any:
         raise StoreError(f"cannot open the Chroma store ({where}): {exc}{store_error_hint(exc)}") from exc
 
 
-def open_store(settings: Settings, model: EmbeddingModelInfo, create: bool = True) -> Store:
-    """Open (or create) the chunk collection; refuse one built with another embedding model."""
+def open_store(settings: Settings, model: EmbeddingModelInfo | None, create: bool = True) -> Store:
+    """Open (or create) the chunk collection; refuse one built with another embedding model. Without a model
+    (for work on metadata only, which needs no vectors), the collection must exist and any model is taken."""
     client = chroma_client(settings)
     name = settings.store.collection
     ef = settings.store.hnsw_ef
     try:
-        if create:
+        if create and model is not None:
             collection = client.get_or_create_collection(
                 name=name,
                 embedding_function=None,
@@ -479,7 +529,9 @@ def open_store(settings: Settings, model: EmbeddingModelInfo, create: bool = Tru
         raise StoreError(f"cannot open collection '{name}' of the Chroma store: {exc}") from exc
     meta = collection.metadata or {}
     stored_model = meta.get("embedding_model")
-    if stored_model not in (None, model.name) or int(meta.get("dimension", model.dimension)) != model.dimension:
+    if model is not None and (
+        stored_model not in (None, model.name) or int(meta.get("dimension", model.dimension)) != model.dimension
+    ):
         raise StoreMismatchError(
             f"collection '{name}' was built with the embedding model {stored_model} "
             f"({meta.get('dimension')} dimensions) but {model.name} ({model.dimension}) is configured: "

@@ -21,13 +21,13 @@ from ingest.pipeline import IngestReport, ProgressListener, document_path, inges
 from ingest.uploads import SavedUpload, remove_document, save_upload, set_aside, withdraw
 from rag.answer import Answer, Answerer, Searcher
 from rag.conversations import ConversationStore
+from rag.corpus import DocumentInfo, documents_in
 from rag.errors import IngestLockedError, SourcierError
 from rag.llm.base import ChatModel
 from rag.packing import Passage
 from rag.scope import Scope, resolve_scope
 from rag.served import SERVICE, store_fingerprint
 from rag.settings import Settings, available_memory
-from rag.store import DocumentInfo
 
 
 @dataclass
@@ -151,16 +151,16 @@ class Service:
 
     # -- documents ----------------------------------------------------------------------------------
 
-    def documents(self) -> list[DocumentInfo]:
-        """The store's documents, read once per store version (reading them goes through every chunk's
-        metadata: seconds at tens of thousands of chunks, too slow for every rerun of the page). Any write,
-        by this process or another, changes the version, and the next call reads them again."""
-        store = self.retriever.store  # type: ignore[attr-defined]
+    def documents(self, scope: Scope | None = None) -> list[DocumentInfo]:
+        """The store's documents (those ``scope`` admits), read once per store version (reading them goes
+        through every chunk's metadata: seconds at tens of thousands of chunks, too slow for every rerun of the
+        page). Any write, by this process or another, changes the version, and the next call reads them again."""
+        corpus = self.retriever.corpus
         with self._documents_lock:
-            version = store.version()
+            version = corpus.version()
             if self._documents is None or self._documents[0] != version:
-                self._documents = (version, store.documents())
-            return list(self._documents[1])
+                self._documents = (version, corpus.documents())
+            return documents_in(self._documents[1], scope)
 
     # -- conversations ------------------------------------------------------------------------------
 
@@ -182,8 +182,7 @@ class Service:
     def source_states(self, answer: Answer) -> dict[int, str]:
         """For each source of a saved answer: "kept" (the store holds that passage as it was), "changed"
         (its document is there in another version) or "removed" (its document is no longer stored)."""
-        store = self.retriever.store  # type: ignore[attr-defined]
-        held = store.records([s.passage.chunk_id for s in answer.sources])
+        held = self.retriever.corpus.records([s.passage.chunk_id for s in answer.sources])
         documents = {(d.root, d.source) for d in self.documents()}
         states = {}
         for s in answer.sources:
@@ -214,24 +213,16 @@ class Service:
 
     def chunk(self, chunk_id: str) -> tuple[str, dict[str, Any]] | None:
         """A stored chunk's text and metadata, or None when the store has no such chunk."""
-        return self.retriever.store.records([chunk_id]).get(chunk_id)  # type: ignore[attr-defined]
+        return self.retriever.corpus.records([chunk_id]).get(chunk_id)
 
     def surroundings(self, passage: Passage, chars: int = 400) -> tuple[str, str]:
         """The text just before and after a passage in its document (from the neighbouring chunks, which share
         its page): for formats without page images, the passage is shown where it sits. ("", "") when gone."""
-        store = self.retriever.store  # type: ignore[attr-defined]
         found = self.chunk(passage.chunk_id)
         if found is None:
             return "", ""
         index = int(found[1].get("chunk_index", -1))
-        where = {
-            "$and": [
-                {"root": passage.root},
-                {"source": passage.source},
-                {"chunk_index": {"$in": [index - 1, index + 1]}},
-            ]
-        }
-        near = {int(m["chunk_index"]): (text, m) for text, m in store.records_where(where).values()}
+        near = self.retriever.corpus.neighbours(passage.root, passage.source, [index - 1, index + 1])
         before = after = ""
         if index - 1 in near and int(near[index - 1][1]["page"]) == passage.page:
             text, meta = near[index - 1]

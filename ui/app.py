@@ -312,7 +312,7 @@ def show_sources(service: Service, answer: Answer, lang: str, turn: int) -> None
 def show_passage(service: Service, answer: Answer, source: Any, lang: str) -> None:
     """A PDF or image source: its page with the passage highlighted, then the passage's text. Other formats:
     the passage in the text around it (grey), its quoted words highlighted."""
-    from rag.store import DocumentInfo
+    from rag.corpus import DocumentInfo
 
     p = source.passage
     marked = highlighted(p.text, passage_spans(answer, source))
@@ -343,7 +343,7 @@ def passage_spans(answer: Answer, source: Any) -> list[tuple[int, int]]:
 
 
 def download(service: Service, passage: Any, key: str, lang: str) -> None:
-    from rag.store import DocumentInfo
+    from rag.corpus import DocumentInfo
 
     path = service.file_of(DocumentInfo(passage.root, passage.source))
     try:

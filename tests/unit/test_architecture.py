@@ -19,6 +19,7 @@ FORBIDDEN = {
     "evaluation": {"streamlit", "service", "ui", "api", "sourcier"},
     "api": {"streamlit", "ui", "evaluation", "sourcier"},
     "ui": {"api", "fastapi", "evaluation", "sourcier"},
+    "admin": {"streamlit", "service", "ui", "evaluation", "api", "fastapi", "sourcier"},
     "sourcier": {"streamlit", "fastapi"},  # the one command line: it reaches the others' entry points only
 }
 
@@ -155,3 +156,36 @@ def test_no_module_imports_itself_back_through_others():
 def test_the_cycle_finder_finds_a_deferred_circle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+PRODUCT = ("rag", "ingest", "service", "api", "ui", "sourcier", "evaluation", "admin")
+
+
+def product_files():
+    for package in PRODUCT:
+        yield from sorted((REPO / package).rglob("*.py"))
+
+
+def test_only_the_store_writes_chroma_filters():
+    """Every Chroma ``where`` is built in rag/store.py, from a Scope: a search backed by something else needs no
+    caller changed, and an access rule cannot be forgotten by a caller writing its own filter."""
+    for path in product_files():
+        if path.relative_to(REPO).as_posix() == "rag/store.py":
+            continue
+        text = path.read_text(encoding="utf-8")
+        for operator in ('"$and"', '"$or"', '"$in"', '"$contains"', '"$eq"', "where={"):
+            assert operator not in text, f"{path.relative_to(REPO)} writes a Chroma filter ({operator})"
+
+
+def test_callers_read_the_corpus_not_the_store_behind_a_retriever():
+    """Outside search itself, the store is read through a retriever's ``corpus`` (rag.corpus.Corpus)."""
+    allowed = {"rag/retrieval.py", "rag/store.py"}
+    for path in product_files():
+        if path.relative_to(REPO).as_posix() in allowed:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and node.attr == "store":
+                owner = ast.unparse(node.value)
+                assert "retriever" not in owner and "searcher" not in owner, (
+                    f"{path.relative_to(REPO)}:{node.lineno} reads {owner}.store: use .corpus"
+                )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from rag.corpus import DocumentInfo
 from rag.retrieval import Retriever
-from rag.store import DocumentInfo
 from service import Service
 from tests.conftest import REPO
 from tests.fakes import FakeEmbedder, FakeLLM, fake_ingestor, sentence_holding

@@ -103,6 +103,6 @@ def test_a_chunk_deleted_between_search_and_fetch_is_skipped_and_replaced(settin
     before = retriever.search("storage outage minutes", k=4)
     gone = before[0].chunk_id
     real_records = store.records
-    store.records = lambda ids: {c: v for c, v in real_records(ids).items() if c != gone}  # deleted meanwhile
+    store.records = lambda ids, scope=None: {c: v for c, v in real_records(ids, scope).items() if c != gone}
     after = retriever.search("storage outage minutes", k=4)
     assert gone not in [p.chunk_id for p in after] and len(after) == 4

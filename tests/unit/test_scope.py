@@ -6,6 +6,7 @@ import pytest
 
 from rag.retrieval import Retriever
 from rag.scope import Scope, ScopeError, resolve_scope
+from rag.store import chroma_where
 from tests.conftest import make_settings
 from tests.fakes import FakeEmbedder, fake_ingestor
 
@@ -65,10 +66,11 @@ def test_names_folders_and_paths_select_documents_and_a_typo_is_an_error(two_pol
 def test_a_scope_over_two_folders_is_one_chroma_filter(two_policies):
     settings, store, _ = two_policies
     scope = Scope(frozenset({("docs", "canteen.txt"), ("other", "a.txt")}))
-    assert scope.where() == {
+    assert chroma_where(scope) == {
         "$or": [
             {"$and": [{"root": "docs"}, {"source": {"$in": ["canteen.txt"]}}]},
             {"$and": [{"root": "other"}, {"source": {"$in": ["a.txt"]}}]},
         ]
     }
-    assert {m["source"] for _, m in store.iter_metadatas(scope.where())} == {"canteen.txt"}
+    assert {m["source"] for _, m in store.iter_metadatas(chroma_where(scope))} == {"canteen.txt"}
+    assert {store.records([cid])[cid][1]["source"] for cid in store.ids_in(scope)} == {"canteen.txt"}
