@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
@@ -148,12 +148,14 @@ def chunk_metadata(
     ingested_at: str,
     context: str = "",
     ocr: bool = False,
+    collections: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Everything a citation needs, plus what incremental ingest checks (hash, pipeline, count), the chunk's
     language ('en' or 'fr', what a question in another language is translated into: ``rag.crosslingual``),
     and the chunk's context header when it has one (searched with it, never shown as part of it), and ``ocr``
-    when its page was read by OCR."""
+    when its page was read by OCR, and the collections its file belongs to (``rag.accounts``) when there are."""
     extra = ({"context": context} if context else {}) | ({"ocr": True} if ocr else {})
+    extra |= {"collections": sorted(collections)} if collections else {}
     return extra | {
         "language": text_language(chunk.text),
         "root": root,

@@ -39,6 +39,7 @@ from ingest.parsing import (
     plan_workers,
     pool_size,
 )
+from rag.accounts import collection_paths, holding
 from rag.embedding import Embedder, EmbeddingModelInfo, TokenCounter
 from rag.errors import DocumentError, SettingsError
 from rag.hashing import file_sha256
@@ -78,6 +79,7 @@ class IngestReport:
     ocr_pages: int = 0
     ocr_seconds: float = 0.0
     chunks_written: int = 0
+    regranted: int = 0  # chunks whose collections changed (a collection made or changed since: rag.accounts)
     chunks_reused: int = 0
     chunks_removed: int = 0
     bytes_read: int = 0
@@ -152,6 +154,7 @@ class Ingestor:
         self.progress = progress or ProgressListener()
         self.workers = workers  # processes reading files ahead of the embedder (0: read in this process)
         self.workers_embed = workers_embed  # they embed too (each with one thread); this process only writes
+        self._collections: list[tuple[str, Path]] | None = None  # (collection id, its folder), read per run
 
     # -- public -------------------------------------------------------------------------------
 
@@ -161,6 +164,7 @@ class Ingestor:
         report = IngestReport(dry_run=dry_run)
         if not dry_run:  # a run killed mid-write left the keyword index a few ids off: back in step first
             self.store.reconcile_keywords()
+        self._collections = collection_paths(self.settings.paths.store_dir)
         plans = [self._plan(discover(Path(t)), report, keep_missing) for t in targets]
         todo = [p for plan in plans for p in plan[1]]
         self.progress.planned(len(todo), sum(p.file.size for p in todo))
@@ -171,8 +175,16 @@ class Ingestor:
                 else:
                     self._write(root, to_write, report)
                     self._remove(stale_docs, report)
+        if not dry_run:
+            report.regranted = self.sync_collections()
         report.elapsed_seconds = time.perf_counter() - started
         return report
+
+    def sync_collections(self) -> int:
+        """Every stored document made to belong to exactly the collections holding its file (see
+        :func:`apply_collections`); the collections are read again first."""
+        self._collections = collection_paths(self.settings.paths.store_dir)
+        return apply_collections(self.store, self.settings, self._collections)
 
     def forget(self, folder: Path) -> int:
         """Remove every chunk ingested from ``folder`` (e.g. a folder that was moved or deleted)."""
@@ -341,6 +353,7 @@ class Ingestor:
                 ingested_at=now,
                 context=headers[i],
                 ocr=c.page in result.ocr_pages,
+                collections=holding(self._collections or [], f.path),
             )
             for i, c in enumerate(chunks)
         ]
@@ -384,7 +397,10 @@ class Ingestor:
         embedded = set(job.to_embed)
         kept = [i for i in range(len(job.ids)) if i not in embedded]
         if kept:
-            self.store.update_metadatas([job.ids[i] for i in kept], [job.metadatas[i] for i in kept])
+            # collections None: a kept chunk whose file left every collection loses the key (an update keeps
+            # the keys it is not given)
+            metadatas = [{"collections": None} | job.metadatas[i] for i in kept]
+            self.store.update_metadatas([job.ids[i] for i in kept], metadatas)
             report.chunks_reused += len(kept)
         stored = job.planned.stored
         if stored is not None:
@@ -460,6 +476,34 @@ def ingest_paths(
             raise DocumentError(f"no such file or folder: {t}")
     with ingest_lock(settings.paths.store_dir, wait=wait):
         return build_ingestor(settings, progress).run(targets, dry_run=dry_run, keep_missing=keep_missing)
+
+
+def apply_collections(store: Store, settings: Settings, held: list[tuple[str, Path]] | None) -> int:
+    """Make every stored document belong to exactly the collections (``rag.accounts``; ``held``: their ids and
+    folders, None when the store has no accounts file) holding its file: metadata only, nothing embedded
+    again. Returns the chunks changed (none, and nothing read, without an accounts file)."""
+    if held is None:
+        return 0
+    changed = 0
+    for doc in store.documents():
+        wanted = holding(held, document_path(doc.root, doc.source, settings.paths.store_dir))
+        if sorted(doc.collections) != wanted:
+            changed += store.set_collections(doc.root, doc.source, wanted)
+    return changed
+
+
+def sync_collections(settings: Settings, *, wait: bool = False) -> int:
+    """After a change to the collections (``sourcier collections``): every stored document's chunks made to
+    carry the collections holding its file, under the one-writer lock. Returns the chunks changed (0 before
+    the first ingest)."""
+    from ingest.lock import ingest_lock
+    from rag.store import open_store, store_class
+
+    if not store_class(settings).exists(settings):
+        return 0
+    with ingest_lock(settings.paths.store_dir, wait=wait):
+        store = open_store(settings, None, create=False)
+        return apply_collections(store, settings, collection_paths(settings.paths.store_dir))
 
 
 def forget_folders(folders: Sequence[Path], settings: Settings, *, wait: bool = False) -> dict[str, int]:

@@ -38,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="ask only these documents: a document's name as listed, a folder of them, or a path on disk "
         "(repeatable; default: all documents)",
     )
+    scoped.add_argument(
+        "--user",
+        metavar="NAME",
+        help="ask as this account (sourcier users): only the collections it may read are searched, named and "
+        "cited (no password: whoever runs this command can read the store's files anyway)",
+    )
     ask = sub.add_parser("ask", help="answer one question from the documents", parents=[scoped])
     ask.add_argument("question")
     ask.add_argument("--json", action="store_true", help="print the Answer as JSON (no streaming)")
@@ -99,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             from rag.answer import clean_question
 
             clean_question(args.question)  # refuse an empty question before loading any model
-            if not args.no_server:
+            if not args.no_server and not args.user:
                 from rag.served import running_server
 
                 url = running_server(settings)
@@ -107,11 +113,13 @@ def main(argv: list[str] | None = None) -> int:
                     return ask_server(url, settings, args.question, args.scope, as_json=args.json)
         from rag.answer import build_answerer
         from rag.retrieval import build_retriever
-        from rag.scope import resolve_scope
+        from rag.scope import resolve_scope, within
 
         model = Meanwhile(settings)  # the model loads while the store, the embedder and the reranker load here
         retriever = build_retriever(settings)  # an empty store, or a name that matches no document, is said first
-        scope = resolve_scope(retriever.store.documents(), args.scope, settings.paths.store_dir)
+        readable = readable_by(settings, args.user)
+        chosen = resolve_scope(retriever.corpus.documents(readable), args.scope, settings.paths.store_dir)
+        scope = within(chosen, readable)
         answerer = build_answerer(settings, llm=model.result(), retriever=retriever)
         if args.command == "ask":
             return ask(answerer, args.question, as_json=args.json, scope=scope)
@@ -121,6 +129,21 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+
+
+def readable_by(settings: Any, user: str | None) -> Scope | None:
+    """What ``user`` may read (None: everything, for the store's owner at this terminal when no user is named)."""
+    if user is None:
+        return None
+    from rag.accounts import AccessError, Accounts
+
+    accounts = Accounts.existing(settings.paths.store_dir)
+    if accounts is None:
+        raise AccessError(f"--user {user}: this store has no accounts (sourcier users add)")
+    try:
+        return accounts.scope_for(accounts.person(user))
+    finally:
+        accounts.close()
 
 
 class Meanwhile:

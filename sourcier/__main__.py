@@ -6,6 +6,7 @@
     sourcier serve [--host H --port P]     python -m api (the HTTP API, in this process)
     sourcier page                          python -m ui (the Streamlit page)
     sourcier evaluate SET ...              python -m evaluation ...
+    sourcier users | collections ...       python -m admin users | collections ... (a team's accounts)
 
 ``--config FILE`` and ``--store DIR`` may come before the subcommand and reach it. ``sourcier COMMAND --help``
 shows that command's own options. Only the chosen entry point is imported, so ``--help`` costs nothing.
@@ -27,8 +28,11 @@ COMMANDS: dict[str, str] = {
     "serve": "the HTTP API (OpenAI-compatible chat with sources, documents) on 127.0.0.1",
     "page": "the Streamlit page on 127.0.0.1",
     "evaluate": "measure retrieval and answers on a question set",
+    "users": "a team's accounts: add, remove, reset, role, list, API keys",
+    "collections": "who reads what: collections of folders, granted to accounts",
 }
 RAG_COMMANDS = ("ask", "chat", "model")
+ADMIN_COMMANDS = ("users", "collections")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +60,8 @@ def entry_point(command: str) -> Callable[[list[str]], int]:
         from api.__main__ import main
     elif command == "page":
         from ui.__main__ import main
+    elif command in ADMIN_COMMANDS:
+        from admin.__main__ import main
     else:
         from evaluation.__main__ import main
     return main
@@ -66,6 +72,8 @@ def forwarded(command: str, config: Path | None, store: Path | None, args: list[
     options = ["--config", str(config)] if config is not None else []
     if command in ("ingest", *RAG_COMMANDS):
         options += ["--store", str(store)] if store is not None else []
+    if command in ADMIN_COMMANDS:  # python -m admin: the global options, then users|collections
+        return [*options, *(["--store", str(store)] if store is not None else []), command, *args]
     if command in RAG_COMMANDS:  # python -m rag reads --config/--store before the command only
         moved, rest = _global_options(args)
         return [*options, *moved, command, *rest]
