@@ -6,6 +6,7 @@
     python -m admin users key bob                 a new API key for bob, shown once (keys | revoke-key ID)
     python -m admin collections create hr --path ./docs/hr
     python -m admin collections grant hr bob      (revoke, add-path, remove, list)
+    python -m admin audit --user bob --last 20    the audit trail (--json: as kept)
 
 Passwords are read from the terminal (twice), or from the first line of standard input with
 ``--password-stdin``; never from the command line, where other users of the machine could see them.
@@ -15,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 from rag.accounts import AccessError, Accounts
+from rag.audit import AuditLog
 
 EXIT_OK, EXIT_ERROR = 0, 2
 
@@ -62,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
         one.add_argument("name")
         one.add_argument("user")
     c.add_parser("list", help="collections, their folders and readers")
+
+    audit = top.add_parser("audit", help="the audit trail: who asked what, when, and the sources shown or opened")
+    audit.add_argument("--user", help="only this account's records")
+    audit.add_argument("--last", type=int, default=50, help="how many of the latest records (default 50)")
+    audit.add_argument("--json", action="store_true", help="the records as JSON lines, as kept")
     return p
 
 
@@ -74,8 +82,18 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.config)
         if args.store:
             settings.paths.store_dir = args.store
+        if args.group == "audit":
+            show_audit(AuditLog.of_store(settings.paths.store_dir), args)
+            return EXIT_OK
         accounts = Accounts.of_store(settings.paths.store_dir)
+        trail = AuditLog.of_store(settings.paths.store_dir) if settings.server.audit else None
         try:
+            if trail is not None:  # the change (never a password: those are read apart)
+                named = {k: v for k, v in vars(args).items() if k in ("name", "user", "role", "id") and v is not None}
+                paths = [str(p) for p in getattr(args, "path", None) or []]
+                trail.record(
+                    "admin", None, action=f"{args.group} {args.action}", **named, **({"paths": paths} if paths else {})
+                )
             if args.group == "users":
                 users(accounts, args)
             else:
@@ -152,6 +170,17 @@ def collections(accounts: Accounts, args: argparse.Namespace) -> bool:
             print(f"{c.name} ({c.id})\n  folders: {', '.join(map(str, c.paths))}")
             print(f"  readers: {', '.join(c.readers) or '-'}")
     return False
+
+
+def show_audit(trail: AuditLog, args: argparse.Namespace) -> None:
+    for entry in trail.last(args.last, args.user):
+        if args.json:
+            print(json.dumps(entry, ensure_ascii=False))
+            continue
+        who = entry.get("person") or entry.get("name") or "(owner)"
+        what = entry.get("question") or entry.get("file") or entry.get("action") or entry.get("address") or ""
+        sources = ", ".join(f"[{s['number']}] {s['file']}" for s in entry.get("sources", []) if s.get("cited"))
+        print(f"{entry['at'][:19]}  {who:<16} {entry['event']:<14} {what}" + (f"  -> {sources}" if sources else ""))
 
 
 def password(from_stdin: bool) -> str:

@@ -1,7 +1,8 @@
 """``python -m api`` (also ``python -m rag serve``, ``sourcier-api``): start the HTTP API with uvicorn.
 
-Listens on ``server.address``:``server.api_port`` (127.0.0.1:8502 by default). Everything else comes from
-the settings, as for the page and the CLI.
+Listens on ``server.api_address`` (else ``server.address``):``server.api_port`` (127.0.0.1:8502 by default);
+refuses any address beyond this machine while the store has no accounts (unless ``server.api_key`` is set).
+Everything else comes from the settings, as for the page and the CLI.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import rag  # noqa: F401  (offline switches set before any library loads)
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m rag serve", description="sourcier's HTTP API (OpenAI-compatible).")
     p.add_argument("--config", type=Path, help="settings TOML file (default: ./sourcier.toml if present)")
-    p.add_argument("--host", help="address to listen on (overrides server.address)")
+    p.add_argument("--host", help="address to listen on (overrides server.api_address)")
     p.add_argument("--port", type=int, help="port (overrides server.api_port)")
     return p
 
@@ -28,8 +29,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         settings = load_settings(args.config)
-        host = args.host or settings.server.address
+        host = args.host or settings.server.api_host()
         port = args.port or settings.server.api_port
+        from rag.accounts import check_exposure
+
+        check_exposure(host, settings.paths.store_dir, "the API", key_set=settings.server.api_key is not None)
         from api.server import create_app
         from service import build_service
 
@@ -37,11 +41,6 @@ def main(argv: list[str] | None = None) -> int:
     except SourcierError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if host not in ("127.0.0.1", "localhost", "::1") and settings.server.api_key is None:
-        print(
-            f"warning: listening on {host} without server.api_key: anyone who can reach it can read the documents",
-            file=sys.stderr,
-        )
     import uvicorn
 
     uvicorn.run(

@@ -17,7 +17,12 @@ GET  /health                liveness and the model's state (no data, no key need
 A crash of the model's worker process fails only the request it was answering (503, code
 ``model_restarting``, or an error event in a stream); the next request is answered by a new worker.
 
-With ``server.api_key`` set, every other route needs ``Authorization: Bearer <key>``. No interactive
+GET  /v1/me                 who the key belongs to, and the collections they read
+
+With accounts (``sourcier users``), every other route needs a person's own key (``Authorization: Bearer
+<key>``, made by ``sourcier users key NAME``) and reads only what that person may read: documents outside
+their collections are "not found", like documents that do not exist. Without accounts, ``server.api_key``
+(when set) is the one key. No interactive
 docs page (it would load its scripts from a CDN, and nothing here reaches the network) and no route schema.
 """
 
@@ -33,20 +38,22 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
-from fastapi import FastAPI, File, Request, UploadFile
+from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.runs import AnswerRun, ClientGone
+from rag.accounts import AccessError, Accounts
 from rag.activity import Cancellation
 from rag.answer import Answer
+from rag.audit import AuditLog
 from rag.conversations import ConversationNotFound
-from rag.corpus import DocumentInfo
 from rag.errors import IngestLockedError, LLMServerError, ModelCrashError, ModelFileError, SourcierError, StoreError
 from rag.packing import Turn
-from service import Service, SessionChoices
+from service import NotReadable, Reader, Service, SessionChoices
+from service.reader import describe
 
 MODEL_NAME = "sourcier"
 
@@ -122,6 +129,10 @@ def api_error(exc: SourcierError) -> ApiError:
         return ApiError(409, str(exc), "conflict", "ingest_running")
     if isinstance(exc, ConversationNotFound):
         return ApiError(404, str(exc), "not_found", "conversation_not_found")
+    if isinstance(exc, NotReadable):  # absent or not the asker's to read: one answer for both
+        return ApiError(404, str(exc), "not_found", "document_not_found")
+    if isinstance(exc, AccessError):
+        return ApiError(403, str(exc), "permission_error", "forbidden")
     if isinstance(exc, LLMServerError):
         return ApiError(502, str(exc), "upstream_error", "llm_server")
     if isinstance(exc, ModelCrashError):
@@ -220,7 +231,11 @@ def create_app(service: Service) -> FastAPI:
         title="sourcier", docs_url=None, redoc_url=None, swagger_ui_oauth2_redirect_url=None, openapi_url=None
     )
     settings = service.settings
-    app.add_middleware(KeyFirst, key=lambda: settings.server.api_key)
+    app.add_middleware(KeyFirst, key=lambda: settings.server.api_key, accounts=service.accounts, audit=service.audit)
+
+    def reader(request: Request) -> Reader:
+        """The service as the request's person sees it (KeyFirst found them from their key)."""
+        return service.reader(request.scope.get("state", {}).get("person"))
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:  # a 401 is KeyFirst's, before any route
@@ -247,6 +262,10 @@ def create_app(service: Service) -> FastAPI:
         report = service.health()
         return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)
 
+    @app.get("/v1/me")
+    def me(request: Request) -> dict[str, Any]:
+        return describe(reader(request))
+
     @app.get("/v1/models")
     def models() -> dict[str, Any]:
         return {"object": "list", "data": [{"id": MODEL_NAME, "object": "model", "created": 0, "owned_by": "local"}]}
@@ -254,6 +273,7 @@ def create_app(service: Service) -> FastAPI:
     @app.post("/v1/chat/completions", response_model=None)
     async def chat(body: ChatRequest, request: Request) -> Any:
         question, history = conversation(body.messages)
+        person = reader(request)
         defaults = service.defaults()
         choices = SessionChoices(
             k=body.k or defaults.k,
@@ -263,22 +283,25 @@ def create_app(service: Service) -> FastAPI:
             model_path=None,
         )
         if body.conversation_id is not None:  # the saved conversation is the history (404 when unknown)
-            saved = service.conversations.get(body.conversation_id)
+            saved = person.conversations.get(body.conversation_id)
             history = [Turn(a.question, a.text) for a in saved.answers]
         scope_names = body.filter.sources if body.filter else []
 
         def keep(answer: Answer) -> dict[str, Any]:
-            """Save the finished answer in its conversation; its id goes back to the client."""
-            if answer.cancelled or not body.store:
-                return {"conversation_id": body.conversation_id}
-            return {"conversation_id": service.save_answer(body.conversation_id, answer, scope_names)}
+            """Save the finished answer in its conversation (its id goes back to the client); the audit trail
+            keeps the question and the sources shown either way."""
+            kept = body.conversation_id
+            if not answer.cancelled and body.store:
+                kept = person.save_answer(body.conversation_id, answer, scope_names)
+            person.answered(answer, scope_names, kept)
+            return {"conversation_id": kept}
 
         cancel = Cancellation()
-        scope = service.scope(scope_names) if body.filter else None  # a name matching nothing: 400
+        scope = person.scope(scope_names)  # a name matching nothing (readable): 400
         # Retrieval and packing (and the model's first load) block: a worker thread. Bad questions fail
         # here, before any 200.
         stream = await run_in_threadpool(
-            lambda: service.answerer(choices).stream(question, history, cancel, scope=scope)
+            lambda: person.answerer(choices).stream(question, history, cancel, scope=scope)
         )
         run = AnswerRun(stream, cancel).start()
         ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
@@ -315,8 +338,8 @@ def create_app(service: Service) -> FastAPI:
         }
 
     @app.get("/v1/documents")
-    def documents() -> dict[str, Any]:
-        docs = service.documents()
+    def documents(request: Request) -> dict[str, Any]:
+        docs = reader(request).documents()
         return {
             "object": "list",
             "data": [
@@ -332,16 +355,22 @@ def create_app(service: Service) -> FastAPI:
         }
 
     @app.post("/v1/documents")
-    def upload(files: list[UploadFile] = File(...)) -> dict[str, Any]:  # noqa: B008 (FastAPI's idiom)
+    def upload(
+        request: Request,
+        files: list[UploadFile] = File(...),  # noqa: B008 (FastAPI's idiom)
+        collection: str | None = Form(None),  # noqa: B008
+    ) -> dict[str, Any]:
+        person = reader(request)
+        person.upload_folder(collection)  # a collection this person may not add to: 403 before any file is saved
         limit = settings.server.upload_max_mb * 1024 * 1024
         received = [(f.filename or "upload", f.file.read(int(limit) + 1)) for f in files]
-        saved, refused = service.save_uploads(received)
+        saved, refused = person.save_uploads(received, collection)
         if refused and not saved:  # nothing to ingest: the refusal is the reply (413 too large, 415 not a document)
             kinds = {kind for _, _, kind in refused}
             status = 413 if kinds == {"too_large"} else 415 if kinds == {"not_a_document"} else 422
             code = kinds.pop() if len(kinds) == 1 else "refused"
             raise ApiError(status, "; ".join(why for _, why, _ in refused), "invalid_request_error", code)
-        report, aside = service.ingest_uploads(saved) if saved else (None, {})
+        report, aside = person.ingest_uploads(saved) if saved else (None, {})
         failed = [
             {"file": p.source, "reason": p.reason, "moved_to": aside.get(Path(p.source).name)}
             for p in (report.failed if report else [])
@@ -365,15 +394,16 @@ def create_app(service: Service) -> FastAPI:
         }
 
     @app.get("/v1/conversations")
-    def conversations() -> dict[str, Any]:
-        return {"object": "list", "data": [dataclasses.asdict(c) for c in service.conversations.list()]}
+    def conversations(request: Request) -> dict[str, Any]:
+        return {"object": "list", "data": [dataclasses.asdict(c) for c in reader(request).conversations.list()]}
 
     @app.get("/v1/conversations/{conversation_id}")
-    def one_conversation(conversation_id: str) -> dict[str, Any]:
-        saved = service.conversations.get(conversation_id)
+    def one_conversation(conversation_id: str, request: Request) -> dict[str, Any]:
+        person = reader(request)
+        saved = person.conversations.get(conversation_id)
         turns = []
         for answer in saved.answers:
-            states = service.source_states(answer)
+            states = person.source_states(answer)
             turn = {"question": answer.question, "answer": answer.text, **answer_extras(answer)}
             for source in turn["sources"]:
                 source["state"] = states.get(source["number"], "kept")  # kept / changed / removed since
@@ -381,64 +411,78 @@ def create_app(service: Service) -> FastAPI:
         return dataclasses.asdict(saved.info) | {"scope": saved.scope, "turns": turns}
 
     @app.delete("/v1/conversations/{conversation_id}")
-    def delete_conversation(conversation_id: str) -> dict[str, Any]:
-        service.conversations.delete(conversation_id)
+    def delete_conversation(conversation_id: str, request: Request) -> dict[str, Any]:
+        reader(request).conversations.delete(conversation_id)
         return {"deleted": conversation_id}
 
-    def one_document(source: str, root: str | None) -> DocumentInfo:
-        matches = [d for d in service.documents() if d.source == source and (root is None or d.root == root)]
-        if not matches:
-            raise ApiError(404, f"no document {source!r} in the store", "not_found", "document_not_found")
-        if len(matches) > 1:
-            raise ApiError(400, f"{source!r} is in several folders: give root=", "invalid_request_error")
-        return matches[0]
-
     @app.get("/v1/documents/{source:path}/pages/{number:int}.png", response_model=None)
-    def page_image(source: str, number: int, highlight: str | None = None, root: str | None = None) -> Response:
+    def page_image(
+        source: str, number: int, request: Request, highlight: str | None = None, root: str | None = None
+    ) -> Response:
         """The page as a PNG, the chunk ``highlight`` (an id from an answer's sources) marked on it."""
-        doc = one_document(source, root)
-        if not service.has_page_images(source):
+        person = reader(request)
+        doc = person.document(source, root)  # 404 alike for an absent document and another's
+        if not person.has_page_images(source):
             raise ApiError(400, f"{source!r} is not a PDF or an image: it has no page images", "invalid_request_error")
         passage = None
         if highlight is not None:
-            found = service.chunk(highlight)
+            found = person.chunk(highlight)
             if found is None or found[1].get("source") != doc.source or found[1].get("root") != doc.root:
                 raise ApiError(404, f"no chunk {highlight!r} in {source!r}", "not_found", "chunk_not_found")
             if int(found[1].get("page", 0)) != number:
                 raise ApiError(400, f"chunk {highlight!r} is on page {found[1].get('page')}", "invalid_request_error")
             passage = found[0]
-        view = service.page_view(doc, number, passage)
+        view = person.page_view(doc.root, doc.source, number, passage)
         headers = {"X-Highlight-Boxes": str(view.boxes), "Cache-Control": "private, max-age=300"}
         return Response(view.png, media_type="image/png", headers=headers)
 
     @app.delete("/v1/documents/{source:path}")
-    def remove(source: str, root: str | None = None) -> dict[str, Any]:
-        doc = one_document(source, root)
-        return {"removed": source, "root": doc.root, "chunks": service.remove(doc)}
+    def remove(source: str, request: Request, root: str | None = None) -> dict[str, Any]:
+        person = reader(request)
+        doc = person.document(source, root)
+        return {"removed": source, "root": doc.root, "chunks": person.remove(doc)}
 
     return app
 
 
 class KeyFirst:
-    """With ``server.api_key`` set, every request but ``/health`` shows the key before anything else is done
-    for it: before its route is matched (an unknown path, a wrong method) and before its body is read (an
-    upload's thousand parts). A plain ASGI layer, so streamed answers and disconnects pass through as they are."""
+    """Every request but ``/health`` shows its key before anything else is done for it: before its route is
+    matched (an unknown path, a wrong method) and before its body is read (an upload's thousand parts). With
+    accounts (``sourcier users``), the key is a person's own (``sourcier users key NAME``), and the person is
+    put in the request's state for the routes to read as them; without, it is ``server.api_key`` when one is
+    set. A plain ASGI layer, so streamed answers and disconnects pass through as they are."""
 
-    def __init__(self, app: Any, key: Callable[[], Any]) -> None:
-        self.app, self.key = app, key
+    def __init__(
+        self, app: Any, key: Callable[[], Any], accounts: Callable[[], Accounts | None], audit: AuditLog | None = None
+    ) -> None:
+        self.app, self.key, self.accounts, self.audit = app, key, accounts, audit
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        key = self.key()
-        if scope["type"] == "http" and scope["path"] != "/health" and key is not None:
+        if scope["type"] == "http" and scope["path"] != "/health":
             given = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
             scheme, _, token = given.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(
-                token.strip().encode(), key.get_secret_value().encode()
+            token = token.strip() if scheme.lower() == "bearer" else ""
+            accounts = self.accounts()
+            if accounts is not None:
+                person = accounts.key_holder(token) if token else None
+                if person is None:
+                    if self.audit is not None:
+                        client = scope.get("client") or ("?", 0)
+                        self.audit.record("key refused", None, address=client[0], path=scope["path"])
+                    await _unauthorized(scope, receive, send, "missing, wrong or revoked API key")
+                    return
+                scope.setdefault("state", {})["person"] = person
+            elif (key := self.key()) is not None and not hmac.compare_digest(
+                token.encode(), key.get_secret_value().encode()
             ):
-                body = error_body("missing or wrong API key (Authorization: Bearer <key>)", "invalid_api_key", "401")
-                await JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
+                await _unauthorized(scope, receive, send, "missing or wrong API key")
                 return
         await self.app(scope, receive, send)
+
+
+async def _unauthorized(scope: Any, receive: Any, send: Any, why: str) -> None:
+    body = error_body(f"{why} (Authorization: Bearer <key>)", "invalid_api_key", "401")
+    await JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
 
 
 class AnswerResponse(StreamingResponse):

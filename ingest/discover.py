@@ -55,8 +55,9 @@ class Discovery:
     hidden: int = 0
 
 
-def discover(target: Path) -> Discovery:
-    """Walk a folder (following links, never looping) or take one file."""
+def discover(target: Path, under: Path | None = None) -> Discovery:
+    """Walk a folder (following links, never looping) or take one file: named from its own folder, or from
+    ``under`` when the file lies inside it (a file added to a folder ingested before: named as its siblings)."""
     target = Path(target)
     if not target.exists() and not target.is_symlink():
         raise FileNotFoundError(f"no such file or folder: {target}")
@@ -64,8 +65,11 @@ def discover(target: Path) -> Discovery:
         found = Discovery(root=target.absolute(), scanned_folder=True)
         _walk(target, target, found, seen=set())
     else:
-        found = Discovery(root=target.absolute().parent, scanned_folder=False)
-        _add_file(target, readable_name(target.name), found)
+        root = target.absolute().parent
+        if under is not None and root.is_relative_to(under.absolute()):
+            root = under.absolute()
+        found = Discovery(root=root, scanned_folder=False)
+        _add_file(target, readable_name(target.absolute().relative_to(root).as_posix()), found)
     found.files.sort(key=lambda f: f.source)
     _refuse_same_names(found)
     return found

@@ -158,14 +158,22 @@ class Ingestor:
 
     # -- public -------------------------------------------------------------------------------
 
-    def run(self, targets: Sequence[Path], *, dry_run: bool = False, keep_missing: bool = False) -> IngestReport:
-        """Bring the store in line with ``targets`` (folders and/or files)."""
+    def run(
+        self,
+        targets: Sequence[Path],
+        *,
+        dry_run: bool = False,
+        keep_missing: bool = False,
+        under: Path | None = None,
+    ) -> IngestReport:
+        """Bring the store in line with ``targets`` (folders and/or files; files inside ``under`` are named
+        from it, as an ingest of that folder names them)."""
         started = time.perf_counter()
         report = IngestReport(dry_run=dry_run)
         if not dry_run:  # a run killed mid-write left the keyword index a few ids off: back in step first
             self.store.reconcile_keywords()
         self._collections = collection_paths(self.settings.paths.store_dir)
-        plans = [self._plan(discover(Path(t)), report, keep_missing) for t in targets]
+        plans = [self._plan(discover(Path(t), under), report, keep_missing) for t in targets]
         todo = [p for plan in plans for p in plan[1]]
         self.progress.planned(len(todo), sum(p.file.size for p in todo))
         with self._cluster(bool(todo) and not dry_run):
@@ -467,15 +475,18 @@ def ingest_paths(
     keep_missing: bool = False,
     wait: bool = False,
     progress: ProgressListener | None = None,
+    under: Path | None = None,
 ) -> IngestReport:
-    """Ingest folders/files into the configured store, holding the one-writer lock."""
+    """Ingest folders/files into the configured store, holding the one-writer lock (files inside ``under``
+    named from it)."""
     from ingest.lock import ingest_lock
 
     for t in targets:
         if not Path(t).exists():
             raise DocumentError(f"no such file or folder: {t}")
     with ingest_lock(settings.paths.store_dir, wait=wait):
-        return build_ingestor(settings, progress).run(targets, dry_run=dry_run, keep_missing=keep_missing)
+        ingestor = build_ingestor(settings, progress)
+        return ingestor.run(targets, dry_run=dry_run, keep_missing=keep_missing, under=under)
 
 
 def apply_collections(store: Store, settings: Settings, held: list[tuple[str, Path]] | None) -> int:

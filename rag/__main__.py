@@ -105,7 +105,10 @@ def main(argv: list[str] | None = None) -> int:
             from rag.answer import clean_question
 
             clean_question(args.question)  # refuse an empty question before loading any model
-            if not args.no_server and not args.user:
+            from rag.accounts import ACCOUNTS_FILE
+
+            # with accounts, a server reads for the holder of a key: this terminal answers for itself
+            if not args.no_server and not args.user and not (settings.paths.store_dir / ACCOUNTS_FILE).exists():
                 from rag.served import running_server
 
                 url = running_server(settings)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import ipaddress
 import logging
 import os
 import re
@@ -363,6 +364,35 @@ class Accounts:
                 self._db.executemany(sql, rows)
         except sqlite3.Error as exc:
             raise AccessError(f"cannot use the accounts file {self.path}: {exc}") from exc
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only."""
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(host: str, store_dir: Path, what: str, key_set: bool = False) -> None:
+    """Refuse to serve ``what`` ("the page", "the API") beyond this machine while the store has no accounts:
+    everyone who reaches it would read every document. ``key_set``: the API's one-person ``server.api_key``,
+    which stands in for accounts."""
+    if is_loopback(host) or key_set:
+        return
+    accounts = Accounts.existing(store_dir)
+    try:
+        if accounts is not None and accounts.configured():
+            return
+    finally:
+        if accounts is not None:
+            accounts.close()
+    raise AccessError(
+        f"{what} would listen on {host} with no accounts: anyone who reaches it would read every document. "
+        f"Add an admin first (sourcier users add NAME --admin), or listen on 127.0.0.1"
+    )
 
 
 def collection_paths(store_dir: Path) -> list[tuple[str, Path]] | None:

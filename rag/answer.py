@@ -24,7 +24,7 @@ from rag.llm.base import ChatModel, Prompt
 from rag.packing import PackedPrompt, Passage, Turn, build_messages, pack_prompt
 from rag.quotes import NONE_MARK, Mismatch, Quote, QuotedDisplay, answer_grammar, answer_mismatches, parse_quoted
 from rag.rerank import OperatingPoints, operating_points, read_count
-from rag.scope import Scope
+from rag.scope import Scope, within
 from rag.settings import Settings
 from rag.text import LANGUAGE_NAMES, detect_language
 
@@ -194,10 +194,11 @@ class AnswerStream:
 class Answerer:
     """Question -> Answer over one retriever and one model."""
 
-    def __init__(self, settings: Settings, retriever: Searcher, llm: ChatModel) -> None:
+    def __init__(self, settings: Settings, retriever: Searcher, llm: ChatModel, limit: Scope | None = None) -> None:
         self.settings = settings
         self.retriever = retriever
         self.llm = llm
+        self.limit = limit  # what every search of this answerer is held to (what its asker may read: rag.accounts)
 
     def answer(self, question: str, history: Sequence[Turn] = (), scope: Scope | None = None) -> Answer:
         stream = self.stream(question, history, scope=scope)
@@ -217,8 +218,9 @@ class Answerer:
         """Retrieve and pack now (a bad question fails here); generate as the stream is read. Once ``cancel``
         is set the stream ends at the next token (the model stops at once) and its answer is marked
         ``cancelled``. While other questions hold the shared model, ``on_wait(n)`` says how many are ahead.
-        With ``scope``, passages come only from its documents."""
+        With ``scope``, passages come only from its documents (and never from outside ``limit``)."""
         question = clean_question(question)
+        scope = within(scope, self.limit)
         language = detect_language(question)
         timings = Timings()
         query, rewritten = self._search_query(question, history, cancel, timings, language)
@@ -313,10 +315,9 @@ class Answerer:
     def _store_languages(self, language: str) -> tuple[list[str], bool]:
         """The store's languages other than ``language`` that a question in it is translated into (none when
         ``llm.translate_questions`` is off), and whether the store may hold chunks in ``language`` itself."""
-        store = getattr(self.retriever, "store", None)
-        if not self.settings.llm.translate_questions or store is None:
+        if not self.settings.llm.translate_questions:
             return [], True
-        languages = store.languages()
+        languages = self.retriever.corpus.languages()
         return languages_to_search(language, languages), languages is None or language in languages
 
     def _translations(

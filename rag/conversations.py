@@ -62,7 +62,11 @@ class ConversationNotFound(StoreError):
 
 
 class ConversationStore:
-    """The conversations of one store, in a SQLite file (user-only permissions); safe across threads."""
+    """The conversations of one store, in a SQLite file (user-only permissions); safe across threads.
+
+    Each conversation has an owner (an account's name; '' on an install without accounts), and every method
+    acts on one owner's conversations only: another's is "not found", as one that never existed (:meth:`of`
+    binds an owner once)."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -77,6 +81,10 @@ class ConversationStore:
             self._db.execute("PRAGMA secure_delete=ON")
             for statement in SCHEMA:
                 self._db.execute(statement)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(conversations)")}
+            if "owner" not in columns:  # a file written before conversations had owners: the install's own
+                self._db.execute("ALTER TABLE conversations ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
+            self._db.execute("CREATE INDEX IF NOT EXISTS conversations_of ON conversations(owner, updated_at)")
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the conversations file {self.path}: {exc}") from exc
 
@@ -84,23 +92,29 @@ class ConversationStore:
         with self._lock:
             self._db.close()
 
-    def create(self, first_question: str, scope: Sequence[str] = ()) -> str:
+    def of(self, owner: str) -> OwnedConversations:
+        """These conversations as ``owner`` sees them."""
+        return OwnedConversations(self, owner)
+
+    def create(self, first_question: str, scope: Sequence[str] = (), owner: str = "") -> str:
         """A new conversation titled by its first question; returns its id."""
         ident, now = uuid.uuid4().hex, _now()
         title = " ".join(first_question.split())[:TITLE_CHARS] or "…"
         self._run(
-            "INSERT INTO conversations (id, title, created_at, updated_at, scope) VALUES (?, ?, ?, ?, ?)",
-            (ident, title, now, now, json.dumps(list(scope))),
+            "INSERT INTO conversations (id, title, created_at, updated_at, scope, owner) VALUES (?, ?, ?, ?, ?, ?)",
+            (ident, title, now, now, json.dumps(list(scope)), owner),
         )
         return ident
 
-    def add(self, conversation_id: str, answer: Answer, scope: Sequence[str] = ()) -> int:
+    def add(self, conversation_id: str, answer: Answer, scope: Sequence[str] = (), owner: str = "") -> int:
         """Append a question and its answer; returns its position (from 0)."""
         with self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
             row = self._db.execute("SELECT count(*) FROM turns WHERE conversation_id = ?", (conversation_id,))
             position = int(row.fetchone()[0])
-            if not self._db.execute("SELECT 1 FROM conversations WHERE id = ?", (conversation_id,)).fetchone():
+            if not self._db.execute(
+                "SELECT 1 FROM conversations WHERE id = ?" + _OWNED, (conversation_id, owner)
+            ).fetchone():
                 raise ConversationNotFound(f"no conversation {conversation_id!r}")
             now = _now()
             self._db.execute(
@@ -114,17 +128,20 @@ class ConversationStore:
             self._db.execute("COMMIT")
         return position
 
-    def list(self) -> list[ConversationInfo]:
-        """Every conversation, the most recently continued first."""
+    def list(self, owner: str = "") -> list[ConversationInfo]:
+        """Every conversation (of ``owner``), the most recently continued first."""
         rows = self._run(
             "SELECT c.id, c.title, c.created_at, c.updated_at, count(t.position) FROM conversations c "
-            "LEFT JOIN turns t ON t.conversation_id = c.id GROUP BY c.id ORDER BY c.updated_at DESC, c.id"
+            "LEFT JOIN turns t ON t.conversation_id = c.id WHERE 1" + _OWNED.replace("owner", "c.owner") + " "
+            "GROUP BY c.id ORDER BY c.updated_at DESC, c.id",
+            (owner,),
         )
         return [ConversationInfo(*row) for row in rows]
 
-    def get(self, conversation_id: str) -> Conversation:
+    def get(self, conversation_id: str, owner: str = "") -> Conversation:
         rows = self._run(
-            "SELECT id, title, created_at, updated_at, scope FROM conversations WHERE id = ?", (conversation_id,)
+            "SELECT id, title, created_at, updated_at, scope FROM conversations WHERE id = ?" + _OWNED,
+            (conversation_id, owner),
         )
         if not rows:
             raise ConversationNotFound(f"no conversation {conversation_id!r}")
@@ -133,16 +150,18 @@ class ConversationStore:
         answers = [from_record(Answer, json.loads(text)) for (text,) in turns]
         return Conversation(ConversationInfo(ident, title, created, updated, len(answers)), answers, json.loads(scope))
 
-    def rename(self, conversation_id: str, title: str) -> None:
+    def rename(self, conversation_id: str, title: str, owner: str = "") -> None:
         title = " ".join(title.split())[:TITLE_CHARS]
         if not title:
             raise StoreError("a conversation's title cannot be empty")
-        if not self._run("UPDATE conversations SET title = ? WHERE id = ? RETURNING id", (title, conversation_id)):
+        sql = "UPDATE conversations SET title = ? WHERE id = ?" + _OWNED + " RETURNING id"
+        if not self._run(sql, (title, conversation_id, owner)):
             raise ConversationNotFound(f"no conversation {conversation_id!r}")
 
-    def delete(self, conversation_id: str) -> None:
+    def delete(self, conversation_id: str, owner: str = "") -> None:
         """Remove the conversation and its answers; their bytes are overwritten in the file."""
-        if not self._run("DELETE FROM conversations WHERE id = ? RETURNING id", (conversation_id,)):
+        sql = "DELETE FROM conversations WHERE id = ?" + _OWNED + " RETURNING id"
+        if not self._run(sql, (conversation_id, owner)):
             raise ConversationNotFound(f"no conversation {conversation_id!r}")
         self._run("PRAGMA wal_checkpoint(TRUNCATE)")  # the write-ahead log held the rows too
 
@@ -152,6 +171,34 @@ class ConversationStore:
                 return self._db.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot use the conversations file {self.path}: {exc}") from exc
+
+
+_OWNED = " AND owner = ?"
+
+
+class OwnedConversations:
+    """One owner's conversations: the store's methods with the owner bound."""
+
+    def __init__(self, store: ConversationStore, owner: str) -> None:
+        self.store, self.owner = store, owner
+
+    def create(self, first_question: str, scope: Sequence[str] = ()) -> str:
+        return self.store.create(first_question, scope, self.owner)
+
+    def add(self, conversation_id: str, answer: Answer, scope: Sequence[str] = ()) -> int:
+        return self.store.add(conversation_id, answer, scope, self.owner)
+
+    def list(self) -> list[ConversationInfo]:
+        return self.store.list(self.owner)
+
+    def get(self, conversation_id: str) -> Conversation:
+        return self.store.get(conversation_id, self.owner)
+
+    def rename(self, conversation_id: str, title: str) -> None:
+        self.store.rename(conversation_id, title, self.owner)
+
+    def delete(self, conversation_id: str) -> None:
+        self.store.delete(conversation_id, self.owner)
 
 
 def _now() -> str:

@@ -173,8 +173,8 @@ class SqliteKeywordIndex:
         if within is not None:
             scoped = " AND rowid IN (SELECT row FROM chunks WHERE id IN (SELECT value FROM json_each(?)))"
             params.append(json.dumps(sorted(within)))
-        for condition, values in _scope_conditions(scope):
-            scoped += f" AND rowid IN ({condition})"
+        for condition, values in _scope_conditions(scope, "terms.rowid"):
+            scoped += f" AND {condition}"
             params.append(values)
         found = self._query(
             "search the keyword index",
@@ -302,8 +302,8 @@ class SqliteKeywordIndex:
         if among is not None:
             sql += " AND id IN (SELECT value FROM json_each(?))"
             params.append(json.dumps(sorted(among)))
-        for condition, values in _scope_conditions(scope):
-            sql += f" AND row IN ({condition})"
+        for condition, values in _scope_conditions(scope, "chunks.row"):
+            sql += f" AND {condition}"
             params.append(values)
         return {row[0] for row in self._query("read the keyword index", sql, params)}
 
@@ -438,19 +438,23 @@ def _describe(db: sqlite3.Connection, described: Iterable[tuple[str, Mapping[str
         db.executemany("INSERT OR IGNORE INTO doc_collections VALUES (?, ?, ?)", [(c, root, source) for c in held])
 
 
-def _scope_conditions(scope: Scope | None) -> list[tuple[str, str]]:
-    """SQL selecting the rows (chunk_docs.row) ``scope`` admits, one (condition, JSON parameter) per limit."""
+def _scope_conditions(scope: Scope | None, row: str) -> list[tuple[str, str]]:
+    """SQL conditions that the chunk of row ``row`` (an SQL expression) is inside ``scope``, one (condition, JSON
+    parameter) per limit. Checked per matching row through two index lookups (chunk_docs' key, then
+    doc_collections'), so a search costs what its matches cost, whatever share of the store the scope holds
+    (a ``rowid IN (every row of the scope)`` list costs that share on every search: 16 ms instead of 0.3 at
+    2,000 chunks)."""
     conditions = []
     if scope is not None and scope.documents is not None:
         conditions.append((
-            "SELECT d.row FROM json_each(?) j JOIN chunk_docs d "
-            "ON d.root = json_extract(j.value, '$[0]') AND d.source = json_extract(j.value, '$[1]')",
-            json.dumps(sorted(scope.documents)),
+            f"EXISTS (SELECT 1 FROM chunk_docs d WHERE d.row = {row} "
+            "AND d.root || char(31) || d.source IN (SELECT value FROM json_each(?)))",
+            json.dumps(sorted(f"{root}\x1f{source}" for root, source in scope.documents)),
         ))  # fmt: skip
     if scope is not None and scope.collections is not None:
         conditions.append((
-            "SELECT d.row FROM doc_collections a JOIN chunk_docs d ON d.root = a.root AND d.source = a.source "
-            "WHERE a.collection IN (SELECT value FROM json_each(?))",
+            f"EXISTS (SELECT 1 FROM chunk_docs d JOIN doc_collections a ON a.root = d.root AND a.source = d.source "
+            f"WHERE d.row = {row} AND a.collection IN (SELECT value FROM json_each(?)))",
             json.dumps(sorted(scope.collections)),
         ))  # fmt: skip
     return conditions

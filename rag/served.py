@@ -34,7 +34,7 @@ def store_fingerprint(store_dir: Path) -> str:
 
 
 def base_url(settings: Settings) -> str:
-    host = settings.server.address
+    host = settings.server.api_host()
     host = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
     host = f"[{host}]" if ":" in host else host
     return f"http://{host}:{settings.server.api_port}"

@@ -518,7 +518,17 @@ class LLMSettings(_Group):
 
 
 class ServerSettings(_Group):
-    address: str = Field("127.0.0.1", description="Address the page and API listen on; 127.0.0.1 = this machine.")
+    address: str = Field(
+        "127.0.0.1",
+        description="Address the page and the API listen on unless page_address / api_address say otherwise; "
+        "127.0.0.1 = this machine. Any other address needs accounts (sourcier users add).",
+    )
+    page_address: str | None = Field(
+        None, description="Address of the page alone (default: server.address): the API can be exposed without it."
+    )
+    api_address: str | None = Field(
+        None, description="Address of the API alone (default: server.address): the page can be exposed without it."
+    )
     port: int = Field(8501, ge=1, le=65535, description="Port of the Streamlit page.")
     upload_max_mb: float = Field(50.0, gt=0, description="Largest file the page accepts for upload, in MB.")
     api_port: int = Field(8502, ge=1, le=65535, description="Port of the HTTP API (python -m rag serve).")
@@ -536,6 +546,20 @@ class ServerSettings(_Group):
     language: Literal["auto", "en", "fr"] = Field(
         "auto", description="Language of the page's interface ('auto': from the system locale)."
     )
+    audit: bool = Field(
+        True,
+        description="Keep the audit trail (audit.jsonl beside the store, JSON lines, rotated): who asked what, "
+        "when, which sources were shown or opened, logins, uploads and removals. Read with sourcier audit.",
+    )
+    session_hours: float = Field(
+        8.0, gt=0, le=24 * 30, description="With accounts: how long a login to the page lasts before another is asked."
+    )
+
+    def page_host(self) -> str:
+        return self.page_address or self.address
+
+    def api_host(self) -> str:
+        return self.api_address or self.address
 
     @field_validator("api_key")
     @classmethod

@@ -2,5 +2,6 @@
 ``ui`` and ``api``, importing neither."""
 
 from service.core import Service, SessionChoices, available_memory, build_service
+from service.reader import NotReadable, Reader
 
-__all__ = ["Service", "SessionChoices", "available_memory", "build_service"]
+__all__ = ["NotReadable", "Reader", "Service", "SessionChoices", "available_memory", "build_service"]

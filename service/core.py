@@ -1,4 +1,5 @@
-"""What the page and the API share between sessions and requests: the store reader, the embedder, the model.
+"""What the page and the API share between sessions and requests: the store reader, the embedder, the model,
+the accounts. What one person may do with them goes through their :class:`~service.reader.Reader`.
 
 Built once per server process (``st.cache_resource`` in the page, once in the API) and safe across sessions: the
 retriever follows the store as ingests change it, the model generates one answer at a time (its own
@@ -15,19 +16,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ingest.discover import SUPPORTED_SUFFIXES
-from ingest.page_view import PAGE_KINDS, PageCache, PageView
-from ingest.pipeline import IngestReport, ProgressListener, document_path, ingest_paths
-from ingest.uploads import SavedUpload, remove_document, save_upload, set_aside, withdraw
-from rag.answer import Answer, Answerer, Searcher
+from ingest.page_view import PageCache
+from ingest.pipeline import IngestReport, ProgressListener, ingest_paths, sync_collections
+from rag.accounts import AccessError, Accounts, Person
+from rag.answer import Answerer, Searcher
+from rag.audit import AuditLog, NoAudit
 from rag.conversations import ConversationStore
 from rag.corpus import DocumentInfo, documents_in
-from rag.errors import IngestLockedError, SourcierError
+from rag.errors import SourcierError
 from rag.llm.base import ChatModel
-from rag.packing import Passage
-from rag.scope import Scope, resolve_scope
+from rag.scope import Scope
 from rag.served import SERVICE, store_fingerprint
 from rag.settings import Settings, available_memory
+from service.reader import Reader
 
 
 @dataclass
@@ -55,7 +56,10 @@ class Service:
         self._model_lock = threading.Lock()
         self._documents: tuple[str, list[DocumentInfo]] | None = None  # (store version, its documents)
         self._documents_lock = threading.Lock()
-        self._page_cache = PageCache(Path(settings.paths.store_dir) / "page-views")
+        self.page_cache = PageCache(Path(settings.paths.store_dir) / "page-views")
+        self._accounts: Accounts | None = None
+        self._accounts_lock = threading.Lock()
+        self.audit = AuditLog.of_store(settings.paths.store_dir) if settings.server.audit else NoAudit()
         self._conversations: ConversationStore | None = None
         self._conversations_lock = threading.Lock()
 
@@ -134,13 +138,14 @@ class Service:
             )
         return report
 
-    def answerer(self, choices: SessionChoices) -> Answerer:
+    def answerer(self, choices: SessionChoices, limit: Scope | None = None) -> Answerer:
+        """An answerer with a conversation's choices, every search held to ``limit`` (what its asker reads)."""
         settings = self.settings.model_copy(deep=True)
         settings.retrieval.k = choices.k
         settings.llm.temperature = choices.temperature
         settings.llm.max_tokens = choices.max_tokens
         settings.llm.system_prompt = choices.system_prompt or None
-        return Answerer(settings, self.retriever, self.model(choices.model_path))
+        return Answerer(settings, self.retriever, self.model(choices.model_path), limit)
 
     def model_files(self) -> list[Path]:
         """GGUF files in the models folder, for the sidebar's choice (none with an LLM server: it serves its own)."""
@@ -172,96 +177,50 @@ class Service:
                 self._conversations = ConversationStore(self.settings.paths.conversations_file())
             return self._conversations
 
-    def save_answer(self, conversation_id: str | None, answer: Answer, scope: Sequence[str] = ()) -> str:
-        """Keep a question and its answer in its conversation (a new one when None); returns the id."""
-        if conversation_id is None:
-            conversation_id = self.conversations.create(answer.question, scope)
-        self.conversations.add(conversation_id, answer, scope)
-        return conversation_id
+    def ingest(
+        self, paths: Sequence[Path], progress: ProgressListener | None = None, under: Path | None = None
+    ) -> IngestReport:
+        """The same pipeline as ``python -m ingest``, on the given files (one-writer lock included); files in
+        ``under`` are named from it."""
+        return ingest_paths(list(paths), self.settings, progress=progress, under=under)
 
-    def source_states(self, answer: Answer) -> dict[int, str]:
-        """For each source of a saved answer: "kept" (the store holds that passage as it was), "changed"
-        (its document is there in another version) or "removed" (its document is no longer stored)."""
-        held = self.retriever.corpus.records([s.passage.chunk_id for s in answer.sources])
-        documents = {(d.root, d.source) for d in self.documents()}
-        states = {}
-        for s in answer.sources:
-            p = s.passage
-            states[s.number] = (
-                "kept" if p.chunk_id in held else "changed" if (p.root, p.source) in documents else "removed"
-            )
-        return states
+    # -- people -----------------------------------------------------------------------------------------
 
-    def scope(self, names: Sequence[str]) -> Scope | None:
-        """The documents that ``names`` (documents, folders, paths) select; None for none (all documents)."""
-        return resolve_scope(self.documents(), names, self.settings.paths.store_dir)
+    def accounts(self) -> Accounts | None:
+        """The store's accounts, or None while it has none (an install for one person: no login)."""
+        with self._accounts_lock:
+            if self._accounts is None:
+                self._accounts = Accounts.existing(self.settings.paths.store_dir)
+            return self._accounts if self._accounts is not None and self._accounts.configured() else None
 
-    def file_of(self, doc: DocumentInfo) -> Path:
-        return document_path(doc.root, doc.source, self.settings.paths.store_dir)
-
-    # -- the cited page, shown ----------------------------------------------------------------------
-
-    def has_page_images(self, source: str) -> bool:
-        """Whether a document's pages can be shown as images (PDF and image files)."""
-        return SUPPORTED_SUFFIXES.get(Path(source).suffix.lower()) in PAGE_KINDS
-
-    def page_view(self, doc: DocumentInfo, page: int, passage: str | None = None) -> PageView:
-        """Page ``page`` of a PDF or image document as a PNG, ``passage`` highlighted where it is on the page
-        (cached on disk beside the store)."""
-        kind = SUPPORTED_SUFFIXES.get(Path(doc.source).suffix.lower(), "")
-        return self._page_cache.view(self.file_of(doc), kind, page, passage)
-
-    def chunk(self, chunk_id: str) -> tuple[str, dict[str, Any]] | None:
-        """A stored chunk's text and metadata, or None when the store has no such chunk."""
-        return self.retriever.corpus.records([chunk_id]).get(chunk_id)
-
-    def surroundings(self, passage: Passage, chars: int = 400) -> tuple[str, str]:
-        """The text just before and after a passage in its document (from the neighbouring chunks, which share
-        its page): for formats without page images, the passage is shown where it sits. ("", "") when gone."""
-        found = self.chunk(passage.chunk_id)
-        if found is None:
-            return "", ""
-        index = int(found[1].get("chunk_index", -1))
-        near = self.retriever.corpus.neighbours(passage.root, passage.source, [index - 1, index + 1])
-        before = after = ""
-        if index - 1 in near and int(near[index - 1][1]["page"]) == passage.page:
-            text, meta = near[index - 1]
-            before = text[: max(0, passage.start - int(meta["start"]))][-chars:]
-        if index + 1 in near and int(near[index + 1][1]["page"]) == passage.page:
-            text, meta = near[index + 1]
-            after = text[max(0, passage.end - int(meta["start"])) :][:chars]
-        return before, after
-
-    def save_uploads(self, files: Sequence[tuple[str, bytes]]) -> tuple[list[SavedUpload], list[tuple[str, str, str]]]:
-        """Save uploaded (name, bytes) into the documents folder; returns the saved files and the refused ones
-        as (name, reason, kind: "too_large", "not_a_document" or "refused")."""
-        saved, refused = [], []
-        for name, data in files:
-            try:
-                saved.append(save_upload(data, name, self.settings.paths.docs_dir, self.settings.server.upload_max_mb))
-            except SourcierError as exc:
-                refused.append((name, str(exc), getattr(exc, "kind", "refused")))
-        return saved, refused
-
-    def ingest(self, paths: Sequence[Path], progress: ProgressListener | None = None) -> IngestReport:
-        """The same pipeline as ``python -m ingest``, on the given files (one-writer lock included)."""
-        return ingest_paths(list(paths), self.settings, progress=progress)
-
-    def ingest_uploads(
-        self, saved: Sequence[SavedUpload], progress: ProgressListener | None = None
-    ) -> tuple[IngestReport, dict[str, str]]:
-        """Ingest what an upload saved, all or nothing per file: when another ingest holds the store the files
-        just written are taken back (and the IngestLockedError raised); a file that fails is set aside in
-        ``.failed/``. Returns the report and {file: where it was set aside}."""
+    def login(self, name: str, password: str, address: str) -> Person:
+        """A page login (``Accounts.login``: rate-limited, locked out after repeated failures), kept in the
+        audit trail whether it succeeds or not."""
+        accounts = self.accounts()
+        if accounts is None:
+            raise AccessError("this install has no accounts: there is nothing to log in to")
         try:
-            report = self.ingest([s.path for s in saved], progress)
-        except IngestLockedError:
-            withdraw(list(saved))
+            person = accounts.login(name, password, address)
+        except AccessError as exc:
+            self.audit.record("login refused", None, name=name, address=address, reason=str(exc))
             raise
-        return report, set_aside(list(saved), {Path(p.source).name for p in report.failed})
+        self.audit.record("login", person.name, address=address)
+        return person
 
-    def remove(self, doc: DocumentInfo) -> int:
-        return remove_document(self.settings, doc.root, doc.source)
+    def collections_changed(self) -> int:
+        """After a change to the collections (the admin panel): the stored chunks made to carry the collections
+        holding their files (metadata only, under the ingest lock). Returns the chunks changed."""
+        return sync_collections(self.settings, wait=True)
+
+    def reader(self, person: Person | None) -> Reader:
+        """The service as ``person`` sees it (None: the install's owner, only while there are no accounts)."""
+        accounts = self.accounts()
+        if accounts is None:
+            return Reader(self, None, None)
+        if person is None:
+            raise AccessError("log in first: this install has accounts")
+        person = accounts.person(person.name)  # as the file says now (removed, or another role, since)
+        return Reader(self, person, accounts.scope_for(person))
 
 
 def _model_memory(path: Path | None) -> int | None:

@@ -6,7 +6,7 @@
     sourcier serve [--host H --port P]     python -m api (the HTTP API, in this process)
     sourcier page                          python -m ui (the Streamlit page)
     sourcier evaluate SET ...              python -m evaluation ...
-    sourcier users | collections ...       python -m admin users | collections ... (a team's accounts)
+    sourcier users | collections | audit   python -m admin ... (a team's accounts, and the audit trail)
 
 ``--config FILE`` and ``--store DIR`` may come before the subcommand and reach it. ``sourcier COMMAND --help``
 shows that command's own options. Only the chosen entry point is imported, so ``--help`` costs nothing.
@@ -30,9 +30,10 @@ COMMANDS: dict[str, str] = {
     "evaluate": "measure retrieval and answers on a question set",
     "users": "a team's accounts: add, remove, reset, role, list, API keys",
     "collections": "who reads what: collections of folders, granted to accounts",
+    "audit": "the audit trail: who asked what, when, and the sources shown or opened",
 }
 RAG_COMMANDS = ("ask", "chat", "model")
-ADMIN_COMMANDS = ("users", "collections")
+ADMIN_COMMANDS = ("users", "collections", "audit")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -187,12 +187,12 @@ class FakeLLM(ChatModel):
                 yield word if i == len(words) - 1 else word + " "
 
 
-def sentence_holding(retriever, question: str, k: int, words: str):
+def sentence_holding(retriever, question: str, k: int, words: str, scope=None):
     """(number as given to the model, passage, its sentence holding ``words`` on one line): what a model
-    quoting the right passage would copy."""
+    quoting the right passage would copy (asked within ``scope``)."""
     import re
 
-    passages = retriever.search(question, k)
+    passages = retriever.search(question, k, scope)
     number, passage = next((n, p) for n, p in enumerate(passages, 1) if words in p.text)
     sentence = next(s for s in re.split(r"(?<=\.)\s+", passage.text) if words in s).replace("\n", " ")
     return number, passage, sentence

@@ -1,4 +1,5 @@
-"""python -m ui: start the page with the server settings (address, port) and usage statistics off.
+"""python -m ui: start the page with the server settings (address, port) and usage statistics off; any
+address beyond this machine is refused while the store has no accounts.
 
 Equivalent to ``streamlit run ui/app.py`` with the repository's ``.streamlit/config.toml``, but the
 address and port come from sourcier's settings (``SOURCIER_SERVER__ADDRESS``, ``--config``).
@@ -17,7 +18,7 @@ def streamlit_command(settings: object, extra: list[str]) -> list[str]:
     app = Path(__file__).resolve().parent / "app.py"
     return [
         sys.executable, "-m", "streamlit", "run", str(app),
-        "--server.address", server.address,
+        "--server.address", server.page_host(),
         "--server.port", str(server.port),
         "--server.headless", "true",
         "--browser.gatherUsageStats", "false",
@@ -36,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         settings = load_settings(args.config)
+        from rag.accounts import check_exposure
+
+        check_exposure(settings.server.page_host(), settings.paths.store_dir, "the page")
     except SourcierError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

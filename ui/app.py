@@ -15,13 +15,14 @@ import streamlit as st
 
 from ingest.discover import SUPPORTED_SUFFIXES
 from ingest.pipeline import ProgressListener
+from rag.accounts import AccessError
 from rag.answer import SYSTEM_PROMPT, Answer
 from rag.citations import support_spans
 from rag.conversations import conversation_markdown
 from rag.errors import IngestLockedError, SourcierError
 from rag.packing import Turn
 from rag.scope import Scope
-from service import Service, SessionChoices, build_service
+from service import Reader, Service, SessionChoices, build_service
 from ui.render import describe_timings, highlighted, plain
 from ui.texts import interface_language, tr
 
@@ -80,11 +81,12 @@ def main() -> None:
         st.stop()
     state = st.session_state
     state.setdefault("language", interface_language(service.settings.server.language))
+    lang = state.language
+    reader = logged_in(service, lang)  # with accounts: the login form until someone logs in
     state.setdefault("messages", [])
     state.setdefault("choices", service.defaults())
-    lang = state.language
-    follow_url(service, lang)
-    sidebar(service, lang)
+    follow_url(reader, lang)
+    sidebar(reader, lang)
     st.title(tr(lang, "title"))
     st.caption(tr(lang, "caption"))
     if st.button(tr(lang, "new_conversation"), icon=":material/add_comment:"):
@@ -94,11 +96,53 @@ def main() -> None:
             if message["role"] == "user":
                 st.markdown(plain(message["content"]))
             else:
-                show_answer(service, message["answer"], lang, streamed=False, turn=turn)
-    scope = scope_chips(service, lang)
+                show_answer(reader, message["answer"], lang, streamed=False, turn=turn)
+    scope = scope_chips(reader, lang)
     question = st.chat_input(tr(lang, "ask"))
     if question:
-        ask(service, question, lang, scope)
+        ask(reader, question, lang, scope)
+
+
+def logged_in(service: Service, lang: str) -> Reader:
+    """The page's reader: the install's owner without accounts; else the person of this browser session's
+    login, after the login form (the page stops there until a login succeeds). An ended or expired session,
+    or a removed account, shows the form again."""
+    accounts = service.accounts()
+    if accounts is None:
+        return service.reader(None)
+    state = st.session_state
+    token = state.get("session_token")
+    if token is not None:
+        try:
+            return service.reader(accounts.session(token))
+        except AccessError:
+            for key in ("session_token", "messages", "conversation_id", "scope_names"):
+                state.pop(key, None)
+            st.query_params.pop("c", None)
+            st.info(tr(lang, "session_ended"), icon=":material/lock_clock:")
+    st.title(tr(lang, "title"))
+    with st.form("login"):
+        name = st.text_input(tr(lang, "user_name"), key="login_name")
+        password = st.text_input(tr(lang, "password"), type="password", key="login_password")
+        submitted = st.form_submit_button(tr(lang, "log_in"), icon=":material/login:")
+    if submitted:
+        try:
+            person = service.login(name.strip(), password, client_address())
+        except AccessError as exc:
+            st.error(plain(str(exc)))
+        else:
+            state.session_token = accounts.open_session(person, service.settings.server.session_hours * 3600)
+            st.rerun()
+    st.stop()
+    raise AssertionError("unreachable")  # st.stop ends the run
+
+
+def client_address() -> str:
+    """The browser's address as Streamlit sees it (for the per-address login limit)."""
+    try:
+        return str(st.context.ip_address or "")
+    except AttributeError:
+        return ""
 
 
 def start_conversation(messages: list[dict[str, Any]], conversation_id: str | None) -> None:
@@ -114,13 +158,13 @@ def start_conversation(messages: list[dict[str, Any]], conversation_id: str | No
         st.query_params["c"] = conversation_id
 
 
-def follow_url(service: Service, lang: str) -> None:
+def follow_url(reader: Reader, lang: str) -> None:
     """Open the conversation the URL names (``?c=ID``) when it is not the one shown."""
     wanted = st.query_params.get("c")
     if not wanted or wanted == st.session_state.get("conversation_id"):
         return
     try:
-        saved = service.conversations.get(wanted)
+        saved = reader.conversations.get(wanted)
     except SourcierError as exc:
         st.error(plain(tr(lang, "conversation_missing", why=exc)))
         start_conversation([], None)
@@ -133,11 +177,11 @@ def follow_url(service: Service, lang: str) -> None:
     st.session_state["scope_names"] = saved.scope  # before the sidebar's widget is made
 
 
-def conversations_panel(service: Service, lang: str) -> None:
+def conversations_panel(reader: Reader, lang: str) -> None:
     """Past conversations (title, date): open one; rename, export or delete the one shown."""
     state = st.session_state
     try:
-        saved = service.conversations.list()
+        saved = reader.conversations.list()
     except SourcierError as exc:
         st.error(str(exc))
         return
@@ -150,10 +194,10 @@ def conversations_panel(service: Service, lang: str) -> None:
                 st.rerun()
         if current is None:
             return
-        conversation = service.conversations.get(current)
+        conversation = reader.conversations.get(current)
         title = st.text_input(tr(lang, "rename"), conversation.info.title, key=f"title-{current}")
         if title != conversation.info.title and title.strip():
-            service.conversations.rename(current, title)
+            reader.conversations.rename(current, title)
             st.rerun()
         st.download_button(
             tr(lang, "export"),
@@ -163,16 +207,16 @@ def conversations_panel(service: Service, lang: str) -> None:
             icon=":material/download:",
         )
         if st.button(tr(lang, "delete_conversation"), icon=":material/delete:", key=f"del-{current}"):
-            service.conversations.delete(current)
+            reader.conversations.delete(current)
             start_conversation([], None)
             st.rerun()
 
 
-def scope_chips(service: Service, lang: str) -> Scope | None:
+def scope_chips(reader: Reader, lang: str) -> Scope | None:
     """The documents the next question is limited to (the sidebar's choice), shown as a row of chips."""
     names = st.session_state.get("scope_names") or []
     try:
-        scope = service.scope(names)
+        scope = reader.scope(names)
     except SourcierError as exc:  # a chosen document was removed since: back to all documents
         st.warning(str(exc), icon=":material/filter_alt_off:")
         return None
@@ -181,10 +225,10 @@ def scope_chips(service: Service, lang: str) -> Scope | None:
     return scope
 
 
-def scope_panel(service: Service, lang: str) -> None:
+def scope_panel(reader: Reader, lang: str) -> None:
     """Pick documents or folders (multi-select with search over the document list) to scope the questions."""
     try:
-        docs = service.documents()
+        docs = reader.documents()
     except SourcierError:
         return
     sources = sorted({d.source for d in docs})
@@ -200,17 +244,17 @@ def scope_panel(service: Service, lang: str) -> None:
     )
 
 
-def ask(service: Service, question: str, lang: str, scope: Scope | None = None) -> None:
+def ask(reader: Reader, question: str, lang: str, scope: Scope | None = None) -> None:
     state = st.session_state
     with st.chat_message("user"):
         st.markdown(plain(question))
     with st.chat_message("assistant"):
         choices: SessionChoices = state.choices
         try:
-            if not service.model_loaded(choices.model_path):
+            if not reader.service.model_loaded(choices.model_path):
                 with st.spinner(tr(lang, "loading_model")):
-                    service.model(choices.model_path)
-            answerer = service.answerer(choices)
+                    reader.service.model(choices.model_path)
+            answerer = reader.answerer(choices)
             history = [Turn(m["question"], m["answer"].text) for m in state.messages if m["role"] == "assistant"]
             queue_note = st.empty()
             with st.spinner(tr(lang, "waiting")):
@@ -226,13 +270,14 @@ def ask(service: Service, question: str, lang: str, scope: Scope | None = None) 
             return
         answer = stream.answer
         assert answer is not None
-        show_answer(service, answer, lang, streamed=True, turn=len(state.messages) + 1)
+        show_answer(reader, answer, lang, streamed=True, turn=len(state.messages) + 1)
     state.messages.append({"role": "user", "content": question})
     state.messages.append({"role": "assistant", "question": question, "answer": answer})
     try:
         names = state.get("scope_names") or []
-        state.conversation_id = service.save_answer(state.get("conversation_id"), answer, names)
+        state.conversation_id = reader.save_answer(state.get("conversation_id"), answer, names)
         st.query_params["c"] = state.conversation_id
+        reader.answered(answer, names, state.conversation_id)
     except SourcierError as exc:  # the answer stands; only its keeping failed
         st.warning(tr(lang, "not_saved", why=exc), icon=":material/save:")
 
@@ -246,7 +291,7 @@ def _chain(first: str, rest: Any) -> Any:
         yield plain(piece)
 
 
-def show_answer(service: Service, answer: Answer, lang: str, streamed: bool, turn: int) -> None:
+def show_answer(reader: Reader, answer: Answer, lang: str, streamed: bool, turn: int) -> None:
     if not answer.found:
         st.info(tr(lang, "not_found"), icon=":material/search_off:")
         if not streamed:
@@ -266,7 +311,7 @@ def show_answer(service: Service, answer: Answer, lang: str, streamed: bool, tur
     if answer.invalid_citations:
         st.caption(tr(lang, "invalid_markers", n=answer.invalid_citations))
     if answer.sources:
-        show_sources(service, answer, lang, turn)
+        show_sources(reader, answer, lang, turn)
 
 
 def source_key(turn: int, number: int) -> str:
@@ -275,10 +320,10 @@ def source_key(turn: int, number: int) -> str:
     return f"src-{st.session_state.get('conversation', 0)}-{turn}-{number}"
 
 
-def show_sources(service: Service, answer: Answer, lang: str, turn: int) -> None:
+def show_sources(reader: Reader, answer: Answer, lang: str, turn: int) -> None:
     st.markdown(f"**{tr(lang, 'sources')}**")
     try:
-        states = service.source_states(answer)
+        states = reader.source_states(answer)
     except SourcierError:
         states = {}
     for source in answer.sources_for_display:
@@ -305,25 +350,23 @@ def show_sources(service: Service, answer: Answer, lang: str, turn: int) -> None
             if source.cited and not source.supported:
                 st.warning(tr(lang, "unsupported"), icon=":material/warning:")
             if opened.open:
-                show_passage(service, answer, source, lang)
-                download(service, p, key=f"dl-{id(answer)}-{source.number}", lang=lang)
+                show_passage(reader, answer, source, lang)
+                download(reader, p, key=f"dl-{id(answer)}-{source.number}", lang=lang)
 
 
-def show_passage(service: Service, answer: Answer, source: Any, lang: str) -> None:
+def show_passage(reader: Reader, answer: Answer, source: Any, lang: str) -> None:
     """A PDF or image source: its page with the passage highlighted, then the passage's text. Other formats:
     the passage in the text around it (grey), its quoted words highlighted."""
-    from rag.corpus import DocumentInfo
-
     p = source.passage
     marked = highlighted(p.text, passage_spans(answer, source))
-    if not service.has_page_images(p.source):
-        before, after = service.surroundings(p)
+    if not reader.has_page_images(p.source):
+        before, after = reader.surroundings(p)
         before = f":gray[…{plain(before)}]" if before else ""
         after = f":gray[{plain(after)}…]" if after else ""
         st.markdown(before + marked + after)
         return
     try:
-        view = service.page_view(DocumentInfo(p.root, p.source), p.page, p.text)
+        view = reader.page_view(p.root, p.source, p.page, p.text)
     except SourcierError as exc:
         st.caption(tr(lang, "page_unavailable", why=str(exc)))
     else:
@@ -342,10 +385,10 @@ def passage_spans(answer: Answer, source: Any) -> list[tuple[int, int]]:
     return support_spans(sentences, source.passage.text) if sentences else []
 
 
-def download(service: Service, passage: Any, key: str, lang: str) -> None:
+def download(reader: Reader, passage: Any, key: str, lang: str) -> None:
     from rag.corpus import DocumentInfo
 
-    path = service.file_of(DocumentInfo(passage.root, passage.source))
+    path = reader.file_of(DocumentInfo(passage.root, passage.source))
     try:
         data = file_bytes(str(path), path.stat().st_mtime)
     except OSError:
@@ -353,24 +396,121 @@ def download(service: Service, passage: Any, key: str, lang: str) -> None:
     st.download_button(tr(lang, "download"), data, file_name=path.name, key=key, icon=":material/download:")
 
 
-def sidebar(service: Service, lang: str) -> None:
+def sidebar(reader: Reader, lang: str) -> None:
     state = st.session_state
     with st.sidebar:
         choice = st.selectbox(tr(lang, "language"), ["en", "fr"], index=["en", "fr"].index(lang), key="lang_select")
         if choice != lang:
             state.language = choice
             st.rerun()
-        conversations_panel(service, lang)
+        if reader.person is not None:
+            account_line(reader, lang)
+        conversations_panel(reader, lang)
         st.header(tr(lang, "documents"))
-        scope_panel(service, lang)
-        documents_panel(service, lang)
-        upload_panel(service, lang)
-        settings_panel(service, lang)
+        scope_panel(reader, lang)
+        documents_panel(reader, lang)
+        upload_panel(reader, lang)
+        if reader.person is not None and reader.person.is_admin:
+            team_panel(reader, lang)
+        settings_panel(reader, lang)
 
 
-def documents_panel(service: Service, lang: str) -> None:
+def account_line(reader: Reader, lang: str) -> None:
+    """Who is logged in, and the button that ends the session."""
+    person = reader.person
+    assert person is not None
+    name, button = st.columns([3, 2], vertical_alignment="center")
+    name.caption(plain(tr(lang, "signed_in", name=person.name, role=person.role)))
+    if button.button(tr(lang, "log_out"), icon=":material/logout:", key="logout"):
+        accounts = reader.service.accounts()
+        token = st.session_state.pop("session_token", None)
+        if accounts is not None and token is not None:
+            accounts.close_session(token)
+        for key in ("messages", "conversation_id", "scope_names"):
+            st.session_state.pop(key, None)
+        st.query_params.pop("c", None)
+        st.rerun()
+
+
+def team_panel(reader: Reader, lang: str) -> None:
+    """For admins: people (add, set a password, remove) and collections (create from a folder, readers)."""
+    accounts = reader.service.accounts()
+    if accounts is None:
+        return
+    with st.expander(tr(lang, "team"), icon=":material/group:"):
+        try:
+            team_people(reader, accounts, lang)
+            team_collections(reader, accounts, lang)
+        except SourcierError as exc:
+            st.error(plain(str(exc)))
+        st.markdown(f"**{tr(lang, 'audit')}**")
+        rows = [
+            {"at": e["at"][:19].replace("T", " "), "who": e.get("person") or e.get("name") or "", "event": e["event"],
+             "what": e.get("question") or e.get("file") or e.get("action") or e.get("address") or ""}
+            for e in reversed(reader.service.audit.last(50))
+        ]  # fmt: skip
+        st.dataframe(rows, hide_index=True, key="audit")
+
+
+def team_people(reader: Reader, accounts: Any, lang: str) -> None:
+    st.markdown(f"**{tr(lang, 'people')}**")
+    for person in accounts.people():
+        readable = tr(lang, "everything") if person.is_admin else ", ".join(c.name for c in accounts.readable(person))
+        st.caption(plain(f"{person.name} · {person.role} · {tr(lang, 'reads')}: {readable or '-'}"))
+    with st.form("add-person", clear_on_submit=True):
+        st.markdown(tr(lang, "add_person"))
+        name = st.text_input(tr(lang, "user_name"), key="new_person")
+        password = st.text_input(tr(lang, "new_password"), type="password", key="new_person_password")
+        role = st.selectbox(tr(lang, "role"), ["member", "admin"], key="new_person_role")
+        if st.form_submit_button(tr(lang, "add")):
+            accounts.add(name.strip(), password, role)
+            reader.record("admin", action="users add", name=name.strip(), role=role)
+            flash("success", tr(lang, "done"))
+            st.rerun()
+    with st.form("edit-person", clear_on_submit=True):
+        name = st.selectbox(tr(lang, "user_name"), [p.name for p in accounts.people()], key="edit_person")
+        password = st.text_input(tr(lang, "new_password"), type="password", key="edit_person_password")
+        reset, remove = st.columns(2)
+        if reset.form_submit_button(tr(lang, "reset_password")):
+            accounts.reset(name, password)
+            reader.record("admin", action="users reset", name=name)
+            flash("success", tr(lang, "done"))
+            st.rerun()
+        if remove.form_submit_button(tr(lang, "remove_person")):
+            accounts.remove(name)
+            reader.record("admin", action="users remove", name=name)
+            flash("success", tr(lang, "done"))
+            st.rerun()
+
+
+def team_collections(reader: Reader, accounts: Any, lang: str) -> None:
+    st.markdown(f"**{tr(lang, 'collections')}**")
+    members = [p.name for p in accounts.people() if not p.is_admin]
+    for c in accounts.collections():
+        st.caption(plain(f"{c.name}: {', '.join(map(str, c.paths))}"))
+        chosen = st.multiselect(
+            tr(lang, "grant"), members, default=[r for r in c.readers if r in members], key=f"readers-{c.id}"
+        )
+        for name in set(chosen) - set(c.readers):
+            accounts.grant(c.name, name)
+            reader.record("admin", action="collections grant", name=c.name, user=name)
+        for name in set(c.readers) & set(members) - set(chosen):
+            accounts.revoke(c.name, name)
+            reader.record("admin", action="collections revoke", name=c.name, user=name)
+    with st.form("add-collection", clear_on_submit=True):
+        name = st.text_input(tr(lang, "collection_name"), key="new_collection")
+        folder = st.text_input(tr(lang, "collection_folder"), key="new_collection_folder")
+        if st.form_submit_button(tr(lang, "create_collection")):
+            accounts.create_collection(name.strip(), [Path(folder.strip())])
+            reader.record("admin", action="collections create", name=name.strip(), paths=[folder.strip()])
+            reader.service.collections_changed()
+            flash("success", tr(lang, "done"))
+            st.rerun()
+
+
+def documents_panel(reader: Reader, lang: str) -> None:
     try:
-        docs = service.documents()
+        docs = reader.documents()
     except SourcierError as exc:
         st.error(str(exc))
         return
@@ -385,7 +525,7 @@ def documents_panel(service: Service, lang: str) -> None:
         name.markdown(f"{plain(doc.source)}  \n:gray[{pages} p. · {doc.chunks} chunks]")
         if button.button("", key=f"rm-{i}-{doc.root}-{doc.source}", icon=":material/delete:", help=tr(lang, "remove")):
             try:
-                removed = service.remove(doc)
+                removed = reader.remove(doc)
                 flash("success", plain(tr(lang, "removed", name=doc.source, chunks=removed)))
             except SourcierError as exc:
                 flash("error", plain(tr(lang, "busy", reason=exc) if isinstance(exc, IngestLockedError) else str(exc)))
@@ -402,8 +542,20 @@ def show_flashes() -> None:
         getattr(st, kind)(text)
 
 
-def upload_panel(service: Service, lang: str) -> None:
+def upload_panel(reader: Reader, lang: str) -> None:
     show_flashes()
+    collection = None
+    if not reader.is_admin:  # a member adds documents to a collection they read, in its folder
+        accounts = reader.service.accounts()
+        names = (
+            [c.name for c in accounts.readable(reader.person) if any(p.is_dir() for p in c.paths)]
+            if accounts and reader.person
+            else []
+        )
+        if not names:
+            st.caption(tr(lang, "no_collection_to_add"))
+            return
+        collection = st.selectbox(tr(lang, "upload_into"), names, key="upload_collection")
     with st.form("upload", clear_on_submit=True):
         files = st.file_uploader(
             tr(lang, "upload"), accept_multiple_files=True, type=sorted(s.lstrip(".") for s in SUPPORTED_SUFFIXES)
@@ -411,7 +563,11 @@ def upload_panel(service: Service, lang: str) -> None:
         submitted = st.form_submit_button(tr(lang, "ingest_button"), icon=":material/upload:")
     if not (submitted and files):
         return
-    saved, refused = service.save_uploads([(f.name, f.getvalue()) for f in files])
+    try:
+        saved, refused = reader.save_uploads([(f.name, f.getvalue()) for f in files], collection)
+    except SourcierError as exc:
+        flash("error", plain(str(exc)))
+        st.rerun()
     for name, reason, _ in refused:
         flash("error", plain(tr(lang, "failed", name=name, reason=reason)))
     for s in saved:
@@ -420,14 +576,14 @@ def upload_panel(service: Service, lang: str) -> None:
         elif s.renamed:
             flash("warning", plain(tr(lang, "renamed", name=s.original_name, saved=s.path.name)))
     if saved:
-        ingest_uploads(service, saved, lang)
+        ingest_uploads(reader, saved, lang)
     st.rerun()  # the document list above is drawn again with the new files
 
 
-def ingest_uploads(service: Service, saved: list[Any], lang: str) -> None:
+def ingest_uploads(reader: Reader, saved: list[Any], lang: str) -> None:
     progress = PageProgress(tr(lang, "ingesting", n=len(saved)))
     try:
-        report, _ = service.ingest_uploads(saved, progress)  # a failed file is set aside in .failed/
+        report, _ = reader.ingest_uploads(saved, progress)  # a failed file is set aside in .failed/
     except SourcierError as exc:
         flash("error", plain(tr(lang, "busy", reason=exc) if isinstance(exc, IngestLockedError) else str(exc)))
         return
@@ -437,7 +593,7 @@ def ingest_uploads(service: Service, saved: list[Any], lang: str) -> None:
     flash("success", tr(lang, "ingested", **counts))
 
 
-def settings_panel(service: Service, lang: str) -> None:
+def settings_panel(reader: Reader, lang: str) -> None:
     choices: SessionChoices = st.session_state.choices
     with st.expander(tr(lang, "settings"), icon=":material/tune:"):
         choices.k = st.number_input(tr(lang, "k"), 1, 30, choices.k, key="set_k")
@@ -445,7 +601,7 @@ def settings_panel(service: Service, lang: str) -> None:
         choices.max_tokens = st.number_input(tr(lang, "max_tokens"), 16, 4096, choices.max_tokens, 16, key="set_m")
         prompt = st.text_area(tr(lang, "system_prompt"), choices.system_prompt or SYSTEM_PROMPT, height=180)
         choices.system_prompt = None if prompt.strip() == SYSTEM_PROMPT.strip() else prompt
-        models = [None, *service.model_files()]
+        models = [None, *reader.service.model_files()]
         current = models.index(choices.model_path) if choices.model_path in models else 0
         choices.model_path = st.selectbox(
             tr(lang, "model"), models, index=current, format_func=lambda p: "default" if p is None else p.name

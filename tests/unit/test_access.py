@@ -305,3 +305,270 @@ def test_the_admin_commands_set_up_a_team(tmp_path, monkeypatch, capsys):
     assert accounts.key_holder(key).name == "alice"
     assert main([*store, "collections", "grant", "nope", "alice"]) == 2
     assert "no collection named 'nope'" in capsys.readouterr().err
+
+
+# -- through the API and the page ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def team_service(team, monkeypatch):
+    from service import Service
+    from tests.fakes import FakeLLM
+
+    settings, ingestor, accounts, alice, bob, docs = team
+    settings.paths.docs_dir = docs
+    monkeypatch.setattr("ingest.pipeline.build_ingestor", lambda s, progress=None: fake_ingestor(s)[0])
+    monkeypatch.setattr("ingest.uploads.build_ingestor", lambda s, progress=None: fake_ingestor(s)[0])
+    service = Service(settings, Retriever(ingestor.store, FakeEmbedder(), settings), lambda path: FakeLLM([]))
+    return service, accounts
+
+
+def reply(service, accounts, name, words):
+    """Queue the fake model's reply for ``name`` asking QUESTION: the sentence of their passage holding ``words``."""
+    from tests.fakes import sentence_holding
+
+    scope = accounts.scope_for(accounts.person(name))
+    number, _, sentence = sentence_holding(service.retriever, QUESTION, service.settings.retrieval.k, words, scope)
+    service.model().replies.append(f'[{number}] "{sentence}"\nAnswer: {words}.')  # the loaded model's queue
+
+
+def test_the_api_reads_as_the_holder_of_each_key(team_service, tmp_path):
+    from fastapi.testclient import TestClient
+    from pydantic import SecretStr
+
+    from api.server import create_app
+
+    service, accounts = team_service
+    service.settings.server.api_key = SecretStr("the-shared-key")  # one person's key: not a person's, with accounts
+    client = TestClient(create_app(service))
+    keys = {name: accounts.new_key(name)[1] for name in ("alice", "bob")}
+
+    def as_(name, method, url, **kw):
+        return client.request(method, url, headers={"Authorization": f"Bearer {keys[name]}"}, **kw)
+
+    assert client.get("/v1/documents").status_code == 401
+    shared = client.get("/v1/documents", headers={"Authorization": "Bearer the-shared-key"})
+    assert shared.status_code == 401
+    assert as_("alice", "GET", "/v1/me").json() == {"name": "alice", "role": "member", "collections": ["hr"]}
+    listed = {d["source"] for d in as_("alice", "GET", "/v1/documents").json()["data"]}
+    assert listed == {"hr/leave-policy.md", "hr/salaries.md"}
+
+    chat = {"messages": [{"role": "user", "content": QUESTION}]}
+    reply(service, accounts, "alice", "16 weeks")
+    mine = as_("alice", "POST", "/v1/chat/completions", json=chat).json()
+    assert mine["found"] and {s["file"].split("/")[0] for s in mine["sources"]} == {"hr"}
+    reply(service, accounts, "bob", "20 weeks")
+    theirs = as_("bob", "POST", "/v1/chat/completions", json=chat).json()
+    assert {s["file"].split("/")[0] for s in theirs["sources"]} == {"legal"}
+    # asking in another's document: the same refusal as a document that does not exist
+    named = as_("alice", "POST", "/v1/chat/completions", json={**chat, "filter": {"sources": ["legal/leave-memo.md"]}})
+    absent = as_("alice", "POST", "/v1/chat/completions", json={**chat, "filter": {"sources": ["legal/none.md"]}})
+    assert named.status_code == absent.status_code == 400
+    assert named.json()["error"]["message"].replace("leave-memo", "none") == absent.json()["error"]["message"]
+
+    # another's document, chunk, page or conversation: 404 as for what does not exist
+    memo = theirs["sources"][0]
+    for url in (
+        f"/v1/documents/{memo['file']}/pages/1.png",
+        f"/v1/documents/{memo['file']}/pages/1.png?highlight={memo['chunk_id']}",
+        f"/v1/conversations/{theirs['conversation_id']}",
+        "/v1/documents/legal/nothing-here.md/pages/1.png",
+    ):
+        assert as_("alice", "GET", url).status_code == 404, url
+    assert as_("alice", "DELETE", f"/v1/documents/{memo['file']}").status_code == 404
+    assert as_("alice", "DELETE", f"/v1/conversations/{theirs['conversation_id']}").status_code == 404
+    assert [c["id"] for c in as_("alice", "GET", "/v1/conversations").json()["data"]] == [mine["conversation_id"]]
+    assert {d["source"] for d in as_("bob", "GET", "/v1/documents").json()["data"]} == {
+        "legal/leave-memo.md",
+        "legal/contract.md",
+    }, "bob's documents are all still there"
+
+    # uploads go into a collection the person reads; another's is refused before anything is saved
+    files = {"files": ("memo-2.md", b"# Memo 2\n\nParental leave can be taken in two parts.", "text/markdown")}
+    refused = as_("alice", "POST", "/v1/documents", files=files, data={"collection": "legal"})
+    assert refused.status_code == 403
+    added = as_("alice", "POST", "/v1/documents", files=files, data={"collection": "hr"})
+    assert added.status_code == 200 and added.json()["ingest"]["added"] == ["hr/memo-2.md"]
+    assert "hr/memo-2.md" in {d["source"] for d in as_("alice", "GET", "/v1/documents").json()["data"]}
+    assert "hr/memo-2.md" not in {d["source"] for d in as_("bob", "GET", "/v1/documents").json()["data"]}
+
+    # a key revoked mid-conversation: the next request is refused
+    [(ident, *_)] = accounts.keys("bob")
+    accounts.revoke_key(ident)
+    follow = {**chat, "conversation_id": theirs["conversation_id"]}
+    assert as_("bob", "POST", "/v1/chat/completions", json=follow).status_code == 401
+
+
+def login_page(service, name=None, password=PASSWORD):
+    import streamlit.testing.v1 as streamlit_testing
+
+    from tests.conftest import REPO
+
+    at = streamlit_testing.AppTest.from_file(str(REPO / "ui" / "app.py"), default_timeout=60)
+    at.session_state["service"] = service
+    at.session_state["language"] = "en"
+    at.run()
+    if name is not None:
+        at.text_input(key="login_name").set_value(name)
+        at.text_input(key="login_password").set_value(password)
+        at.button[0].click().run()
+    return at
+
+
+def sidebar_text(at) -> str:
+    return " ".join(m.value for m in at.sidebar.markdown).replace("\\", "")
+
+
+def test_the_page_asks_for_a_login_and_shows_each_person_their_own(team_service):
+    service, accounts = team_service
+    at = login_page(service)
+    assert not at.exception and not at.chat_input and len(at.text_input) == 2  # the login form only
+    wrong = login_page(service, "alice", "not the password")
+    assert "wrong name or password" in wrong.error[0].value and not wrong.chat_input
+    at = login_page(service, "alice")
+    assert not at.exception and at.chat_input
+    assert "hr/leave-policy.md" in sidebar_text(at) and "legal/" not in sidebar_text(at)
+    assert "Signed in as alice (member)" in " ".join(c.value for c in at.sidebar.caption).replace("\\", "")
+    reply(service, accounts, "alice", "16 weeks")
+    at.chat_input[0].set_value(QUESTION).run()
+    sources = [e.label for e in at.expander if e.label.startswith("\\[")]
+    assert sources and all("hr/" in label for label in sources)
+    # the session ends (a password reset): the next run shows the form again
+    accounts.reset("alice", "a brand new password")
+    at.run()
+    assert not at.chat_input and "session has ended" in at.info[0].value
+    # bob sees his own, and no team panel (members)
+    at = login_page(service, "bob")
+    assert "legal/leave-memo.md" in sidebar_text(at) and "hr/" not in sidebar_text(at)
+    assert not [e for e in at.sidebar.expander if "Team" in e.label]
+    at.button(key="logout").click().run()
+    assert not at.chat_input
+
+
+def test_an_admin_manages_the_team_from_the_page(team_service):
+    service, accounts = team_service
+    at = login_page(service, "root")
+    assert not at.exception
+    assert "legal/leave-memo.md" in sidebar_text(at) and "hr/salaries.md" in sidebar_text(at)  # everything
+    [team] = [e for e in at.sidebar.expander if "Team" in e.label]
+    at.text_input(key="new_person").set_value("carol")
+    at.text_input(key="new_person_password").set_value(PASSWORD)
+    next(b for b in at.button if b.label == "Add").click().run()
+    assert not at.exception and accounts.person("carol").role == "member"
+    hr = accounts.collection("hr")
+    at.multiselect(key=f"readers-{hr.id}").set_value(["alice", "carol"]).run()
+    assert set(accounts.collection("hr").readers) == {"alice", "carol"}
+    assert [d.source for d in service.reader(accounts.person("carol")).documents()] == [
+        "hr/leave-policy.md",
+        "hr/salaries.md",
+    ]
+
+
+def test_the_audit_trail_keeps_questions_sources_opens_and_refusals(team_service):
+    import json
+
+    from fastapi.testclient import TestClient
+
+    from api.server import create_app
+
+    service, accounts = team_service
+    client = TestClient(create_app(service))
+    key = accounts.new_key("alice")[1]
+    auth = {"Authorization": f"Bearer {key}"}
+    reply(service, accounts, "alice", "16 weeks")
+    body = {"messages": [{"role": "user", "content": QUESTION}], "store": False}
+    answer = client.post("/v1/chat/completions", json=body, headers=auth).json()
+    assert client.get("/v1/documents", headers={"Authorization": "Bearer sk-sourcier-guess"}).status_code == 401
+    with pytest.raises(AccessError):
+        service.login("bob", "not his password", "192.0.2.4")
+    service.reader(accounts.person("alice")).surroundings(
+        next(p for p in service.retriever.search(QUESTION, 5, accounts.scope_for(accounts.person("alice"))))
+    )
+    trail = [json.loads(line) for line in (service.settings.paths.store_dir / "audit.jsonl").read_text().splitlines()]
+    asked = next(e for e in trail if e["event"] == "ask")
+    assert asked["person"] == "alice" and asked["question"] == QUESTION and asked["conversation"] is None
+    assert [s["file"] for s in asked["sources"]] == [s["file"] for s in answer["sources"]]
+    assert asked["sources"][0]["cited"] is True
+    assert any(e["event"] == "key refused" and e["path"] == "/v1/documents" for e in trail)
+    assert any(e["event"] == "login refused" and e["name"] == "bob" and e["address"] == "192.0.2.4" for e in trail)
+    assert any(e["event"] == "open" and e["person"] == "alice" for e in trail)
+    assert key not in json.dumps(trail) and PASSWORD not in json.dumps(trail)
+    assert stat.S_IMODE(os.stat(service.settings.paths.store_dir / "audit.jsonl").st_mode) == 0o600
+
+
+def test_the_audit_trail_rotates_and_two_writers_share_it(tmp_path):
+    from rag.audit import AuditLog
+
+    page, api = AuditLog(tmp_path / "audit.jsonl", max_bytes=2000, keep=3), AuditLog(tmp_path / "audit.jsonl", 2000, 3)
+    for i in range(60):
+        (page if i % 2 else api).record("ask", "alice", question=f"question {i:02d} " + "x" * 40)
+    kept = list(page.entries())
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "audit.jsonl",
+        "audit.jsonl.1",
+        "audit.jsonl.2",
+        "audit.jsonl.3",
+    ]
+    numbers = [int(e["question"].split()[1]) for e in kept]
+    assert numbers == sorted(numbers) and numbers[-1] == 59 and len(numbers) < 60  # the oldest rotated away
+    assert all(p.stat().st_size <= 2000 for p in tmp_path.iterdir())
+    assert [e["question"][:11] for e in page.last(2, "alice")] == ["question 58", "question 59"]
+
+
+def test_the_audit_trail_can_be_turned_off(team, monkeypatch):
+    from service import Service
+
+    settings, ingestor, accounts, alice, *_ = team
+    settings.server.audit = False
+    service = Service(settings, Retriever(ingestor.store, FakeEmbedder(), settings), lambda path: None)
+    service.reader(alice).record("open", file="x")
+    service.login("alice", PASSWORD, "127.0.0.1")
+    assert not (settings.paths.store_dir / "audit.jsonl").exists()
+
+
+def test_the_admin_reads_the_audit_trail(team, capsys):
+    from admin.__main__ import main
+    from rag.audit import AuditLog
+
+    settings = team[0]
+    AuditLog.of_store(settings.paths.store_dir).record("ask", "alice", question="Who signs the contract?", sources=[])
+    store = ["--store", str(settings.paths.store_dir)]
+    assert main([*store, "collections", "grant", "hr", "bob"]) == 0
+    capsys.readouterr()
+    assert main([*store, "audit", "--last", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "alice" in out and "Who signs the contract?" in out and "collections grant" in out
+    assert main([*store, "audit", "--user", "alice", "--json"]) == 0
+    assert json_lines(capsys.readouterr().out)[0]["question"] == "Who signs the contract?"
+
+
+def json_lines(text: str) -> list[dict]:
+    import json
+
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_no_address_beyond_this_machine_without_accounts(tmp_path, monkeypatch, capsys):
+    from api.__main__ import main as api_main
+    from rag.accounts import check_exposure, is_loopback
+    from ui.__main__ import main as page_main
+
+    settings = make_settings(tmp_path)
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.20") and not is_loopback("")
+    check_exposure("127.0.0.1", settings.paths.store_dir, "the page")  # fine
+    with pytest.raises(AccessError, match="sourcier users add NAME --admin"):
+        check_exposure("0.0.0.0", settings.paths.store_dir, "the page")
+    check_exposure("0.0.0.0", settings.paths.store_dir, "the API", key_set=True)  # one person's key
+    monkeypatch.setenv("SOURCIER_PATHS__STORE_DIR", str(settings.paths.store_dir))
+    monkeypatch.setenv("SOURCIER_SERVER__PAGE_ADDRESS", "0.0.0.0")
+    monkeypatch.setattr("os.execv", lambda *a: pytest.fail("the page must not start"))
+    assert page_main([]) == 2 and "the page would listen on 0.0.0.0" in capsys.readouterr().err
+    assert api_main(["--host", "10.1.2.3"]) == 2 and "the API would listen on 10.1.2.3" in capsys.readouterr().err
+    # with an admin, the page may listen beyond (the API keeps its own address: 127.0.0.1)
+    Accounts.of_store(settings.paths.store_dir).add("root", PASSWORD, "admin")
+    check_exposure("0.0.0.0", settings.paths.store_dir, "the page")
+    started = []
+    monkeypatch.setattr("os.execv", lambda path, argv: started.append(argv))
+    page_main([])
+    assert started and started[0][started[0].index("--server.address") + 1] == "0.0.0.0"

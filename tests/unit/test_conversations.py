@@ -83,15 +83,15 @@ def test_sources_of_a_reopened_answer_say_their_document_was_removed_or_changed(
     ask(page(service), QUESTION)
     [saved] = service.conversations.list()
     answer = service.conversations.get(saved.id).answers[0]
-    assert set(service.source_states(answer).values()) == {"kept"}
+    assert set(service.reader(None).source_states(answer).values()) == {"kept"}
     cited = answer.cited_sources[0].passage
     docs = service.settings.paths.docs_dir
     (docs / cited.source).write_text("<html><body><p>Rewritten: no outage at all.</p></body></html>")
     fake_ingestor(service.settings)[0].run([docs])
-    assert service.source_states(answer)[answer.cited_sources[0].number] == "changed"
+    assert service.reader(None).source_states(answer)[answer.cited_sources[0].number] == "changed"
     (docs / cited.source).unlink()
     fake_ingestor(service.settings)[0].run([docs])
-    assert service.source_states(answer)[answer.cited_sources[0].number] == "removed"
+    assert service.reader(None).source_states(answer)[answer.cited_sources[0].number] == "removed"
     reopened = page_at(service, saved.id)
     labels = [e.label for e in reopened.expander if e.label.startswith("\\[")]
     assert any("no longer in the documents" in label for label in labels)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from rag.corpus import DocumentInfo
 from rag.retrieval import Retriever
 from service import Service
 from tests.conftest import REPO
@@ -150,7 +149,7 @@ def test_an_opened_pdf_source_shows_its_page_with_the_passage_highlighted(servic
     cited = next(e for e in at.expander if e.label.startswith(f"\\[{number}"))
     [image] = [e for e in cited.children.values() if e.type == "image"]
     assert f"page {passage.page}" in image.captions[0] and "highlighted" in image.captions[0]
-    view = service.page_view(DocumentInfo(passage.root, passage.source), passage.page, passage.text)
+    view = service.reader(None).page_view(passage.root, passage.source, passage.page, passage.text)
     assert view.boxes > 0  # the passage was found on the page and marked
     assert any("25 euros" in md.value for md in cited.markdown)  # and its text below the image
     others = [e for e in at.expander if e.label.startswith("\\[") and e is not cited]
