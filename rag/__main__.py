@@ -114,13 +114,14 @@ def main(argv: list[str] | None = None) -> int:
                 url = running_server(settings)
                 if url is not None:
                     return ask_server(url, settings, args.question, args.scope, as_json=args.json)
+        from rag.accounts import readable_by
         from rag.answer import build_answerer
         from rag.retrieval import build_retriever
         from rag.scope import resolve_scope, within
 
         model = Meanwhile(settings)  # the model loads while the store, the embedder and the reranker load here
         retriever = build_retriever(settings)  # an empty store, or a name that matches no document, is said first
-        readable = readable_by(settings, args.user)
+        readable = readable_by(settings.paths.store_dir, args.user)
         chosen = resolve_scope(retriever.corpus.documents(readable), args.scope, settings.paths.store_dir)
         scope = within(chosen, readable)
         answerer = build_answerer(settings, llm=model.result(), retriever=retriever)
@@ -132,21 +133,6 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
-
-
-def readable_by(settings: Any, user: str | None) -> Scope | None:
-    """What ``user`` may read (None: everything, for the store's owner at this terminal when no user is named)."""
-    if user is None:
-        return None
-    from rag.accounts import AccessError, Accounts
-
-    accounts = Accounts.existing(settings.paths.store_dir)
-    if accounts is None:
-        raise AccessError(f"--user {user}: this store has no accounts (sourcier users add)")
-    try:
-        return accounts.scope_for(accounts.person(user))
-    finally:
-        accounts.close()
 
 
 class Meanwhile:

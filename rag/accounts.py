@@ -366,6 +366,20 @@ class Accounts:
             raise AccessError(f"cannot use the accounts file {self.path}: {exc}") from exc
 
 
+def readable_by(store_dir: Path, user: str | None) -> Scope | None:
+    """What account ``user`` may read in the store (None: everything, for no user named: the store's owner at
+    a terminal or in their own code)."""
+    if user is None:
+        return None
+    accounts = Accounts.existing(store_dir)
+    if accounts is None:
+        raise AccessError(f"user {user!r}: this store has no accounts (sourcier users add)")
+    try:
+        return accounts.scope_for(accounts.person(user))
+    finally:
+        accounts.close()
+
+
 def is_loopback(host: str) -> bool:
     """Whether ``host`` is reachable from this machine only."""
     if host in ("localhost", ""):

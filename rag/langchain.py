@@ -24,16 +24,18 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import ensure_config, get_callback_manager_for_config
 from pydantic import ConfigDict
 
+from rag.accounts import readable_by
 from rag.answer import Answer, Answerer, Searcher
 from rag.errors import SourcierError
 from rag.packing import Passage, Turn
-from rag.scope import Scope, resolve_scope
+from rag.scope import Scope, resolve_scope, within
 from rag.settings import Settings
 
 ChainInput = str | Mapping[str, Any]
-"""A question, or ``{"question": ..., "history": [...], "sources": [...]}``: history as (question, answer)
-pairs, :class:`~rag.packing.Turn`, ``{"question", "answer"}`` dicts or alternating human/AI messages;
-sources as document or folder names (the answer comes only from them)."""
+"""A question, or ``{"question": ..., "history": [...], "sources": [...], "user": ...}``: history as (question,
+answer) pairs, :class:`~rag.packing.Turn`, ``{"question", "answer"}`` dicts or alternating human/AI messages;
+sources as document or folder names (the answer comes only from them); user an account whose collections
+the answer is held to."""
 
 
 def passage_document(passage: Passage) -> Document:
@@ -52,17 +54,20 @@ def passage_document(passage: Passage) -> Document:
     return Document(id=passage.chunk_id, page_content=passage.text, metadata=metadata)
 
 
-def _scope_for(searcher: Searcher, names: Sequence[str], settings: Settings) -> Scope | None:
+def _scope_for(searcher: Searcher, names: Sequence[str], settings: Settings, user: str | None = None) -> Scope | None:
+    """What a search of ``names`` (none: every document) may read, as account ``user`` when one is given."""
+    readable = readable_by(settings.paths.store_dir, user)
     if not names:
-        return None
-    return resolve_scope(searcher.corpus.documents(), list(names), settings.paths.store_dir)
+        return readable
+    return within(resolve_scope(searcher.corpus.documents(readable), list(names), settings.paths.store_dir), readable)
 
 
 class SourcierRetriever(BaseRetriever):
     """Our search (vectors and keywords fused, reranked when a reranker is configured) as a LangChain retriever.
 
     ``k``: passages returned (default ``retrieval.k``); ``sources``: document or folder names the search is
-    held to (default: every document).
+    held to (default: every document); ``user``: an account (``sourcier users``) whose collections the
+    search is held to (read again at every search: a grant revoked since applies at once).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -71,19 +76,24 @@ class SourcierRetriever(BaseRetriever):
     settings: Settings
     k: int | None = None
     sources: list[str] = []
+    user: str | None = None
 
     @classmethod
     def from_settings(
-        cls, settings: Settings | None = None, k: int | None = None, sources: Sequence[str] = ()
+        cls,
+        settings: Settings | None = None,
+        k: int | None = None,
+        sources: Sequence[str] = (),
+        user: str | None = None,
     ) -> SourcierRetriever:
         """A retriever over the configured store (refuses an empty one); loads the embedder and reranker."""
         from rag.retrieval import build_retriever
 
         settings = settings if settings is not None else Settings()
-        return cls(searcher=build_retriever(settings), settings=settings, k=k, sources=list(sources))
+        return cls(searcher=build_retriever(settings), settings=settings, k=k, sources=list(sources), user=user)
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
-        scope = _scope_for(self.searcher, self.sources, self.settings)
+        scope = _scope_for(self.searcher, self.sources, self.settings, self.user)
         passages = self.searcher.search(query, self.k or self.settings.retrieval.k, scope)
         return [passage_document(p) for p in passages]
 
@@ -150,9 +160,8 @@ class SourcierChain(Runnable[ChainInput, Answer]):
         if "question" not in input:
             raise SourcierError(f"the chain's input needs a 'question' (got the keys {sorted(input)})")
         sources = input.get("sources") or []
-        scope = _scope_for(
-            self.answerer.retriever, [sources] if isinstance(sources, str) else sources, self.answerer.settings
-        )
+        names = [sources] if isinstance(sources, str) else sources
+        scope = _scope_for(self.answerer.retriever, names, self.answerer.settings, input.get("user"))
         return str(input["question"]), as_turns(input.get("history")), scope
 
     def invoke(self, input: ChainInput, config: RunnableConfig | None = None, **kwargs: Any) -> Answer:

@@ -572,3 +572,23 @@ def test_no_address_beyond_this_machine_without_accounts(tmp_path, monkeypatch, 
     monkeypatch.setattr("os.execv", lambda path, argv: started.append(argv))
     page_main([])
     assert started and started[0][started[0].index("--server.address") + 1] == "0.0.0.0"
+
+
+@pytest.mark.parametrize("path", ["chroma filter", "overfetch", "overfetch then filter"])
+def test_each_way_of_holding_the_vector_search_finds_the_same_chunks(team, monkeypatch, path):
+    import rag.store
+
+    _, ingestor, accounts, alice, *_ = team
+    store = ingestor.store
+    scope = accounts.scope_for(alice)
+    vector = FakeEmbedder().embed_query(QUESTION)
+    exact = [h.chunk_id for h in store._query(vector, 2, scope)]  # Chroma's own where
+    if path == "chroma filter":
+        monkeypatch.setattr(rag.store, "OVERFETCH_MIN_SHARE", 1.1)  # never enough of the store to skip it
+    if path == "overfetch then filter":
+        monkeypatch.setattr(rag.store, "OVERFETCH", 0.1)  # too few hits asked: the where is asked after
+    asked = []
+    real = store._query
+    monkeypatch.setattr(store, "_query", lambda v, n, s: asked.append(s is not None) or real(v, n, s))
+    assert [h.chunk_id for h in store.nearest(vector, 2, scope)] == exact
+    assert asked == {"chroma filter": [True], "overfetch": [False], "overfetch then filter": [False, True]}[path]
