@@ -167,7 +167,7 @@ class Meanwhile:
 
 
 def ask(answerer: Answerer, question: str, as_json: bool = False, scope: Scope | None = None) -> int:
-    if scope is not None:
+    if scope is not None and scope.documents is not None:
         print(f"(in {', '.join(scope.describe())})", file=sys.stderr)
     if as_json:
         return show(answerer.answer(question, scope=scope), as_json=True)
@@ -208,7 +208,7 @@ def chat(answerer: Answerer, scope: Scope | None = None) -> int:
 
     history: list[Turn] = []
     print("Ask about your documents (empty line or Ctrl-D to quit).")
-    if scope is not None:
+    if scope is not None and scope.documents is not None:
         print(f"Only in: {', '.join(scope.describe())}")
     while True:
         try:

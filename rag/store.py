@@ -36,7 +36,8 @@ READ_PAGE = 5000
 CHANGE_MARKER = ".sourcier-changed"  # rewritten after every write, so readers in other processes notice
 CHANGED_KEY = "sourcier_changed"
 # A scope holding at least this share of the chunks is searched without Chroma's filter, for OVERFETCH times
-# the hits its share should hold (at most OVERFETCH_MAX), and the others dropped (Store.nearest).
+# the hits its share should hold (at most OVERFETCH_MAX), and the others dropped (Store.nearest, measured in
+# benchmarks/access_bench.py).
 OVERFETCH_MIN_SHARE = 0.05
 OVERFETCH = 1.5
 OVERFETCH_MAX = 1000  # the same marker, in the collection's metadata on a Chroma server
@@ -230,21 +231,20 @@ class Store(ABC):
         """The ``n`` chunks closest to ``vector`` (among those ``scope`` admits) as ranked hits, scored by
         cosine similarity.
 
-        Chroma's ``where`` costs what the chunks it admits cost, on every query (94 ms instead of 3 at 100,000
+        Chroma's ``where`` costs what the chunks it admits cost, on every query (89 ms instead of 3.4 at 100,000
         chunks for a quarter of them). So a scope holding at least ``OVERFETCH_MIN_SHARE`` of the store is
-        searched without it, for ``OVERFETCH`` times the hits its share should hold, and the hits outside it are
-        dropped (their membership read from the keyword index); only when that leaves fewer than ``n`` (and the
-        store has more) is the question asked again with the ``where``."""
+        searched without it, for ``OVERFETCH`` times the hits its share should hold (its membership read from the
+        keyword index), and the hits outside it are dropped. It is never asked again with the ``where`` when too
+        few remain (the first hits all another's: rare at 1.5 times the share), so that the time a search takes
+        does not tell whether other collections hold passages close to the question; it then returns fewer."""
         if scope is not None and scope.empty:
             return []
         share = self._share(scope) if scope is not None else None
         if scope is not None and share is not None and share >= OVERFETCH_MIN_SHARE:
-            wanted = min(OVERFETCH_MAX, math.ceil(n * OVERFETCH / share))
-            hits = self._query(vector, wanted, None)
+            hits = self._query(vector, min(OVERFETCH_MAX, math.ceil(n * OVERFETCH / share)), None)
             admitted = self.ids_in(scope, among=[h.chunk_id for h in hits])
             kept = [h for h in hits if h.chunk_id in admitted][:n]
-            if len(kept) == n or len(hits) < wanted:  # enough, or the whole store was read
-                return [Hit(h.chunk_id, rank, h.score) for rank, h in enumerate(kept)]
+            return [Hit(h.chunk_id, rank, h.score) for rank, h in enumerate(kept)]
         return self._query(vector, n, scope)
 
     def _query(self, vector: Sequence[float], n: int, scope: Scope | None) -> list[Hit]:

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
 from tests.integration.test_page_browser import ARTIFACTS, CHROMIUM, launch_chromium, page_env, start_page
 from tests.integration.test_real_ingest import smollm_path
 from tests.processes import free_port, stop
@@ -144,7 +143,10 @@ def test_the_page_logs_each_person_in_and_shows_their_own(team):
         with playwright.sync_playwright() as p:
             browser = launch_chromium(p)
             try:
-                for user, theirs, other in (("alice", "leave-policy.md", "leave-memo.md"), ("bob", "leave-memo.md", "salaries.md")):
+                for user, theirs, other in (
+                    ("alice", "leave-policy.md", "leave-memo.md"),
+                    ("bob", "leave-memo.md", "salaries.md"),
+                ):
                     page = browser.new_page()
                     page.goto(url)
                     page.get_by_label("Name").fill(user)
@@ -164,4 +166,3 @@ def test_the_page_logs_each_person_in_and_shows_their_own(team):
     finally:
         stop(proc, grace_s=20)
     assert proc.poll() is not None
-    assert REPO.exists()
