@@ -34,6 +34,7 @@ from typing import Literal
 
 from rag.errors import SourcierError
 from rag.names import absolute_path
+from rag.private_db import open_private
 from rag.scope import Scope
 
 ACCOUNTS_FILE = "accounts.sqlite3"
@@ -104,15 +105,7 @@ class Accounts:
         self.path = Path(path)
         self._lock = threading.Lock()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            if not self.path.exists():  # created readable and writable by this user only
-                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-            self._db = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.execute("PRAGMA secure_delete=ON")
-            for statement in SCHEMA:
-                self._db.execute(statement)
+            self._db = open_private(self.path, SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise AccessError(f"cannot open the accounts file {self.path}: {exc}") from exc
 

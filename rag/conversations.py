@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sqlite3
 import threading
 import types
@@ -26,6 +25,7 @@ from typing import Any
 
 from rag.answer import Answer
 from rag.errors import StoreError
+from rag.private_db import open_private
 
 TITLE_CHARS = 80
 SCHEMA = (
@@ -72,15 +72,7 @@ class ConversationStore:
         self.path = Path(path)
         self._lock = threading.Lock()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            if not self.path.exists():  # created readable and writable by this user only
-                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-            self._db = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.execute("PRAGMA secure_delete=ON")
-            for statement in SCHEMA:
-                self._db.execute(statement)
+            self._db = open_private(self.path, SCHEMA)
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(conversations)")}
             if "owner" not in columns:  # a file written before conversations had owners: the install's own
                 self._db.execute("ALTER TABLE conversations ADD COLUMN owner TEXT NOT NULL DEFAULT ''")

@@ -437,8 +437,12 @@ def test_the_page_asks_for_a_login_and_shows_each_person_their_own(team_service)
     accounts.reset("alice", "a brand new password")
     at.run()
     assert not at.chat_input and "session has ended" in at.info[0].value
-    # bob sees his own, and no team panel (members)
+    # bob sees his own, and no team panel (members); alice's conversation, named in his URL, is not found
+    [theirs] = service.conversations.list("alice")
     at = login_page(service, "bob")
+    at.query_params["c"] = theirs.id
+    at.run()
+    assert "cannot be opened" in at.error[0].value and not [e for e in at.expander if e.label.startswith("\\[")]
     assert "legal/leave-memo.md" in sidebar_text(at) and "hr/" not in sidebar_text(at)
     assert not [e for e in at.sidebar.expander if "Team" in e.label]
     at.button(key="logout").click().run()
