@@ -220,7 +220,8 @@ def scope_chips(reader: Reader, lang: str) -> Scope | None:
     except SourcierError as exc:  # a chosen document was removed since: back to all documents
         st.warning(str(exc), icon=":material/filter_alt_off:")
         return None
-    chips = [f":blue-badge[{plain(name)}]" for name in names] or [f":gray-badge[{tr(lang, 'all_documents')}]"]
+    everything = tr(lang, "all_documents" if reader.readable is None else "all_readable")
+    chips = [f":blue-badge[{plain(name)}]" for name in names] or [f":gray-badge[{everything}]"]
     st.markdown(f"{tr(lang, 'ask_in')}: " + " ".join(chips))
     return scope
 
@@ -239,7 +240,7 @@ def scope_panel(reader: Reader, lang: str) -> None:
         tr(lang, "ask_in"),
         folders + sources,
         key="scope_names",
-        placeholder=tr(lang, "all_documents"),
+        placeholder=tr(lang, "all_documents" if reader.readable is None else "all_readable"),
         help=tr(lang, "ask_in_help"),
     )
 
@@ -419,7 +420,7 @@ def account_line(reader: Reader, lang: str) -> None:
     """Who is logged in, and the button that ends the session."""
     person = reader.person
     assert person is not None
-    name, button = st.columns([3, 2], vertical_alignment="center")
+    name, button = st.columns([1, 1], vertical_alignment="center")
     name.caption(plain(tr(lang, "signed_in", name=person.name, role=person.role)))
     if button.button(tr(lang, "log_out"), icon=":material/logout:", key="logout"):
         accounts = reader.service.accounts()

@@ -6,6 +6,7 @@ real `python -m ui` in Debian's chromium, with its login form). Servers are stop
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -149,16 +150,24 @@ def test_the_page_logs_each_person_in_and_shows_their_own(team):
                 ):
                     page = browser.new_page()
                     page.goto(url)
-                    page.get_by_label("Name").fill(user)
-                    page.get_by_label("Password").fill("not the password")
+                    page.get_by_label("Name", exact=True).fill(user)
+                    page.get_by_label("Password", exact=True).fill("not the password")
                     page.get_by_role("button", name="Log in").click()
                     page.get_by_text("wrong name or password").wait_for(timeout=60_000)
-                    page.get_by_label("Password").fill(PASSWORD)
+                    page.get_by_label("Password", exact=True).fill(PASSWORD)
                     page.get_by_role("button", name="Log in").click()
                     page.get_by_text(f"Signed in as {user}").wait_for(timeout=60_000)
                     sidebar = page.get_by_test_id("stSidebar")
                     sidebar.get_by_text(theirs).first.wait_for(timeout=30_000)
                     assert other not in sidebar.inner_text()
+                    box = page.get_by_test_id("stChatInputTextArea")
+                    box.fill(QUESTION)
+                    box.press("Enter")
+                    page.get_by_text("Sources").first.wait_for(timeout=180_000)
+                    labels = [t.strip() for t in page.get_by_test_id("stExpander").all_inner_texts()]
+                    sources = [t for t in labels if re.search(r"\[\d+\] ", t)]
+                    folder = "hr/" if user == "alice" else "legal/"
+                    assert sources and all(folder in t for t in sources), labels
                     page.screenshot(path=str(ARTIFACTS / f"team-{user}.png"), full_page=True)
                     page.close()
             finally:
