@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                 url = running_server(settings)
                 if url is not None:
                     return ask_server(url, settings, args.question, args.scope, as_json=args.json)
-        from rag.accounts import readable_by
+        from rag.accounts import collections_of, readable_by
         from rag.answer import build_answerer
         from rag.retrieval import build_retriever
         from rag.scope import resolve_scope, within
@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         model = Meanwhile(settings)  # the model loads while the store, the embedder and the reranker load here
         retriever = build_retriever(settings)  # an empty store, or a name that matches no document, is said first
         readable = readable_by(settings.paths.store_dir, args.user)
-        chosen = resolve_scope(retriever.corpus.documents(readable), args.scope, settings.paths.store_dir)
+        named = collections_of(settings.paths.store_dir, args.user)
+        chosen = resolve_scope(retriever.corpus.documents(readable), args.scope, settings.paths.store_dir, named)
         scope = within(chosen, readable)
         answerer = build_answerer(settings, llm=model.result(), retriever=retriever)
         if args.command == "ask":

@@ -373,6 +373,19 @@ def readable_by(store_dir: Path, user: str | None) -> Scope | None:
         accounts.close()
 
 
+def collections_of(store_dir: Path, user: str | None) -> dict[str, str]:
+    """name -> id of the collections ``user`` reads (all of them for no user: the store's owner); {} when the
+    store has no accounts."""
+    accounts = Accounts.existing(store_dir)
+    if accounts is None:
+        return {}
+    try:
+        found = accounts.collections() if user is None else accounts.readable(accounts.person(user))
+        return {c.name: c.id for c in found}
+    finally:
+        accounts.close()
+
+
 def is_loopback(host: str) -> bool:
     """Whether ``host`` is reachable from this machine only."""
     if host in ("localhost", ""):

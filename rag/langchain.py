@@ -24,7 +24,7 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import ensure_config, get_callback_manager_for_config
 from pydantic import ConfigDict
 
-from rag.accounts import readable_by
+from rag.accounts import collections_of, readable_by
 from rag.answer import Answer, Answerer, Searcher
 from rag.errors import SourcierError
 from rag.packing import Passage, Turn
@@ -59,7 +59,9 @@ def _scope_for(searcher: Searcher, names: Sequence[str], settings: Settings, use
     readable = readable_by(settings.paths.store_dir, user)
     if not names:
         return readable
-    return within(resolve_scope(searcher.corpus.documents(readable), list(names), settings.paths.store_dir), readable)
+    documents = searcher.corpus.documents(readable)
+    named = collections_of(settings.paths.store_dir, user)
+    return within(resolve_scope(documents, list(names), settings.paths.store_dir, named), readable)
 
 
 class SourcierRetriever(BaseRetriever):

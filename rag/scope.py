@@ -77,15 +77,29 @@ def chunk_collections(metadata: Mapping[str, Any]) -> list[str]:
     return [str(c) for c in found] if isinstance(found, list | tuple) else []
 
 
-def resolve_scope(documents: Iterable[Any], names: Sequence[str], store_dir: Path) -> Scope | None:
-    """The scope that ``names`` (documents, folders, ingested folders, paths on disk) select among
-    ``documents`` (anything with ``root`` and ``source``); None for no names (all documents)."""
+COLLECTION = "collection:"  # a name of this form names a collection (rag.accounts): every document in it
+
+
+def resolve_scope(
+    documents: Iterable[Any],
+    names: Sequence[str],
+    store_dir: Path,
+    collections: Mapping[str, str] | None = None,
+) -> Scope | None:
+    """The scope that ``names`` (documents, folders, ingested folders, paths on disk, ``collection:NAME``
+    among ``collections``: name -> id) select among ``documents`` (anything with ``root``, ``source`` and, for
+    collections, ``collections``); None for no names (all documents)."""
     if not names:
         return None
-    docs = [(d.root, d.source) for d in documents]
+    docs = list(documents)
+    pairs = [(d.root, d.source) for d in docs]
     chosen: set[tuple[str, str]] = set()
     for name in names:
-        matched = _matching(docs, name, store_dir)
+        if name.startswith(COLLECTION) and name[len(COLLECTION) :] in (collections or {}):
+            wanted = (collections or {})[name[len(COLLECTION) :]]
+            matched = {(d.root, d.source) for d in docs if wanted in getattr(d, "collections", ())}
+        else:
+            matched = _matching(pairs, name, store_dir)
         if not matched:
             raise ScopeError(f"no document or folder in the store matches {name!r} (see the document list)")
         chosen |= matched

@@ -18,7 +18,7 @@ from ingest.discover import SUPPORTED_SUFFIXES
 from ingest.page_view import PAGE_KINDS, PageCache, PageView
 from ingest.pipeline import IngestReport, ProgressListener, document_path
 from ingest.uploads import SavedUpload, remove_document, save_upload, set_aside, withdraw
-from rag.accounts import AccessError, Accounts, Person
+from rag.accounts import AccessError, Accounts, Collection, Person
 from rag.answer import Answer, Answerer, Searcher
 from rag.audit import AuditLog, sources_shown
 from rag.conversations import ConversationStore, OwnedConversations
@@ -95,9 +95,18 @@ class Reader:
             raise SourcierError(f"{source!r} is in several folders: give its root")
         return matches[0]
 
+    def collections(self) -> list[Collection]:
+        """The collections this person reads (every one for an admin; none without accounts)."""
+        accounts = self.service.accounts()
+        if accounts is None:
+            return []
+        return accounts.collections() if self.person is None else accounts.readable(self.person)
+
     def scope(self, names: Sequence[str]) -> Scope | None:
-        """What a question asked of ``names`` (documents, folders, paths; none: every document) may read."""
-        chosen = resolve_scope(self.documents(), names, self.service.settings.paths.store_dir)
+        """What a question asked of ``names`` (documents, folders, paths, ``collection:NAME``; none: every
+        document) may read."""
+        readable = {c.name: c.id for c in self.collections()}
+        chosen = resolve_scope(self.documents(), names, self.service.settings.paths.store_dir, readable)
         return within(chosen, self.readable)
 
     def record(self, event: str, **fields: Any) -> None:

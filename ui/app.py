@@ -21,7 +21,7 @@ from rag.citations import support_spans
 from rag.conversations import conversation_markdown
 from rag.errors import IngestLockedError, SourcierError
 from rag.packing import Turn
-from rag.scope import Scope
+from rag.scope import COLLECTION, Scope
 from service import Reader, Service, SessionChoices, build_service
 from ui.render import describe_timings, highlighted, plain
 from ui.texts import interface_language, tr
@@ -234,11 +234,13 @@ def scope_panel(reader: Reader, lang: str) -> None:
         return
     sources = sorted({d.source for d in docs})
     folders = sorted({f"{s.rsplit('/', 1)[0]}/" for s in sources if "/" in s})
-    chosen = [n for n in st.session_state.get("scope_names", []) if n in sources or n in folders]
+    collections = [f"{COLLECTION}{c.name}" for c in reader.collections()]
+    options = collections + folders + sources
+    chosen = [n for n in st.session_state.get("scope_names", []) if n in options]
     st.session_state["scope_names"] = chosen  # a removed document leaves the choice
     st.multiselect(
         tr(lang, "ask_in"),
-        folders + sources,
+        options,
         key="scope_names",
         placeholder=tr(lang, "all_documents" if reader.readable is None else "all_readable"),
         help=tr(lang, "ask_in_help"),
@@ -488,7 +490,14 @@ def team_collections(reader: Reader, accounts: Any, lang: str) -> None:
     st.markdown(f"**{tr(lang, 'collections')}**")
     members = [p.name for p in accounts.people() if not p.is_admin]
     for c in accounts.collections():
-        st.caption(plain(f"{c.name}: {', '.join(map(str, c.paths))}"))
+        name, button = st.columns([4, 1], vertical_alignment="center")
+        name.caption(plain(f"{c.name}: {', '.join(map(str, c.paths))}"))
+        if button.button("", key=f"rm-col-{c.id}", icon=":material/delete:", help=tr(lang, "remove_collection")):
+            accounts.remove_collection(c.name)
+            reader.record("admin", action="collections remove", name=c.name)
+            reader.service.collections_changed()
+            flash("success", tr(lang, "done"))
+            st.rerun()
         chosen = st.multiselect(
             tr(lang, "grant"), members, default=[r for r in c.readers if r in members], key=f"readers-{c.id}"
         )

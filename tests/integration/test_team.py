@@ -6,8 +6,8 @@ real `python -m ui` in Debian's chromium, with its login form). Servers are stop
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import subprocess
 import sys
 import time

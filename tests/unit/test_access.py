@@ -170,6 +170,22 @@ def test_every_read_of_the_corpus_is_held_to_the_scope(team):
     assert {cid for cid, _ in store.keywords.search(QUESTION, 10, scope=mine)} <= hr_ids
 
 
+def test_a_question_can_name_a_collection_one_reads(team_service):
+    from rag.scope import ScopeError
+
+    service, accounts = team_service
+    alice, bob = service.reader(accounts.person("alice")), service.reader(accounts.person("bob"))
+    scope = alice.scope(["collection:hr"])
+    assert scope is not None and scope.documents == {("docs", "hr/leave-policy.md"), ("docs", "hr/salaries.md")}
+    with pytest.raises(ScopeError) as theirs:
+        bob.scope(["collection:hr"])
+    with pytest.raises(ScopeError) as absent:
+        bob.scope(["collection:finance"])
+    assert str(theirs.value).replace("hr", "finance") == str(absent.value)  # the same refusal
+    admin = service.reader(accounts.person("root"))
+    assert [c.name for c in admin.collections()] == ["hr", "legal"] and admin.scope(["collection:legal"]) is not None
+
+
 def test_collection_changes_reach_the_store_without_embedding_again(team):
     settings, ingestor, accounts, alice, bob, docs = team
     embedder = ingestor.embedder
