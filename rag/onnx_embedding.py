@@ -235,11 +235,16 @@ def _quantize(source: Path, target: Path) -> None:
         from onnxruntime.quantization import QuantType, quantize_dynamic
     except ImportError as exc:
         raise ModelFileError(f"quantizing the ONNX embedding model needs the onnx package: {exc}") from None
-    logging.getLogger("root").setLevel(logging.ERROR)  # its advice to pre-process applies to static quantization
-    quantize_dynamic(
-        str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-    )  # fmt: skip
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # its advice (to the root logger) to pre-process applies to static quantization
+    try:
+        quantize_dynamic(
+            str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )  # fmt: skip
+    finally:
+        root.setLevel(level)  # for the quantization only: every other warning of the process stays
 
 
 def _tokenizer(info: EmbeddingModelInfo) -> Any:

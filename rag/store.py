@@ -34,13 +34,13 @@ from rag.text import LANGUAGES, search_text, text_language
 
 READ_PAGE = 5000
 CHANGE_MARKER = ".sourcier-changed"  # rewritten after every write, so readers in other processes notice
-CHANGED_KEY = "sourcier_changed"
+CHANGED_KEY = "sourcier_changed"  # the same marker, in the collection's metadata on a Chroma server
 # A scope holding at least this share of the chunks is searched without Chroma's filter, for OVERFETCH times
 # the hits its share should hold (at most OVERFETCH_MAX), and the others dropped (Store.nearest, measured in
 # benchmarks/access_bench.py).
 OVERFETCH_MIN_SHARE = 0.05
 OVERFETCH = 1.5
-OVERFETCH_MAX = 1000  # the same marker, in the collection's metadata on a Chroma server
+OVERFETCH_MAX = 1000
 WRITER_LOCK = ".sourcier-ingest.lock"  # the ingest's one-writer lock file (ingest.lock), beside the store
 
 

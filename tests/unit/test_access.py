@@ -4,6 +4,7 @@ only the collections they were granted, through every way the store is read."""
 from __future__ import annotations
 
 import io
+import logging
 import os
 import stat
 
@@ -71,6 +72,7 @@ def test_passwords_are_scrypt_hashes_in_a_file_only_its_owner_reads(team):
 
 
 def test_wrong_passwords_lock_the_account_then_the_address(team, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="sourcier.accounts")
     _, _, accounts, *_ = team
     for _ in range(accounts_module.FAILURES_ALLOWED):
         with pytest.raises(AccessError, match="wrong name or password"):
