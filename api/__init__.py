@@ -1,1 +1,2 @@
-"""sourcier's HTTP API and the service it shares with the page (``python -m api`` / ``python -m rag serve``)."""
+"""sourcier's HTTP API (``python -m api`` / ``python -m rag serve``): OpenAI-compatible chat with sources,
+documents, conversations, page images; what it shares with the page lives in ``service``."""

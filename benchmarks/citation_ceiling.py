@@ -29,12 +29,12 @@ sys.path.insert(0, str(ROOT))
 
 def sentences(text: str) -> list[str]:
     """The passage's sentences as a quote would hold them (runs of clauses up to a sentence's end)."""
-    from rag.quotes import _SENTENCE_END, _quotable, clause_spans
+    from rag.quotes import SENTENCE_END, clause_spans, quotable
 
     out, current = [], ""
-    for clause in (c for c in (_quotable(text[a:b]) for a, b in clause_spans(text)) if c):
+    for clause in (c for c in (quotable(text[a:b]) for a, b in clause_spans(text)) if c):
         current = f"{current} {clause}".strip()
-        if _SENTENCE_END.search(current):
+        if SENTENCE_END.search(current):
             out.append(current)
             current = ""
     if current:

@@ -94,7 +94,7 @@ def bench_views(repeat: int) -> None:
     from pypdf import PdfReader
 
     from ingest.page_view import DEFAULT_DPI, PageCache, render_page
-    from ingest.readers import _clean
+    from ingest.readers import clean_text
     from tests.conftest import SAMPLE_DATA
     from tests.scans import scanned_pdf, text_page_image
 
@@ -105,7 +105,7 @@ def bench_views(repeat: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cache = PageCache(Path(tmp) / "cache")
         for path, number in pages:
-            text = _clean(PdfReader(path).pages[number - 1].extract_text())
+            text = clean_text(PdfReader(path).pages[number - 1].extract_text())
             start = len(text) // 3
             passage = text[start : start + 600]  # a chunk-sized passage from the middle of the page
 

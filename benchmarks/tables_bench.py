@@ -34,7 +34,7 @@ def extractors() -> dict:
     import pypdfium2 as pdfium
     from pypdf import PdfReader
 
-    from ingest.readers import _clean
+    from ingest.readers import clean_text
 
     def layout_cells(page) -> str:
         text = page.extract_text(extraction_mode="layout")
@@ -48,8 +48,8 @@ def extractors() -> dict:
 
     found = {
         "pypdf (raw)": lambda path, n: PdfReader(path).pages[n].extract_text(),
-        "ours": lambda path, n: _clean(PdfReader(path).pages[n].extract_text()),
-        "pypdf layout, cells": lambda path, n: _clean(layout_cells(PdfReader(path).pages[n])),
+        "ours": lambda path, n: clean_text(PdfReader(path).pages[n].extract_text()),
+        "pypdf layout, cells": lambda path, n: clean_text(layout_cells(PdfReader(path).pages[n])),
         "pypdfium2": lambda path, n: pdfium.PdfDocument(path)[n].get_textpage().get_text_bounded(),
     }
     if importlib.util.find_spec("pdfplumber"):  # not a dependency: compared when installed

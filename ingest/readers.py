@@ -88,13 +88,13 @@ def _why_no_text(kind: str, ocr: OcrOptions) -> str:
 _LEADER = re.compile(r"(?:[ \t]*\.){4,}[ \t]*")
 
 
-def _clean(text: str) -> str:
+def clean_text(text: str) -> str:
     return _LEADER.sub(" … ", text.replace("\x00", "").replace("\r\n", "\n"))
 
 
 def _cleaned(page: Page) -> Page:
     """The page with its text cleaned and its headings found again in the cleaned text (offsets move)."""
-    text = _clean(page.text)
+    text = clean_text(page.text)
     return Page(page.number, text, locate_headings(text, [h for _, h in page.headings]), page.ocr)
 
 

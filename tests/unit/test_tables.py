@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 from ingest.chunking import split_pages
-from ingest.readers import Page, _clean, read_document
+from ingest.readers import Page, clean_text, read_document
 from tests.fakes import FakeCounter
 
 ROWS = [
@@ -23,14 +23,14 @@ def statement(leader: str = "." * 90) -> str:
 
 
 def test_dot_leaders_become_one_ellipsis_and_keep_label_and_numbers_on_one_line():
-    cleaned = _clean(statement())
+    cleaned = clean_text(statement())
     assert "Capital expenditures … (1,577) (1,488)" in cleaned
-    assert _clean(statement(" . . . . . . .")).count("…") == len(ROWS)
-    assert _clean("Wait... then 1.2.3.4 and 3.14") == "Wait... then 1.2.3.4 and 3.14"  # not leaders
+    assert clean_text(statement(" . . . . . . .")).count("…") == len(ROWS)
+    assert clean_text("Wait... then 1.2.3.4 and 3.14") == "Wait... then 1.2.3.4 and 3.14"  # not leaders
 
 
 def test_a_chunk_never_cuts_a_table_row_in_half():
-    text = _clean(statement())
+    text = clean_text(statement())
     chunks = split_pages([Page(1, text)], FakeCounter(), chunk_tokens=48, overlap_tokens=8)
     assert len(chunks) > 5
     rows = text.splitlines()
