@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         accounts = Accounts.of_store(settings.paths.store_dir)
         trail = AuditLog.of_store(settings.paths.store_dir) if settings.server.audit else None
         try:
-            if trail is not None:  # the change (never a password: those are read apart)
+            if trail is not None and args.action not in ("list", "keys"):  # changes only (never a password)
                 named = {k: v for k, v in vars(args).items() if k in ("name", "user", "role", "id") and v is not None}
                 paths = [str(p) for p in getattr(args, "path", None) or []]
                 trail.record(
@@ -177,8 +177,12 @@ def show_audit(trail: AuditLog, args: argparse.Namespace) -> None:
         if args.json:
             print(json.dumps(entry, ensure_ascii=False))
             continue
-        who = entry.get("person") or entry.get("name") or "(owner)"
-        what = entry.get("question") or entry.get("file") or entry.get("action") or entry.get("address") or ""
+        who = entry.get("person") or ("(terminal)" if entry["event"] == "admin" else "(owner)")
+        what = entry.get("question") or entry.get("file") or ""
+        if entry["event"] == "admin":
+            what = " ".join(str(entry[k]) for k in ("action", "name", "user", "role") if entry.get(k))
+        elif entry["event"] in ("login refused", "key refused"):
+            what = " ".join(str(entry[k]) for k in ("name", "address", "path") if entry.get(k))
         sources = ", ".join(f"[{s['number']}] {s['file']}" for s in entry.get("sources", []) if s.get("cited"))
         print(f"{entry['at'][:19]}  {who:<16} {entry['event']:<14} {what}" + (f"  -> {sources}" if sources else ""))
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +32,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="remove every chunk ingested from FOLDER (moved or deleted); repeatable; ingests nothing",
     )
     p.add_argument("--wait", action="store_true", help="wait for a running ingest instead of refusing")
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="keep running: files added, changed, moved or deleted in the folders are ingested or removed a few "
+        "seconds after their last write (Ctrl-C or SIGTERM to stop)",
+    )
+    p.add_argument("--quiet-s", type=float, default=2.0, help="with --watch: seconds a file must be left alone first")
+    p.add_argument(
+        "--rescan-s", type=float, default=600.0, help="with --watch: a full pass this often (events can be lost)"
+    )
     p.add_argument(
         "--ray",
         metavar="ADDRESS",
@@ -64,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"removed {n} chunks ingested from {folder}")
             return EXIT_OK
         targets = args.paths or [settings.paths.docs_dir]
+        if args.watch:
+            return watch(targets, settings, args)
         report = _run(targets, settings, args, err)
     except SourcierError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -81,6 +95,39 @@ def main(argv: list[str] | None = None) -> int:
 
         print_report(report, Console())
     return EXIT_OK if report.ok else EXIT_FILES_FAILED
+
+
+def watch(targets: list[Path], settings, args: argparse.Namespace) -> int:  # noqa: ANN001
+    """``--watch``: keep the store in step with the folders until Ctrl-C or SIGTERM; one line per batch."""
+    import signal
+    import threading
+
+    from ingest.watch import FolderWatch
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    def said(batch) -> None:  # noqa: ANN001
+        r = batch.report
+        parts = [f"+{len(r.added)} new", f"~{len(r.updated)} changed", f"{len(r.failed)} failed"] if r else []
+        if batch.removed:
+            parts.append(f"-{len(batch.removed)} removed")
+        if r is not None and (batch.rescan or r.added or r.updated or r.failed) or batch.removed:
+            what = "full pass" if batch.rescan else "changes"
+            print(f"{time.strftime('%H:%M:%S')} {what}: {', '.join(parts)}", flush=True)
+            for problem in r.failed if r else []:
+                print(f"  failed: {problem.source}: {problem.reason}", flush=True)
+
+    try:
+        folders = FolderWatch(targets, settings, quiet_s=args.quiet_s, rescan_s=args.rescan_s, on_batch=said)
+    except NotADirectoryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"watching {', '.join(map(str, folders.folders))} (Ctrl-C to stop)", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        folders.run(stop)
+    print("stopped watching", flush=True)
+    return EXIT_OK
 
 
 def _run(targets: list[Path], settings, args: argparse.Namespace, err) -> IngestReport:

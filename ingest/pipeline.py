@@ -517,6 +517,30 @@ def sync_collections(settings: Settings, *, wait: bool = False) -> int:
         return apply_collections(store, settings, collection_paths(settings.paths.store_dir))
 
 
+def remove_files(paths: Sequence[Path], folder: Path, settings: Settings, *, wait: bool = False) -> dict[str, int]:
+    """Remove the chunks of files (or of every file under folders) that were deleted or moved away from
+    ``folder``, an ingested folder, under the one-writer lock. Returns {file: chunks removed} for those the store
+    held."""
+    from ingest.lock import ingest_lock
+    from rag.names import readable_name
+    from rag.store import open_store, store_class
+
+    if not store_class(settings).exists(settings):
+        return {}
+    folder = absolute_path(folder)
+    names = {readable_name(absolute_path(p).relative_to(folder).as_posix()): str(p) for p in paths}
+    removed: dict[str, int] = {}
+    with ingest_lock(settings.paths.store_dir, wait=wait):
+        store = open_store(settings, None, create=False)
+        for key in {root_key(folder, settings.paths.store_dir), str(folder)}:  # current and absolute naming
+            for source, doc in store.stored_documents(key).items():
+                gone = next((p for n, p in names.items() if source == n or source.startswith(n + "/")), None)
+                if gone is not None:
+                    store.delete(doc.ids)
+                    removed[str(folder / source)] = len(doc.ids)
+    return removed
+
+
 def forget_folders(folders: Sequence[Path], settings: Settings, *, wait: bool = False) -> dict[str, int]:
     """Remove the chunks of folders that were moved or deleted; returns chunks removed per folder."""
     from ingest.lock import ingest_lock

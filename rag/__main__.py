@@ -126,9 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         chosen = resolve_scope(retriever.corpus.documents(readable), args.scope, settings.paths.store_dir, named)
         scope = within(chosen, readable)
         answerer = build_answerer(settings, llm=model.result(), retriever=retriever)
+        trail = audit_of(settings)
         if args.command == "ask":
-            return ask(answerer, args.question, as_json=args.json, scope=scope)
-        return chat(answerer, scope)
+            return ask(answerer, args.question, as_json=args.json, scope=scope, trail=trail, user=args.user)
+        return chat(answerer, scope, trail=trail, user=args.user)
     except SourcierError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -167,16 +168,41 @@ class Meanwhile:
         return self._result
 
 
-def ask(answerer: Answerer, question: str, as_json: bool = False, scope: Scope | None = None) -> int:
+def audit_of(settings: Any) -> Any:
+    """The store's audit trail (``rag.audit``), or None when ``server.audit`` is off."""
+    from rag.audit import AuditLog
+
+    return AuditLog.of_store(settings.paths.store_dir) if settings.server.audit else None
+
+
+def kept(trail: Any, user: str | None, answer: Answer, scope: Scope | None) -> Answer:
+    """The answer, after its question and the sources shown are kept in the audit trail (``trail`` None: off)."""
+    if trail is not None:
+        from rag.audit import sources_shown
+
+        chosen = scope.describe() if scope is not None else []
+        trail.record("ask", user, question=answer.question, scope=chosen, found=answer.found, via="terminal",
+                     sources=sources_shown(answer))  # fmt: skip
+    return answer
+
+
+def ask(
+    answerer: Answerer,
+    question: str,
+    as_json: bool = False,
+    scope: Scope | None = None,
+    trail: Any = None,
+    user: str | None = None,
+) -> int:
     if scope is not None and scope.documents is not None:
         print(f"(in {', '.join(scope.describe())})", file=sys.stderr)
     if as_json:
-        return show(answerer.answer(question, scope=scope), as_json=True)
+        return show(kept(trail, user, answerer.answer(question, scope=scope), scope), as_json=True)
     stream = answerer.stream(question, scope=scope)
     for piece in stream:
         print(piece, end="", flush=True)
     assert stream.answer is not None
-    return show(stream.answer, as_json=False)
+    return show(kept(trail, user, stream.answer, scope), as_json=False)
 
 
 def ask_server(url: str, settings: Any, question: str, scope: list[str], as_json: bool = False) -> int:
@@ -204,7 +230,7 @@ def show(answer: Answer, as_json: bool) -> int:
     return EXIT_OK if answer.found else EXIT_NOT_FOUND
 
 
-def chat(answerer: Answerer, scope: Scope | None = None) -> int:
+def chat(answerer: Answerer, scope: Scope | None = None, trail: Any = None, user: str | None = None) -> int:
     from rag.packing import Turn
 
     history: list[Turn] = []
@@ -224,6 +250,7 @@ def chat(answerer: Answerer, scope: Scope | None = None) -> int:
             print(piece, end="", flush=True)
         print()
         assert stream.answer is not None
+        kept(trail, user, stream.answer, scope)
         if stream.answer.search_query:
             print(f"(searched as: {stream.answer.search_query})")
         print_sources(stream.answer)

@@ -76,6 +76,10 @@ def test_sourcier_ask_as_each_person_cites_only_their_collection(team, user, fol
     assert answer["sources"] and folders(s["passage"]["source"] for s in answer["sources"]) == {folder}
     named = run(team, "ask", "--user", user, "--in", "legal/leave-memo.md" if user == "alice" else "hr", QUESTION)
     assert named.returncode == 2 and "no document or folder in the store matches" in named.stderr
+    trail = run(team, "audit", "--user", user, "--json")
+    [asked] = [json.loads(line) for line in trail.stdout.splitlines() if '"ask"' in line]
+    assert asked["question"] == QUESTION and asked["via"] == "terminal"
+    assert [s["file"] for s in asked["sources"]] == [s["passage"]["source"] for s in answer["sources"]]
 
 
 def test_the_langchain_retriever_given_a_user(team):
