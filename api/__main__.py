@@ -43,14 +43,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import uvicorn
 
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level="info",
-        server_header=False,
-        timeout_graceful_shutdown=settings.server.shutdown_grace_s,
-    )
+    from ingest.watch import start_watcher, stop_watcher
+
+    watcher = start_watcher(settings, args.config)  # paths.watch: kept in step by a process of its own
+    try:
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level="info",
+            server_header=False,
+            timeout_graceful_shutdown=settings.server.shutdown_grace_s,
+        )
+    finally:
+        stop_watcher(watcher)
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import time
 from pathlib import Path
@@ -42,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--rescan-s", type=float, default=600.0, help="with --watch: a full pass this often (events can be lost)"
     )
+    p.add_argument("--nice", type=int, default=0, help=argparse.SUPPRESS)  # a server's watcher: lower priority
+    p.add_argument("--parent", type=int, help=argparse.SUPPRESS)  # ... that stops when its server is gone
     p.add_argument(
         "--ray",
         metavar="ADDRESS",
@@ -118,8 +121,12 @@ def watch(targets: list[Path], settings, args: argparse.Namespace) -> int:  # no
             for problem in r.failed if r else []:
                 print(f"  failed: {problem.source}: {problem.reason}", flush=True)
 
+    if args.nice:
+        os.nice(args.nice)
     try:
-        folders = FolderWatch(targets, settings, quiet_s=args.quiet_s, rescan_s=args.rescan_s, on_batch=said)
+        folders = FolderWatch(
+            targets, settings, quiet_s=args.quiet_s, rescan_s=args.rescan_s, on_batch=said, parent=args.parent
+        )
     except NotADirectoryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -15,7 +15,11 @@ reads only what changed and removes what disappeared.
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -32,6 +36,7 @@ log = logging.getLogger(__name__)
 QUIET_S = 2.0
 RESCAN_S = 600.0
 TICK_S = 0.25
+NICE = 10  # the priority a server's watcher runs at below its answers (start_watcher)
 
 
 @dataclass
@@ -55,6 +60,7 @@ class FolderWatch:
         rescan_s: float = RESCAN_S,
         progress: ProgressListener | None = None,
         on_batch: Callable[[Batch], None] | None = None,
+        parent: int | None = None,
     ) -> None:
         self.folders = [absolute_path(Path(f)) for f in folders]
         for folder in self.folders:
@@ -64,6 +70,7 @@ class FolderWatch:
         self.quiet_s, self.rescan_s = quiet_s, rescan_s
         self.progress = progress
         self.on_batch = on_batch or (lambda batch: None)
+        self.parent = parent  # the server that started this watcher: stop when it is gone
         self._lock = threading.Lock()
         self._touched: dict[Path, float] = {}  # path -> time of its last event (monotonic)
         self._seen: dict[Path, tuple[int, int] | None] = {}  # path -> (size, mtime_ns) when last looked at
@@ -92,6 +99,9 @@ class FolderWatch:
             self._rescan()
             last_scan = time.monotonic()
             while not stop.wait(TICK_S):
+                if self.parent is not None and os.getppid() != self.parent:
+                    log.info("the process that started this watcher is gone: stopping")
+                    return
                 if time.monotonic() - last_scan >= self.rescan_s:
                     self._rescan()
                     last_scan = time.monotonic()
@@ -192,3 +202,34 @@ def _merged(a: IngestReport | None, b: IngestReport) -> IngestReport:
         getattr(a, name).extend(getattr(b, name))
     a.chunks_written += b.chunks_written
     return a
+
+
+def start_watcher(settings: Settings, config: Path | None = None) -> subprocess.Popen | None:
+    """For the page and the API: ``python -m ingest FOLDERS --watch`` over ``paths.watch`` in a process of its
+    own, ``NICE`` steps below this one (embedding a burst must not slow the answers), ended with this process
+    (at exit; and it stops by itself when this process is gone, even killed); None when ``paths.watch`` is
+    empty."""
+    folders = [str(absolute_path(Path(f))) for f in settings.paths.watch]
+    if not folders:
+        return None
+    store = str(absolute_path(settings.paths.store_dir))
+    command = [sys.executable, "-m", "ingest", *folders, "--watch", "--store", store, "--nice", str(NICE)]
+    command += ["--parent", str(os.getpid())]
+    if config is not None:
+        command += ["--config", str(absolute_path(config))]
+    proc = subprocess.Popen(command)
+    atexit.register(stop_watcher, proc)
+    log.info("watching %s (process %d)", ", ".join(folders), proc.pid)
+    return proc
+
+
+def stop_watcher(proc: subprocess.Popen | None, grace_s: float = 10.0) -> None:
+    """End a watcher started by :func:`start_watcher` (SIGTERM: it finishes the file it is writing)."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -56,6 +56,13 @@ class PathSettings(_Group):
         "readable by this user only. Empty: conversations.sqlite3 in paths.store_dir.",
     )
 
+    watch: list[Path] = Field(
+        default_factory=list,
+        description="Folders that `sourcier serve` and `sourcier page` keep in step with the store: each runs "
+        "python -m ingest FOLDERS --watch in a process of its own at a lower priority than the answers "
+        "(files added, changed, moved or deleted are ingested or removed seconds after their last write).",
+    )
+
     def conversations_file(self) -> Path:
         """Where conversations are kept (the setting, or beside the store)."""
         return self.conversations_db or self.store_dir / "conversations.sqlite3"

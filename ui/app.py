@@ -31,11 +31,15 @@ from ui.texts import interface_language, tr
 def shared_service() -> Service:
     import sys
 
+    from ingest.watch import start_watcher
     from rag.settings import load_settings
 
     args = sys.argv[1:]  # streamlit run ui/app.py -- --config sourcier.toml
     config = Path(args[args.index("--config") + 1]) if "--config" in args[:-1] else None
-    return build_service(load_settings(config))
+    settings = load_settings(config)
+    service = build_service(settings)
+    start_watcher(settings, config)  # paths.watch: kept in step by a process of its own, once per server
+    return service
 
 
 def get_service() -> Service:

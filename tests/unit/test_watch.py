@@ -171,3 +171,49 @@ def test_the_cli_watches_until_sigterm(tmp_path):
             proc.kill()
     assert proc.returncode == 0 and "stopped watching" in out
     assert Path(tmp_path / "store").is_dir()
+
+
+def test_a_servers_watcher_runs_lower_and_ends_with_its_server(tmp_path):
+    """``paths.watch``: the page and the API start ``python -m ingest --watch`` in a process of its own, at a
+    lower priority; when the server is killed (-9), the watcher stops by itself."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCIER_")}
+    env |= {"SOURCIER_PATHS__WATCH": f'["{docs}"]', "SOURCIER_PATHS__STORE_DIR": str(tmp_path / "store")}
+    server = subprocess.Popen(
+        [sys.executable, "-c", "import time, sys\nfrom rag.settings import Settings\nfrom ingest.watch import "
+         "start_watcher\np = start_watcher(Settings())\nprint(p.pid, flush=True)\ntime.sleep(600)"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        watcher = int(server.stdout.readline())
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # running: its priority lowered once it has started
+            nice = int(Path(f"/proc/{watcher}/stat").read_text().rsplit(")", 1)[1].split()[16])
+            if nice == 10:
+                break
+            time.sleep(0.1)
+        assert nice == 10
+        server.send_signal(signal.SIGKILL)
+        server.wait(timeout=10)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and Path(f"/proc/{watcher}").exists():
+            state = Path(f"/proc/{watcher}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            if state == "Z":  # ended, waiting to be reaped by init
+                break
+            time.sleep(0.2)
+        alive = (
+            Path(f"/proc/{watcher}").exists()
+            and Path(f"/proc/{watcher}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        )
+        assert not alive, "the watcher outlived its server"
+    finally:
+        if server.poll() is None:
+            server.kill()
