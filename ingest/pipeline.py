@@ -173,7 +173,9 @@ class Ingestor:
         if not dry_run:  # a run killed mid-write left the keyword index a few ids off: back in step first
             self.store.reconcile_keywords()
         self._collections = collection_paths(self.settings.paths.store_dir)
-        plans = [self._plan(discover(Path(t), under), report, keep_missing) for t in targets]
+        plans = [
+            self._plan(found, report, keep_missing) for found in _by_root(discover(Path(t), under) for t in targets)
+        ]
         todo = [p for plan in plans for p in plan[1]]
         self.progress.planned(len(todo), sum(p.file.size for p in todo))
         with self._cluster(bool(todo) and not dry_run):
@@ -226,7 +228,10 @@ class Ingestor:
         report.skipped.extend(found.skipped)
         report.failed.extend(found.failed)
         report.hidden += found.hidden
-        stored = self.store.stored_documents(root)
+        # a folder: every document it held (to find the deleted ones); files: only theirs (a watcher's batch
+        # must not read the metadata of every chunk of a large folder)
+        sources = None if found.scanned_folder else [f.source for f in found.files]
+        stored = self.store.stored_documents(root, sources)
         to_write: list[_Planned] = []
         refused: list[str] = []
         for f in found.files:
@@ -438,6 +443,27 @@ class Ingestor:
         if self._embedder is None:
             self._embedder = self._embedder_factory()
         return self._embedder
+
+
+def _by_root(found: Iterable[Discovery]) -> list[Discovery]:
+    """Files given one by one under the same folder, as one target (planned with one read of the store, and
+    embedded in shared batches); folders stay as they are."""
+    merged: dict[Path, Discovery] = {}
+    out: list[Discovery] = []
+    for d in found:
+        if d.scanned_folder:
+            out.append(d)
+            continue
+        into = merged.get(d.root)
+        if into is None:
+            merged[d.root] = into = Discovery(root=d.root, scanned_folder=False)
+            out.append(into)
+        known = {f.source for f in into.files}
+        into.files += [f for f in d.files if f.source not in known]
+        into.skipped += d.skipped
+        into.failed += d.failed
+        into.hidden += d.hidden
+    return out
 
 
 def _note_runtime(report: IngestReport, runtime: str) -> None:

@@ -146,10 +146,15 @@ class Store(ABC):
                 return
             offset += len(page["ids"])
 
-    def stored_documents(self, root: str) -> dict[str, StoredDocument]:
-        """Every source file under ``root`` that has chunks in the store."""
+    def stored_documents(self, root: str, sources: Sequence[str] | None = None) -> dict[str, StoredDocument]:
+        """Every source file under ``root`` that has chunks in the store (only ``sources`` when given)."""
         docs: dict[str, StoredDocument] = {}
-        for chunk_id, meta in self.iter_metadatas({"root": root}):
+        where: dict[str, Any] = {"root": root}
+        if sources is not None:
+            if not sources:
+                return {}
+            where = {"$and": [{"root": root}, {"source": {"$in": sorted(set(sources))}}]}
+        for chunk_id, meta in self.iter_metadatas(where):
             source = str(meta.get("source", ""))
             doc = docs.setdefault(source, StoredDocument(source))
             doc.ids.append(chunk_id)
