@@ -7,6 +7,8 @@
     python -m admin collections create hr --path ./docs/hr
     python -m admin collections grant hr bob      (revoke, add-path, remove, list)
     python -m admin audit --user bob --last 20    the audit trail (--json: as kept)
+    python -m admin cards list                    each document's card: organisation, period, kind (--json)
+    python -m admin cards set ADOBE_2015_10K.pdf --year 2015 --organisation "Adobe Inc."   a correction, kept
 
 Passwords are read from the terminal (twice), or from the first line of standard input with
 ``--password-stdin``; never from the command line, where other users of the machine could see them.
@@ -20,9 +22,11 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from rag.accounts import AccessError, Accounts
 from rag.audit import AuditLog
+from rag.cards import CardError
 
 EXIT_OK, EXIT_ERROR = 0, 2
 
@@ -70,6 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--user", help="only this account's records")
     audit.add_argument("--last", type=int, default=50, help="how many of the latest records (default 50)")
     audit.add_argument("--json", action="store_true", help="the records as JSON lines, as kept")
+
+    cards = top.add_parser("cards", help="each document's card (organisation, period, kind), and corrections")
+    k = cards.add_subparsers(dest="action", required=True)
+    k.add_parser("list", help="the cards").add_argument("--json", action="store_true", help="as JSON lines")
+    one = k.add_parser("set", help="correct a document's card (kept when it is ingested again)")
+    one.add_argument("document", help="a document's name or path, as --in takes it")
+    for name in ("title", "organisation", "year", "quarter", "date"):
+        one.add_argument(f"--{name}", help=f"the {name} ('' forgets the correction)")
+    one.add_argument("--type", dest="doc_type", help="the kind: annual report, contract, policy... ('' forgets)")
     return p
 
 
@@ -85,6 +98,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.group == "audit":
             show_audit(AuditLog.of_store(settings.paths.store_dir), args)
             return EXIT_OK
+        if args.group == "cards":
+            if args.action == "set" and settings.server.audit:
+                changes = {k: getattr(args, k) for k in CARD_OPTIONS if getattr(args, k) is not None}
+                AuditLog.of_store(settings.paths.store_dir).record(
+                    "admin", None, action="cards set", name=args.document, **changes
+                )
+            return document_cards(settings, args)
         accounts = Accounts.of_store(settings.paths.store_dir)
         trail = AuditLog.of_store(settings.paths.store_dir) if settings.server.audit else None
         try:
@@ -185,6 +205,42 @@ def show_audit(trail: AuditLog, args: argparse.Namespace) -> None:
             what = " ".join(str(entry[k]) for k in ("name", "address", "path") if entry.get(k))
         sources = ", ".join(f"[{s['number']}] {s['file']}" for s in entry.get("sources", []) if s.get("cited"))
         print(f"{entry['at'][:19]}  {who:<16} {entry['event']:<14} {what}" + (f"  -> {sources}" if sources else ""))
+
+
+def document_cards(settings: Any, args: argparse.Namespace) -> int:
+    """List the documents' cards, or keep a correction of one."""
+    from rag.cards import card_store
+    from rag.embedding import embedding_model_info
+    from rag.scope import resolve_scope
+    from rag.store import open_store
+
+    store = open_store(settings, embedding_model_info(settings), create=False)
+    cards = card_store(settings.paths.store_dir)
+    try:
+        if args.action == "set":
+            chosen = resolve_scope(store.documents(), [args.document], settings.paths.store_dir)
+            values = {k: getattr(args, k) for k in CARD_OPTIONS if getattr(args, k) is not None}
+            if chosen is None or not values:
+                raise CardError("say what to set: --title, --organisation, --year, --quarter, --date or --type")
+            for root, source in sorted(chosen.documents or ()):
+                cards.set_fields(root, source, values)
+            shown = chosen.documents or frozenset()
+        else:
+            shown = None
+        for card in cards.cards(store):
+            if shown is not None and (card.root, card.source) not in shown:
+                continue
+            if getattr(args, "json", False):
+                print(json.dumps(card.as_dict(), ensure_ascii=False))
+            else:
+                edited = f"  (corrected: {', '.join(card.edited)})" if card.edited else ""
+                print(f"{card.root}/{card.source}: {card.label().rsplit(' (', 1)[0]}{edited}")
+    finally:
+        cards.close()
+    return EXIT_OK
+
+
+CARD_OPTIONS = ("title", "organisation", "year", "quarter", "date", "doc_type")
 
 
 def password(from_stdin: bool) -> str:

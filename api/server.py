@@ -188,6 +188,7 @@ def answer_extras(answer: Answer) -> dict[str, Any]:
         "found": answer.found,
         "search_query": answer.search_query,
         "translations": answer.translations,
+        "route": answer.route,
         "language": answer.language,
         "answerability": answer.answerability,
         "invalid_citations": answer.invalid_citations,

@@ -272,6 +272,8 @@ def print_sources(answer: Answer) -> None:
         score = p.rerank_score if reranked else (p.similarity if p.similarity is not None else p.score)
         table.add_row(str(s.number), p.source, str(p.page or "-"), f"{score or 0:.3f}", cited)
     console = Console()
+    if answer.route:
+        console.print(f"[dim]({answer.route['note']})[/]", highlight=False)
     for language, translated in answer.translations.items():
         console.print(f"[dim](also searched in {language}: {translated})[/]", highlight=False)
     for warning in answer.warnings:

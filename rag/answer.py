@@ -12,7 +12,7 @@ import time
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from rag.activity import Cancellation, cancelled
 from rag.citations import Citation, check_citations
@@ -24,6 +24,7 @@ from rag.llm.base import ChatModel, Prompt
 from rag.packing import PackedPrompt, Passage, Turn, build_messages, pack_prompt
 from rag.quotes import NONE_MARK, Mismatch, Quote, QuotedDisplay, answer_grammar, answer_mismatches, parse_quoted
 from rag.rerank import OperatingPoints, operating_points, read_count
+from rag.routing import Route
 from rag.scope import Scope, within
 from rag.settings import Settings
 from rag.text import LANGUAGE_NAMES, detect_language
@@ -66,6 +67,7 @@ class Searcher(Protocol):
         k: int | None = None,
         scope: Scope | None = None,
         translations: Mapping[str, str] | None = None,
+        on_route: Callable[[Route], None] | None = None,
     ) -> list[Passage]: ...
 
 
@@ -121,6 +123,8 @@ class Answer:
     search_query: str | None = None  # the follow-up as the model rewrote it to stand on its own, when it did
     # The question as the model translated it into the documents' other language(s), searched too.
     translations: dict[str, str] = field(default_factory=dict)
+    # The documents the question named and was searched in (rag.routing: Route.as_dict()), when it named some.
+    route: dict[str, Any] | None = None
 
     @property
     def display_text(self) -> str:
@@ -226,17 +230,27 @@ class Answerer:
         query, rewritten = self._search_query(question, history, cancel, timings, language)
         others, own = self._store_languages(language)
         translations: dict[str, str] = {}
+        routed: list[Route] = []  # the documents the question named, told by the search
         if others and not own:  # nothing to find as asked: searched as translated only
             translations = self._translations(query, others, cancel, on_wait, timings)
-        passages, searched = self._retrieve(query, scope, translations, cancel, on_wait, timings)
+        passages, searched = self._retrieve(query, scope, translations, cancel, on_wait, timings, routed)
         if searched and others and not translations and not self._confident(passages):
             # Not found as asked with confidence: perhaps written in the store's other language.
             translations = self._translations(query, others, cancel, on_wait, timings)
             if translations:
-                passages, searched = self._retrieve(query, scope, translations, cancel, on_wait, timings)
+                routed.clear()
+                passages, searched = self._retrieve(query, scope, translations, cancel, on_wait, timings, routed)
+        route = routed[-1].as_dict() if routed else None
         if not searched or not self._relevant(passages):
             return self._not_found(
-                question, language, passages, timings, not searched, rewritten=rewritten, translations=translations
+                question,
+                language,
+                passages,
+                timings,
+                not searched,
+                rewritten=rewritten,
+                translations=translations,
+                route=route,
             )
         passages = self._worth_reading(passages)
         style = self.settings.llm.answer_style
@@ -285,7 +299,7 @@ class Answerer:
             if score is not None and score < self.settings.llm.min_answerability:
                 answer = declined(question, language, packed.passages, timings)
                 answer.answerability = score
-                answer.search_query, answer.translations = rewritten, translations
+                answer.search_query, answer.translations, answer.route = rewritten, translations, route
                 return answer
             if style == "quoted":
                 answer = self._finish_quoted(question, language, "".join(raw), packed, timings)
@@ -293,7 +307,7 @@ class Answerer:
                 answer = self._finish(question, language, text, packed.passages, packed.dropped_passages, timings)
             answer.answerability = score
             answer.cancelled = cancelled(cancel)
-            answer.search_query, answer.translations = rewritten, translations
+            answer.search_query, answer.translations, answer.route = rewritten, translations, route
             return answer
 
         return AnswerStream(pieces(), finish)
@@ -348,6 +362,7 @@ class Answerer:
         cancel: Cancellation | None,
         on_wait: Callable[[int], None] | None,
         timings: Timings,
+        routed: list[Route] | None = None,
     ) -> tuple[list[Passage], bool]:
         """The passages for ``query`` (and its ``translations``), and whether it was searched (not when cancelled
         while waiting for the model's turn). Retrieval (query embedding, cross-encoder) and generation share the
@@ -360,7 +375,13 @@ class Answerer:
             passages = (
                 []
                 if turn is None
-                else self.retriever.search(query, self.settings.retrieval.k, scope, translations or None)
+                else self.retriever.search(
+                    query,
+                    self.settings.retrieval.k,
+                    scope,
+                    translations or None,
+                    on_route=None if routed is None else routed.append,
+                )
             )
         timings.retrieval_ms += (time.perf_counter() - t0) * 1000 - waited
         return passages, turn is not None
@@ -453,10 +474,11 @@ class Answerer:
         cancelled: bool = False,
         rewritten: str | None = None,
         translations: dict[str, str] | None = None,
+        route: dict[str, Any] | None = None,
     ) -> AnswerStream:
         answer = declined(question, language, passages, timings)
         answer.cancelled = cancelled  # cancelled while waiting for its turn: nothing was searched
-        answer.search_query, answer.translations = rewritten, translations or {}
+        answer.search_query, answer.translations, answer.route = rewritten, translations or {}, route
 
         def finish(_: str) -> Answer:
             return answer

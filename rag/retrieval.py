@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rag.cards import CardStore, card_store
 from rag.corpus import Corpus
 from rag.embedding import Embedder, EmbeddingModelInfo
 from rag.errors import SettingsError, StoreError
 from rag.keyword import KeywordIndex, MemoryKeywordIndex, SqliteKeywordIndex
 from rag.packing import Passage
+from rag.routing import Route, route
 from rag.scope import Scope
 from rag.settings import Settings
 from rag.store import (
@@ -146,6 +148,7 @@ class Retriever:
         self.reranker = reranker
         self._keyword: KeywordIndex | None = None
         self.fresh: FreshVectors | None = None  # writes made since the store was opened (a LiveRetriever's)
+        self._cards: CardStore | None = None
 
     @property
     def corpus(self) -> Corpus:
@@ -178,18 +181,65 @@ class Retriever:
         k: int | None = None,
         scope: Scope | None = None,
         translations: Mapping[str, str] | None = None,
+        on_route: Callable[[Route], None] | None = None,
     ) -> list[Passage]:
         """The ``k`` best passages for ``query`` (``retrieval.k`` by default), best first; only from the
         documents of ``scope`` when one is given. With ``translations`` (language -> the query in that
         language: ``rag.crosslingual``), each is searched too, every ranking fused, and each passage reranked
         against the query in its own language; the query as asked is left out of the search when no chunk is
-        in its language (its rankings would only push the translation's down)."""
+        in its language (its rankings would only push the translation's down). When the question names
+        documents (``rag.routing``: an organisation, a year, a kind), the search runs within them or searches
+        them first; ``on_route`` is then told which."""
         k = k or self.settings.retrieval.k
         queries = [*self._as_asked(query, translations), *((t, 1.0) for t in (translations or {}).values())]
+        routed = self.route(query, scope)
+        if routed is not None:
+            named = Scope(documents=routed.keys).narrowed(scope)
+            if routed.hard:
+                passages = self._ranked(query, queries, k, named, translations)
+                if passages:
+                    if on_route is not None:
+                        on_route(routed)
+                    return passages
+                routed.widened = True
+            else:
+                n = max(k, self.settings.retrieval.candidates_for_rerank if self.reranker else k)
+                both = [self.hybrid(queries, n, named), self.hybrid(queries, n, scope)]
+                fused = _fused_passages(both, n, self.settings.retrieval.rrf_k)
+                if on_route is not None:
+                    on_route(routed)
+                if self.reranker is None:
+                    return fused[:k]
+                return rerank(self.reranker, query, fused, translations)[:k]
+            if on_route is not None:
+                on_route(routed)
+        return self._ranked(query, queries, k, scope, translations)
+
+    def _ranked(
+        self,
+        query: str,
+        queries: Sequence[tuple[str, float]],
+        k: int,
+        scope: Scope | None,
+        translations: Mapping[str, str] | None,
+    ) -> list[Passage]:
         if self.reranker is None:
             return self.hybrid(queries, k, scope)
         candidates = self.hybrid(queries, max(k, self.settings.retrieval.candidates_for_rerank), scope)
         return rerank(self.reranker, query, candidates, translations)[:k]
+
+    def route(self, query: str, scope: Scope | None = None) -> Route | None:
+        """The documents ``query`` names among those ``scope`` admits (None: none, or routing is off, or the
+        question's documents were chosen: ``--in``)."""
+        if not self.settings.retrieval.route_documents or (scope is not None and scope.documents is not None):
+            return None
+        if self._cards is None:
+            self._cards = card_store(self.settings.paths.store_dir)
+        cards = self._cards.cards(self.corpus)
+        if scope is not None and scope.collections is not None:
+            readable = {(d.root, d.source) for d in self.corpus.documents(scope)}
+            cards = [c for c in cards if (c.root, c.source) in readable]
+        return route(query, cards)
 
     def _as_asked(self, query: str, translations: Mapping[str, str] | None) -> list[tuple[str, float]]:
         """The query as asked with its weight in the fusion: ``ABSENT_LANGUAGE_WEIGHT`` when it has translations
@@ -290,11 +340,12 @@ class LiveRetriever:
         k: int | None = None,
         scope: Scope | None = None,
         translations: Mapping[str, str] | None = None,
+        on_route: Callable[[Route], None] | None = None,
     ) -> list[Passage]:
         for attempt in (1, 2):
             retriever = self._enter(reopen=attempt == 2)
             try:
-                return retriever.search(query, k, scope, translations)
+                return retriever.search(query, k, scope, translations, on_route)
             except StoreError:
                 if attempt == 2:
                     raise
@@ -374,6 +425,13 @@ class LiveRetriever:
             # searching them twice changes nothing.
             retriever.fresh = FreshVectors(store.keywords)
         return retriever
+
+
+def _fused_passages(lists: Sequence[Sequence[Passage]], n: int, rrf_k: int) -> list[Passage]:
+    """The best ``n`` of several ranked passage lists, by reciprocal rank fusion."""
+    by_id = {p.chunk_id: p for ranked in lists for p in ranked}
+    rankings = [[Hit(p.chunk_id, rank, p.score) for rank, p in enumerate(ranked)] for ranked in lists]
+    return [replace(by_id[cid], score=round(score, 6)) for cid, score in reciprocal_rank_fusion(rankings, rrf_k)[:n]]
 
 
 def rerank(

@@ -151,4 +151,5 @@ def answer_from(question: str, event: dict[str, Any]) -> Answer:
         warnings=[Mismatch(w["kind"], w["value"]) for w in event["warnings"]],
         search_query=event.get("search_query"),
         translations=event.get("translations") or {},
+        route=event.get("route"),
     )

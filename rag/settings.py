@@ -318,6 +318,12 @@ class RetrievalSettings(_Group):
         20, ge=1, le=200, description="Candidates of the hybrid search that the reranker scores (one batch)."
     )
     reranker_threads: int = Field(2, ge=1, description="CPU threads of the reranker.")
+    route_documents: bool = Field(
+        True,
+        description="When a question names documents (an organisation, a fiscal year or quarter, a date, a kind "
+        "such as '10-K' or 'contrat'), matched against each document's card, search within them (an "
+        "organisation named) or search them first (a period or kind alone); docs/answers.md.",
+    )
     min_rerank_score: float | None = Field(
         None,
         ge=0.0,

@@ -7,6 +7,7 @@
     sourcier page                          python -m ui (the Streamlit page)
     sourcier evaluate SET ...              python -m evaluation ...
     sourcier users | collections | audit   python -m admin ... (a team's accounts, and the audit trail)
+    sourcier cards list | set FILE ...     python -m admin cards ... (the documents' cards, corrected)
 
 ``--config FILE`` and ``--store DIR`` may come before the subcommand and reach it. ``sourcier COMMAND --help``
 shows that command's own options. Only the chosen entry point is imported, so ``--help`` costs nothing.
@@ -31,9 +32,10 @@ COMMANDS: dict[str, str] = {
     "users": "a team's accounts: add, remove, reset, role, list, API keys",
     "collections": "who reads what: collections of folders, granted to accounts",
     "audit": "the audit trail: who asked what, when, and the sources shown or opened",
+    "cards": "each document's card (organisation, period, kind) that questions are routed by; corrections",
 }
 RAG_COMMANDS = ("ask", "chat", "model")
-ADMIN_COMMANDS = ("users", "collections", "audit")
+ADMIN_COMMANDS = ("users", "collections", "audit", "cards")
 
 
 def build_parser() -> argparse.ArgumentParser:

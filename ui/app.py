@@ -103,8 +103,12 @@ def main() -> None:
                 show_answer(reader, message["answer"], lang, streamed=False, turn=turn)
     scope = scope_chips(reader, lang)
     question = st.chat_input(tr(lang, "ask"))
+    widen = state.pop("widen", None)
     if question:
         ask(reader, question, lang, scope)
+    elif widen:  # the last question again, in every document it may read (chosen: not routed again)
+        every = frozenset((d.root, d.source) for d in reader.documents())
+        ask(reader, widen, lang, Scope(documents=every).narrowed(scope))
 
 
 def logged_in(service: Service, lang: str) -> Reader:
@@ -312,6 +316,11 @@ def show_answer(reader: Reader, answer: Answer, lang: str, streamed: bool, turn:
         st.caption(tr(lang, "searched_as", query=plain(answer.search_query)))
     for language, translated in answer.translations.items():
         st.caption(tr(lang, "also_searched_as", language=tr(lang, f"language_{language}"), query=plain(translated)))
+    if answer.route:
+        show_route(answer.route, lang)
+        narrowed = answer.route.get("hard") and not answer.route.get("widened")
+        if narrowed and st.button(tr(lang, "widen"), key=f"widen-{turn}", icon=":material/travel_explore:"):
+            st.session_state["widen"] = answer.question
     t = answer.timings
     if answer.found and t.first_token_ms is not None:
         st.caption(tr(lang, "timings", **describe_timings(t)))
@@ -319,6 +328,15 @@ def show_answer(reader: Reader, answer: Answer, lang: str, streamed: bool, turn:
         st.caption(tr(lang, "invalid_markers", n=answer.invalid_citations))
     if answer.sources:
         show_sources(reader, answer, lang, turn)
+
+
+def show_route(route: dict[str, Any], lang: str) -> None:
+    """Which documents the question named and was searched in (rag.routing), and a way to ask again in all."""
+    names = "; ".join(plain(d["label"]) for d in route["documents"][:5])
+    if len(route["documents"]) > 5:
+        names += tr(lang, "and_more", n=len(route["documents"]) - 5)
+    key = "routed_widened" if route.get("widened") else "routed_in" if route.get("hard") else "routed_first"
+    st.caption(tr(lang, key, documents=names))
 
 
 def source_key(turn: int, number: int) -> str:

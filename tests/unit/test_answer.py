@@ -191,7 +191,9 @@ def test_a_follow_up_is_searched_as_the_standalone_question_the_model_writes(set
     searched = []
     retriever = Retriever(fake_ingestor(settings)[0].store, FakeEmbedder(), settings)
     real_search = retriever.search
-    retriever.search = lambda q, k=None, scope=None, translations=None: searched.append(q) or real_search(q, k, scope)
+    retriever.search = lambda q, k=None, scope=None, translations=None, on_route=None: (
+        searched.append(q) or real_search(q, k, scope)
+    )
     llm = FakeLLM(["Rewritten question: What is the hotel cap per night in Berlin?", "150 euros [1]."])
     history = [Turn("What is the hotel cap per night in Paris?", "170 euros [1].")]
     answer = Answerer(settings, retriever, llm).answer("And in Berlin?", history)
