@@ -81,6 +81,10 @@ _EN_VERSION = re.compile(
 )
 
 
+# A year in a document's first line (its title), not one naming something else ('2019-nCoV').
+_TITLE_YEAR = re.compile(r"(?<![\w-])((?:19|20)\d\d)(?!\w|-[^\W\d])")
+
+
 class CardError(SourcierError):
     """A card cannot be read or set (no such document, a field that cannot be set)."""
 
@@ -256,6 +260,10 @@ def _from_text(text: str) -> dict[str, Any]:
     m = _FR_CLOSED.search(head)
     if m and "year" not in found:
         found["year"] = int(m[3])
+    title = next((line for line in head.splitlines() if line.strip()), "")
+    in_title = set(_TITLE_YEAR.findall(title))
+    if len(in_title) == 1 and "year" not in found:  # 'Bird Survey 2024', 'guide pratique, édition 2023'
+        found["year"] = int(in_title.pop())
     for pattern, order in ((_FR_VERSION, (3, 2, 1)), (_EN_VERSION, (3, 1, 2))):
         m = pattern.search(head)
         if m and "date" not in found:

@@ -26,7 +26,7 @@ DATE_BEFORE_DAYS = 3
 DATE_AFTER_DAYS = 14
 
 _YEAR = re.compile(
-    r"(?<![\d.,$€])(?:fy|fiscal(?: year)?|exercice(?: fiscal)?|year|annee)?\s?'?((?:19|20)\d\d)(?![\d%])"
+    r"(?<![\d.,$€])(?:fy|fiscal(?: year)?|exercice(?: fiscal)?|year|annee)?\s?'?((?:19|20)\d\d)(?![\d%]|-(?!fy)[a-z])"
 )
 _SHORT_FY = re.compile(r"\bfy\s?'?(\d\d)\b")
 _QUARTER = [
@@ -131,13 +131,15 @@ def _has_phrase(text: str, phrase: str) -> bool:
 
 def names_organisation(card: DocumentCard, question: str) -> str:
     """The name by which ``question`` names the card's organisation ('' when it does not): one of its aliases
-    as whole words ('kraft heinz'), the alias written as one word ('kraftheinz'), or a ticker-like word in
-    capitals that starts it ('JPM' for 'jpmorgan')."""
+    as whole words ('kraft heinz'; every word of it, in any order: 'guide compost' in 'le guide du compost'),
+    the alias written as one word ('kraftheinz'), or a ticker-like word in capitals that starts it ('JPM' for
+    'jpmorgan')."""
     text = fold(question).replace("\u2019", "'")
     words = " ".join(re.findall(r"[a-z0-9&]+", re.sub(r"'s\b", "", text)))
     joined = words.replace(" ", "")
+    present = set(words.split())
     for alias in card.aliases:
-        if _has_phrase(words, alias):
+        if _has_phrase(words, alias) or (" " in alias and set(alias.split()) <= present):
             return alias
         if " " not in alias and len(alias) >= 6 and alias in joined and not _has_phrase(words, alias):
             spaced = [w for w in words.split() if alias.startswith(w)]
