@@ -8,6 +8,8 @@ GET  /v1/models             the one model this API offers ("sourcier"), for Open
 GET  /v1/documents          the documents in the store
 POST /v1/documents          upload files (multipart field ``files``), ingested at once
 DELETE /v1/documents/{source}?root=...   remove one document
+PATCH /v1/documents/{source}/card?root=...   correct its card (organisation, year, quarter, date, doc_type,
+                            title; null forgets a correction): what questions naming documents are routed by
 GET  /health                liveness and the model's state (no data, no key needed): 200 while it answers,
                             busy or not; 503 when a generation has held the model past llm.timeout_s
                             without producing a token (wedged: restart the process), or when the model's
@@ -49,6 +51,7 @@ from rag.accounts import AccessError, Accounts
 from rag.activity import Cancellation
 from rag.answer import Answer
 from rag.audit import AuditLog
+from rag.cards import CardError, DocumentCard
 from rag.conversations import ConversationNotFound
 from rag.errors import IngestLockedError, LLMServerError, ModelCrashError, ModelFileError, SourcierError, StoreError
 from rag.packing import Turn
@@ -156,6 +159,26 @@ def conversation(messages: list[ChatMessage]) -> tuple[str, list[Turn]]:
             history.append(Turn(pending, m.text()))
             pending = None
     return talk[-1].text(), history
+
+
+class CardChange(BaseModel):
+    """Corrections of a document's card (``rag.cards``); null forgets a correction."""
+
+    title: str | None = None
+    organisation: str | None = None
+    year: int | None = Field(None, ge=1900, le=2100)
+    quarter: int | None = Field(None, ge=1, le=4)
+    date: str | None = Field(None, description="YYYY-MM-DD")
+    doc_type: str | None = Field(None, description="annual report, quarterly report, contract, policy...")
+
+
+def card_dict(card: DocumentCard | None) -> dict[str, Any] | None:
+    """A document's card as the API gives it."""
+    if card is None:
+        return None
+    data = card.as_dict()
+    return {k: data[k] for k in ("title", "organisation", "period", "year", "quarter", "date", "doc_type",
+                                 "language", "pages", "edited")}  # fmt: skip
 
 
 def source_dict(source: Any) -> dict[str, Any]:
@@ -340,7 +363,8 @@ def create_app(service: Service) -> FastAPI:
 
     @app.get("/v1/documents")
     def documents(request: Request) -> dict[str, Any]:
-        docs = reader(request).documents()
+        person = reader(request)
+        docs, cards = person.documents(), person.cards()
         return {
             "object": "list",
             "data": [
@@ -350,10 +374,23 @@ def create_app(service: Service) -> FastAPI:
                     "chunks": d.chunks,
                     "pages": len(d.pages),
                     "ingested_at": d.ingested_at,
+                    "card": card_dict(cards.get((d.root, d.source))),
                 }
                 for d in docs
             ],
         }
+
+    @app.patch("/v1/documents/{source:path}/card")
+    def correct_card(source: str, body: CardChange, request: Request, root: str | None = None) -> dict[str, Any]:
+        values = body.model_dump(exclude_unset=True)
+        if not values:
+            fields = ", ".join(CardChange.model_fields)
+            raise ApiError(400, f"say what to correct: {fields}", "invalid_request_error")
+        try:
+            card = reader(request).set_card(source, root, values)
+        except CardError as exc:
+            raise ApiError(400, str(exc), "invalid_request_error") from None
+        return card_dict(card) or {}
 
     @app.post("/v1/documents")
     def upload(

@@ -160,9 +160,7 @@ def retrieval(retriever: Any, questions: list[dict[str, Any]]) -> dict[str, Any]
         passages = retriever.search(row["question"], k=5, on_route=seen.append)
         times.append((time.perf_counter() - t0) * 1000)
         routed += bool(seen)
-        ranks = [
-            i for i, p in enumerate(passages) if p.source == row["source"] and figure_in(p.text, row["expected"])
-        ]
+        ranks = [i for i, p in enumerate(passages) if p.source == row["source"] and figure_in(p.text, row["expected"])]
         hits1 += bool(ranks) and ranks[0] == 0
         hits5 += bool(ranks)
         first += bool(passages) and passages[0].source == row["source"]

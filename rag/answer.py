@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from rag.activity import Cancellation, cancelled
+from rag.cards import CardStore
 from rag.citations import Citation, check_citations
 from rag.corpus import Corpus
 from rag.crosslingual import languages_to_search, translations_for
@@ -56,10 +57,14 @@ NOT_FOUND = {
 
 
 class Searcher(Protocol):
-    """Finds the passages for a question; ``corpus`` is what it searches, for everything else that is read."""
+    """Finds the passages for a question; ``corpus`` is what it searches, for everything else that is read;
+    ``cards`` what its documents are (``rag.cards``: what questions are routed by)."""
 
     @property
     def corpus(self) -> Corpus: ...
+
+    @property
+    def cards(self) -> CardStore: ...
 
     def search(
         self,

@@ -305,8 +305,9 @@ class CardStore:
     def cards(self, corpus: Corpus, documents: Sequence[DocumentInfo] | None = None) -> list[DocumentCard]:
         """The card of every document of ``corpus`` (or of ``documents``), written first for those that have
         none or an outdated one; remembered until the store changes."""
-        version = corpus.version()
         with self._lock:
+            # Another process's (or connection's) corrections change SQLite's data_version.
+            version = f"{corpus.version()}/{self._db.execute('PRAGMA data_version').fetchone()[0]}"
             if documents is None and self._cache is not None and self._cache[0] == version:
                 return self._cache[1]
             listed = list(documents) if documents is not None else corpus.documents()

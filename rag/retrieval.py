@@ -141,7 +141,14 @@ def reciprocal_rank_fusion(
 class Retriever:
     """Hybrid search over the store; returns ranked passages with their provenance."""
 
-    def __init__(self, store: Store, embedder: Embedder, settings: Settings, reranker: Reranker | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        embedder: Embedder,
+        settings: Settings,
+        reranker: Reranker | None = None,
+        cards: CardStore | None = None,
+    ) -> None:
         r = settings.retrieval
         if not (r.vector or r.keyword):
             raise SettingsError("retrieval.vector and retrieval.keyword are both off: nothing can be searched")
@@ -151,7 +158,7 @@ class Retriever:
         self.reranker = reranker
         self._keyword: KeywordIndex | None = None
         self.fresh: FreshVectors | None = None  # writes made since the store was opened (a LiveRetriever's)
-        self._cards: CardStore | None = None
+        self._cards = cards  # the documents' cards (rag.cards), opened when first needed
 
     @property
     def corpus(self) -> Corpus:
@@ -231,14 +238,19 @@ class Retriever:
         candidates = self.hybrid(queries, max(k, self.settings.retrieval.candidates_for_rerank), scope)
         return rerank(self.reranker, query, candidates, translations)[:k]
 
+    @property
+    def cards(self) -> CardStore:
+        """The cards of the store's documents (``rag.cards``)."""
+        if self._cards is None:
+            self._cards = card_store(self.settings.paths.store_dir)
+        return self._cards
+
     def route(self, query: str, scope: Scope | None = None) -> Route | None:
         """The documents ``query`` names among those ``scope`` admits (None: none, or routing is off, or the
         question's documents were chosen: ``--in``)."""
         if not self.settings.retrieval.route_documents or (scope is not None and scope.documents is not None):
             return None
-        if self._cards is None:
-            self._cards = card_store(self.settings.paths.store_dir)
-        cards = self._cards.cards(self.corpus)
+        cards = self.cards.cards(self.corpus)
         if scope is not None and scope.collections is not None:
             readable = {(d.root, d.source) for d in self.corpus.documents(scope)}
             cards = [c for c in cards if (c.root, c.source) in readable]
@@ -326,6 +338,7 @@ class LiveRetriever:
         self._lock = threading.Lock()
         self._in_use: dict[int, int] = {}  # id(retriever) -> searches running on it
         self._retired: list[tuple[Retriever, float]] = []  # copies replaced by a fresh one, and since when
+        self.cards = card_store(settings.paths.store_dir)  # shared by every copy
         self._retriever = self._open(drop_cache=False)
 
     @property
@@ -422,7 +435,7 @@ class LiveRetriever:
         store = open_store(self.settings, self.model)
         claim_system(store_system(store))
         self._version = store.version()
-        retriever = Retriever(store, self.embedder, self.settings, self.reranker)
+        retriever = Retriever(store, self.embedder, self.settings, self.reranker, self.cards)
         if store.mode == "embedded" and store.keywords is not None:
             # Writes logged from here on may also be in this copy (its vectors load at its first search):
             # searching them twice changes nothing.

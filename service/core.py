@@ -21,6 +21,7 @@ from ingest.pipeline import IngestReport, ProgressListener, ingest_paths, sync_c
 from rag.accounts import AccessError, Accounts, Person
 from rag.answer import Answerer, Searcher
 from rag.audit import AuditLog, NoAudit
+from rag.cards import DocumentCard
 from rag.conversations import ConversationStore
 from rag.corpus import DocumentInfo, documents_in
 from rag.errors import SourcierError
@@ -166,6 +167,16 @@ class Service:
             if self._documents is None or self._documents[0] != version:
                 self._documents = (version, corpus.documents())
             return documents_in(self._documents[1], scope)
+
+    def cards(self, scope: Scope | None = None) -> list[DocumentCard]:
+        """The cards of the documents ``scope`` admits (``rag.cards``: what questions are routed by)."""
+        readable = {(d.root, d.source) for d in self.documents(scope)}
+        found = self.retriever.cards.cards(self.retriever.corpus)
+        return [c for c in found if (c.root, c.source) in readable]
+
+    def set_card(self, root: str, source: str, values: dict[str, Any]) -> None:
+        """Keep a correction of one document's card (kept when it is ingested again)."""
+        self.retriever.cards.set_fields(root, source, values)
 
     # -- conversations ------------------------------------------------------------------------------
 

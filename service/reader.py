@@ -21,6 +21,7 @@ from ingest.uploads import SavedUpload, remove_document, save_upload, set_aside,
 from rag.accounts import AccessError, Accounts, Collection, Person
 from rag.answer import Answer, Answerer, Searcher
 from rag.audit import AuditLog, sources_shown
+from rag.cards import DocumentCard
 from rag.conversations import ConversationStore, OwnedConversations
 from rag.corpus import DocumentInfo, Record
 from rag.errors import IngestLockedError, SourcierError
@@ -44,6 +45,10 @@ class Shared(Protocol):
     def documents(self, scope: Scope | None = None) -> list[DocumentInfo]: ...
 
     def answerer(self, choices: Any, limit: Scope | None = None) -> Answerer: ...
+
+    def cards(self, scope: Scope | None = None) -> list[DocumentCard]: ...
+
+    def set_card(self, root: str, source: str, values: dict[str, Any]) -> None: ...
 
     def accounts(self) -> Accounts | None: ...
 
@@ -85,6 +90,17 @@ class Reader:
 
     def documents(self) -> list[DocumentInfo]:
         return self.service.documents(self.readable)
+
+    def cards(self) -> dict[tuple[str, str], DocumentCard]:
+        """The cards of the documents this person reads, by (root, source)."""
+        return {(c.root, c.source): c for c in self.service.cards(self.readable)}
+
+    def set_card(self, source: str, root: str | None, values: dict[str, Any]) -> DocumentCard:
+        """Correct a readable document's card (``rag.cards.EDITABLE`` fields; None or '' forgets one)."""
+        doc = self.document(source, root)
+        self.service.set_card(doc.root, doc.source, values)
+        self.record("card", file=doc.source, root=doc.root, **{k: v for k, v in values.items() if v is not None})
+        return self.cards()[(doc.root, doc.source)]
 
     def document(self, source: str, root: str | None = None) -> DocumentInfo:
         """The one readable document of that name (in folder ``root`` when given)."""

@@ -17,8 +17,10 @@ from ingest.discover import SUPPORTED_SUFFIXES
 from ingest.pipeline import ProgressListener
 from rag.accounts import AccessError
 from rag.answer import SYSTEM_PROMPT, Answer
+from rag.cards import DocumentCard
 from rag.citations import support_spans
 from rag.conversations import conversation_markdown
+from rag.corpus import DocumentInfo
 from rag.errors import IngestLockedError, SourcierError
 from rag.packing import Turn
 from rag.scope import COLLECTION, Scope
@@ -551,16 +553,45 @@ def documents_panel(reader: Reader, lang: str) -> None:
         return
     last = max(d.ingested_at for d in docs)[:16].replace("T", " ")
     st.caption(tr(lang, "store_state", documents=len(docs), chunks=sum(d.chunks for d in docs), last=last))
+    cards = reader.cards()
     for i, doc in enumerate(docs):
-        name, button = st.columns([4, 1], vertical_alignment="center")
+        name, edit, button = st.columns([4, 1, 1], vertical_alignment="center")
         pages = len([p for p in doc.pages if p]) or 1
-        name.markdown(f"{plain(doc.source)}  \n:gray[{pages} p. · {doc.chunks} chunks]")
+        card = cards.get((doc.root, doc.source))
+        about = ", ".join(p for p in (card.organisation, card.doc_type, card.period) if p) if card else ""
+        about = f" · {plain(about)}" if about else ""
+        name.markdown(f"{plain(doc.source)}  \n:gray[{pages} p. · {doc.chunks} chunks{about}]")
+        if card is not None:
+            with edit.popover("", icon=":material/edit_note:", help=tr(lang, "card_help")):
+                card_form(reader, doc, card, lang, key=f"card-{i}")
         if button.button("", key=f"rm-{i}-{doc.root}-{doc.source}", icon=":material/delete:", help=tr(lang, "remove")):
             try:
                 removed = reader.remove(doc)
                 flash("success", plain(tr(lang, "removed", name=doc.source, chunks=removed)))
             except SourcierError as exc:
                 flash("error", plain(tr(lang, "busy", reason=exc) if isinstance(exc, IngestLockedError) else str(exc)))
+            st.rerun()
+
+
+def card_form(reader: Reader, doc: DocumentInfo, card: DocumentCard, lang: str, key: str) -> None:
+    """Correct what a document is (rag.cards): kept when it is ingested again; empty fields forget a correction."""
+    with st.form(key, border=False):
+        organisation = st.text_input(tr(lang, "card_organisation"), card.organisation)
+        year = st.text_input(tr(lang, "card_year"), str(card.year or ""))
+        quarter = st.text_input(tr(lang, "card_quarter"), str(card.quarter or ""))
+        when = st.text_input(tr(lang, "card_date"), card.date, placeholder="YYYY-MM-DD")
+        kind = st.text_input(tr(lang, "card_type"), card.doc_type)
+        if st.form_submit_button(tr(lang, "card_save")):
+            given = {"organisation": organisation, "year": year, "quarter": quarter, "date": when, "doc_type": kind}
+            now = {"organisation": card.organisation, "year": str(card.year or ""), "quarter": str(card.quarter or ""),
+                   "date": card.date, "doc_type": card.doc_type}  # fmt: skip
+            changed = {k: v.strip() or None for k, v in given.items() if v.strip() != now[k]}
+            try:
+                if changed:
+                    reader.set_card(doc.source, doc.root, changed)
+                flash("success", plain(tr(lang, "card_saved", name=doc.source)))
+            except SourcierError as exc:
+                flash("error", plain(str(exc)))
             st.rerun()
 
 

@@ -410,3 +410,29 @@ def test_an_upload_refused_whole_gets_413_or_415_in_the_openai_shape(client, set
     exe = client.post("/v1/documents", files=[("files", ("tool.exe", b"MZ", "application/octet-stream"))])
     assert exe.status_code == 415 and exe.json()["error"]["code"] == "not_a_document"
     assert not (corpus / "big.txt").exists()
+
+
+def test_documents_carry_their_cards_which_a_client_can_correct(client, service):
+    listed = {d["source"]: d for d in client.get("/v1/documents").json()["data"]}
+    assert listed["bird-survey-2024.txt"]["card"]["year"] == 2024  # from its file name
+    assert listed["politique-teletravail.pdf"]["card"]["doc_type"] == "policy"
+    fixed = client.patch("/v1/documents/travel-expenses.docx/card", json={"organisation": "Harbor Analytics",
+                                                                          "year": 2025, "doc_type": "policy"})  # fmt: skip
+    assert fixed.status_code == 200, fixed.text
+    assert (fixed.json()["organisation"], fixed.json()["period"]) == ("Harbor Analytics", "2025")
+    assert fixed.json()["edited"] == ["doc_type", "organisation", "year"]
+    listed = {d["source"]: d for d in client.get("/v1/documents").json()["data"]}
+    assert listed["travel-expenses.docx"]["card"]["organisation"] == "Harbor Analytics"
+    forgotten = client.patch("/v1/documents/travel-expenses.docx/card", json={"year": None}).json()
+    assert forgotten["year"] is None and forgotten["edited"] == ["doc_type", "organisation"]
+    assert client.patch("/v1/documents/travel-expenses.docx/card", json={}).status_code == 400
+    assert client.patch("/v1/documents/travel-expenses.docx/card", json={"quarter": 5}).status_code == 400
+    assert client.patch("/v1/documents/nothing.pdf/card", json={"year": 2020}).status_code == 404
+
+
+def test_an_answer_says_which_documents_the_question_named(client, service):
+    service.replies.append("Sixty-one species [1].")
+    reply = ask(client, "How many species were recorded in the 2024 bird survey?").json()
+    route = reply["route"]
+    assert route is not None and [d["source"] for d in route["documents"]] == ["bird-survey-2024.txt"]
+    assert not route["hard"] and route["note"].startswith("searched first in: bird survey, 2024")
