@@ -101,6 +101,8 @@ def filing_copies(folder: Path, seed: int, per_year: int, named: bool) -> list[d
         original = "\n\n".join(reader.pages[p].extract_text() or "" for p in sorted(pages))
         lines = [_table_line(line) for line in original.splitlines()]
         table = [found for found in lines if found is not None]
+        labels = [label for label, _ in table]
+        table = [(label, amount) for label, amount in table if labels.count(label) == 1]  # one figure per label
         chosen = rng.sample(table, min(per_year, len(table)))
         for back, scale in SCALES.items():
             year = 2022 - back

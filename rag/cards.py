@@ -33,7 +33,8 @@ CARDS_FILE = "cards.sqlite3"
 FIRST_CHUNKS = 12
 # Fields a person may set (``sourcier cards set``); the others are counted (pages, language).
 EDITABLE = ("title", "organisation", "year", "quarter", "date", "doc_type")
-RULES_VERSION = 1  # cards written by older rules are written again
+RULES_VERSION = 3  # cards written by older rules are written again
+TITLE_MAX = 100  # a first line longer than this (or ending a sentence) is a paragraph, not a title
 
 MONTHS = {
     "january": 1, "february": 2, "march": 3, "april": 4, "may": 5, "june": 6, "july": 7, "august": 8,
@@ -230,7 +231,12 @@ def _from_file_name(stem: str) -> dict[str, Any]:
         if first_marker is None:
             first_marker = i
     if first_marker and ("year" in found or "date" in found):
-        found["organisation"] = " ".join(tokens[:first_marker])
+        words = tokens[:first_marker]
+        while words and (re.fullmatch(r"\d{3,}|0\d*", words[0]) or fold(words[0]) in _CORPORATE):  # an id: 0068-
+            words = words[1:]
+        while words and fold(words[-1]) in _CORPORATE:  # '...-universelle-de-2010'
+            words = words[:-1]
+        found["organisation"] = " ".join(words)
     return found
 
 
@@ -261,7 +267,8 @@ def _from_text(text: str) -> dict[str, Any]:
     if m and "year" not in found:
         found["year"] = int(m[3])
     title = next((line for line in head.splitlines() if line.strip()), "")
-    in_title = set(_TITLE_YEAR.findall(title))
+    is_title = len(title) <= TITLE_MAX and not title.rstrip().endswith((".", "!", "?", ";", ":", ","))
+    in_title = set(_TITLE_YEAR.findall(title)) if is_title else set()
     if len(in_title) == 1 and "year" not in found:  # 'Bird Survey 2024', 'guide pratique, édition 2023'
         found["year"] = int(in_title.pop())
     for pattern, order in ((_FR_VERSION, (3, 2, 1)), (_EN_VERSION, (3, 1, 2))):

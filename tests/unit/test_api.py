@@ -416,8 +416,8 @@ def test_documents_carry_their_cards_which_a_client_can_correct(client, service)
     listed = {d["source"]: d for d in client.get("/v1/documents").json()["data"]}
     assert listed["bird-survey-2024.txt"]["card"]["year"] == 2024  # from its file name
     assert listed["politique-teletravail.pdf"]["card"]["doc_type"] == "policy"
-    fixed = client.patch("/v1/documents/travel-expenses.docx/card", json={"organisation": "Harbor Analytics",
-                                                                          "year": 2025, "doc_type": "policy"})  # fmt: skip
+    change = {"organisation": "Harbor Analytics", "year": 2025, "doc_type": "policy"}
+    fixed = client.patch("/v1/documents/travel-expenses.docx/card", json=change)
     assert fixed.status_code == 200, fixed.text
     assert (fixed.json()["organisation"], fixed.json()["period"]) == ("Harbor Analytics", "2025")
     assert fixed.json()["edited"] == ["doc_type", "organisation", "year"]
