@@ -180,3 +180,28 @@ def test_questions_scoped_to_one_document_only_show_its_passages(service):
     assert labels and all("politique\\-teletravail\\.pdf" in label for label in labels)
     at.sidebar.multiselect[0].set_value([]).run()  # back to all documents
     assert any(":gray-badge[all documents]" in md.value for md in at.main.markdown)
+
+
+def test_the_documents_cards_are_listed_and_an_answer_says_where_it_searched_with_a_way_to_widen(service, corpus):
+    for year, revenue in ((2021, 455), (2022, 502)):
+        (corpus / f"ACME_{year}_10K.txt").write_text(
+            f"Acme annual report, fiscal {year}. Total revenue for fiscal {year} was {revenue} million dollars."
+        )
+    fake_ingestor(service.settings)[0].run([corpus])
+    at = page(service)
+    sidebar_text = " ".join(m.value for m in at.sidebar.markdown).replace("\\", "")
+    assert "Acme, annual report, FY2021" in sidebar_text and "bird survey, 2024" in sidebar_text
+    service.replies += ["Revenue was 455 million [1].", "Revenue was 455 million [1]."]  # asked, then again
+    at = ask(at, "What was Acme's total revenue for fiscal 2021?")
+    assert not at.exception
+    captions = " ".join(c.value for c in at.main.caption).replace("\\", "")
+    assert "Searched in: Acme, annual report, FY2021 (ACME_2021_10K.txt)" in captions
+    labels = [e.label for e in at.expander if e.label.startswith("\\[")]
+    assert labels and all("ACME\\_2021\\_10K" in label for label in labels)
+    widen = [b for b in at.main.button if b.label == "Ask again in every document"]
+    widen[0].click().run()
+    assert not at.exception
+    assert [m.name for m in at.chat_message] == ["user", "assistant", "user", "assistant"]
+    first, again = (m["answer"] for m in at.session_state["messages"] if m["role"] == "assistant")
+    assert first.route["hard"] and again.route is None  # asked in every document: not routed again
+    assert len({s.passage.source for s in again.sources}) > 1
