@@ -17,6 +17,7 @@ so the next run redoes that file and ends in the same store as a clean ingest.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -40,6 +41,7 @@ from ingest.parsing import (
     pool_size,
 )
 from rag.accounts import collection_paths, holding
+from rag.cards import card_store
 from rag.embedding import Embedder, EmbeddingModelInfo, TokenCounter
 from rag.errors import DocumentError, SettingsError
 from rag.hashing import file_sha256
@@ -187,8 +189,22 @@ class Ingestor:
                     self._remove(stale_docs, report)
         if not dry_run:
             report.regranted = self.sync_collections()
+            self.write_cards()
         report.elapsed_seconds = time.perf_counter() - started
         return report
+
+    def write_cards(self) -> None:
+        """Each new or changed document's card written now (``rag.cards``; the first question would write it
+        otherwise), and the cards of removed documents dropped. A failure only delays them to that question."""
+        try:
+            cards = card_store(self.settings.paths.store_dir)
+            try:
+                listed = cards.cards(self.store)
+                cards.forget((c.root, c.source) for c in listed)
+            finally:
+                cards.close()
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("the documents' cards were not written (%s): the first question will write them", exc)
 
     def sync_collections(self) -> int:
         """Every stored document made to belong to exactly the collections holding its file (see

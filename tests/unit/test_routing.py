@@ -270,3 +270,19 @@ def test_a_corrected_card_is_kept_when_the_document_is_ingested_again(settings, 
     with pytest.raises(CardError, match="a quarter is 1 to 4"):
         cards.set_fields(root, "ACME_2020_10K.txt", {"quarter": "Q5"})
     cards.close()
+
+
+def test_the_ingest_writes_the_cards_and_drops_those_of_removed_documents(settings, filings):
+    import sqlite3
+
+    _, ingestor = filings
+    folder = settings.paths.store_dir.parent / "filings"
+
+    def stored() -> set[str]:
+        with sqlite3.connect(settings.paths.store_dir / "cards.sqlite3") as db:
+            return {source for (source,) in db.execute("SELECT source FROM cards")}
+
+    assert stored() == {"ACME_2020_10K.txt", "ACME_2021_10K.txt", "ACME_2022_10K.txt", "GLOBEX_2022_10K.txt"}
+    (folder / "GLOBEX_2022_10K.txt").unlink()
+    ingestor.run([folder])
+    assert "GLOBEX_2022_10K.txt" not in stored()
