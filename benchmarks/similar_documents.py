@@ -193,6 +193,30 @@ def answers(answerer: Any, questions: list[dict[str, Any]]) -> dict[str, Any]:
     return {"right figure": round(figure / n, 3), "right year cited": round(cited / n, 3), "both": round(both / n, 3)}
 
 
+def routing_cost(questions: list[dict[str, Any]], documents: int) -> dict[str, Any]:
+    """Time of matching each question against ``documents`` cards (100 organisations x years, kinds), as the
+    retriever does once its cards are read (they are kept until the store changes)."""
+    from rag.cards import card_from_text
+    from rag.routing import route
+
+    kinds = ("10K", "10Q", "EARNINGS", "8K")
+    cards = [
+        card_from_text("r", f"COMPANY{i % 100}_{2000 + (i // 100) % 25}_{kinds[i % 4]}.pdf", "")
+        for i in range(documents)
+    ]
+    times = []
+    for row in questions * 5:
+        t0 = time.perf_counter()
+        route(row["question"], cards)
+        times.append((time.perf_counter() - t0) * 1000)
+    times.sort()
+    return {
+        "cards": documents,
+        "p50_ms": round(times[len(times) // 2], 2),
+        "p95_ms": round(times[int(len(times) * 0.95)], 2),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", type=Path, default=ROOT / "eval-runs" / "similar-documents")
@@ -234,6 +258,7 @@ def main() -> None:
                 settings.retrieval.route_documents = routing
                 answerer = Answerer(settings, retriever, llm)
                 results[f"{kind}, answers, routing {'on' if routing else 'off'}"] = answers(answerer, sample)
+    results["routing cost"] = routing_cost(questions, 1000)
     print(json.dumps(results, indent=2))
     args.workdir.mkdir(parents=True, exist_ok=True)
     (args.workdir / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")

@@ -27,6 +27,7 @@ from typing import Any
 from rag.corpus import Corpus, DocumentInfo
 from rag.errors import SourcierError
 from rag.private_db import open_private
+from rag.scope import Scope
 
 CARDS_FILE = "cards.sqlite3"
 # The rules read this many of a document's first chunks (its cover page and what follows).
@@ -304,41 +305,49 @@ class CardStore:
                 "CREATE TABLE IF NOT EXISTS edits (root TEXT, source TEXT, fields TEXT, PRIMARY KEY (root, source))",
             ],
         )
-        self._cache: tuple[str, list[DocumentCard]] | None = None
+        # (store version and corrections' data_version, the documents, their cards), kept until either changes
+        self._cache: tuple[str, list[DocumentInfo], list[DocumentCard]] | None = None
 
     def close(self) -> None:
         self._db.close()
 
-    def cards(self, corpus: Corpus, documents: Sequence[DocumentInfo] | None = None) -> list[DocumentCard]:
-        """The card of every document of ``corpus`` (or of ``documents``), written first for those that have
-        none or an outdated one; remembered until the store changes."""
+    def cards(self, corpus: Corpus, scope: Scope | None = None) -> list[DocumentCard]:
+        """The card of every document of ``corpus`` that ``scope`` admits, written first for those that have
+        none or an outdated one; remembered until the store changes or a card is corrected."""
         with self._lock:
             # Another process's (or connection's) corrections change SQLite's data_version.
             version = f"{corpus.version()}/{self._db.execute('PRAGMA data_version').fetchone()[0]}"
-            if documents is None and self._cache is not None and self._cache[0] == version:
-                return self._cache[1]
-            listed = list(documents) if documents is not None else corpus.documents()
-            stored = {
-                (r, s): (v, rules, card)
-                for r, s, v, rules, card in self._db.execute("SELECT root, source, version, rules, card FROM cards")
-            }
-            edits = {(r, s): json.loads(f) for r, s, f in self._db.execute("SELECT root, source, fields FROM edits")}
-            result, written = [], []
-            for doc in listed:
-                key = (doc.root, doc.source)
-                row = stored.get(key)
-                if row is not None and row[0] == doc.ingested_at and row[1] == RULES_VERSION:
-                    card = _card_from_json(row[2])
-                else:
-                    card = self._write_card(corpus, doc)
-                    written.append((doc.root, doc.source, doc.ingested_at, RULES_VERSION, _card_json(card)))
-                result.append(_with_edits(card, edits.get(key)))
-            if written:
-                with _transaction(self._db):
-                    self._db.executemany("INSERT OR REPLACE INTO cards VALUES (?, ?, ?, ?, ?)", written)
-            if documents is None:
-                self._cache = (version, result)
-            return result
+            if self._cache is None or self._cache[0] != version:
+                listed = corpus.documents()
+                self._cache = (version, listed, self._read(corpus, listed))
+            _, listed, found = self._cache
+        if scope is None:
+            return found
+        return [
+            card for doc, card in zip(listed, found, strict=True) if scope.admits(doc.root, doc.source, doc.collections)
+        ]
+
+    def _read(self, corpus: Corpus, listed: Sequence[DocumentInfo]) -> list[DocumentCard]:
+        """The cards of ``listed``: those stored for the document's version, the others written. Under the lock."""
+        stored = {
+            (r, s): (v, rules, card)
+            for r, s, v, rules, card in self._db.execute("SELECT root, source, version, rules, card FROM cards")
+        }
+        edits = {(r, s): json.loads(f) for r, s, f in self._db.execute("SELECT root, source, fields FROM edits")}
+        result, written = [], []
+        for doc in listed:
+            key = (doc.root, doc.source)
+            row = stored.get(key)
+            if row is not None and row[0] == doc.ingested_at and row[1] == RULES_VERSION:
+                card = _card_from_json(row[2])
+            else:
+                card = self._write_card(corpus, doc)
+                written.append((doc.root, doc.source, doc.ingested_at, RULES_VERSION, _card_json(card)))
+            result.append(_with_edits(card, edits.get(key)))
+        if written:
+            with _transaction(self._db):
+                self._db.executemany("INSERT OR REPLACE INTO cards VALUES (?, ?, ?, ?, ?)", written)
+        return result
 
     @staticmethod
     def _write_card(corpus: Corpus, doc: DocumentInfo) -> DocumentCard:

@@ -250,11 +250,7 @@ class Retriever:
         question's documents were chosen: ``--in``)."""
         if not self.settings.retrieval.route_documents or (scope is not None and scope.documents is not None):
             return None
-        cards = self.cards.cards(self.corpus)
-        if scope is not None and scope.collections is not None:
-            readable = {(d.root, d.source) for d in self.corpus.documents(scope)}
-            cards = [c for c in cards if (c.root, c.source) in readable]
-        return route(query, cards)
+        return route(query, self.cards.cards(self.corpus, scope))
 
     def _as_asked(self, query: str, translations: Mapping[str, str] | None) -> list[tuple[str, float]]:
         """The query as asked with its weight in the fusion: ``ABSENT_LANGUAGE_WEIGHT`` when it has translations

@@ -129,27 +129,42 @@ def _has_phrase(text: str, phrase: str) -> bool:
     return re.search(rf"(?<![\w-]){re.escape(phrase)}(?![\w-])", text) is not None
 
 
-def names_organisation(card: DocumentCard, question: str) -> str:
+@dataclass(frozen=True)
+class QuestionWords:
+    """A question's words as names are matched against them (computed once per question)."""
+
+    words: str  # folded words, one space apart, possessives dropped
+    present: frozenset[str]
+    joined: str  # the same without spaces
+    capitals: tuple[str, ...]  # ticker-like words in capitals, folded ('jpm')
+
+    @classmethod
+    def of(cls, question: str) -> QuestionWords:
+        text = fold(question).replace("\u2019", "'")
+        words = " ".join(re.findall(r"[a-z0-9&]+", re.sub(r"'s\b", "", text)))
+        capitals = tuple(fold(w) for w in re.findall(r"\b[A-Z][A-Z0-9&]{2,}\b", question))
+        return cls(words, frozenset(words.split()), words.replace(" ", ""), capitals)
+
+
+def names_organisation(card: DocumentCard, question: str | QuestionWords) -> str:
     """The name by which ``question`` names the card's organisation ('' when it does not): one of its aliases
     as whole words ('kraft heinz'; every word of it, in any order: 'guide compost' in 'le guide du compost'),
     the alias written as one word ('kraftheinz'), or a ticker-like word in capitals that starts it ('JPM' for
     'jpmorgan')."""
-    text = fold(question).replace("\u2019", "'")
-    words = " ".join(re.findall(r"[a-z0-9&]+", re.sub(r"'s\b", "", text)))
-    joined = words.replace(" ", "")
-    present = set(words.split())
+    q = question if isinstance(question, QuestionWords) else QuestionWords.of(question)
     for alias in card.aliases:
-        if _has_phrase(words, alias) or (" " in alias and set(alias.split()) <= present):
-            return alias
-        if " " not in alias and len(alias) >= 6 and alias in joined and not _has_phrase(words, alias):
-            spaced = [w for w in words.split() if alias.startswith(w)]
-            if spaced and len(spaced[0]) >= 3:
+        if " " in alias:
+            if set(alias.split()) <= q.present:
                 return alias
-    capitals = re.findall(r"\b[A-Z][A-Z0-9&]{2,}\b", question)
-    for word in capitals:
-        low = fold(word)
+        elif alias in q.present:
+            return alias
+        elif len(alias) >= 6 and alias in q.joined:  # 'kraft heinz' asked, 'kraftheinz' in the file name
+            spaced = [w for w in q.present if alias.startswith(w)]
+            if spaced and max(len(w) for w in spaced) >= 3:
+                return alias
+    for low in q.capitals:
         if any(a.startswith(low) and len(a) >= len(low) + 2 for alias in card.aliases for a in alias.split()):
-            return word
+            return low.upper()
     return ""
 
 
@@ -161,8 +176,9 @@ def route(question: str, cards: Sequence[DocumentCard]) -> Route | None:
     terms = question_terms(question)
     named: list[str] = []
     by_organisation: list[DocumentCard] = []
+    asked = QuestionWords.of(question)
     for card in cards:
-        alias = names_organisation(card, question)
+        alias = names_organisation(card, asked)
         if alias:
             by_organisation.append(card)
             if alias not in named:

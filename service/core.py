@@ -170,9 +170,7 @@ class Service:
 
     def cards(self, scope: Scope | None = None) -> list[DocumentCard]:
         """The cards of the documents ``scope`` admits (``rag.cards``: what questions are routed by)."""
-        readable = {(d.root, d.source) for d in self.documents(scope)}
-        found = self.retriever.cards.cards(self.retriever.corpus)
-        return [c for c in found if (c.root, c.source) in readable]
+        return self.retriever.cards.cards(self.retriever.corpus, scope)
 
     def set_card(self, root: str, source: str, values: dict[str, Any]) -> None:
         """Keep a correction of one document's card (kept when it is ingested again)."""
