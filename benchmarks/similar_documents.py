@@ -183,12 +183,13 @@ def answers(answerer: Any, questions: list[dict[str, Any]]) -> dict[str, Any]:
     for row in questions:
         answer = answerer.answer(row["question"])
         shown = answer.display_text
-        right_figure = figure_in(shown, row["expected"])
+        right_figure = figure_in(answer.text, row["expected"])  # the short answer's own (not its quote's)
         right_doc = any(s.passage.source == row["source"] for s in answer.cited_sources)
         figure += right_figure
         cited += right_doc
         both += right_figure and right_doc
-        print(json.dumps({**row, "answer": shown, "figure": right_figure, "cited": right_doc}, ensure_ascii=False))
+        shown_row = {**row, "answer": shown, "short": answer.text, "figure": right_figure, "cited": right_doc}
+        print(json.dumps(shown_row, ensure_ascii=False))
     n = len(questions)
     return {"right figure": round(figure / n, 3), "right year cited": round(cited / n, 3), "both": round(both / n, 3)}
 
@@ -223,6 +224,10 @@ def main() -> None:
     ap.add_argument("--answers", type=int, default=0, help="questions answered by the default model, both ways")
     ap.add_argument("--per-year", type=int, default=4, help="table lines asked per filing year")
     ap.add_argument("--seed", type=int, default=13)
+    ap.add_argument(
+        "--variants", nargs="+", choices=["named", "unnamed"], default=["named", "unnamed"],
+        help="years in the file names (named), only inside the documents (unnamed)",
+    )  # fmt: skip
     args = ap.parse_args()
 
     from ingest.pipeline import build_ingestor
@@ -232,7 +237,7 @@ def main() -> None:
 
     settings = load_settings()
     results: dict[str, Any] = {}
-    for named in (True, False):
+    for named in [v == "named" for v in args.variants]:
         kind = "years in the file names" if named else "years only inside the documents"
         work = args.workdir / ("named" if named else "unnamed")
         corpus = work / "corpus"

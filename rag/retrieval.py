@@ -10,6 +10,7 @@ passages, all scored in one batch, and the best ``k`` are returned, best first.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -49,6 +50,9 @@ ABSENT_LANGUAGE_WEIGHT = 0.0
 # How much more relevant (the reranker's 0-1 scale) a passage of a document the question names only by a period
 # or kind is taken to be (rag.routing's soft routing): enough to put it ahead of its near-identical twin.
 NAMED_BONUS = 0.1
+# Two passages whose words (figures and years aside) overlap this much are copies of one passage in two
+# versions of a document (Jaccard of their word sets).
+SAME_WORDING = 0.8
 # A retired copy of the store is released this long after it was replaced at the earliest.
 RELEASE_GRACE_S = 30.0
 # A long-running reader searches up to this many chunks written (or removed) since it loaded its copy of
@@ -441,13 +445,28 @@ class LiveRetriever:
 
 def _favoured(passages: Sequence[Passage], named: Collection[tuple[str, str]]) -> list[Passage]:
     """Reranked passages with those of the ``named`` documents ahead of others about as relevant (within
-    ``NAMED_BONUS`` of the reranker's relevance): the same paragraph of this year's and last year's report
-    scores alike, and the question named this year's."""
+    ``NAMED_BONUS`` of the reranker's relevance), and without the other documents' copies of a named one's
+    passage (the same words, other figures): the same paragraph of this year's and last year's report scores
+    alike, the question named this year's, and last year's figure beside it would only mislead the model."""
 
     def key(p: Passage) -> float:
         return -((p.rerank_score or 0.0) + (NAMED_BONUS if (p.root, p.source) in named else 0.0))
 
-    return sorted(passages, key=key)
+    ranked = sorted(passages, key=key)
+    kept = [_wording(p.text) for p in ranked if (p.root, p.source) in named]
+    return [
+        p for p in ranked if (p.root, p.source) in named or not any(_same_wording(_wording(p.text), w) for w in kept)
+    ]
+
+
+def _wording(text: str) -> frozenset[str]:
+    """A passage's words without its figures and years, folded."""
+    return frozenset(w for w in re.findall(r"[^\W\d_]+", text.lower()) if len(w) > 1)
+
+
+def _same_wording(a: frozenset[str], b: frozenset[str]) -> bool:
+    """Whether two passages say the same words (Jaccard at least ``SAME_WORDING``), figures aside."""
+    return bool(a and b) and len(a & b) / len(a | b) >= SAME_WORDING
 
 
 def _fused_passages(lists: Sequence[Sequence[Passage]], n: int, rrf_k: int) -> list[Passage]:

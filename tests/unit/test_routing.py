@@ -286,3 +286,24 @@ def test_the_ingest_writes_the_cards_and_drops_those_of_removed_documents(settin
     (folder / "GLOBEX_2022_10K.txt").unlink()
     ingestor.run([folder])
     assert "GLOBEX_2022_10K.txt" not in stored()
+
+
+def test_a_period_named_alone_puts_its_documents_passages_first_without_last_years_copies():
+    from rag.packing import Passage
+    from rag.retrieval import _favoured
+
+    def passage(source: str, text: str, relevance: float) -> Passage:
+        return Passage(f"{source}-{relevance}", text, source, 0, 0, 0, 0.0, "r", rerank_score=relevance)
+
+    ranked = [
+        passage("survey-2021.txt", "A total of 54 species were recorded, up from 49 in the 2018 survey.", 0.93),
+        passage("survey-2018.txt", "A total of 49 species were recorded, up from 44 in the 2015 survey.", 0.90),
+        passage("survey-2021.txt", "Skylark counts fell for the second survey in a row.", 0.70),
+        passage("survey-2018.txt", "The reserve was surveyed on twelve mornings.", 0.40),
+    ]
+    kept = _favoured(ranked, {("r", "survey-2018.txt")})
+    assert [(p.source, p.rerank_score) for p in kept] == [
+        ("survey-2018.txt", 0.90),  # the named year's, ahead of last year's copy within 0.1 (which is dropped)
+        ("survey-2021.txt", 0.70),  # another passage of another year stays, in its place
+        ("survey-2018.txt", 0.40),
+    ]
