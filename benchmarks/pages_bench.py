@@ -60,10 +60,10 @@ def bench_ocr(repeat: int) -> None:
     import pypdfium2 as pdfium
     from pypdf import PdfReader
 
+    from devkit import SAMPLE_DATA
+    from devkit.scans import ENGLISH_LINES, rendered_pdf_page, scanned_pdf, text_page_image, words_found
     from ingest.ocr import OcrOptions, tesseract_program
     from ingest.readers import read_document
-    from tests.conftest import SAMPLE_DATA
-    from tests.scans import ENGLISH_LINES, rendered_pdf_page, scanned_pdf, text_page_image, words_found
 
     if tesseract_program() is None:
         print("OCR: tesseract not installed, skipped")
@@ -93,10 +93,10 @@ def bench_views(repeat: int) -> None:
     import pypdfium2 as pdfium
     from pypdf import PdfReader
 
+    from devkit import SAMPLE_DATA
+    from devkit.scans import scanned_pdf, text_page_image
     from ingest.page_view import DEFAULT_DPI, PageCache, render_page
     from ingest.readers import clean_text
-    from tests.conftest import SAMPLE_DATA
-    from tests.scans import scanned_pdf, text_page_image
 
     pages = [(SAMPLE_DATA / "politique-teletravail.pdf", 2)]
     pages += [(FINANCEBENCH / name, n) for name, n in STATEMENTS if (FINANCEBENCH / name).exists()]

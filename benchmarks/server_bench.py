@@ -28,8 +28,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from devkit.processes import free_port, start, stop, wait_for  # noqa: E402  (shared with the server tests)
 from evaluation.metrics import percentile  # noqa: E402  (one percentile for every figure)
-from tests.processes import free_port, start, stop, wait_for  # noqa: E402  (shared with the server tests)
 
 BIN = Path(sys.executable).parent
 QUESTION = "What is the hotel cap per night in Paris?"

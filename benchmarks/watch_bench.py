@@ -162,8 +162,8 @@ def killed_mid_burst(burst: int, quiet_s: float) -> dict:
 def answers_during_burst(n: int, burst: int) -> dict:
     import httpx
 
-    from tests.processes import free_port, start, stop
-    from tests.processes import wait_for as up
+    from devkit.processes import free_port, start, stop
+    from devkit.processes import wait_for as up
 
     with tempfile.TemporaryDirectory() as tmp:
         folder, store = Path(tmp) / "docs", Path(tmp) / "store"

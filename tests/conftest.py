@@ -5,10 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from devkit import REPO, SAMPLE_DATA  # noqa: F401  (one definition, shared with the benchmarks)
 from rag.settings import ChunkingSettings, PathSettings, Settings
-
-REPO = Path(__file__).resolve().parent.parent
-SAMPLE_DATA = REPO / "data"
 
 
 def make_settings(tmp_path: Path, **chunking) -> Settings:

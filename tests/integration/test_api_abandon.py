@@ -20,10 +20,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devkit.models import smollm_path
+from devkit.processes import free_port
 from tests.conftest import SAMPLE_DATA
-from tests.integration.test_real_ingest import cli, smollm_path
+from tests.integration.test_real_ingest import cli
 from tests.integration.test_servers import llama_cpp_server, start, stop, wait_for
-from tests.processes import free_port
 
 pytestmark = pytest.mark.integration
 

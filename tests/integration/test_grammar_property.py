@@ -23,11 +23,11 @@ from pathlib import Path
 
 import pytest
 
+from devkit.models import smollm_path
 from rag.gbnf import GrammarError, check_grammar
 from rag.llm.worker import crash_reason
 from rag.quotes import answer_grammar, quote_runs
 from tests.conftest import REPO
-from tests.integration.test_real_ingest import smollm_path
 from tests.unit.test_gbnf import ODD_PASSAGES
 
 pytestmark = pytest.mark.integration

@@ -9,8 +9,9 @@ import sys
 
 import pytest
 
+from devkit.models import smollm_path
 from tests.conftest import REPO, SAMPLE_DATA
-from tests.integration.test_real_ingest import cli, smollm_path
+from tests.integration.test_real_ingest import cli
 
 pytestmark = pytest.mark.integration
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from devkit.models import smollm_path
 from rag.activity import Cancellation
 from rag.errors import ModelCrashError, ModelFileError
 from rag.llm import load_llm, load_local
@@ -29,7 +30,6 @@ from rag.llm.worker import WorkerLLM
 from rag.quotes import answer_grammar
 from rag.settings import Settings
 from tests.conftest import REPO
-from tests.integration.test_real_ingest import smollm_path
 
 pytestmark = pytest.mark.integration
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from devkit.processes import free_port, stop
 from tests.conftest import REPO, SAMPLE_DATA
 from tests.integration.test_page_browser import (
     ask_in_browser,
@@ -26,7 +27,6 @@ from tests.integration.test_page_browser import (
     start_page,
 )
 from tests.netguard import guard_env
-from tests.processes import free_port, stop
 
 pytestmark = pytest.mark.integration
 

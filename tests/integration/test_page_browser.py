@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from devkit.models import smollm_path
+from devkit.processes import free_port, stop
 from tests.conftest import REPO, SAMPLE_DATA
-from tests.integration.test_real_ingest import cli, smollm_path
-from tests.processes import free_port, stop
+from tests.integration.test_real_ingest import cli
 
 pytestmark = pytest.mark.integration
 CHROMIUM = Path("/usr/bin/chromium")

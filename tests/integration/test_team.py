@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from devkit.models import smollm_path
+from devkit.processes import free_port, stop
 from tests.integration.test_page_browser import ARTIFACTS, CHROMIUM, launch_chromium, page_env, start_page
-from tests.integration.test_real_ingest import smollm_path
-from tests.processes import free_port, stop
 
 pytestmark = pytest.mark.integration
 PASSWORD = "correct horse battery"

@@ -14,12 +14,12 @@ import httpx
 import pytest
 
 from api.server import create_app
+from devkit.processes import free_port
 from rag.activity import Cancellation, ModelActivity
 from rag.answer import Answerer
 from rag.retrieval import Retriever
 from service import Service
 from tests.fakes import FakeEmbedder, FakeLLM, fake_ingestor
-from tests.processes import free_port
 
 LONG = " ".join(f"word{i}" for i in range(400))  # 400 pieces x 20 ms: 8 s of answer
 QUESTION = "How long did the storage outage last? outage minutes"

@@ -21,7 +21,11 @@ FORBIDDEN = {
     "ui": {"api", "fastapi", "evaluation", "sourcier"},
     "admin": {"streamlit", "service", "ui", "evaluation", "api", "fastapi", "sourcier"},
     "sourcier": {"streamlit", "fastapi"},  # the one command line: it reaches the others' entry points only
+    # What the tests and the benchmarks share; the benchmarks never reach into the tests (issue 34).
+    "devkit": {"tests", "benchmarks", "service", "ui", "api", "sourcier", "admin"},
+    "benchmarks": {"tests"},
 }
+NOT_PRODUCT = {"tests", "devkit", "benchmarks"}  # no product package imports these
 
 
 def imported_top_levels(path: Path) -> set[str]:
@@ -164,6 +168,12 @@ PRODUCT = ("rag", "ingest", "service", "api", "ui", "sourcier", "evaluation", "a
 def product_files():
     for package in PRODUCT:
         yield from sorted((REPO / package).rglob("*.py"))
+
+
+def test_the_product_imports_neither_the_tests_nor_their_helpers():
+    for path in product_files():
+        bad = imported_top_levels(path) & NOT_PRODUCT
+        assert not bad, f"{path.relative_to(REPO)} imports {bad}"
 
 
 def test_only_the_store_writes_chroma_filters():

@@ -8,10 +8,10 @@ import pytest
 
 import ingest.ocr
 import ingest.readers
+from devkit.scans import ENGLISH_LINES, rendered_pdf_page, scanned_pdf, text_page_image, words_found
 from ingest.readers import read_document
 from tests.conftest import SAMPLE_DATA, make_settings
 from tests.fakes import fake_ingestor
-from tests.scans import ENGLISH_LINES, rendered_pdf_page, scanned_pdf, text_page_image, words_found
 
 PDF = SAMPLE_DATA / "politique-teletravail.pdf"
 needs_tesseract = pytest.mark.skipif(

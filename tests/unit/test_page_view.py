@@ -12,10 +12,10 @@ from fastapi.testclient import TestClient
 import ingest.ocr
 import ingest.page_view
 from api.server import create_app
+from devkit.scans import scanned_pdf, text_page_image
 from ingest.page_view import PageCache, locate, render_page
 from rag.errors import DocumentError
 from tests.conftest import SAMPLE_DATA
-from tests.scans import scanned_pdf, text_page_image
 from tests.unit.test_api import service  # noqa: F401  (the API's fixture: real store, fake models)
 
 PDF = SAMPLE_DATA / "politique-teletravail.pdf"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import REPO
+from devkit import REPO
 
 
 def free_port() -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from tests.conftest import SAMPLE_DATA
+from devkit import SAMPLE_DATA
 
 ENGLISH_LINES = [
     "Harbour Authority - Crane Inspection Report",
