@@ -168,8 +168,14 @@ def test_the_page_logs_each_person_in_and_shows_their_own(team):
                     box.fill(QUESTION)
                     box.press("Enter")
                     page.get_by_text("Sources").first.wait_for(timeout=180_000)
-                    labels = [t.strip() for t in page.get_by_test_id("stExpander").all_inner_texts()]
-                    sources = [t for t in labels if re.search(r"\[\d+\] ", t)]
+                    # the sources' expanders come a moment after the heading above them (and the page may draw
+                    # itself once more): read them until they are there
+                    for _ in range(120):
+                        labels = [t.strip() for t in page.get_by_test_id("stExpander").all_inner_texts()]
+                        sources = [t for t in labels if re.search(r"\[\d+\] ", t)]
+                        if sources:
+                            break
+                        page.wait_for_timeout(500)
                     folder = "hr/" if user == "alice" else "legal/"
                     assert sources and all(folder in t for t in sources), labels
                     page.screenshot(path=str(ARTIFACTS / f"team-{user}.png"), full_page=True)
