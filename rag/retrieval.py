@@ -207,27 +207,38 @@ class Retriever:
         k = k or self.settings.retrieval.k
         queries = [*self._as_asked(query, translations), *((t, 1.0) for t in (translations or {}).values())]
         routed = self.route(query, scope)
-        if routed is not None:
-            named = Scope(documents=routed.keys).narrowed(scope)
-            if routed.hard:
-                passages = self._ranked(query, queries, k, named, translations)
-                if passages:
-                    if on_route is not None:
-                        on_route(routed)
-                    return passages
-                routed.widened = True
-            else:
-                n = max(k, self.settings.retrieval.candidates_for_rerank if self.reranker else k)
-                both = [self.hybrid(queries, n, named), self.hybrid(queries, n, scope)]
-                fused = _fused_passages(both, n, self.settings.retrieval.rrf_k)
-                if on_route is not None:
-                    on_route(routed)
-                if self.reranker is None:
-                    return fused[:k]
-                return _favoured(rerank(self.reranker, query, fused, translations), routed.keys)[:k]
-            if on_route is not None:
-                on_route(routed)
-        return self._ranked(query, queries, k, scope, translations)
+        if routed is None:
+            return self._ranked(query, queries, k, scope, translations)
+        passages = self._routed(query, queries, k, scope, translations, routed)
+        if on_route is not None:
+            on_route(routed)
+        return passages
+
+    def _routed(
+        self,
+        query: str,
+        queries: Sequence[tuple[str, float]],
+        k: int,
+        scope: Scope | None,
+        translations: Mapping[str, str] | None,
+        routed: Route,
+    ) -> list[Passage]:
+        """The passages of a question that names documents: searched only within them (``routed.hard``; every
+        document, marked ``widened``, when that finds nothing), or searched first."""
+        named = Scope(documents=routed.keys).narrowed(scope)
+        if routed.hard:
+            passages = self._ranked(query, queries, k, named, translations)
+            if passages:
+                return passages
+            routed.widened = True
+            return self._ranked(query, queries, k, scope, translations)
+        n = max(k, self.settings.retrieval.candidates_for_rerank if self.reranker else k)
+        fused = _fused_passages(
+            [self.hybrid(queries, n, named), self.hybrid(queries, n, scope)], n, self.settings.retrieval.rrf_k
+        )
+        if self.reranker is None:
+            return fused[:k]
+        return _favoured(rerank(self.reranker, query, fused, translations), routed.keys)[:k]
 
     def _ranked(
         self,
