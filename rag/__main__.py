@@ -131,10 +131,18 @@ def main(argv: list[str] | None = None) -> int:
             return ask(answerer, args.question, as_json=args.json, scope=scope, trail=trail, user=args.user)
         return chat(answerer, scope, trail=trail, user=args.user)
     except SourcierError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        say_error(exc)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+
+
+def say_error(exc: BaseException) -> None:
+    """``error: ...`` on stderr, once no model is loading in a thread (llama.cpp points stderr at /dev/null then)."""
+    from rag.llm.base import STDERR_SILENCED
+
+    with STDERR_SILENCED:
+        print(f"error: {exc}", file=sys.stderr)
 
 
 class Meanwhile:

@@ -7,6 +7,7 @@ an answer for it, and scores whether passages hold the answer. Nothing here impo
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +16,11 @@ from typing import Any, Protocol
 
 from rag.activity import Cancellation, ModelActivity
 from rag.settings import LLMSettings, Settings
+
+# Held while llama.cpp loads a GGUF: it points this whole process's stderr (fd 2 and sys.stderr) at /dev/null
+# for that moment, so what another thread tells the person meanwhile (the CLI's error, while the model loads
+# in a thread) waits for it instead of vanishing.
+STDERR_SILENCED = threading.Lock()
 
 ZERO_WIDTH_SPACE = "\u200b"  # breaks a control-token spelling inside a document without changing how it reads
 

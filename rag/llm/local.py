@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from rag.activity import Cancellation, ModelActivity, cancelled
 from rag.errors import ModelFileError, SourcierError
 from rag.gbnf import check_grammar
-from rag.llm.base import ZERO_WIDTH_SPACE, ChatModel, Prompt
+from rag.llm.base import STDERR_SILENCED, ZERO_WIDTH_SPACE, ChatModel, Prompt
 from rag.llm.cores import CoreWatch
 from rag.llm.drafts import QuoteDrafts
 from rag.llm.llama_internals import (
@@ -312,8 +312,8 @@ def open_gguf(path: Path, settings: Settings, vocab_only: bool = False) -> Any:
     except ImportError:
         raise ModelFileError("llama-cpp-python is not installed: pip install -e '.[llm]' (or bash setup.sh)") from None
     s = settings.llm
-    try:
-        with _stderr_silenced() if vocab_only else contextlib.nullcontext():
+    try:  # llama-cpp-python (verbose=False) silences stderr while it loads, and so do we for a vocabulary
+        with STDERR_SILENCED, _stderr_silenced() if vocab_only else contextlib.nullcontext():
             return Llama(
                 model_path=str(path),
                 n_ctx=s.n_ctx if not vocab_only else 64,  # a vocabulary has no cache to size

@@ -130,3 +130,36 @@ def test_asking_in_a_document_the_store_does_not_hold_is_refused_before_the_mode
     assert out.returncode == 2
     assert "no document or folder in the store matches 'egrets.txt'" in out.stderr
     assert "missing.gguf" not in out.stderr
+
+
+def test_an_error_said_while_the_model_loads_in_a_thread_is_not_lost(capfd):
+    """llama.cpp points the process's stderr at /dev/null while it loads; the CLI's error waits for it (the
+    read-only store's error vanished about one run in two while the model loaded beside the store's opening)."""
+    import threading
+    import time
+
+    from devkit.models import smollm_path
+    from rag.__main__ import say_error
+    from rag.llm.local import open_gguf
+    from rag.settings import Settings
+
+    settings, done, loads_done = Settings(), threading.Event(), []
+
+    def loads() -> None:
+        while not done.is_set():
+            open_gguf(smollm_path(), settings, vocab_only=True)
+            loads_done.append(1)
+
+    loader = threading.Thread(target=loads)
+    loader.start()
+    said = 0
+    try:
+        while len(loads_done) < 10:
+            say_error(RuntimeError(f"said {said}"))
+            said += 1
+            time.sleep(0.0005)
+    finally:
+        done.set()
+        loader.join()
+    lines = capfd.readouterr().err.splitlines()
+    assert [line for line in lines if line.startswith("error: said")] == [f"error: said {i}" for i in range(said)]
