@@ -212,6 +212,7 @@ def answer_extras(answer: Answer) -> dict[str, Any]:
         "search_query": answer.search_query,
         "translations": answer.translations,
         "route": answer.route,
+        "summary": answer.summary,
         "language": answer.language,
         "answerability": answer.answerability,
         "invalid_citations": answer.invalid_citations,

@@ -4,6 +4,8 @@ python -m rag ask "question"      stream the answer, then a table of its sources
                                   runs over this store: its models are loaded; --no-server not to)
 python -m rag ask --json "..."    the whole Answer as JSON
 python -m rag chat                a conversation (history kept, bounded)
+python -m rag summarize FILE      a whole document's summary, each point cited to its pages
+python -m rag compare A B         two documents lined up topic by topic, each side cited to its own pages
 python -m rag model               assemble/verify the GGUF model and print its path (and export the embedder)
 python -m rag serve               the HTTP API (OpenAI-compatible chat + documents), see api/
 """
@@ -54,6 +56,27 @@ def build_parser() -> argparse.ArgumentParser:
         "question goes to it: its models are already loaded)",
     )
     sub.add_parser("chat", help="a conversation about the documents (empty line or Ctrl-D to quit)", parents=[scoped])
+    who = argparse.ArgumentParser(add_help=False)
+    who.add_argument("--user", metavar="NAME", help="as this account (sourcier users): only what it may read")
+    who.add_argument("--language", choices=["en", "fr"], help="write in this language (default: the document's)")
+    who.add_argument("--json", action="store_true", help="print the result as JSON")
+    summarize = sub.add_parser(
+        "summarize",
+        help="a whole document's summary, each point cited to its pages",
+        description="Summarise a stored document section by section with the model, then the whole; every point "
+        "is checked against the page it cites. Kept beside the store: asked again (same document version, "
+        "language and model), it is instant; Ctrl-C stops it and keeps the sections done.",
+        parents=[who],
+    )
+    summarize.add_argument("document", help="the document's name as listed (a file name that only one has is enough)")
+    summarize.add_argument("--refresh", action="store_true", help="summarise again even when one is kept")
+    compare = sub.add_parser(
+        "compare",
+        help="two documents lined up topic by topic, each side cited to its own pages",
+        parents=[who],
+    )
+    compare.add_argument("first")
+    compare.add_argument("second")
     sub.add_parser(
         "model",
         help="assemble (once) and verify the GGUF model, then print its path; export the embedding model",
@@ -114,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
                 url = running_server(settings)
                 if url is not None:
                     return ask_server(url, settings, args.question, args.scope, as_json=args.json)
+        if args.command in ("summarize", "compare"):
+            from rag.summary_cli import run_summary
+
+            return run_summary(args, settings)
         from rag.accounts import collections_of, readable_by
         from rag.answer import build_answerer
         from rag.retrieval import build_retriever
@@ -288,6 +315,11 @@ def print_sources(answer: Answer) -> None:
         console.print(f"[yellow]the answer may not match its source: {warning}[/]", highlight=False)
     if answer.sources:
         console.print(table)
+    if answer.summary is not None:
+        from rag.summary import details_line
+
+        console.print(f"[dim]({details_line(answer.summary)})[/]", highlight=False)
+        return
     t = answer.timings
     ttft = f"{t.first_token_ms / 1000:.1f} s" if t.first_token_ms is not None else "-"
     console.print(

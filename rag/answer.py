@@ -12,12 +12,13 @@ import time
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from rag.activity import Cancellation, cancelled
 from rag.cards import CardStore
 from rag.citations import Citation, check_citations
-from rag.corpus import Corpus
+from rag.corpus import Corpus, DocumentInfo
 from rag.crosslingual import languages_to_search, translations_for
 from rag.errors import SourcierError
 from rag.followup import concatenated_query, standalone_question
@@ -28,6 +29,18 @@ from rag.rerank import OperatingPoints, operating_points, read_count
 from rag.routing import Route
 from rag.scope import Scope, within
 from rag.settings import Settings
+from rag.summary import (
+    Comparison,
+    PageText,
+    Progress,
+    Summarizer,
+    Summary,
+    documents_named,
+    progress_note,
+    summary_cache,
+    summary_kind,
+    with_progress,
+)
 from rag.text import LANGUAGE_NAMES, detect_language
 
 SYSTEM_PROMPT = (
@@ -130,6 +143,8 @@ class Answer:
     translations: dict[str, str] = field(default_factory=dict)
     # The documents the question named and was searched in (rag.routing: Route.as_dict()), when it named some.
     route: dict[str, Any] | None = None
+    # A question about whole documents, answered by their summary or comparison (rag.summary): what was done.
+    summary: dict[str, Any] | None = None
 
     @property
     def display_text(self) -> str:
@@ -208,6 +223,7 @@ class Answerer:
         self.retriever = retriever
         self.llm = llm
         self.limit = limit  # what every search of this answerer is held to (what its asker may read: rag.accounts)
+        self._summaries: Summarizer | None = None
 
     def answer(self, question: str, history: Sequence[Turn] = (), scope: Scope | None = None) -> Answer:
         stream = self.stream(question, history, scope=scope)
@@ -231,6 +247,9 @@ class Answerer:
         question = clean_question(question)
         scope = within(scope, self.limit)
         language = detect_language(question)
+        whole = self._whole_documents(question, scope) if not history else None
+        if whole is not None:
+            return summary_stream(self._summarizer(), question, language, whole, scope, cancel)
         timings = Timings()
         query, rewritten = self._search_query(question, history, cancel, timings, language)
         others, own = self._store_languages(language)
@@ -316,6 +335,26 @@ class Answerer:
             return answer
 
         return AnswerStream(pieces(), finish)
+
+    def _whole_documents(self, question: str, scope: Scope | None) -> list[DocumentInfo] | None:
+        """The documents a question about whole documents is about (``rag.summary.summary_kind``): those chosen,
+        or named by their file names, or the only ones stored; None for any other question."""
+        kind = summary_kind(question) if self.settings.llm.summarize_questions else None
+        if kind is None:
+            return None
+        needed = 2 if kind == "compare" else 1
+        docs = self.retriever.corpus.documents(scope)
+        if scope is not None and scope.documents is not None and len(docs) == needed:
+            return docs
+        named = documents_named(question, docs)
+        if len(named) >= needed:
+            return named[:needed]
+        return docs if len(docs) == needed else None
+
+    def _summarizer(self) -> Summarizer:
+        if self._summaries is None:
+            self._summaries = Summarizer(self.llm, self.retriever.corpus, summary_cache(self.settings.paths.store_dir))
+        return self._summaries
 
     def _search_query(
         self, question: str, history: Sequence[Turn], cancel: Cancellation | None, timings: Timings, language: str
@@ -579,3 +618,76 @@ _MARKERS_AT_END = re.compile(r"(?:\s*\[\d+\])+\s*$")
 def is_abstention(text: str) -> bool:
     """Whether the model said the documents do not hold the answer (and did not answer anyway)."""
     return bool(_ABSTAIN.search(text)) and not re.search(r"\[\d+\]", text)
+
+
+def summary_stream(
+    summarizer: Summarizer,
+    question: str,
+    language: str,
+    docs: Sequence[DocumentInfo],
+    scope: Scope | None,
+    cancel: Cancellation | None,
+) -> AnswerStream:
+    """A question about whole documents answered by their summary (one) or comparison (two): a line of
+    progress per section as the stream goes, then the points, each citing its pages as numbered sources."""
+    cancel = cancel if cancel is not None else Cancellation()
+    done: dict[str, Summary | Comparison] = {}
+    start = time.perf_counter()
+
+    def run(on_progress: Callable[[Progress], None]) -> Summary | Comparison:
+        if len(docs) == 2:
+            return summarizer.compare(docs[0], docs[1], language, scope, cancel, on_progress)
+        return summarizer.summarize(docs[0], language, scope, cancel, on_progress)
+
+    def pieces() -> Iterator[str]:
+        result = yield from with_progress(run, cancel, lambda p: f"({progress_note(p, language)})\n")
+        done["result"] = result
+        answer = summary_answer(question, language, result, time.perf_counter() - start)
+        yield ("\n" if answer.sources else "") + answer.text
+
+    def finish(_: str) -> Answer:
+        result = done.get("result")
+        if result is None:  # stopped before it ended
+            return Answer(question, "", language, found=False, cancelled=True)
+        return summary_answer(question, language, result, time.perf_counter() - start)
+
+    return AnswerStream(pieces(), finish)
+
+
+def summary_answer(question: str, language: str, result: Summary | Comparison, seconds: float) -> Answer:
+    """A summary or comparison as an answer: its points with ``[n]`` markers, one numbered source per cited page."""
+    sources: dict[tuple[str, str, int], Source] = {}
+    citations: list[Citation] = []
+
+    def marked(point_text: str, summary: Summary, pages: Sequence[int], supported: bool) -> str:
+        marks = []
+        for page in pages:
+            key = (summary.root, summary.source, page)
+            if key not in sources and page in summary.page_texts:
+                sources[key] = Source(len(sources) + 1, _page_passage(summary, summary.page_texts[page]), True, True)
+            if key in sources:
+                marks.append(sources[key].number)
+                citations.append(Citation(sources[key].number, point_text, supported, 1.0 if supported else 0.0))
+        return f"{point_text} {''.join(f'[{n}]' for n in marks)}".rstrip()
+
+    if isinstance(result, Summary):
+        lines = [f"- {marked(p.text, result, p.pages, p.supported)}" for p in result.points]
+        details = result.details()
+        cancelled_ = result.cancelled
+    else:
+        lines = []
+        for row in result.rows:
+            lines.append(f"* {row.topic}")
+            for label, side, summary in (("A", row.a, result.a), ("B", row.b, result.b)):
+                said = marked(side.text, summary, side.pages, side.supported) if side is not None else "-"
+                lines.append(f"  {label} ({Path(summary.source).name}): {said}")
+        details = {"kind": "compare", "documents": [result.a.details(), result.b.details()]}
+        cancelled_ = result.cancelled
+    answer = Answer(question, "\n".join(lines), language, found=bool(lines), sources=list(sources.values()))
+    answer.citations, answer.cancelled, answer.summary = citations, cancelled_, details
+    answer.timings.generation_s = seconds
+    return answer
+
+
+def _page_passage(summary: Summary, page: PageText) -> Passage:
+    return Passage(page.chunk_id, page.text, summary.source, page.number, 0, len(page.text), 1.0, root=summary.root)

@@ -17,6 +17,7 @@ from rag.scope import Scope
 
 Record = tuple[str, dict[str, Any]]
 """A stored chunk: its text and its metadata (see ``ingest.chunking.chunk_metadata``)."""
+CHUNK_ID = "chunk_id"  # in the metadata ``Corpus.neighbours`` returns: the chunk's stored id (never stored in it)
 
 
 @dataclass
@@ -47,7 +48,8 @@ class Corpus(Protocol):
     def neighbours(
         self, root: str, source: str, indexes: Sequence[int], scope: Scope | None = None
     ) -> dict[int, Record]:
-        """The chunks of one document at these positions (``chunk_index``) that exist and lie inside ``scope``."""
+        """The chunks of one document at these positions (``chunk_index``) that exist and lie inside ``scope``,
+        each one's id in its metadata under ``CHUNK_ID``."""
         ...
 
     def languages(self) -> set[str] | None:

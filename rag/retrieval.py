@@ -523,19 +523,26 @@ def _passage(chunk_id: str, text: str, meta: dict[str, Any], score: float, simil
 def build_retriever(settings: Settings) -> Retriever:
     """The configured store and embedder behind a retriever; refuses an empty store (cheap, before any model)."""
     from rag.embedding import embedding_model_info, load_embedder
-    from rag.errors import StoreError
     from rag.rerank import load_reranker
-    from rag.store import open_store, store_class
 
     info = embedding_model_info(settings)
-    if not store_class(settings).exists(settings):  # reading a store must not create one (issue 38)
+    store = open_existing_store(settings, info)
+    return Retriever(store, load_embedder(settings, info), settings, load_reranker(settings))
+
+
+def open_existing_store(settings: Settings, info: EmbeddingModelInfo | None = None) -> Store:
+    """The configured store, refused with what to do when there is none or it is empty (reading a store must
+    not create one, issue 38); ``info``: the embedding model it must have been built with (None: any)."""
+    from rag.store import store_class
+
+    if not store_class(settings).exists(settings):
         raise StoreError(
             f"no store at {store_class(settings).where(settings)}: run python -m ingest first (e.g. python -m "
             "ingest data), or point --store / paths.store_dir at one"
         )
-    store = open_store(settings, info)
+    store = open_store(settings, info, create=info is not None)
     if store.count() == 0:
         raise StoreError(
             f"the store is empty ({store.describe()}): run python -m ingest first (e.g. python -m ingest data)"
         )
-    return Retriever(store, load_embedder(settings, info), settings, load_reranker(settings))
+    return store

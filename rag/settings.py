@@ -465,6 +465,13 @@ class LLMSettings(_Group):
         description="Instructions given to the model before the passages (None: the built-in prompt). "
         "'{not_found}' and '{language}' are replaced by the refusal sentence and the question's language.",
     )
+    summarize_questions: bool = Field(
+        True,
+        description="A question that asks for a whole document's summary or for two documents compared ('résume "
+        "le contrat', 'compare A and B'), naming them, or with them chosen, or the store holding only them, is "
+        "answered by the summary (rag.summary: every section summarised, then the whole, each point cited to its "
+        "page; kept beside the store) instead of four passages.",
+    )
     answerability_check: bool = Field(
         True,
         description="Before answering, ask the model whether the passages hold the answer (one forward pass "

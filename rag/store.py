@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rag.chroma_internals import bound_requests, client_system, forget_cached_store
-from rag.corpus import DocumentInfo, Record, documents_in
+from rag.corpus import CHUNK_ID, DocumentInfo, Record, documents_in
 from rag.embedding import EmbeddingModelInfo
 from rag.errors import StoreError, StoreMismatchError, store_error_hint
 from rag.keyword import INDEX_FILE, SqliteKeywordIndex, shared_index
@@ -295,8 +295,8 @@ class Store(ABC):
         where = {"$and": [{"root": root}, {"source": source}, {"chunk_index": {"$in": list(indexes)}}]}
         got = self._call("read chunks", self.collection.get, where=where, include=["documents", "metadatas"])
         return {
-            int(meta["chunk_index"]): (doc, meta)
-            for doc, meta in zip(got["documents"], got["metadatas"], strict=True)
+            int(meta["chunk_index"]): (doc, {**meta, CHUNK_ID: cid})
+            for cid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
             if scope is None or scope.admits_chunk(meta)
         }
 

@@ -3,6 +3,7 @@
     sourcier ingest ./docs                 python -m ingest ./docs
     sourcier ask "question" [--in FILE]    python -m rag ask ...
     sourcier chat | model                  python -m rag chat | model
+    sourcier summarize FILE | compare A B  python -m rag summarize | compare (whole documents, cited pages)
     sourcier serve [--host H --port P]     python -m api (the HTTP API, in this process)
     sourcier page                          python -m ui (the Streamlit page)
     sourcier evaluate SET ...              python -m evaluation ...
@@ -25,6 +26,8 @@ COMMANDS: dict[str, str] = {
     "ingest": "read a folder of documents into the store (only what changed)",
     "ask": "answer one question from the documents, with its sources",
     "chat": "a conversation about the documents",
+    "summarize": "a whole document's summary, each point cited to its pages",
+    "compare": "two documents lined up topic by topic, each side cited to its own pages",
     "model": "assemble and verify the GGUF model; export the embedding model",
     "serve": "the HTTP API (OpenAI-compatible chat with sources, documents) on 127.0.0.1",
     "page": "the Streamlit page on 127.0.0.1",
@@ -34,7 +37,7 @@ COMMANDS: dict[str, str] = {
     "audit": "the audit trail: who asked what, when, and the sources shown or opened",
     "cards": "each document's card (organisation, period, kind) that questions are routed by; corrections",
 }
-RAG_COMMANDS = ("ask", "chat", "model")
+RAG_COMMANDS = ("ask", "chat", "summarize", "compare", "model")
 ADMIN_COMMANDS = ("users", "collections", "audit", "cards")
 
 
