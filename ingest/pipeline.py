@@ -48,6 +48,7 @@ from rag.hashing import file_sha256
 from rag.names import absolute_path, document_path, resolve_root, root_key  # noqa: F401 (re-exported)
 from rag.settings import Settings, available_memory
 from rag.store import Store, StoredDocument
+from rag.summary import SUMMARIES_FILE, SummaryCache
 from rag.text import search_text
 
 log = logging.getLogger(__name__)
@@ -203,6 +204,13 @@ class Ingestor:
                 cards.forget((c.root, c.source) for c in listed)
             finally:
                 cards.close()
+            summaries_file = self.settings.paths.store_dir / SUMMARIES_FILE
+            if summaries_file.exists():  # what was summarised of a removed document goes with it
+                summaries = SummaryCache(summaries_file)
+                try:
+                    summaries.forget((c.root, c.source) for c in listed)
+                finally:
+                    summaries.close()
         except (OSError, sqlite3.Error) as exc:
             log.warning("the documents' cards were not written (%s): the first question will write them", exc)
 

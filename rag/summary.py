@@ -25,7 +25,7 @@ import re
 import threading
 import time
 import unicodedata
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -336,7 +336,8 @@ class SummaryCache:
         self._db = open_private(
             path,
             [
-                "CREATE TABLE IF NOT EXISTS sections (key TEXT PRIMARY KEY, points TEXT, seconds REAL)",
+                "CREATE TABLE IF NOT EXISTS sections (key TEXT PRIMARY KEY, root TEXT, source TEXT, points TEXT, "
+                "seconds REAL)",
                 "CREATE TABLE IF NOT EXISTS summaries (root TEXT, source TEXT, language TEXT, model TEXT, "
                 "version TEXT, summary TEXT, PRIMARY KEY (root, source, language, model))",
             ],
@@ -350,10 +351,12 @@ class SummaryCache:
             row = self._db.execute("SELECT points FROM sections WHERE key = ?", (key,)).fetchone()
         return [Point(p["text"], tuple(p["pages"]), p["supported"]) for p in json.loads(row[0])] if row else None
 
-    def keep_section(self, key: str, points: Sequence[Point], seconds: float) -> None:
+    def keep_section(self, key: str, doc: DocumentInfo, points: Sequence[Point], seconds: float) -> None:
         data = json.dumps([asdict(p) for p in points], ensure_ascii=False)
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO sections VALUES (?, ?, ?)", (key, data, seconds))
+            self._db.execute(
+                "INSERT OR REPLACE INTO sections VALUES (?, ?, ?, ?, ?)", (key, doc.root, doc.source, data, seconds)
+            )
 
     def summary(self, doc: DocumentInfo, version: str, language: str, model: str) -> Summary | None:
         with self._lock:
@@ -376,13 +379,15 @@ class SummaryCache:
                 "INSERT OR REPLACE INTO summaries VALUES (?, ?, ?, ?, ?, ?)", (*key, summary.version, data)
             )
 
-    def forget(self, keep: set[tuple[str, str]]) -> int:
-        """Drops the summaries of documents no longer stored (sections are kept: content, not documents)."""
+    def forget(self, keep: Iterable[tuple[str, str]]) -> int:
+        """Drops what was written about documents no longer stored (their text must not outlive them)."""
+        keep = set(keep)
         with self._lock:
-            rows = self._db.execute("SELECT DISTINCT root, source FROM summaries").fetchall()
-            gone = [r for r in rows if (r[0], r[1]) not in keep]
+            rows = self._db.execute("SELECT root, source FROM summaries UNION SELECT root, source FROM sections")
+            gone = [r for r in rows.fetchall() if (r[0], r[1]) not in keep]
             for root, source in gone:
-                self._db.execute("DELETE FROM summaries WHERE root = ? AND source = ?", (root, source))
+                for table in ("summaries", "sections"):
+                    self._db.execute(f"DELETE FROM {table} WHERE root = ? AND source = ?", (root, source))  # noqa: S608
         return len(gone)
 
 
@@ -519,7 +524,7 @@ class Summarizer:
         points, check = checked(parse_points(output, section.pages), section_texts, section.pages)
         report.add(check)
         if self.cache is not None:
-            self.cache.keep_section(key, points, time.perf_counter() - start)
+            self.cache.keep_section(key, doc, points, time.perf_counter() - start)
         return points, 0
 
     def _reduce(

@@ -231,3 +231,15 @@ def test_the_cli_names_a_document_it_does_not_have_before_any_model_loads(settin
     out = subprocess.run([sys.executable, "-m", "rag", "--store", str(settings.paths.store_dir), "summarize",
                           "nothing.pdf"], capture_output=True, text=True, cwd=REPO, env=env, timeout=120)  # fmt: skip
     assert out.returncode == 2 and "no stored document is named 'nothing.pdf'" in out.stderr, out.stderr
+
+
+def test_what_was_summarised_of_a_removed_document_goes_with_it(settings, store, tmp_path):
+    import sqlite3
+
+    summ, _ = summarizer(settings, store, *MAP_REPLIES)
+    summ.summarize(find_document(store, "harbour-notes.pdf"))
+    (tmp_path / "docs" / "harbour-notes.pdf").unlink()
+    fake_ingestor(settings)[0].run([tmp_path / "docs"])
+    db = sqlite3.connect(settings.paths.store_dir / "summaries.sqlite3")
+    left = db.execute("SELECT points FROM sections UNION ALL SELECT summary FROM summaries").fetchall()
+    assert not any("lanterns" in row[0] for row in left), left
