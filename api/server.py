@@ -8,6 +8,9 @@ GET  /v1/models             the one model this API offers ("sourcier"), for Open
 GET  /v1/documents          the documents in the store
 POST /v1/documents          upload files (multipart field ``files``), ingested at once
 DELETE /v1/documents/{source}?root=...   remove one document
+POST /v1/documents/{source}/summary   the whole document summarised, each point with its pages (body: language,
+                            refresh, root; ``stream``: NDJSON progress lines, then the summary); kept per version
+POST /v1/compare            two documents (``first``, ``second``) lined up topic by topic, each side cited
 PATCH /v1/documents/{source}/card?root=...   correct its card (organisation, year, quarter, date, doc_type,
                             title; null forgets a correction): what questions naming documents are routed by
 GET  /health                liveness and the model's state (no data, no key needed): 200 while it answers,
@@ -35,7 +38,7 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
@@ -55,6 +58,7 @@ from rag.cards import CardError, DocumentCard
 from rag.conversations import ConversationNotFound
 from rag.errors import IngestLockedError, LLMServerError, ModelCrashError, ModelFileError, SourcierError, StoreError
 from rag.packing import Turn
+from rag.summary import Progress, with_progress
 from service import NotReadable, Reader, Service, SessionChoices
 from service.reader import describe
 
@@ -170,6 +174,26 @@ class CardChange(BaseModel):
     quarter: int | None = Field(None, ge=1, le=4)
     date: str | None = Field(None, description="YYYY-MM-DD")
     doc_type: str | None = Field(None, description="annual report, quarterly report, contract, policy...")
+
+
+class SummaryRequest(BaseModel):
+    """A whole document summarised (``rag.summary``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    language: Literal["en", "fr"] | None = Field(None, description="default: the document's language")
+    refresh: bool = Field(False, description="summarise again even when a summary of this version is kept")
+    stream: bool = Field(False, description="NDJSON: a {'progress': ...} line per step, then {'summary': ...}")
+    root: str | None = Field(None, description="the document's folder, when its name is in several")
+
+
+class CompareRequest(BaseModel):
+    """Two documents lined up topic by topic (``rag.summary``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    first: str
+    second: str
+    language: Literal["en", "fr"] | None = None
+    stream: bool = False
 
 
 def card_dict(card: DocumentCard | None) -> dict[str, Any] | None:
@@ -475,6 +499,32 @@ def create_app(service: Service) -> FastAPI:
         headers = {"X-Highlight-Boxes": str(view.boxes), "Cache-Control": "private, max-age=300"}
         return Response(view.png, media_type="image/png", headers=headers)
 
+    @app.post("/v1/documents/{source:path}/summary", response_model=None)
+    async def summarize(source: str, body: SummaryRequest, request: Request) -> Any:
+        """The document's summary, each point with the pages that back it; kept per document version."""
+        person = reader(request)
+        person.document(source, body.root)  # 404 now, before any model work or any 200
+        return await summary_response(
+            lambda cancel, progress: person.summarize(source, body.root, body.language, body.refresh, cancel, progress),
+            body.stream,
+            "summary",
+            request,
+        )
+
+    @app.post("/v1/compare", response_model=None)
+    async def compare(body: CompareRequest, request: Request) -> Any:
+        """Two readable documents lined up topic by topic, each side cited to its own pages."""
+        person = reader(request)
+        person.document(body.first), person.document(body.second)
+        return await summary_response(
+            lambda cancel, progress: person.compare(
+                (body.first, None), (body.second, None), body.language, cancel, progress
+            ),  # fmt: skip
+            body.stream,
+            "comparison",
+            request,
+        )
+
     @app.delete("/v1/documents/{source:path}")
     def remove(source: str, request: Request, root: str | None = None) -> dict[str, Any]:
         person = reader(request)
@@ -482,6 +532,24 @@ def create_app(service: Service) -> FastAPI:
         return {"removed": source, "root": doc.root, "chunks": person.remove(doc)}
 
     return app
+
+
+async def summary_response(
+    run: Callable[[Cancellation, Callable[[Progress], None]], Any], stream: bool, name: str, request: Request
+) -> Any:
+    """The result of ``run`` as JSON (``{name: ...}``); with ``stream``, NDJSON: its progress, line by line, then
+    the result. A client that goes away stops the work at the model's next token (the sections done are kept)."""
+    cancel = Cancellation()
+    if not stream:
+        result = await run_in_threadpool(run, cancel, lambda _: None)
+        return {name: result.as_dict()}
+
+    def lines() -> Iterator[str]:
+        result = yield from with_progress(lambda progress: run(cancel, progress), cancel,
+                                          lambda p: json.dumps({"progress": dataclasses.asdict(p)}) + "\n")  # fmt: skip
+        yield json.dumps({name: result.as_dict()}, ensure_ascii=False) + "\n"
+
+    return StreamingResponse(lines(), media_type="application/x-ndjson", headers={"Cache-Control": "no-cache"})
 
 
 class KeyFirst:

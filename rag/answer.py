@@ -35,6 +35,7 @@ from rag.summary import (
     Progress,
     Summarizer,
     Summary,
+    SummaryCache,
     documents_named,
     progress_note,
     summary_cache,
@@ -218,12 +219,19 @@ class AnswerStream:
 class Answerer:
     """Question -> Answer over one retriever and one model."""
 
-    def __init__(self, settings: Settings, retriever: Searcher, llm: ChatModel, limit: Scope | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        retriever: Searcher,
+        llm: ChatModel,
+        limit: Scope | None = None,
+        summaries: SummaryCache | None = None,
+    ) -> None:
         self.settings = settings
         self.retriever = retriever
         self.llm = llm
         self.limit = limit  # what every search of this answerer is held to (what its asker may read: rag.accounts)
-        self._summaries: Summarizer | None = None
+        self.summaries = summaries  # where summaries are kept (rag.summary; opened beside the store when needed)
 
     def answer(self, question: str, history: Sequence[Turn] = (), scope: Scope | None = None) -> Answer:
         stream = self.stream(question, history, scope=scope)
@@ -247,7 +255,7 @@ class Answerer:
         question = clean_question(question)
         scope = within(scope, self.limit)
         language = detect_language(question)
-        whole = self._whole_documents(question, scope) if not history else None
+        whole = self._whole_documents(question, scope)  # asked in a conversation too: it names its documents
         if whole is not None:
             return summary_stream(self._summarizer(), question, language, whole, scope, cancel)
         timings = Timings()
@@ -352,9 +360,9 @@ class Answerer:
         return docs if len(docs) == needed else None
 
     def _summarizer(self) -> Summarizer:
-        if self._summaries is None:
-            self._summaries = Summarizer(self.llm, self.retriever.corpus, summary_cache(self.settings.paths.store_dir))
-        return self._summaries
+        if self.summaries is None:
+            self.summaries = summary_cache(self.settings.paths.store_dir)
+        return Summarizer(self.llm, self.retriever.corpus, self.summaries)
 
     def _search_query(
         self, question: str, history: Sequence[Turn], cancel: Cancellation | None, timings: Timings, language: str

@@ -29,6 +29,7 @@ from rag.llm.base import ChatModel
 from rag.scope import Scope
 from rag.served import SERVICE, store_fingerprint
 from rag.settings import Settings, available_memory
+from rag.summary import Summarizer, SummaryCache, summary_cache
 from service.reader import Reader
 
 
@@ -58,6 +59,8 @@ class Service:
         self._documents: tuple[str, list[DocumentInfo]] | None = None  # (store version, its documents)
         self._documents_lock = threading.Lock()
         self.page_cache = PageCache(Path(settings.paths.store_dir) / "page-views")
+        self._summaries: SummaryCache | None = None
+        self._summaries_lock = threading.Lock()
         self._accounts: Accounts | None = None
         self._accounts_lock = threading.Lock()
         self.audit = AuditLog.of_store(settings.paths.store_dir) if settings.server.audit else NoAudit()
@@ -146,7 +149,19 @@ class Service:
         settings.llm.temperature = choices.temperature
         settings.llm.max_tokens = choices.max_tokens
         settings.llm.system_prompt = choices.system_prompt or None
-        return Answerer(settings, self.retriever, self.model(choices.model_path), limit)
+        return Answerer(settings, self.retriever, self.model(choices.model_path), limit, self.summaries)
+
+    @property
+    def summaries(self) -> SummaryCache:
+        """Where summaries are kept (``rag.summary``), opened on first use; shared by every request."""
+        with self._summaries_lock:
+            if self._summaries is None:
+                self._summaries = summary_cache(self.settings.paths.store_dir)
+            return self._summaries
+
+    def summarizer(self) -> Summarizer:
+        """Summaries and comparisons with the configured model (loaded now if it is not)."""
+        return Summarizer(self.model(), self.retriever.corpus, self.summaries)
 
     def model_files(self) -> list[Path]:
         """GGUF files in the models folder, for the sidebar's choice (none with an LLM server: it serves its own)."""

@@ -19,6 +19,7 @@ from ingest.page_view import PAGE_KINDS, PageCache, PageView
 from ingest.pipeline import IngestReport, ProgressListener, document_path
 from ingest.uploads import SavedUpload, remove_document, save_upload, set_aside, withdraw
 from rag.accounts import AccessError, Accounts, Collection, Person
+from rag.activity import Cancellation
 from rag.answer import Answer, Answerer, Searcher
 from rag.audit import AuditLog, sources_shown
 from rag.cards import DocumentCard
@@ -29,6 +30,7 @@ from rag.names import absolute_path, resolve_root
 from rag.packing import Passage
 from rag.scope import Scope, resolve_scope, within
 from rag.settings import Settings
+from rag.summary import Comparison, ProgressCallback, Summarizer, Summary
 
 
 class Shared(Protocol):
@@ -61,6 +63,8 @@ class Shared(Protocol):
     def model_loaded(self, path: Path | None = None) -> bool: ...
 
     def model_files(self) -> list[Path]: ...
+
+    def summarizer(self) -> Summarizer: ...
 
     def ingest(
         self, paths: Sequence[Path], progress: ProgressListener | None = None, under: Path | None = None
@@ -140,6 +144,35 @@ class Reader:
             sources=sources_shown(answer),
             conversation=conversation_id,
         )
+
+    def summarize(
+        self,
+        source: str,
+        root: str | None = None,
+        language: str | None = None,
+        refresh: bool = False,
+        cancel: Cancellation | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> Summary:
+        """A readable document's summary (``rag.summary``), kept in the audit trail."""
+        doc = self.document(source, root)
+        summary = self.service.summarizer().summarize(doc, language, self.readable, cancel, on_progress, refresh)
+        self.record("summarize", file=doc.source, root=doc.root, cached=summary.cached, cancelled=summary.cancelled)
+        return summary
+
+    def compare(
+        self,
+        first: tuple[str, str | None],
+        second: tuple[str, str | None],
+        language: str | None = None,
+        cancel: Cancellation | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> Comparison:
+        """Two readable documents lined up topic by topic (``rag.summary``), kept in the audit trail."""
+        a, b = self.document(*first), self.document(*second)
+        comparison = self.service.summarizer().compare(a, b, language, self.readable, cancel, on_progress)
+        self.record("compare", files=[a.source, b.source], cancelled=comparison.cancelled)
+        return comparison
 
     def answerer(self, choices: Any) -> Answerer:
         """An answerer with a conversation's choices (``SessionChoices``), held to what this person reads."""

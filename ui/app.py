@@ -104,10 +104,17 @@ def main() -> None:
             else:
                 show_answer(reader, message["answer"], lang, streamed=False, turn=turn)
     scope = scope_chips(reader, lang)
+    chosen = [d for d in reader.documents() if scope.admits(d.root, d.source, d.collections)] if scope else []
+    if len(chosen) == 2 and st.button(tr(lang, "compare_button"), icon=":material/compare:"):
+        names = {"a": Path(chosen[0].source).name, "b": Path(chosen[1].source).name}
+        state["whole"] = (tr(lang, "compare_question", **names), [(d.root, d.source) for d in chosen])
     question = st.chat_input(tr(lang, "ask"))
     widen = state.pop("widen", None)
+    whole = state.pop("whole", None)
     if question:
         ask(reader, question, lang, scope)
+    elif whole:  # a summary (a document's button) or a comparison (two chosen): asked of those documents only
+        ask(reader, whole[0], lang, Scope(documents=frozenset(whole[1])))
     elif widen:  # the last question again, in every document it may read (chosen: not routed again)
         every = frozenset((d.root, d.source) for d in reader.documents())
         ask(reader, widen, lang, Scope(documents=every).narrowed(scope))
@@ -323,6 +330,11 @@ def show_answer(reader: Reader, answer: Answer, lang: str, streamed: bool, turn:
         narrowed = answer.route.get("hard") and not answer.route.get("widened")
         if narrowed and st.button(tr(lang, "widen"), key=f"widen-{turn}", icon=":material/travel_explore:"):
             st.session_state["widen"] = answer.question
+    if answer.summary is not None:
+        for details in answer.summary.get("documents", [answer.summary]):
+            how = tr(lang, "summary_kept") if details["cached"] else f"{details['seconds']:.0f} s"
+            st.caption(tr(lang, "summary_caption", document=plain(details["document"]), pages=details["pages"],
+                          sections=details["sections"], how=how, **details["check"]))  # fmt: skip
     t = answer.timings
     if answer.found and t.first_token_ms is not None:
         st.caption(tr(lang, "timings", **describe_timings(t)))
@@ -555,12 +567,16 @@ def documents_panel(reader: Reader, lang: str) -> None:
     st.caption(tr(lang, "store_state", documents=len(docs), chunks=sum(d.chunks for d in docs), last=last))
     cards = reader.cards()
     for i, doc in enumerate(docs):
-        name, edit, button = st.columns([4, 1, 1], vertical_alignment="center")
+        name, summarize, edit, button = st.columns([4, 1, 1, 1], vertical_alignment="center")
         pages = len([p for p in doc.pages if p]) or 1
         card = cards.get((doc.root, doc.source))
         about = ", ".join(p for p in (card.organisation, card.doc_type, card.period) if p) if card else ""
         about = f" · {plain(about)}" if about else ""
         name.markdown(f"{plain(doc.source)}  \n:gray[{pages} p. · {doc.chunks} chunks{about}]")
+        if summarize.button("", key=f"sum-{i}", icon=":material/summarize:", help=tr(lang, "summarize")):
+            question = tr(lang, "summarize_question", name=Path(doc.source).name)
+            st.session_state["whole"] = (question, [(doc.root, doc.source)])
+            st.rerun()
         if card is not None:
             with edit.popover("", icon=":material/edit_note:", help=tr(lang, "card_help")):
                 card_form(reader, doc, card, lang, key=f"card-{i}")

@@ -437,3 +437,24 @@ def test_an_answer_says_which_documents_the_question_named(client, service):
     route = reply["route"]
     assert route is not None and [d["source"] for d in route["documents"]] == ["bird-survey-2024.txt"]
     assert not route["hard"] and route["note"].startswith("searched first in: bird survey, 2024")
+
+
+def test_a_document_is_summarised_with_its_pages_and_streamed_as_it_goes(client, service):
+    service.replies.extend(["- Chaque salarié peut télétravailler jusqu'à trois jours par semaine. (p. 1)"] * 8)
+    plain = client.post("/v1/documents/politique-teletravail.pdf/summary", json={})
+    assert plain.status_code == 200, plain.text
+    summary = plain.json()["summary"]
+    assert summary["source"] == "politique-teletravail.pdf" and summary["language"] == "fr"
+    assert summary["points"] and all(p["pages"] and p["supported"] for p in summary["points"])
+    streamed = client.post("/v1/documents/politique-teletravail.pdf/summary", json={"stream": True})
+    lines = [json.loads(line) for line in streamed.text.splitlines()]
+    assert lines[-1]["summary"]["cached"] is True and lines[-1]["summary"]["points"] == summary["points"]
+    assert client.post("/v1/documents/absent.pdf/summary", json={}).status_code == 404
+    assert client.post("/v1/documents/politique-teletravail.pdf/summary", json={"language": "de"}).status_code == 400
+
+
+def test_a_summary_question_in_the_chat_carries_what_was_summarised(client, service):
+    service.replies.extend(["- Chaque salarié peut télétravailler jusqu'à trois jours par semaine. (p. 1)"] * 8)
+    body = ask(client, "Résume la politique de télétravail").json()
+    assert body["summary"]["kind"] == "summary" and body["summary"]["document"] == "politique-teletravail.pdf"
+    assert body["choices"][0]["message"]["content"].startswith("- Chaque salarié") and body["sources"][0]["page"]

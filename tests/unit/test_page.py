@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rag.retrieval import Retriever
+from rag.summary import SECTION_TOKENS, document_pages, sections_of
 from service import Service
 from tests.conftest import REPO
 from tests.fakes import FakeEmbedder, FakeLLM, fake_ingestor, sentence_holding
@@ -205,3 +206,29 @@ def test_the_documents_cards_are_listed_and_an_answer_says_where_it_searched_wit
     first, again = (m["answer"] for m in at.session_state["messages"] if m["role"] == "assistant")
     assert first.route["hard"] and again.route is None  # asked in every document: not routed again
     assert len({s.passage.source for s in again.sources}) > 1
+
+
+def test_a_documents_button_summarises_it_and_two_chosen_documents_are_compared(service):
+    at = page(service)
+    buttons = [b for b in at.sidebar.button if b.key and b.key.startswith("sum-")]
+    names = [d.source for d in service.documents()]
+    service.replies += ["- The incident lasted 47 minutes. (p. 0)"] * 6
+    buttons[names.index("incident-postmortem.html")].click().run()
+    assert not at.exception
+    asked = [m for m in at.session_state["messages"] if m["role"] == "assistant"][-1]
+    assert asked["question"] == "Summarise incident-postmortem.html" and asked["answer"].summary["kind"] == "summary"
+    captions = " ".join(c.value for c in at.main.caption).replace("\\", "")
+    assert "Summary of incident-postmortem.html:" in captions
+    at.sidebar.multiselect[0].set_value(["incident-postmortem.html", "compost-guide.md"]).run()
+    replies = service.model().replies  # the loaded model's own queue (it copied the service's when it loaded)
+    replies.clear()  # the incident's summary is kept: only the guide's sections and the comparison are written
+    guide = next(d for d in service.documents() if d.source == "compost-guide.md")
+    pages = document_pages(service.retriever.corpus, guide)
+    sections = len(sections_of(pages, FakeLLM([]).prompter.count_tokens, SECTION_TOKENS))
+    replies += ["- Compost needs air. (p. 0)"] * sections
+    replies.append("* Time\nA: The incident lasted 47 minutes.\nB: not covered\n")
+    [b for b in at.main.button if b.label == "Compare the two chosen documents"][0].click().run()
+    assert not at.exception
+    compared = [m for m in at.session_state["messages"] if m["role"] == "assistant"][-1]["answer"]
+    assert compared.summary is not None, (compared.question, compared.text)
+    assert compared.summary["kind"] == "compare" and compared.text.startswith("* Time")
