@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import queue
 import re
+import sqlite3
 import threading
 import time
 import unicodedata
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,13 +42,17 @@ from rag.private_db import open_private
 from rag.scope import Scope
 from rag.text import LANGUAGE_NAMES, UNDETERMINED
 
+log = logging.getLogger(__name__)
+
 SUMMARIES_FILE = "summaries.sqlite3"
-PROMPT_VERSION = 3  # raise when a prompt or a grammar changes: what was kept under the old ones is not reused
+CACHE_SCHEMA = 2  # PRAGMA user_version of the file; another: its tables are made again (they are a cache)
+PROMPT_VERSION = 4  # raise when a prompt or a grammar changes: what was kept under the old ones is not reused
 SECTION_TOKENS = 1200  # document text per map prompt (the default model prefills ~86 tokens/s on 2 cores)
 REDUCE_TOKENS = 1400  # points per reduce prompt
 MAP_POINTS = 4  # at most, per section
 SUMMARY_POINTS = 7  # at most, in the summary of a whole document
 COMPARE_ROWS = 6
+POINT_CHARS = 220  # longest point a local model may write (it would copy whole paragraphs: slow, and no summary)
 MAP_ANSWER_TOKENS = 70 * MAP_POINTS
 REDUCE_ANSWER_TOKENS = 60 * SUMMARY_POINTS
 COMPARE_ANSWER_TOKENS = 110 * COMPARE_ROWS
@@ -273,7 +280,7 @@ def points_grammar(pages: Sequence[int], most: int, many_pages: bool) -> str:
     return (
         f"root ::= point {optional}\n"
         f'point ::= "- " words " (p. " {cites} ")\\n"\n'
-        "words ::= [^\\n()\\[\\]] [^\\n()\\[\\]]*\n"
+        f"words ::= [^\\n()\\[\\]]{{8,{POINT_CHARS}}}\n"
         f"page ::= {page}\n"
     )
 
@@ -292,8 +299,8 @@ def parse_points(output: str, allowed: Sequence[int]) -> list[Point]:
     for line in output.splitlines():
         match = _POINT.match(line)
         if match is None:
-            bare = re.match(r"^\s*(?:[-*•]|\d+[.)])\s+(.{8,})$", line)
-            if bare:
+            bare = re.match(r"^\s*(?:[-*•]|\d+[.)])\s+(.{8,}[.!?»)])\s*$", line)
+            if bare:  # a whole sentence without its page (a server's model); a line cut short is left out
                 points.append(Point(bare.group(1).strip(), ()))
             continue
         pages = tuple(dict.fromkeys(int(n) for n in re.findall(r"\d+", match.group("pages")) if int(n) in allowed))
@@ -333,15 +340,19 @@ class SummaryCache:
 
     def __init__(self, path: Path) -> None:
         self._lock = threading.Lock()
-        self._db = open_private(
-            path,
-            [
-                "CREATE TABLE IF NOT EXISTS sections (key TEXT PRIMARY KEY, root TEXT, source TEXT, points TEXT, "
-                "seconds REAL)",
-                "CREATE TABLE IF NOT EXISTS summaries (root TEXT, source TEXT, language TEXT, model TEXT, "
-                "version TEXT, summary TEXT, PRIMARY KEY (root, source, language, model))",
-            ],
+        self._db = open_private(path, [])
+        if self._db.execute("PRAGMA user_version").fetchone()[0] != CACHE_SCHEMA:  # older: a cache, made again
+            for table in ("sections", "summaries"):
+                self._db.execute(f"DROP TABLE IF EXISTS {table}")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS sections (key TEXT PRIMARY KEY, root TEXT, source TEXT, points TEXT, "
+            "seconds REAL)"
         )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS summaries (root TEXT, source TEXT, language TEXT, model TEXT, "
+            "version TEXT, summary TEXT, PRIMARY KEY (root, source, language, model))"
+        )
+        self._db.execute(f"PRAGMA user_version = {CACHE_SCHEMA}")
 
     def close(self) -> None:
         self._db.close()
@@ -353,7 +364,7 @@ class SummaryCache:
 
     def keep_section(self, key: str, doc: DocumentInfo, points: Sequence[Point], seconds: float) -> None:
         data = json.dumps([asdict(p) for p in points], ensure_ascii=False)
-        with self._lock:
+        with self._lock, _not_kept_on_error():
             self._db.execute(
                 "INSERT OR REPLACE INTO sections VALUES (?, ?, ?, ?, ?)", (key, doc.root, doc.source, data, seconds)
             )
@@ -374,7 +385,7 @@ class SummaryCache:
     def keep_summary(self, summary: Summary) -> None:
         data = json.dumps(summary.as_dict(), ensure_ascii=False)
         key = (summary.root, summary.source, summary.language, f"{summary.model}/{PROMPT_VERSION}")
-        with self._lock:
+        with self._lock, _not_kept_on_error():
             self._db.execute(
                 "INSERT OR REPLACE INTO summaries VALUES (?, ?, ?, ?, ?, ?)", (*key, summary.version, data)
             )
@@ -402,6 +413,16 @@ def find_document(corpus: Corpus, name: str, scope: Scope | None = None) -> Docu
         raise SourcierError(f"no stored document is named {name!r}")
     names = ", ".join(sorted(d.source for d in found)[:5])
     raise SourcierError(f"{name!r} names {len(found)} documents ({names}): give its path as listed")
+
+
+@contextmanager
+def _not_kept_on_error() -> Iterator[None]:
+    """A write to the summaries file that fails (a full disk, a read-only folder) costs the keeping, not the
+    summary."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        log.warning("a summary was not kept: %s", exc)
 
 
 class Summarizer:
@@ -632,7 +653,7 @@ def compare_grammar(pages_a: Sequence[int], pages_b: Sequence[int], language: st
         'row ::= "* " words "\\nA: " side-a "\\nB: " side-b "\\n"\n'
         f'side-a ::= "{none}" | words " (p. " page-a (", " page-a)* ")"\n'
         f'side-b ::= "{none}" | words " (p. " page-b (", " page-b)* ")"\n'
-        "words ::= [^\\n()\\[\\]] [^\\n()\\[\\]]*\n"
+        f"words ::= [^\\n()\\[\\]]{{8,{POINT_CHARS}}}\n"
         f"page-a ::= {' | '.join(f'{chr(34)}{p}{chr(34)}' for p in sorted(set(pages_a)))}\n"
         f"page-b ::= {' | '.join(f'{chr(34)}{p}{chr(34)}' for p in sorted(set(pages_b)))}\n"
     )
@@ -687,8 +708,14 @@ def _hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def summary_cache(store_dir: Path) -> SummaryCache:
-    return SummaryCache(store_dir / SUMMARIES_FILE)
+def summary_cache(store_dir: Path) -> SummaryCache | None:
+    """The store's summaries file, or None when it cannot be opened (a read-only store folder): summaries are
+    then made each time, never kept."""
+    try:
+        return SummaryCache(store_dir / SUMMARIES_FILE)
+    except (OSError, sqlite3.Error) as exc:
+        log.warning("summaries will not be kept: cannot open %s (%s)", store_dir / SUMMARIES_FILE, exc)
+        return None
 
 
 def summary_text(points: Sequence[Point]) -> str:
@@ -820,8 +847,13 @@ def details_line(details: dict[str, Any]) -> str:
         c = d["check"]
         how = "kept from before" if d["cached"] else f"{d['seconds']:.0f} s"
         said.append(
-            f"summary of {d['document']}: {d['pages']} pages, {d['sections']} sections, {how}; points checked "
+            f"summary of {d['document']}: {_count(d['pages'], 'page')}, {_count(d['sections'], 'section')}, {how}; "
+            "points checked "
             f"against their pages: {c['written']} written, {c['recited']} cited to another page, "
             f"{c['dropped']} left out"
         )
     return "; ".join(said)
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"

@@ -201,9 +201,10 @@ def test_sections_keep_to_their_budget_and_a_long_page_is_cut_at_sentence_ends()
 
 def test_points_are_read_in_the_shapes_models_write_them():
     points = parse_points(
-        "- Chaque salarié peut, p. 2. (p. 2)\n* Revenue grew 5% (pages 4, 9)\n1. No page here", [2, 4, 9]
+        "- Chaque salarié peut, p. 2. (p. 2)\n* Revenue grew 5% (pages 4, 9)\n1. No page here.\n- cut short at t",
+        [2, 4, 9],
     )
-    assert points == [Point("Chaque salarié peut.", (2,)), Point("Revenue grew 5%", (4, 9)), Point("No page here", ())]
+    assert points == [Point("Chaque salarié peut.", (2,)), Point("Revenue grew 5%", (4, 9)), Point("No page here.", ())]
     kept, report = checked(points, {2: "Chaque salarié peut venir.", 4: "Revenue grew 5% in 2024."}, [2, 4])
     assert [p.pages for p in kept] == [(2,), (4,)] and (report.recited, report.dropped) == (0, 1)
 
@@ -243,3 +244,20 @@ def test_what_was_summarised_of_a_removed_document_goes_with_it(settings, store,
     db = sqlite3.connect(settings.paths.store_dir / "summaries.sqlite3")
     left = db.execute("SELECT points FROM sections UNION ALL SELECT summary FROM summaries").fetchall()
     assert not any("lanterns" in row[0] for row in left), left
+
+
+def test_a_summaries_file_of_an_older_shape_is_made_again_and_one_that_cannot_open_keeps_nothing(tmp_path):
+    import sqlite3
+
+    old = tmp_path / "summaries.sqlite3"
+    db = sqlite3.connect(old)
+    db.execute("CREATE TABLE sections (key TEXT PRIMARY KEY, points TEXT, seconds REAL)")
+    db.commit()
+    db.close()
+    cache = summary_cache(tmp_path)
+    from rag.corpus import DocumentInfo
+
+    cache.keep_section("k", DocumentInfo("r", "a.pdf"), [Point("x", (1,))], 1.0)
+    assert cache.section("k") == [Point("x", (1,))]
+    (tmp_path / "file").write_text("")
+    assert summary_cache(tmp_path / "file") is None  # a file where the store folder should be
