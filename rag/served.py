@@ -152,4 +152,5 @@ def answer_from(question: str, event: dict[str, Any]) -> Answer:
         search_query=event.get("search_query"),
         translations=event.get("translations") or {},
         route=event.get("route"),
+        summary=event.get("summary"),
     )

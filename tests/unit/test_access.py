@@ -629,3 +629,29 @@ def test_an_overfetched_search_takes_the_same_work_whatever_the_others_hold(team
         found = store.nearest(FakeEmbedder().embed_query(question), 2, accounts.scope_for(alice))
         assert len(found) <= 1 and all(h.chunk_id in store.ids_in(accounts.scope_for(alice)) for h in found)
     assert asked == [False, False, False]
+
+
+def test_summaries_are_held_to_what_the_person_reads(team_service):
+    from fastapi.testclient import TestClient
+
+    from api.server import create_app
+
+    service, accounts = team_service
+    client = TestClient(create_app(service))
+    key = accounts.new_key("alice")[1]
+
+    def as_alice(method, url, **kw):
+        return client.request(method, url, headers={"Authorization": f"Bearer {key}"}, **kw)
+
+    service.model().replies.append("- Parental leave lasts 16 weeks at full pay. (p. 0)")
+    mine = as_alice("POST", "/v1/documents/hr/leave-policy.md/summary", json={})
+    assert mine.status_code == 200 and "16 weeks" in mine.json()["summary"]["points"][0]["text"]
+    for url in ("/v1/documents/legal/leave-memo.md/summary", "/v1/documents/legal/none.md/summary"):
+        assert as_alice("POST", url, json={}).status_code == 404, url  # another's: as absent
+    assert as_alice("POST", "/v1/compare", json={"first": "hr/leave-policy.md", "second": "legal/contract.md"}
+                    ).status_code == 404  # fmt: skip
+    # a question naming another's document is not summarised from it (the usual path: her passages only)
+    service.model().replies.append("NONE")
+    asked = as_alice("POST", "/v1/chat/completions", json={"messages": [{"role": "user", "content":
+                     "Summarise the contract template"}]}).json()  # fmt: skip
+    assert asked["summary"] is None and all(s["file"].startswith(("hr/", "public/")) for s in asked["sources"])
