@@ -56,8 +56,8 @@ def test_store_is_refused_where_it_means_nothing(calls, capsys):
 
 def test_an_unknown_command_lists_the_known_ones(capsys):
     with pytest.raises(SystemExit):
-        cli.main(["summarize"])
-    assert "invalid choice: 'summarize'" in capsys.readouterr().err
+        cli.main(["translate"])
+    assert "invalid choice: 'translate'" in capsys.readouterr().err
 
 
 def test_the_real_entry_points_are_the_existing_mains():
