@@ -639,7 +639,7 @@ def summary_stream(
     """A question about whole documents answered by their summary (one) or comparison (two): a line of
     progress per section as the stream goes, then the points, each citing its pages as numbered sources."""
     cancel = cancel if cancel is not None else Cancellation()
-    done: dict[str, Summary | Comparison] = {}
+    done: dict[str, Answer] = {}
     start = time.perf_counter()
 
     def run(on_progress: Callable[[Progress], None]) -> Summary | Comparison:
@@ -649,15 +649,12 @@ def summary_stream(
 
     def pieces() -> Iterator[str]:
         result = yield from with_progress(run, cancel, lambda p: f"({progress_note(p, language)})\n")
-        done["result"] = result
-        answer = summary_answer(question, language, result, time.perf_counter() - start)
+        done["answer"] = answer = summary_answer(question, language, result, time.perf_counter() - start)
         yield ("\n" if answer.sources else "") + answer.text
 
     def finish(_: str) -> Answer:
-        result = done.get("result")
-        if result is None:  # stopped before it ended
-            return Answer(question, "", language, found=False, cancelled=True)
-        return summary_answer(question, language, result, time.perf_counter() - start)
+        # stopped before it ended: nothing was written
+        return done.get("answer") or Answer(question, "", language, found=False, cancelled=True)
 
     return AnswerStream(pieces(), finish)
 

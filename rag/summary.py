@@ -26,7 +26,6 @@ import re
 import sqlite3
 import threading
 import time
-import unicodedata
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -35,16 +34,17 @@ from typing import Any
 
 from rag.activity import Cancellation, cancelled
 from rag.citations import support
-from rag.corpus import CHUNK_ID, Corpus, DocumentInfo
+from rag.corpus import CHUNK_ID, Corpus, DocumentInfo, Record
 from rag.errors import SourcierError
 from rag.llm.base import ChatModel
 from rag.private_db import open_private
 from rag.scope import Scope
-from rag.text import LANGUAGE_NAMES, UNDETERMINED
+from rag.text import LANGUAGE_NAMES, UNDETERMINED, fold
 
 log = logging.getLogger(__name__)
 
 SUMMARIES_FILE = "summaries.sqlite3"
+LANGUAGE_CHUNKS = 24  # a document's language: the most common among its first chunks
 CACHE_SCHEMA = 2  # PRAGMA user_version of the file; another: its tables are made again (they are a cache)
 PROMPT_VERSION = 4  # raise when a prompt or a grammar changes: what was kept under the old ones is not reused
 SECTION_TOKENS = 1200  # document text per map prompt (the default model prefills ~86 tokens/s on 2 cores)
@@ -198,7 +198,11 @@ ProgressCallback = Callable[[Progress], None]
 
 def document_pages(corpus: Corpus, doc: DocumentInfo, scope: Scope | None = None) -> list[PageText]:
     """The pages of ``doc`` as stored, in order, each one text again (chunks overlap: each character once)."""
-    records = corpus.neighbours(doc.root, doc.source, range(doc.chunks), scope)
+    return pages_of(corpus.neighbours(doc.root, doc.source, range(doc.chunks), scope))
+
+
+def pages_of(records: dict[int, Record]) -> list[PageText]:
+    """Pages put back together from a document's chunks (``Corpus.neighbours``)."""
     chunks = sorted(
         (int(meta.get("page") or 1), int(meta.get("start") or 0), text, str(meta.get(CHUNK_ID, "")))
         for text, meta in records.values()
@@ -324,8 +328,8 @@ def checked(
         if cited and support(point.text, "\n".join(texts[p] for p in cited))[0]:
             kept.append(Point(point.text, tuple(cited)))
             continue
-        backing = [(support(point.text, texts[p])[1], p) for p in candidates if p in texts]
-        backing = [(overlap, p) for overlap, p in backing if support(point.text, texts[p])[0]]
+        checks = [(support(point.text, texts[p]), p) for p in candidates if p in texts]
+        backing = [(overlap, p) for (ok, overlap), p in checks if ok]
         if backing:
             kept.append(Point(point.text, (max(backing)[1],)))
             report.recited += 1
@@ -443,11 +447,13 @@ class Summarizer:
         refresh: bool = False,
     ) -> Summary:
         """The summary of ``doc`` (kept from before when its version, language and model are the same)."""
-        pages = document_pages(self.corpus, doc, scope)
+        records = self.corpus.neighbours(doc.root, doc.source, range(doc.chunks), scope)  # read once
+        pages = pages_of(records)
         if not pages:
             raise SourcierError(f"{doc.source}: nothing stored to summarise")
-        version = self._version(doc, scope)
-        language = language or document_language(self.corpus, doc, scope)
+        first = records[min(records)][1]
+        version = str(first.get("file_hash") or doc.ingested_at)
+        language = language or language_of(records[i] for i in sorted(records)[:LANGUAGE_CHUNKS])
         model = self.llm.describe()
         texts = {p.number: p.text for p in pages}
         if self.cache is not None and not refresh:
@@ -511,11 +517,6 @@ class Summarizer:
         if on_progress is not None:
             on_progress(Progress("compare", 1, 1, 0.0))
         return comparison
-
-    def _version(self, doc: DocumentInfo, scope: Scope | None) -> str:
-        first = self.corpus.neighbours(doc.root, doc.source, [0], scope)
-        meta = next(iter(first.values()))[1] if first else {}
-        return str(meta.get("file_hash") or doc.ingested_at)
 
     def _map(
         self,
@@ -695,9 +696,13 @@ def _side(text: str, summary: Summary, language: str) -> Side | None:
 
 def document_language(corpus: Corpus, doc: DocumentInfo, scope: Scope | None = None) -> str:
     """The language most of ``doc``'s first chunks are written in ('en' when they do not tell)."""
-    records = corpus.neighbours(doc.root, doc.source, range(min(doc.chunks, 24)), scope)
+    return language_of(corpus.neighbours(doc.root, doc.source, range(min(doc.chunks, LANGUAGE_CHUNKS)), scope).values())
+
+
+def language_of(records: Iterable[Record]) -> str:
+    """The language most of these chunks are written in ('en' when they do not tell)."""
     counts: dict[str, int] = {}
-    for _, meta in records.values():
+    for _, meta in records:
         language = meta.get("language") or UNDETERMINED
         if language in LANGUAGE_NAMES:
             counts[language] = counts.get(language, 0) + 1
@@ -721,11 +726,6 @@ def summary_cache(store_dir: Path) -> SummaryCache | None:
 def summary_text(points: Sequence[Point]) -> str:
     """The points as the CLI prints them: ``- statement (p. 3, 4)``."""
     return _listed(points)
-
-
-def stream_points(points: Sequence[Point]) -> Iterator[str]:
-    for point in points:
-        yield f"- {point.text}{_pages_said(point.pages)}\n"
 
 
 # Questions about a whole document (folded: lower case, no accents). A word like "summary" alone is not enough:
@@ -786,10 +786,6 @@ def documents_named(question: str, docs: Sequence[DocumentInfo]) -> list[Documen
     return [doc for _, _, doc in scored]
 
 
-def fold(text: str) -> str:
-    return "".join(c for c in unicodedata.normalize("NFKD", text.lower()) if not unicodedata.combining(c))
-
-
 def with_progress(
     run: Callable[[ProgressCallback], Any], cancel: Cancellation, shown: Callable[[Progress], str]
 ) -> Generator[str, None, Any]:
@@ -835,9 +831,13 @@ def progress_note(progress: Progress, language: str) -> str:
     notes = _NOTES.get(language, _NOTES["en"])
     text = notes[progress.stage].format(done=progress.done, total=progress.total)
     if progress.eta_s and progress.eta_s >= 1:
-        left = f"{progress.eta_s:.0f} s" if progress.eta_s < 90 else f"{progress.eta_s / 60:.0f} min"
-        text += notes["left"].format(left=left)
+        text += notes["left"].format(left=duration_said(progress.eta_s))
     return text
+
+
+def duration_said(seconds: float) -> str:
+    """'40 s', or '3 min' from 90 seconds on."""
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 def details_line(details: dict[str, Any]) -> str:

@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from rag.summary import Comparison, Progress, Summary, details_line, summary_text
+from rag.summary import Comparison, Progress, Summary, details_line, duration_said, summary_text
 
 EXIT_OK, EXIT_NOT_FOUND = 0, 1
 
@@ -61,7 +61,7 @@ class _Printer:
         self.shown = False
 
     def __call__(self, p: Progress) -> None:
-        left = f", about {_duration(p.eta_s)} left" if p.eta_s else ""
+        left = f", about {duration_said(p.eta_s)} left" if p.eta_s else ""
         what = {"map": "sections", "reduce": "summary", "compare": "comparison"}[p.stage]
         line = f"{what}: {p.done}/{p.total} done{left}"
         print(f"\r{line:<60}" if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
@@ -70,10 +70,6 @@ class _Printer:
     def end(self) -> None:
         if self.shown and self.tty:
             print(file=sys.stderr)
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 def print_summary(summary: Summary) -> None:
