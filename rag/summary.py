@@ -204,7 +204,7 @@ def document_pages(corpus: Corpus, doc: DocumentInfo, scope: Scope | None = None
 def pages_of(records: dict[int, Record]) -> list[PageText]:
     """Pages put back together from a document's chunks (``Corpus.neighbours``)."""
     chunks = sorted(
-        (int(meta.get("page") or 1), int(meta.get("start") or 0), text, str(meta.get(CHUNK_ID, "")))
+        (int(meta.get("page") or 0), int(meta.get("start") or 0), text, str(meta.get(CHUNK_ID, "")))
         for text, meta in records.values()
     )
     pages: dict[int, tuple[list[str], int, str]] = {}  # page -> (its texts, characters covered, first chunk id)
