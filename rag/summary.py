@@ -46,7 +46,9 @@ log = logging.getLogger(__name__)
 SUMMARIES_FILE = "summaries.sqlite3"
 LANGUAGE_CHUNKS = 24  # a document's language: the most common among its first chunks
 CACHE_SCHEMA = 2  # PRAGMA user_version of the file; another: its tables are made again (they are a cache)
-PROMPT_VERSION = 4  # raise when a prompt or a grammar changes: what was kept under the old ones is not reused
+MAP_VERSION = 4  # raise when the map's prompt or grammar changes: sections kept under the old ones are not reused
+REDUCE_VERSION = 5  # the same for the reduce: whole summaries kept under the old one are made again (from the
+# sections kept, when the map did not change)
 SECTION_TOKENS = 1200  # document text per map prompt (the default model prefills ~86 tokens/s on 2 cores)
 REDUCE_TOKENS = 1400  # points per reduce prompt
 MAP_POINTS = 4  # at most, per section
@@ -65,10 +67,9 @@ MAP_SYSTEM = (
     "with the page it comes from, like (p. 3)."
 )
 REDUCE_SYSTEM = (
-    "You write the summary of a whole document from the points of its parts. Write at most {points} points, in "
-    "{language}, the most important first: merge points that say the same thing, leave out details. Each point "
-    "is one sentence that keeps the words and figures of the points it comes from. End each point with their "
-    "pages, like (p. 2, 7)."
+    "You condense the points of one part of a document into {points}, in {language}: keep what matters most, "
+    "merge points that say the same thing, leave out details. Each point is one sentence that keeps the words "
+    "and figures of the points it comes from. End each point with their pages, like (p. 2, 7)."
 )
 COMPARE_SYSTEM = (
     "You compare two documents, A and B, from their summaries. List at most {rows} topics, in {language}. For "
@@ -377,7 +378,7 @@ class SummaryCache:
         with self._lock:
             row = self._db.execute(
                 "SELECT version, summary FROM summaries WHERE root = ? AND source = ? AND language = ? AND model = ?",
-                (doc.root, doc.source, language, f"{model}/{PROMPT_VERSION}"),
+                (doc.root, doc.source, language, f"{model}/{MAP_VERSION}.{REDUCE_VERSION}"),
             ).fetchone()
         if row is None or row[0] != version:
             return None
@@ -388,7 +389,7 @@ class SummaryCache:
 
     def keep_summary(self, summary: Summary) -> None:
         data = json.dumps(summary.as_dict(), ensure_ascii=False)
-        key = (summary.root, summary.source, summary.language, f"{summary.model}/{PROMPT_VERSION}")
+        key = (summary.root, summary.source, summary.language, f"{summary.model}/{MAP_VERSION}.{REDUCE_VERSION}")
         with self._lock, _not_kept_on_error():
             self._db.execute(
                 "INSERT OR REPLACE INTO summaries VALUES (?, ?, ?, ?, ?, ?)", (*key, summary.version, data)
@@ -462,19 +463,19 @@ class Summarizer:
                 kept.cached, kept.page_texts = True, {p.number: p for p in pages}
                 return kept
         sections = sections_of(pages, self.llm.prompter.count_tokens, SECTION_TOKENS)
-        clock = _Clock(len(sections) + _reduce_calls(len(sections) * MAP_POINTS), on_progress)
+        clock = _Clock(len(sections) + _reduce_calls([MAP_POINTS] * len(sections)), on_progress)
         summary = Summary(doc.root, doc.source, version, language, [], len(pages), len(sections), model)
         summary.page_texts = {p.number: p for p in pages}
-        points: list[Point] = []
+        points: list[list[Point]] = []  # each section's
         for i, section in enumerate(sections, 1):
             if cancelled(cancel):
                 summary.cancelled = True
                 return summary
             found, reused = self._map(section, doc, language, texts, summary.check, cancel)
             summary.reused_sections += reused
-            points.extend(found)
+            points.append(found)
             if i == len(sections):  # the points are counted: the reduce steps are known
-                clock.total = clock.done + 1 + _reduce_calls(len(points))
+                clock.total = clock.done + 1 + _reduce_calls([len(p) for p in points])
             clock.step("map", reused)
         summary.points = (
             self._reduce(points, language, texts, summary.check, cancel, clock) if not cancelled(cancel) else []
@@ -530,7 +531,7 @@ class Summarizer:
         """The checked points of one section (kept from before when the same text was summarised), and 1 when
         they were kept."""
         text = section.prompt_text()
-        key = _hash(f"{PROMPT_VERSION}\n{self.llm.describe()}\n{language}\n{Path(doc.source).name}\n{text}")
+        key = _hash(f"{MAP_VERSION}\n{self.llm.describe()}\n{language}\n{Path(doc.source).name}\n{text}")
         if self.cache is not None:
             kept = self.cache.section(key)
             if kept is not None:
@@ -551,30 +552,57 @@ class Summarizer:
 
     def _reduce(
         self,
-        points: list[Point],
+        sections: list[list[Point]],
         language: str,
         texts: dict[int, str],
         report: SummaryCheck,
         cancel: Cancellation | None,
         clock: _Clock,
     ) -> list[Point]:
-        """The summary's points: the sections' own when they are few enough, else reduced in rounds."""
-        while len(points) > SUMMARY_POINTS and not cancelled(cancel):
+        """The summary's points, in the document's order: the sections in at most ``SUMMARY_POINTS`` runs of
+        consecutive sections, each run condensed to its share of the points, so that every part of the document
+        is in the summary (a model asked to choose among all the points keeps those of the first pages)."""
+        summary: list[Point] = []
+        for run, most in _runs(len(sections)):
+            points = [p for section in sections[run] for p in section]
+            summary.extend(self._condense(points, most, language, texts, report, cancel, clock))
+            if cancelled(cancel):
+                return []
+        return summary
+
+    def _condense(
+        self,
+        points: list[Point],
+        most: int,
+        language: str,
+        texts: dict[int, str],
+        report: SummaryCheck,
+        cancel: Cancellation | None,
+        clock: _Clock,
+    ) -> list[Point]:
+        """At most ``most`` points that say what ``points`` say (themselves when they are few enough); in rounds
+        when they do not fit one prompt, each round's points checked against the pages they cite."""
+        while len(points) > most and not cancelled(cancel):
             groups = _groups(points, self.llm.prompter.count_tokens, REDUCE_TOKENS)
+            target = most if len(groups) == 1 else max(most, SUMMARY_POINTS // 2)
             reduced: list[Point] = []
             for group in groups:
                 if cancelled(cancel):
                     return []
-                system = REDUCE_SYSTEM.format(points=SUMMARY_POINTS, language=LANGUAGE_NAMES[language])
+                if len(group) <= target:
+                    reduced.extend(group)
+                    continue
+                said = "one point" if target == 1 else f"at most {target} points"
+                system = REDUCE_SYSTEM.format(points=said, language=LANGUAGE_NAMES[language])
                 allowed = _cited_pages(group)
-                grammar = points_grammar(allowed, SUMMARY_POINTS, many_pages=True)
+                grammar = points_grammar(allowed, target, many_pages=True)
                 output = self._generate(system, _listed(group), REDUCE_ANSWER_TOKENS, grammar, cancel)
                 found, check = checked(parse_points(output, allowed), texts, allowed)
                 report.add(check)
-                reduced.extend(found or group[:SUMMARY_POINTS])  # nothing backed: the group's own first points
+                reduced.extend(found or _spread(group, target))  # nothing backed: some of the group's own
                 clock.step("reduce")
             if len(reduced) >= len(points):  # no progress (a model that repeats its input): stop here
-                return reduced[:SUMMARY_POINTS]
+                return _spread(reduced, most)
             points = reduced
         return points
 
@@ -608,14 +636,34 @@ class _Clock:
             self.on_progress(Progress(stage, self.done, self.total, pace * left if pace is not None else None))
 
 
-def _reduce_calls(points: int) -> int:
-    """About how many reduce calls ``points`` points take (for the progress bar; corrected as it goes)."""
+def _runs(sections: int) -> list[tuple[slice, int]]:
+    """``sections`` consecutive sections in at most ``SUMMARY_POINTS`` runs of about equal length (sections are
+    about equal in tokens), each with its share of the summary's points."""
+    runs = min(sections, SUMMARY_POINTS)
+    bounds = [round(j * sections / runs) for j in range(runs + 1)] if runs else [0]
+    return [
+        (slice(bounds[j], bounds[j + 1]), SUMMARY_POINTS // runs + (j < SUMMARY_POINTS % runs)) for j in range(runs)
+    ]
+
+
+def _reduce_calls(counts: Sequence[int]) -> int:
+    """About how many reduce calls sections with ``counts`` points take (for the progress bar; corrected as it
+    goes): about 20 points fit one prompt."""
     calls = 0
-    while points > SUMMARY_POINTS:
-        groups = max(1, -(-points // 20))
-        calls += groups
-        points = groups * SUMMARY_POINTS if groups > 1 else SUMMARY_POINTS
+    for run, most in _runs(len(counts)):
+        points = sum(counts[run])
+        while points > most:
+            groups = max(1, -(-points // 20))
+            calls += groups
+            points = most if groups == 1 else groups * max(most, SUMMARY_POINTS // 2)
     return calls
+
+
+def _spread(points: Sequence[Point], most: int) -> list[Point]:
+    """At most ``most`` of ``points``, taken evenly from first to last."""
+    if len(points) <= most:
+        return list(points)
+    return [points[i * len(points) // most] for i in range(most)]
 
 
 def _groups(points: Sequence[Point], count_tokens: Callable[[str], int], budget: int) -> list[list[Point]]:

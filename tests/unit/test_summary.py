@@ -78,20 +78,34 @@ MAP_REPLIES = (
 )
 
 
-def test_each_section_is_summarised_checked_against_its_pages_then_reduced(settings, store, monkeypatch):
-    monkeypatch.setattr("rag.summary.SUMMARY_POINTS", 2)
-    reduce = "- The harbour keeps twelve brass lanterns and the west pier repairs cost 48,000 euros. (p. 1, 3)"
+def test_each_section_is_summarised_checked_against_its_pages_then_each_run_condensed(settings, store, monkeypatch):
+    monkeypatch.setattr("rag.summary.SUMMARY_POINTS", 2)  # 3 sections in 2 runs, one point each: pages 1-2, 3
+    reduce = "- The harbour keeps twelve brass lanterns and the ferry to Lindholm leaves at 7:40. (p. 1, 2)"
     summ, llm = summarizer(settings, store, *MAP_REPLIES, reduce)
     doc = find_document(store, "harbour-notes.pdf")
     seen = []
     summary = summ.summarize(doc, on_progress=seen.append)
     assert (summary.pages, summary.sections, summary.language) == (3, 3, "en")
-    assert [(p.text, p.pages) for p in summary.points] == [(reduce[2:-10], (1, 3))]
+    assert [(p.text, p.pages) for p in summary.points] == [
+        (reduce[2:-10], (1, 2)),
+        ("Repairs to the west pier cost 48,000 euros in 2024.", (3,)),  # the last run: its own point, no call
+    ]
     assert vars(summary.check) == {"written": 5, "recited": 1, "dropped": 1}
     assert "[page 1]" in llm.prompts[0].text and "[page 2]" not in llm.prompts[0].text
     assert '"1"' in llm.grammars[0] and '"2"' not in llm.grammars[0]  # a point may cite its own section's pages
     assert "(p. 2)" in llm.prompts[3].text  # the reduce step reads the re-cited point with its right page
+    assert "west pier" not in llm.prompts[3].text and "into one point" in llm.prompts[3].text
     assert [(p.stage, p.done) for p in seen] == [("map", 1), ("map", 2), ("map", 3), ("reduce", 4)]
+
+
+def test_a_long_document_s_summary_cites_every_part_of_it(monkeypatch):
+    from rag.summary import _reduce_calls, _runs
+
+    assert [(r.start, r.stop, most) for r, most in _runs(31)] == [
+        (0, 4, 1), (4, 9, 1), (9, 13, 1), (13, 18, 1), (18, 22, 1), (22, 27, 1), (27, 31, 1)
+    ]  # fmt: skip
+    assert [(r.start, r.stop, most) for r, most in _runs(3)] == [(0, 1, 3), (1, 2, 2), (2, 3, 2)]
+    assert _runs(0) == [] and _reduce_calls([4, 4, 4]) == 3 and _reduce_calls([1, 1]) == 0
 
 
 def test_a_summary_is_kept_and_a_changed_page_is_all_that_is_summarised_again(settings, store, tmp_path):
