@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         from api.server import create_app
         from service import build_service
 
-        app = create_app(build_service(settings))
+        service = build_service(settings)
+        app = create_app(service)
     except SourcierError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     finally:
         stop_watcher(watcher)
+        service.stop_background()  # ingest.summaries: its summary in progress is cancelled (what it made is kept)
     return 0
 
 

@@ -162,6 +162,17 @@ class IngestSettings(_Group):
         "a start 3 s longer than the ONNX copy's, which smaller ingests (a few uploads) would not win back.",
     )
 
+    summaries: bool = Field(
+        False,
+        description="Summarise every stored document ahead of the first request for it (`sourcier summarize`, "
+        "the page's summary button, a question asking for a summary): the page and the API server do it with "
+        "their model while no one has asked it anything for summaries_idle_s seconds, and stop the moment "
+        "someone does (what was made is kept). A dense PDF page costs about 25 s of model time on 2 cores.",
+    )
+    summaries_idle_s: float = Field(
+        60.0, gt=0, description="With summaries on: how long the model must go unasked before they are made."
+    )
+
     ray_address: str | None = Field(
         None,
         description="Read, chunk and embed on a Ray cluster (pip install -e '.[cluster]'): its address "

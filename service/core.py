@@ -30,6 +30,7 @@ from rag.scope import Scope
 from rag.served import SERVICE, store_fingerprint
 from rag.settings import Settings, available_memory
 from rag.summary import Summarizer, SummaryCache, summary_cache
+from service.background import BackgroundSummaries
 from service.reader import Reader
 
 
@@ -66,18 +67,22 @@ class Service:
         self.audit = AuditLog.of_store(settings.paths.store_dir) if settings.server.audit else NoAudit()
         self._conversations: ConversationStore | None = None
         self._conversations_lock = threading.Lock()
+        self.background: BackgroundSummaries | None = None  # ingest.summaries (start_background_summaries)
 
     def defaults(self) -> SessionChoices:
         s = self.settings
         return SessionChoices(s.retrieval.k, s.llm.temperature, s.llm.max_tokens, s.llm.system_prompt, None)
 
-    def model(self, path: Path | None = None) -> ChatModel:
-        """The model of that file (the configured one when None), loaded once and shared.
+    def model(self, path: Path | None = None, background: bool = False) -> ChatModel:
+        """The model of that file (the configured one when None), loaded once and shared. A request for it
+        stops the summary being made in the background, if any (``background``: that work asking).
 
         Choosing another file does not unload the configured model for everyone: up to ``llm.extra_models``
         other files stay loaded beside it (each with its own queue), the least recently used unloaded first
         (a conversation still answering with it keeps it until its answer ends). A file that would not fit in
         the memory available is refused before anything is unloaded or loaded."""
+        if not background and self.background is not None:
+            self.background.requested()
         with self._model_lock:
             if path in self._models:
                 self._models.move_to_end(path)
@@ -109,6 +114,21 @@ class Service:
 
     def model_loaded(self, path: Path | None = None) -> bool:
         return path in self._models
+
+    def loaded_model(self, path: Path | None = None) -> ChatModel | None:
+        """That model if it is loaded (nothing is loaded for asking)."""
+        return self._models.get(path)
+
+    def start_background_summaries(self) -> BackgroundSummaries | None:
+        """``ingest.summaries``: documents summarised while the model is idle (:mod:`service.background`); not
+        when the summaries cannot be kept (they would be made again and again)."""
+        if self.background is None and self.summaries is not None:
+            self.background = BackgroundSummaries(self, self.settings.ingest.summaries_idle_s).start()
+        return self.background
+
+    def stop_background(self) -> None:
+        if self.background is not None:
+            self.background.stop()
 
     def health(self) -> dict[str, Any]:
         """The model's state for a health check: ``status`` "ok", or "unhealthy" when a generation has held
@@ -159,9 +179,10 @@ class Service:
                 self._summaries = summary_cache(self.settings.paths.store_dir)
             return self._summaries
 
-    def summarizer(self) -> Summarizer:
-        """Summaries and comparisons with the configured model (loaded now if it is not)."""
-        return Summarizer(self.model(), self.retriever.corpus, self.summaries)
+    def summarizer(self, background: bool = False) -> Summarizer:
+        """Summaries and comparisons with the configured model (loaded now if it is not); ``background``: for
+        the summaries made while the model is idle (others stop those)."""
+        return Summarizer(self.model(background=background), self.retriever.corpus, self.summaries)
 
     def model_files(self) -> list[Path]:
         """GGUF files in the models folder, for the sidebar's choice (none with an LLM server: it serves its own)."""
@@ -264,4 +285,7 @@ def build_service(settings: Settings) -> Service:
 
     info = embedding_model_info(settings)
     retriever = LiveRetriever(settings, load_embedder(settings, info), info, load_reranker(settings))
-    return Service(settings, retriever, lambda path: load_llm(settings, path))
+    service = Service(settings, retriever, lambda path: load_llm(settings, path))
+    if settings.ingest.summaries:
+        service.start_background_summaries()
+    return service
