@@ -53,11 +53,12 @@ from api.runs import AnswerRun, ClientGone
 from rag.accounts import AccessError, Accounts
 from rag.activity import Cancellation
 from rag.answer import Answer
+from rag.answer_json import answer_json
 from rag.audit import AuditLog
 from rag.cards import CardError, DocumentCard
 from rag.conversations import ConversationNotFound
 from rag.errors import IngestLockedError, LLMServerError, ModelCrashError, ModelFileError, SourcierError, StoreError
-from rag.packing import Turn
+from rag.packing import Passage, Turn
 from rag.summary import Progress, with_progress
 from service import NotReadable, Reader, Service, SessionChoices
 from service.reader import describe
@@ -205,68 +206,14 @@ def card_dict(card: DocumentCard | None) -> dict[str, Any] | None:
                                  "language", "pages", "edited")}  # fmt: skip
 
 
-def source_dict(source: Any) -> dict[str, Any]:
-    """One source as the API gives it: where it is, its text and scores, and, for a PDF or image page, the
-    URL of that page's image with the passage highlighted."""
-    p = source.passage
-    page_url = f"/v1/documents/{quote(p.source)}/pages/{p.page}.png?highlight={quote(p.chunk_id)}" if p.page else None
-    return {
-        "number": source.number,
-        "chunk_id": p.chunk_id,
-        "page_url": page_url,
-        "file": p.source,
-        "root": p.root,
-        "page": p.page or None,
-        "start": p.start,
-        "end": p.end,
-        "text": p.text,
-        "score": p.score,
-        "similarity": p.similarity,
-        "relevance": p.rerank_score,
-        "cited": source.cited,
-        "supported": source.supported,
-    }
+def page_url(p: Passage) -> str | None:
+    """For a PDF or image page: the URL of that page's image with the passage highlighted."""
+    return f"/v1/documents/{quote(p.source)}/pages/{p.page}.png?highlight={quote(p.chunk_id)}" if p.page else None
 
 
 def answer_extras(answer: Answer) -> dict[str, Any]:
-    t = answer.timings
-    return {
-        "sources": [source_dict(s) for s in answer.sources],
-        "found": answer.found,
-        "search_query": answer.search_query,
-        "translations": answer.translations,
-        "route": answer.route,
-        "summary": answer.summary,
-        "language": answer.language,
-        "answerability": answer.answerability,
-        "invalid_citations": answer.invalid_citations,
-        "quote": quote_dict(answer),
-        "warnings": [{"kind": w.kind, "value": w.value, "text": str(w)} for w in answer.warnings],
-        "timings": {
-            "queue_ms": round(t.queue_ms, 1),
-            "retrieval_ms": round(t.retrieval_ms, 1),
-            "translate_ms": round(t.translate_ms, 1) if t.translate_ms is not None else None,
-            "check_ms": round(t.check_ms, 1) if t.check_ms is not None else None,
-            "first_token_ms": round(t.first_token_ms, 1) if t.first_token_ms is not None else None,
-            "answer_start_ms": round(t.answer_start_ms, 1) if t.answer_start_ms is not None else None,
-            "generation_s": round(t.generation_s, 3),
-            "tokens_per_s": round(t.tokens_per_s, 2),
-            "prompt_tokens": t.prompt_tokens,
-            "cached_tokens": t.cached_tokens,
-            "answer_pieces": t.answer_pieces,
-            "quote_pieces": t.quote_pieces,
-        },
-        "citations": [dataclasses.asdict(c) for c in answer.citations],
-    }
-
-
-def quote_dict(answer: Answer) -> dict[str, Any] | None:
-    """The sentence the answer rests on (quoted style): its passage's number, its text, where it lies in
-    the passage (``start``/``end``, null when it is not in it) and whether it was found there word for word."""
-    q = answer.quote
-    if q is None:
-        return None
-    return {"number": q.number, "text": q.text, "start": q.start, "end": q.end, "verbatim": q.verbatim}
+    """The answer's one JSON shape (rag.answer_json) beside the OpenAI fields, its pages' image URLs in."""
+    return answer_json(answer, page_url)
 
 
 def usage(answer: Answer) -> dict[str, int]:
@@ -467,7 +414,7 @@ def create_app(service: Service) -> FastAPI:
         turns = []
         for answer in saved.answers:
             states = person.source_states(answer)
-            turn = {"question": answer.question, "answer": answer.text, **answer_extras(answer)}
+            turn = {"answer": answer.text, **answer_extras(answer)}  # "answer": the text, as before
             for source in turn["sources"]:
                 source["state"] = states.get(source["number"], "kept")  # kept / changed / removed since
             turns.append(turn)
@@ -641,5 +588,5 @@ async def sse_chunks(
     assert answer is not None
     # The streamed pieces are the model's raw words; ``text`` is the answer as checked (invalid [n] removed).
     kept = await run_in_threadpool(keep, answer) if keep is not None else {}
-    yield event({}, "stop", usage=usage(answer), text=answer.text, **answer_extras(answer), **kept)
+    yield event({}, "stop", usage=usage(answer), **answer_extras(answer), **kept)
     yield "data: [DONE]\n\n"

@@ -258,7 +258,9 @@ def show(answer: Answer, as_json: bool) -> int:
     if as_json:
         import json
 
-        print(json.dumps(answer_to_dict(answer), indent=2, ensure_ascii=False))
+        from rag.answer_json import answer_json
+
+        print(json.dumps(answer_json(answer), indent=2, ensure_ascii=False))
     else:
         print()
         print_sources(answer)
@@ -329,14 +331,6 @@ def print_sources(answer: Answer) -> None:
         f"{t.tokens_per_s:.1f} tokens/s[/]",
         highlight=False,
     )
-
-
-def answer_to_dict(answer: Answer) -> dict[str, Any]:
-    import dataclasses
-
-    data = dataclasses.asdict(answer)
-    data["cited"] = [s.number for s in answer.cited_sources]
-    return data
 
 
 if __name__ == "__main__":

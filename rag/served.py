@@ -17,11 +17,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from rag.answer import Answer, Source, Timings
-from rag.citations import Citation
+from rag.answer import Answer
+from rag.answer_json import answer_from_json
 from rag.errors import SourcierError
-from rag.packing import Passage
-from rag.quotes import Mismatch, Quote
 from rag.settings import Settings
 
 SERVICE = "sourcier"
@@ -87,7 +85,7 @@ class ServedAnswer:
                         raise SourcierError(f"the server at {self._url}: {event['error'].get('message', event)}")
                     choice = event["choices"][0]
                     if choice.get("finish_reason") == "stop":
-                        self.answer = answer_from(self._question, event)
+                        self.answer = answer_from_json(event, self._question)
                     elif choice["delta"].get("content"):
                         yield choice["delta"]["content"]
         except urllib.error.HTTPError as exc:
@@ -109,48 +107,3 @@ def _error_message(exc: urllib.error.HTTPError) -> str:
         return str(json.loads(exc.read())["error"]["message"])
     except (ValueError, KeyError, TypeError, OSError):
         return f"HTTP {exc.code}"
-
-
-def answer_from(question: str, event: dict[str, Any]) -> Answer:
-    """The Answer that the API's last chunk describes (``rag.answer.Answer``'s fields, as ``api.server`` writes
-    them)."""
-    sources = [
-        Source(
-            s["number"],
-            Passage(
-                chunk_id=s["chunk_id"],
-                text=s["text"],
-                source=s["file"],
-                page=s["page"] or 0,
-                start=s["start"],
-                end=s["end"],
-                score=s["score"],
-                root=s["root"],
-                similarity=s["similarity"],
-                rerank_score=s["relevance"],
-            ),
-            s["cited"],
-            s["supported"],
-        )
-        for s in event["sources"]
-    ]
-    q = event.get("quote")
-    t = event["timings"]
-    known = Timings.__dataclass_fields__
-    return Answer(
-        question=question,
-        text=event["text"],
-        language=event["language"],
-        found=event["found"],
-        sources=sources,
-        citations=[Citation(**c) for c in event.get("citations", [])],
-        invalid_citations=event["invalid_citations"],
-        answerability=event["answerability"],
-        timings=Timings(**{k: v for k, v in t.items() if k in known}),
-        quote=Quote(q["number"], q["text"], q["start"], q["end"]) if q else None,
-        warnings=[Mismatch(w["kind"], w["value"]) for w in event["warnings"]],
-        search_query=event.get("search_query"),
-        translations=event.get("translations") or {},
-        route=event.get("route"),
-        summary=event.get("summary"),
-    )

@@ -48,7 +48,7 @@ def test_ask_goes_to_the_server_of_its_store_and_loads_no_model(home):  # noqa: 
     assert "retrieval" in served.stdout and "first token" in served.stdout  # the same sources and timings
     data = json.loads(as_json.stdout)
     assert data["question"] == SHORT and data["sources"] and data["timings"]["prompt_tokens"] > 0
-    assert all(s["passage"]["text"] and s["passage"]["source"] for s in data["sources"])
+    assert all(s["text"] and s["file"] for s in data["sources"])
     assert alone.returncode in (0, 1) and "answered by the server" not in alone.stderr and loaded_llama(alone)
     assert "answered by the server" not in other.stderr  # a server over another store is not this one's
     print(f"\nsourcier ask: {served_s:.1f} s through the warm server, {alone_s:.1f} s loading its own models")

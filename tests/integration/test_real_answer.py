@@ -100,7 +100,7 @@ def test_a_question_asked_in_one_document_is_answered_from_it_alone(store_dir):
     )
     assert out.returncode in (0, 1), out.stderr
     answer = json.loads(out.stdout)
-    assert answer["sources"] and {s["passage"]["source"] for s in answer["sources"]} == {"politique-teletravail.pdf"}
+    assert answer["sources"] and {s["file"] for s in answer["sources"]} == {"politique-teletravail.pdf"}
 
 
 def test_the_decoding_speed_levers_keep_the_models_choices(store_dir):

@@ -73,13 +73,13 @@ def test_sourcier_ask_as_each_person_cites_only_their_collection(team, user, fol
     out = run(team, "ask", "--user", user, "--json", QUESTION)
     assert out.returncode in (0, 1), out.stderr
     answer = json.loads(out.stdout)
-    assert answer["sources"] and folders(s["passage"]["source"] for s in answer["sources"]) == {folder}
+    assert answer["sources"] and folders(s["file"] for s in answer["sources"]) == {folder}
     named = run(team, "ask", "--user", user, "--in", "legal/leave-memo.md" if user == "alice" else "hr", QUESTION)
     assert named.returncode == 2 and "no document or folder in the store matches" in named.stderr
     trail = run(team, "audit", "--user", user, "--json")
     [asked] = [json.loads(line) for line in trail.stdout.splitlines() if '"ask"' in line]
     assert asked["question"] == QUESTION and asked["via"] == "terminal"
-    assert [s["file"] for s in asked["sources"]] == [s["passage"]["source"] for s in answer["sources"]]
+    assert [s["file"] for s in asked["sources"]] == [s["file"] for s in answer["sources"]]
 
 
 def test_the_langchain_retriever_given_a_user(team):

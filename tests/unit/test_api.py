@@ -94,7 +94,8 @@ def test_streaming_sends_openai_chunks_then_the_sources_then_done(client, servic
 
 def test_the_streams_last_chunk_gives_a_cli_the_whole_answer_and_health_names_the_store(client, service):
     """`sourcier ask` through a running server (rag.served) rebuilds the Answer from the last chunk."""
-    from rag.served import SERVICE, answer_from, store_fingerprint
+    from rag.answer_json import answer_from_json
+    from rag.served import SERVICE, store_fingerprint
 
     health = client.get("/health").json()
     assert health["service"] == SERVICE and health["store"] == store_fingerprint(service.settings.paths.store_dir)
@@ -103,7 +104,7 @@ def test_the_streams_last_chunk_gives_a_cli_the_whole_answer_and_health_names_th
     body = {"stream": True, "store": False, "messages": [{"role": "user", "content": "storage outage minutes"}]}
     with client.stream("POST", "/v1/chat/completions", json=body) as reply:
         last = [json.loads(line[6:]) for line in reply.iter_lines() if line.startswith("data: {")][-1]
-    answer = answer_from("storage outage minutes", last)
+    answer = answer_from_json(last, "storage outage minutes")
     assert answer.found and answer.text == "It lasted 47 minutes [1]." and answer.language == "en"
     assert [s.number for s in answer.sources] == [s["number"] for s in last["sources"]]
     cited = answer.cited_sources[0]
@@ -117,7 +118,7 @@ def test_the_streams_last_chunk_gives_a_cli_the_whole_answer_and_health_names_th
 
 def test_a_question_in_the_other_language_says_how_it_was_searched(client, service):
     """The translation searched is in the final chunk (and the CLI's answer rebuilt from it), with its time."""
-    from rag.served import answer_from
+    from rag.answer_json import answer_from_json
 
     question = "Quel est le plafond d'hôtel par nuit à Paris ?"
     model = service.model()  # loaded now: its replies are the ones queued so far
@@ -128,7 +129,7 @@ def test_a_question_in_the_other_language_says_how_it_was_searched(client, servi
         last = [json.loads(line[6:]) for line in reply.iter_lines() if line.startswith("data: {")][-1]
     assert last["translations"] == {"en": "What is the hotel cap per night in Paris?"}
     assert last["timings"]["translate_ms"] >= 0 and last["language"] == "fr"
-    assert answer_from(question, last).translations == last["translations"]
+    assert answer_from_json(last, question).translations == last["translations"]
 
 
 def test_the_conversation_becomes_history_and_the_clients_system_message_is_ignored(client, service):
@@ -458,3 +459,28 @@ def test_a_summary_question_in_the_chat_carries_what_was_summarised(client, serv
     body = ask(client, "Résume la politique de télétravail").json()
     assert body["summary"]["kind"] == "summary" and body["summary"]["document"] == "politique-teletravail.pdf"
     assert body["choices"][0]["message"]["content"].startswith("- Chaque salarié") and body["sources"][0]["page"]
+
+
+def test_one_json_shape_for_an_answer_both_ways(client, service):
+    """`sourcier ask --json`, the API and a saved conversation's turns give an answer in one shape
+    (rag.answer_json), and reading it back gives the same answer."""
+    import dataclasses
+
+    from rag.answer_json import answer_from_json, answer_json
+
+    service.replies.append("The outage lasted 47 minutes [1].")
+    answer = service.answerer(service.defaults()).answer("How long did the storage outage last? outage minutes")
+    data = json.loads(json.dumps(answer_json(answer)))  # what `ask --json` prints
+    assert data["question"] == answer.question and data["cited"] == [1] and data["sources"][0]["file"]
+    back = answer_from_json(data)
+    again = answer_json(back)
+    assert again.pop("timings").keys() == data["timings"].keys()  # rounded: a rate computed again may differ
+    assert again == {k: v for k, v in data.items() if k != "timings"}
+    kept = ("number", "cited", "supported")
+    assert [(dataclasses.astuple(s.passage)[:9], [getattr(s, k) for k in kept]) for s in back.sources] == [
+        (dataclasses.astuple(s.passage)[:9], [getattr(s, k) for k in kept]) for s in answer.sources
+    ]  # where each passage is, its text and scores (its context header is not shown)
+    service.models[0].replies.append("The outage lasted 47 minutes [1].")
+    body = ask(client, "How long did the storage outage last? outage minutes").json()
+    assert set(data) <= set(body)  # the API: the same keys, beside the OpenAI ones
+    assert body["sources"][0]["page_url"] is None and body["sources"][0]["file"] == data["sources"][0]["file"]
