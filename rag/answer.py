@@ -169,6 +169,21 @@ class Answer:
         return [c for c in self.citations if not c.supported]
 
 
+@dataclass(frozen=True)
+class AskOptions:
+    """What one request may choose for itself (the page's sidebar, the API's body): passed down to the answerer
+    beside the shared settings, never written into them."""
+
+    k: int
+    temperature: float
+    max_tokens: int
+    system_prompt: str | None = None
+
+    @classmethod
+    def of(cls, settings: Settings) -> AskOptions:
+        return cls(settings.retrieval.k, settings.llm.temperature, settings.llm.max_tokens, settings.llm.system_prompt)
+
+
 def system_prompt(template: str | None, language: str, style: str = "free") -> str:
     """The configured (or the style's built-in) instructions with the refusal sentence and language filled in."""
     text = template if template is not None else (QUOTED_SYSTEM_PROMPT if style == "quoted" else SYSTEM_PROMPT)
@@ -227,12 +242,16 @@ class Answerer:
         llm: ChatModel,
         limit: Scope | None = None,
         summaries: SummaryCache | None = None,
+        options: AskOptions | None = None,
     ) -> None:
         self.settings = settings
         self.retriever = retriever
         self.llm = llm
         self.limit = limit  # what every search of this answerer is held to (what its asker may read: rag.accounts)
         self.summaries = summaries  # where summaries are kept (rag.summary; opened beside the store when needed)
+        self.options = options or AskOptions.of(settings)
+        o = self.options  # the answer's decoding: the settings' with this request's choices (a copy of one group)
+        self._decoding = settings.llm.model_copy(update={"temperature": o.temperature, "max_tokens": o.max_tokens})
 
     def answer(self, question: str, history: Sequence[Turn] = (), scope: Scope | None = None) -> Answer:
         stream = self.stream(question, history, scope=scope)
@@ -287,7 +306,7 @@ class Answerer:
             )
         passages = self._worth_reading(passages)
         style = self.settings.llm.answer_style
-        system = system_prompt(self.settings.llm.system_prompt, language, style)
+        system = system_prompt(self.options.system_prompt, language, style)
         packed = pack_prompt(
             self.llm.prompter,
             system=system,
@@ -296,7 +315,7 @@ class Answerer:
             question=question,
             user_template=USER_TEMPLATE,
             n_ctx=self.llm.n_ctx,
-            answer_tokens=self.settings.llm.max_tokens,
+            answer_tokens=self.options.max_tokens,
         )
         timings.prompt_tokens = packed.prompt_tokens
         check: dict[str, float | None] = {}
@@ -430,7 +449,7 @@ class Answerer:
                 if turn is None
                 else self.retriever.search(
                     query,
-                    self.settings.retrieval.k,
+                    self.options.k,
                     scope,
                     translations or None,
                     on_route=None if routed is None else routed.append,
@@ -450,7 +469,7 @@ class Answerer:
     ) -> Iterator[str]:
         """The model's pieces, timed (``busy``: model time already spent on this answer); ends at once when
         ``cancel`` is set, and closes the model's generator however it ends."""
-        decoding = self.settings.llm
+        decoding = self._decoding
         if grammar is not None:
             decoding = decoding.model_copy(update=QUOTE_DECODING)
         generated = iter(self.llm.stream(prompt, decoding=decoding, cancel=cancel, grammar=grammar))
@@ -604,13 +623,22 @@ def declined(question: str, language: str, passages: list[Passage], timings: Tim
     return Answer(question, NOT_FOUND[language], language, found=False, sources=sources, timings=timings)
 
 
-def build_answerer(settings: Settings, llm: ChatModel | None = None, retriever: Searcher | None = None) -> Answerer:
-    """Retriever and model from the settings (the model loads after the cheap empty-store check)."""
+def build_answerer(
+    settings: Settings,
+    llm: ChatModel | None = None,
+    retriever: Searcher | None = None,
+    limit: Scope | None = None,
+    summaries: SummaryCache | None = None,
+    options: AskOptions | None = None,
+) -> Answerer:
+    """The one wiring of an answer, for the CLI, the LangChain chain, the page and the API: the retriever and
+    model given (or the configured ones: the model loads after the cheap empty-store check), held to ``limit``,
+    with one request's ``options``."""
     from rag.llm import load_llm
     from rag.retrieval import build_retriever
 
     retriever = retriever if retriever is not None else build_retriever(settings)
-    return Answerer(settings, retriever, llm if llm is not None else load_llm(settings))
+    return Answerer(settings, retriever, llm if llm is not None else load_llm(settings), limit, summaries, options)
 
 
 _ABSTAIN = re.compile(

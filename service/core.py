@@ -19,7 +19,7 @@ from typing import Any
 from ingest.page_view import PageCache
 from ingest.pipeline import IngestReport, ProgressListener, ingest_paths, sync_collections
 from rag.accounts import AccessError, Accounts, Person
-from rag.answer import Answerer, Searcher
+from rag.answer import Answerer, AskOptions, Searcher, build_answerer
 from rag.audit import AuditLog, NoAudit
 from rag.cards import DocumentCard
 from rag.conversations import ConversationStore
@@ -36,13 +36,16 @@ from service.reader import Reader
 
 @dataclass
 class SessionChoices:
-    """What one conversation may change for itself (the sidebar)."""
+    """What one conversation may change for itself (the sidebar): the answer's options and the model file."""
 
     k: int
     temperature: float
     max_tokens: int
     system_prompt: str | None
     model_path: Path | None
+
+    def options(self) -> AskOptions:
+        return AskOptions(self.k, self.temperature, self.max_tokens, self.system_prompt or None)
 
 
 class Service:
@@ -164,12 +167,8 @@ class Service:
 
     def answerer(self, choices: SessionChoices, limit: Scope | None = None) -> Answerer:
         """An answerer with a conversation's choices, every search held to ``limit`` (what its asker reads)."""
-        settings = self.settings.model_copy(deep=True)
-        settings.retrieval.k = choices.k
-        settings.llm.temperature = choices.temperature
-        settings.llm.max_tokens = choices.max_tokens
-        settings.llm.system_prompt = choices.system_prompt or None
-        return Answerer(settings, self.retriever, self.model(choices.model_path), limit, self.summaries)
+        model = self.model(choices.model_path)
+        return build_answerer(self.settings, model, self.retriever, limit, self.summaries, choices.options())
 
     @property
     def summaries(self) -> SummaryCache:

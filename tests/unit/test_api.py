@@ -484,3 +484,15 @@ def test_one_json_shape_for_an_answer_both_ways(client, service):
     body = ask(client, "How long did the storage outage last? outage minutes").json()
     assert set(data) <= set(body)  # the API: the same keys, beside the OpenAI ones
     assert body["sources"][0]["page_url"] is None and body["sources"][0]["file"] == data["sources"][0]["file"]
+
+
+def test_a_request_s_options_reach_its_answer_and_leave_the_shared_settings_alone(service):
+    from service import SessionChoices
+
+    shared = service.settings.model_dump()
+    service.replies.append("The outage lasted 47 minutes [1].")
+    choices = SessionChoices(k=2, temperature=0.5, max_tokens=64, system_prompt=None, model_path=None)
+    answer = service.answerer(choices).answer("How long did the storage outage last? outage minutes")
+    decoding = service.models[0].decodings[-1]
+    assert len(answer.sources) <= 2 and (decoding.temperature, decoding.max_tokens) == (0.5, 64)
+    assert service.settings.model_dump() == shared  # nothing written into what every request shares
