@@ -233,8 +233,11 @@ class Retriever:
             routed.widened = True
             return self._ranked(query, queries, k, scope, translations)
         n = max(k, self.settings.retrieval.candidates_for_rerank if self.reranker else k)
+        vectors: dict[str, list[float]] = {}  # each wording embedded once for both searches
         fused = _fused_passages(
-            [self.hybrid(queries, n, named), self.hybrid(queries, n, scope)], n, self.settings.retrieval.rrf_k
+            [self.hybrid(queries, n, named, vectors), self.hybrid(queries, n, scope, vectors)],
+            n,
+            self.settings.retrieval.rrf_k,
         )
         if self.reranker is None:
             return fused[:k]
@@ -276,9 +279,16 @@ class Retriever:
         weight = 1.0 if languages is None or detect_language(query) in languages else ABSENT_LANGUAGE_WEIGHT
         return [(query, weight)] if weight > 0 else []
 
-    def hybrid(self, query: str | Sequence[tuple[str, float]], k: int, scope: Scope | None = None) -> list[Passage]:
+    def hybrid(
+        self,
+        query: str | Sequence[tuple[str, float]],
+        k: int,
+        scope: Scope | None = None,
+        vectors: dict[str, list[float]] | None = None,
+    ) -> list[Passage]:
         """The ``k`` best passages of the fused vector and keyword rankings (both held to ``scope``) of the
-        query, or of several wordings of it, each (wording, weight in the fusion)."""
+        query, or of several wordings of it, each (wording, weight in the fusion). ``vectors``: the wordings
+        already embedded by an earlier search of the same question (filled in for the next one)."""
         r = self.settings.retrieval
         rankings, weights = [], []
         similarity: dict[str, float] = {}
@@ -295,7 +305,11 @@ class Retriever:
             fresh_within = within if within is not None else self.store.ids_in(scope, among=self.fresh.vectors)
         for asked, weight in [(query, 1.0)] if isinstance(query, str) else query:
             if r.vector:
-                query_vector = self.embedder.embed_query(asked)
+                query_vector = vectors.get(asked) if vectors is not None else None
+                if query_vector is None:
+                    query_vector = self.embedder.embed_query(asked)
+                    if vectors is not None:
+                        vectors[asked] = query_vector
                 vector_hits = self.store.nearest(query_vector, r.candidates, scope)
                 if self.fresh is not None:
                     vector_hits = self.fresh.merge(query_vector, vector_hits, r.candidates, fresh_within)

@@ -206,6 +206,18 @@ def test_a_period_alone_searches_its_documents_first_without_hiding_the_others(s
     assert len({p.source for p in passages}) > 2  # the other years are still there
 
 
+def test_a_soft_route_embeds_the_question_once_for_both_of_its_searches(settings, filings):
+    _, ingestor = filings
+    embedder = FakeEmbedder()
+    asked = []
+    embed_query = embedder.embed_query
+    embedder.embed_query = lambda text: asked.append(text) or embed_query(text)
+    retriever = Retriever(ingestor.store, embedder, settings)
+    seen = []
+    retriever.search("Total revenue in fiscal 2022?", k=8, on_route=seen.append)
+    assert not seen[0].hard and asked == ["Total revenue in fiscal 2022?"]  # within the named ones, then all
+
+
 def test_a_hard_filter_that_finds_nothing_searches_everything_and_says_so(settings, filings, monkeypatch):
     _, ingestor = filings
     retriever = Retriever(ingestor.store, FakeEmbedder(), settings)
