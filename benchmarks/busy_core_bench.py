@@ -1,5 +1,5 @@
 """The model beside a busy core: raw llama-cpp-python with fixed threads against sourcier's model, which takes
-the cores other processes leave free (``llm.adapt_threads``, ``rag.llm.cores``), in one run.
+the cores other processes leave free (``llm.adapt_threads``, ``rag.machine``), in one run.
 
 The same prompt (a sample question's real prompt, as the answerer packs it) is evaluated from an empty cache
 and followed by N greedy tokens, first on a quiet machine, then beside one process that keeps a core busy

@@ -126,7 +126,8 @@ def embedding_backends(store: Path, sample: int, batch_size: int) -> list[dict]:
     """Each back-end on the same stored chunks (as embedded), against the raw sentence-transformers."""
     import numpy as np
 
-    from rag.embedding import cuda_present, embedding_model_info, load_embedder
+    from rag.embedding import embedding_model_info, load_embedder
+    from rag.machine import cuda_present
     from rag.settings import EmbeddingSettings, PathSettings, Settings
     from rag.store import open_store
     from rag.text import search_text

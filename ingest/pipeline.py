@@ -45,8 +45,9 @@ from rag.cards import card_store
 from rag.embedding import Embedder, EmbeddingModelInfo, TokenCounter
 from rag.errors import DocumentError, SettingsError
 from rag.hashing import file_sha256
+from rag.machine import available_memory
 from rag.names import absolute_path, document_path, resolve_root, root_key  # noqa: F401 (re-exported)
-from rag.settings import Settings, available_memory
+from rag.settings import Settings
 from rag.store import Store, StoredDocument
 from rag.summary import SUMMARIES_FILE, SummaryCache
 from rag.text import search_text

@@ -19,12 +19,12 @@ import json
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar
 
 from langchain_core.embeddings import Embeddings
 
+from rag import machine
 from rag.embedding_base import CHECK_SENTENCES, Embedder, EmbeddingModelInfo, TokenCounter, tokenizer_file
 from rag.errors import ModelFileError, SettingsError
 from rag.settings import Settings
@@ -226,29 +226,6 @@ class USEEmbedder(Embeddings):
         return self.embed_documents([text])[0]
 
 
-def cuda_present() -> bool:
-    """Whether an NVIDIA GPU's driver is loaded, told without importing torch (1.7 s)."""
-    return Path("/proc/driver/nvidia/version").exists()
-
-
-@cache
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags as Linux lists them (empty elsewhere)."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
-            for line in handle:
-                if line.startswith("flags"):
-                    return frozenset(line.partition(":")[2].split())
-    except OSError:
-        pass
-    return frozenset()
-
-
-def bf16_in_hardware() -> bool:
-    """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX), where bfloat16 pays."""
-    return "amx_bf16" in cpu_flags()
-
-
 def resolve_runtime(settings: Settings, bulk: bool = False) -> tuple[str, str]:
     """The runtime ('torch', 'torch-bf16', 'onnx', 'onnx-int8') and device the settings ask for, 'auto'
     decided.
@@ -262,14 +239,14 @@ def resolve_runtime(settings: Settings, bulk: bool = False) -> tuple[str, str]:
     e = settings.embedding
     device = e.device
     if device == "auto":
-        device = "cuda" if cuda_present() and _torch_sees_cuda() else "cpu"
+        device = "cuda" if machine.cuda_present() and _torch_sees_cuda() else "cpu"
     runtime = e.runtime
     if runtime == "torch-bf16" and e.device == "auto":
         device = "cpu"
     if runtime == "auto":
         if device != "cpu":
             runtime = "torch"
-        elif bulk and bf16_in_hardware():
+        elif bulk and machine.bf16_in_hardware():
             runtime = "torch-bf16"
         else:
             runtime = "onnx"

@@ -8,7 +8,6 @@ environment. Tests construct ``Settings(...)`` directly.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +20,7 @@ from pydantic_settings import (
 )
 
 from rag.errors import SettingsError
+from rag.machine import available_cores
 
 ENV_PREFIX = "SOURCIER_"
 DEFAULT_CONFIG_FILE = Path("sourcier.toml")
@@ -224,33 +224,6 @@ class IngestSettings(_Group):
     def parse_workers(self) -> int:
         """The number of worker processes to start (the setting, or one per core)."""
         return self.workers if self.workers is not None else available_cores()
-
-
-def available_cores() -> int:
-    """The cores this process may run on (its CPU affinity, which containers narrow)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def available_memory() -> int | None:
-    """Bytes of memory this process can still take: the kernel's MemAvailable, or less under a cgroup v2
-    limit (containers); None where neither can be read."""
-    found: list[int] = []
-    try:
-        for line in Path("/proc/meminfo").read_text(encoding="ascii").splitlines():
-            if line.startswith("MemAvailable:"):
-                found.append(int(line.split()[1]) * 1024)
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        if limit != "max":
-            found.append(max(0, int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text())))
-    except (OSError, ValueError):
-        pass
-    return min(found) if found else None
 
 
 class StoreSettings(_Group):

@@ -26,9 +26,10 @@ from rag.conversations import ConversationStore
 from rag.corpus import DocumentInfo, documents_in
 from rag.errors import SourcierError
 from rag.llm.base import ChatModel
+from rag.machine import available_memory
 from rag.scope import Scope
 from rag.served import SERVICE, store_fingerprint
-from rag.settings import Settings, available_memory
+from rag.settings import Settings
 from rag.summary import Summarizer, SummaryCache, summary_cache
 from service.background import BackgroundSummaries
 from service.reader import Reader

@@ -22,7 +22,6 @@ from rag.activity import Cancellation, ModelActivity, cancelled
 from rag.errors import ModelFileError, SourcierError
 from rag.gbnf import check_grammar
 from rag.llm.base import STDERR_SILENCED, ZERO_WIDTH_SPACE, ChatModel, Prompt
-from rag.llm.cores import CoreWatch
 from rag.llm.drafts import QuoteDrafts
 from rag.llm.llama_internals import (
     LazyGrammar,
@@ -32,6 +31,7 @@ from rag.llm.llama_internals import (
     last_logits,
     set_threads,
 )
+from rag.machine import CoreWatch
 from rag.settings import LLMSettings, Settings
 
 TEMPLATE_KEY = "tokenizer.chat_template"
@@ -167,7 +167,7 @@ class LocalLLM(ChatModel):
 
     def fit_threads(self) -> tuple[int, int]:
         """The threads llama.cpp uses from now: the configured ones, fewer while other processes keep cores
-        busy (see ``rag.llm.cores``)."""
+        busy (see ``rag.machine``)."""
         if self.cores is not None:
             s = self.settings.llm
             fitted = (self.cores.threads(s.n_threads), self.cores.threads(s.n_threads_batch))

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import rag.embedding
+import rag.machine
 from ingest.pipeline import ingest_paths
 from rag.embedding import Bf16Embedder, SentenceTransformerEmbedder, embedding_model_info, load_embedder
 from rag.errors import ModelFileError
@@ -61,7 +62,7 @@ def test_a_model_that_disagrees_in_bf16_is_refused_when_asked_for(info, tmp_path
 
 def test_under_auto_a_disagreeing_model_is_embedded_in_float32(info, tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(rag.embedding, "BF16_MIN_MEAN_COSINE", 1.01)
-    monkeypatch.setattr(rag.embedding, "cpu_flags", lambda: frozenset({"amx_bf16"}))
+    monkeypatch.setattr(rag.machine, "cpu_flags", lambda: frozenset({"amx_bf16"}))
     settings = make_settings(tmp_path)
     with caplog.at_level(logging.WARNING, logger="rag.embedding"):
         embedder = load_embedder(settings, info, bulk=True)
@@ -77,7 +78,7 @@ def test_ingest_workers_embed_in_bf16_for_bulk_work_only(corpus, tmp_path, bulk_
     report = ingest_paths([corpus], settings)
     assert report.ok and report.chunks_written > 20
     # the workers decide by their own CPU: bfloat16 where it multiplies in hardware, float32 elsewhere
-    expected = "torch-bf16 on cpu" if bulk and rag.embedding.bf16_in_hardware() else "onnx on cpu"
+    expected = "torch-bf16 on cpu" if bulk and rag.machine.bf16_in_hardware() else "onnx on cpu"
     assert report.embedded_with == [expected]
 
     # whichever it was, the stored vectors are the float32 ONNX copy's (what every search embeds with)
@@ -97,7 +98,7 @@ def test_an_ingest_starts_the_workers_its_memory_holds(corpus, tmp_path, monkeyp
 
     # a 2-core machine with AMX whose free memory holds one bfloat16 worker, or four float32 ONNX ones
     monkeypatch.setattr(rag.settings, "available_cores", lambda: 2)
-    monkeypatch.setattr(rag.embedding, "cpu_flags", lambda: frozenset({"amx_bf16"}))
+    monkeypatch.setattr(rag.machine, "cpu_flags", lambda: frozenset({"amx_bf16"}))
     free = (MAIN_PROCESS_MB + TORCH_WORKER_MB + 300) * 2**20
     monkeypatch.setattr(ingest.pipeline, "available_memory", lambda: free)
     settings = make_settings(tmp_path)

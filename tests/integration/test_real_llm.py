@@ -207,7 +207,7 @@ def test_the_lazy_grammar_writes_what_the_full_grammar_writes_and_drafts_the_sam
 
 
 def test_beside_a_busy_core_the_model_takes_one_thread_and_writes_the_same_answer(smollm):
-    """llm.adapt_threads (rag.llm.cores) for real: a process keeps a core busy, the model takes the other one
+    """llm.adapt_threads (rag.machine) for real: a process keeps a core busy, the model takes the other one
     through llama_set_n_threads, greedy output unchanged; the core is taken back once the process ends."""
     import os
     import subprocess

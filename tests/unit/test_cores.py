@@ -1,4 +1,4 @@
-"""The model's threads follow the cores other processes leave free (rag.llm.cores): the kernel's counters read
+"""The model's threads follow the cores other processes leave free (rag.machine): the kernel's counters read
 right, a lasting load counted and a burst not, and for real: a busy process beside this one takes a core."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from rag.llm.cores import CoreWatch
+from rag.machine import CoreWatch
 
 STAT = """cpu  300 0 100 900 50 0 0 0 0 0
 cpu0 100 0 50 400 25 0 0 0 0 0

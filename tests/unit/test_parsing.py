@@ -32,7 +32,7 @@ from ingest.parsing import (
 )
 from ingest.pipeline import Ingestor
 from rag.embedding import LIGHT_WORKER_MB, TORCH_WORKER_MB, embedding_model_info, load_token_counter
-from rag.settings import available_memory
+from rag.machine import available_memory
 from rag.store import open_store
 from tests.bombs import slow_pdf
 from tests.conftest import make_settings
@@ -220,10 +220,10 @@ def test_the_default_is_one_worker_per_core(settings):
 @pytest.fixture
 def amx(monkeypatch):
     """A CPU that multiplies bfloat16 in hardware, so that bulk work would be embedded in bfloat16."""
-    import rag.embedding
+    import rag.machine
 
-    monkeypatch.setattr(rag.embedding, "cuda_present", lambda: False)
-    monkeypatch.setattr(rag.embedding, "cpu_flags", lambda: frozenset({"amx_bf16"}))
+    monkeypatch.setattr(rag.machine, "cuda_present", lambda: False)
+    monkeypatch.setattr(rag.machine, "cpu_flags", lambda: frozenset({"amx_bf16"}))
 
 
 def test_as_many_workers_as_cores_when_the_memory_holds_them(settings, amx):

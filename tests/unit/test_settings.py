@@ -139,10 +139,11 @@ def test_an_unknown_embedder_is_a_clear_error_and_one_class_registers_another():
 )
 def test_the_embedding_runtime_follows_the_machine(monkeypatch, runtime, device, gpu, amx, bulk, expected):
     import rag.embedding
+    import rag.machine
 
-    monkeypatch.setattr(rag.embedding, "cuda_present", lambda: gpu)
+    monkeypatch.setattr(rag.machine, "cuda_present", lambda: gpu)
     monkeypatch.setattr(rag.embedding, "_torch_sees_cuda", lambda: gpu)
-    monkeypatch.setattr(rag.embedding, "cpu_flags", lambda: frozenset({"avx2", "amx_bf16"} if amx else {"avx2"}))
+    monkeypatch.setattr(rag.machine, "cpu_flags", lambda: frozenset({"avx2", "amx_bf16"} if amx else {"avx2"}))
     settings = Settings()
     settings.embedding.runtime = runtime
     settings.embedding.device = device
@@ -152,9 +153,9 @@ def test_the_embedding_runtime_follows_the_machine(monkeypatch, runtime, device,
 def test_cpu_flags_are_read_from_linux():
     import platform
 
-    import rag.embedding
+    import rag.machine
 
-    flags = rag.embedding.cpu_flags()
+    flags = rag.machine.cpu_flags()
     assert isinstance(flags, frozenset)
     if platform.machine() == "x86_64" and Path("/proc/cpuinfo").exists():
         assert "sse2" in flags  # every x86-64 CPU has it
