@@ -32,7 +32,7 @@ from langchain_core.embeddings import Embeddings
 
 from rag.embedding_base import CHECK_SENTENCES, EmbeddingModelInfo, tokenizer_file
 from rag.errors import ModelFileError, SettingsError
-from rag.settings import available_cores
+from rag.machine import available_cores
 
 log = logging.getLogger(__name__)
 
