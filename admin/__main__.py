@@ -26,7 +26,7 @@ from typing import Any
 
 from rag.accounts import AccessError, Accounts
 from rag.audit import AuditLog
-from rag.cards import CardError
+from rag.search.cards import CardError
 
 EXIT_OK, EXIT_ERROR = 0, 2
 
@@ -209,10 +209,10 @@ def show_audit(trail: AuditLog, args: argparse.Namespace) -> None:
 
 def document_cards(settings: Any, args: argparse.Namespace) -> int:
     """List the documents' cards, or keep a correction of one."""
-    from rag.cards import card_store
-    from rag.embedding import embedding_model_info
-    from rag.scope import resolve_scope
-    from rag.store import open_store
+    from rag.models.embedding import embedding_model_info
+    from rag.search.cards import card_store
+    from rag.search.scope import resolve_scope
+    from rag.search.store import open_store
 
     store = open_store(settings, embedding_model_info(settings), create=False)
     cards = card_store(settings.paths.store_dir)

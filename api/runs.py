@@ -17,8 +17,8 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from rag.activity import Cancellation
-from rag.answer import Answer, AnswerStream
+from rag.answering.answer import Answer, AnswerStream
+from rag.llm.turns import Cancellation
 
 DISCONNECT_POLL_S = 0.25  # how often a waiting request looks whether its client is still there
 

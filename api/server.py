@@ -51,15 +51,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.runs import AnswerRun, ClientGone
 from rag.accounts import AccessError, Accounts
-from rag.activity import Cancellation
-from rag.answer import Answer
-from rag.answer_json import answer_json
+from rag.answering.answer import Answer
+from rag.answering.answer_json import answer_json
+from rag.answering.conversations import ConversationNotFound
+from rag.answering.packing import Passage, Turn
+from rag.answering.summary import Progress, with_progress
 from rag.audit import AuditLog
-from rag.cards import CardError, DocumentCard
-from rag.conversations import ConversationNotFound
 from rag.errors import IngestLockedError, LLMServerError, ModelCrashError, ModelFileError, SourcierError, StoreError
-from rag.packing import Passage, Turn
-from rag.summary import Progress, with_progress
+from rag.llm.turns import Cancellation
+from rag.search.cards import CardError, DocumentCard
 from service import NotReadable, Reader, Service, SessionChoices
 from service.reader import describe
 
@@ -167,7 +167,7 @@ def conversation(messages: list[ChatMessage]) -> tuple[str, list[Turn]]:
 
 
 class CardChange(BaseModel):
-    """Corrections of a document's card (``rag.cards``); null forgets a correction."""
+    """Corrections of a document's card (``rag.search.cards``); null forgets a correction."""
 
     title: str | None = None
     organisation: str | None = None
@@ -178,7 +178,7 @@ class CardChange(BaseModel):
 
 
 class SummaryRequest(BaseModel):
-    """A whole document summarised (``rag.summary``)."""
+    """A whole document summarised (``rag.answering.summary``)."""
 
     model_config = ConfigDict(extra="forbid")
     language: Literal["en", "fr"] | None = Field(None, description="default: the document's language")
@@ -188,7 +188,7 @@ class SummaryRequest(BaseModel):
 
 
 class CompareRequest(BaseModel):
-    """Two documents lined up topic by topic (``rag.summary``)."""
+    """Two documents lined up topic by topic (``rag.answering.summary``)."""
 
     model_config = ConfigDict(extra="forbid")
     first: str
@@ -212,7 +212,7 @@ def page_url(p: Passage) -> str | None:
 
 
 def answer_extras(answer: Answer) -> dict[str, Any]:
-    """The answer's one JSON shape (rag.answer_json) beside the OpenAI fields, its pages' image URLs in."""
+    """The answer's one JSON shape (rag.answering.answer_json) beside the OpenAI fields, its pages' image URLs in."""
     return answer_json(answer, page_url)
 
 

@@ -57,8 +57,8 @@ def build(settings, size: int) -> float:  # noqa: ANN001
     """A store of ``size`` chunks in ``DOCUMENTS`` documents, document i in collection ``col-{i % 4}``."""
     import numpy as np
 
-    from rag.embedding import embedding_model_info
-    from rag.store import open_store
+    from rag.models.embedding import embedding_model_info
+    from rag.search.store import open_store
 
     info = embedding_model_info(settings)
     store = open_store(settings, info)
@@ -86,11 +86,11 @@ def timed(fn, repeats: list[float]):  # noqa: ANN001, ANN201
 
 
 def filter_cost(size: int, n_queries: int) -> dict:
-    from rag.embedding import embedding_model_info
-    from rag.retrieval import Retriever
-    from rag.scope import Scope
+    from rag.models.embedding import embedding_model_info
+    from rag.search.retrieval import Retriever
+    from rag.search.scope import Scope
+    from rag.search.store import chroma_where, open_store
     from rag.settings import PathSettings, Settings
-    from rag.store import chroma_where, open_store
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(paths=PathSettings(store_dir=Path(tmp) / "store"))
@@ -142,12 +142,12 @@ def recall_split(name: str, n_questions: int, reranked: int) -> dict:
     from evaluation import metrics as m
     from evaluation.runner import GoldChunks
     from evaluation.sets import read_jsonl
-    from rag.embedding import embedding_model_info, load_embedder
-    from rag.rerank import load_reranker
-    from rag.retrieval import Retriever
-    from rag.scope import Scope
+    from rag.models.embedding import embedding_model_info, load_embedder
+    from rag.search.rerank import load_reranker
+    from rag.search.retrieval import Retriever
+    from rag.search.scope import Scope
+    from rag.search.store import drop_cached_stores, open_store
     from rag.settings import PathSettings, Settings
-    from rag.store import drop_cached_stores, open_store
 
     runs = ROOT / "eval-runs" / name
     source = next(p for p in sorted(runs.glob("store-default-*")) if p.is_dir())

@@ -9,7 +9,7 @@
    prompt tokens through raw Llama.create_completion; the KV cache is reset before each run. Prints time
    to first token and tokens/s, and ours/raw ratios (target >= 0.95).
 3. Reranking (--rerank N): the packaged cross-encoder on batches of 20 real chunks of 128 tokens against
-   one question, through rag.rerank and through a raw onnxruntime session on the same tokens; p50/p95 ms.
+   one question, through rag.search.rerank and through a raw onnxruntime session on the same tokens; p50/p95 ms.
 4. Pipeline (--pipeline): the sample questions asked in a row (the model's cache kept between them, as in
    the page and the API), today's pipeline (no reranker, k 8) against the default (reranker, retrieval.k):
    time to first token p50, prompt tokens, retrieval time; and the same with the cache reset before each
@@ -50,7 +50,7 @@ def passage_texts() -> list[str]:
     """Real chunk texts: the eval articles (when present) and the samples, cut by our chunker."""
     from ingest.chunking import split_pages
     from ingest.readers import Page
-    from rag.embedding import embedding_model_info, load_token_counter
+    from rag.models.embedding import embedding_model_info, load_token_counter
     from rag.settings import Settings
 
     settings = Settings()
@@ -68,10 +68,10 @@ def passage_texts() -> list[str]:
 def retrieval_latency(sizes: list[int], n_queries: int = 50) -> list[dict]:
     import numpy as np
 
-    from rag.embedding import embedding_model_info, load_embedder
-    from rag.retrieval import Retriever
+    from rag.models.embedding import embedding_model_info, load_embedder
+    from rag.search.retrieval import Retriever
+    from rag.search.store import open_store
     from rag.settings import PathSettings, Settings
-    from rag.store import open_store
 
     base = passage_texts()
     rows = []
@@ -124,7 +124,7 @@ def retrieval_latency(sizes: list[int], n_queries: int = 50) -> list[dict]:
 
 
 def generation(n_questions: int) -> dict:
-    from rag.answer import build_answerer
+    from rag.answering.answer import build_answerer
     from rag.settings import load_settings
 
     answerer = build_answerer(load_settings())
@@ -174,8 +174,8 @@ def generation(n_questions: int) -> dict:
 
 def same_constraints(answerer, answer) -> tuple:
     """The grammar (compiled) and decoding the answerer used for ``answer``, for the raw library to do the same."""
+    from rag.answering.quotes import answer_grammar
     from rag.llm import compile_grammar
-    from rag.quotes import answer_grammar
 
     if answerer.settings.llm.answer_style != "quoted":
         return None, answerer.settings.llm
@@ -186,9 +186,9 @@ def same_constraints(answerer, answer) -> tuple:
 def grammar_cost(n_questions: int, tokens: int = 48) -> dict:
     """What the quoted style's grammar costs: raw llama-cpp-python decoding the same prompt greedily, with and
     without the grammar (tokens/s after the first token), and the time to build and compile the grammar."""
-    from rag.answer import build_answerer
+    from rag.answering.answer import build_answerer
+    from rag.answering.quotes import answer_grammar
     from rag.llm import compile_grammar
-    from rag.quotes import answer_grammar
     from rag.settings import load_settings
 
     answerer = build_answerer(load_settings())
@@ -229,12 +229,12 @@ def grammar_cost(n_questions: int, tokens: int = 48) -> dict:
 
 
 def rerank_latency(rounds: int, batch: int = 20) -> dict:
-    """rag.rerank's packaged cross-encoder vs a raw onnxruntime session on the same 20-passage batches."""
+    """rag.search.rerank's packaged cross-encoder vs a raw onnxruntime session on the same 20-passage batches."""
     import numpy as np
     import onnxruntime as ort
     from tokenizers import Tokenizer
 
-    from rag.rerank import MS_MARCO_MINILM, load_reranker
+    from rag.search.rerank import MS_MARCO_MINILM, load_reranker
     from rag.settings import Settings
 
     settings = Settings()
@@ -280,7 +280,7 @@ def rerank_latency(rounds: int, batch: int = 20) -> dict:
 
 def pipeline(reset_each: bool) -> list[dict]:
     """TTFT p50 and prompt tokens of today's pipeline (no reranker, k 8) and of the default settings."""
-    from rag.answer import build_answerer
+    from rag.answering.answer import build_answerer
     from rag.llm import load_llm
     from rag.settings import load_settings
 

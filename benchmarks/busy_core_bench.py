@@ -30,7 +30,7 @@ QUESTION = "How long did the storage outage last?"
 
 
 def the_prompt(settings, llm):
-    from rag.answer import build_answerer
+    from rag.answering.answer import build_answerer
 
     build_answerer(settings, llm).answer(QUESTION)
     return llm.last_prompt
@@ -78,7 +78,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from rag.llm.local import load_local, open_gguf
-    from rag.models import resolve_model_path
+    from rag.models.gguf import resolve_model_path
     from rag.settings import Settings
 
     settings = Settings()

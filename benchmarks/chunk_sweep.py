@@ -45,13 +45,13 @@ def evaluate(settings, corpus: Path, questions, ks=(1, 5, 10), budget: int = 102
     context (prompt processing is the slow part on a CPU), so sizes are compared at equal budget.
     """
     from ingest.pipeline import build_ingestor
-    from rag.embedding import load_embedder
+    from rag.models.embedding import load_embedder
 
     t0 = time.perf_counter()
     report = build_ingestor(settings).run([corpus])
     ingest_s = time.perf_counter() - t0
-    from rag.embedding import embedding_model_info
-    from rag.store import open_store
+    from rag.models.embedding import embedding_model_info
+    from rag.search.store import open_store
 
     store = open_store(settings, embedding_model_info(settings))
     embedder = load_embedder(settings)

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 def sentences(text: str) -> list[str]:
     """The passage's sentences as a quote would hold them (runs of clauses up to a sentence's end)."""
-    from rag.quotes import SENTENCE_END, clause_spans, quotable
+    from rag.answering.quotes import SENTENCE_END, clause_spans, quotable
 
     out, current = [], ""
     for clause in (c for c in (quotable(text[a:b]) for a, b in clause_spans(text)) if c):
@@ -59,11 +59,11 @@ def main() -> None:
 
     from evaluation.runner import GoldChunks, sample_questions, store_dir_for
     from evaluation.sets import read_jsonl
-    from rag.embedding import embedding_model_info, load_embedder
-    from rag.rerank import load_reranker
-    from rag.retrieval import Retriever
+    from rag.models.embedding import embedding_model_info, load_embedder
+    from rag.search.rerank import load_reranker
+    from rag.search.retrieval import Retriever
+    from rag.search.store import open_store
     from rag.settings import load_settings
-    from rag.store import open_store
     from rag.text import search_text
 
     settings = load_settings(None)

@@ -64,9 +64,9 @@ def main() -> None:
     from evaluation.runner import store_dir_for
     from evaluation.sets import read_jsonl
     from ingest.pipeline import build_ingestor
-    from rag.answer import Answerer
+    from rag.answering.answer import Answerer
     from rag.llm import load_llm
-    from rag.retrieval import build_retriever
+    from rag.search.retrieval import build_retriever
     from rag.settings import load_settings
 
     settings = load_settings()

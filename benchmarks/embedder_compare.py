@@ -47,8 +47,8 @@ def scores(ranked: list[list[str]], golds: list[set[str]]) -> dict[str, float]:
 
 
 def fused(vector: list[list[str]], keyword: list[list[str]], n: int) -> list[list[str]]:
-    from rag.retrieval import reciprocal_rank_fusion
-    from rag.store import Hit
+    from rag.search.retrieval import reciprocal_rank_fusion
+    from rag.search.store import Hit
 
     out = []
     for v, kw in zip(vector, keyword, strict=True):
@@ -71,10 +71,10 @@ def main() -> None:
     from evaluation.__main__ import asked_both_ways
     from evaluation.runner import GoldChunks, sample_questions, store_dir_for
     from evaluation.sets import read_jsonl
-    from rag.embedding import embedding_model_info, load_embedder
-    from rag.keyword import MemoryKeywordIndex
+    from rag.models.embedding import embedding_model_info, load_embedder
+    from rag.search.keyword import MemoryKeywordIndex
+    from rag.search.store import open_store
     from rag.settings import load_settings
-    from rag.store import open_store
 
     settings = load_settings()
     minilm = load_embedder(settings)

@@ -91,9 +91,9 @@ def cli_ingest(
 
 def store_counts(store: Path) -> tuple[int, int]:
     """Pages and chunks in a store (pages: distinct (source, page) pairs)."""
-    from rag.embedding import embedding_model_info
+    from rag.models.embedding import embedding_model_info
+    from rag.search.store import drop_cached_stores, open_store
     from rag.settings import PathSettings, Settings
-    from rag.store import drop_cached_stores, open_store
 
     settings = Settings(paths=PathSettings(store_dir=store))
     st = open_store(settings, embedding_model_info(settings), create=False)
@@ -126,10 +126,10 @@ def embedding_backends(store: Path, sample: int, batch_size: int) -> list[dict]:
     """Each back-end on the same stored chunks (as embedded), against the raw sentence-transformers."""
     import numpy as np
 
-    from rag.embedding import embedding_model_info, load_embedder
     from rag.machine import cuda_present
+    from rag.models.embedding import embedding_model_info, load_embedder
+    from rag.search.store import open_store
     from rag.settings import EmbeddingSettings, PathSettings, Settings
-    from rag.store import open_store
     from rag.text import search_text
 
     settings = Settings(paths=PathSettings(store_dir=store))

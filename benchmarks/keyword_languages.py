@@ -54,9 +54,9 @@ def main() -> None:
     from evaluation.__main__ import asked_both_ways
     from evaluation.runner import GoldChunks, sample_questions, store_dir_for
     from evaluation.sets import read_jsonl
-    from rag.embedding import embedding_model_info
+    from rag.models.embedding import embedding_model_info
+    from rag.search.store import open_store
     from rag.settings import load_settings
-    from rag.store import open_store
     from rag.text import detect_language, keyword_tokens
 
     settings = load_settings()

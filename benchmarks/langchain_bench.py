@@ -56,10 +56,10 @@ def main() -> int:
     args = ap.parse_args()
 
     from devkit.models import smollm_path
-    from rag.answer import Answerer
+    from rag.answering.answer import Answerer
     from rag.langchain import SourcierChain, SourcierRetriever, chroma_vectorstore
     from rag.llm import load_llm
-    from rag.retrieval import build_retriever
+    from rag.search.retrieval import build_retriever
     from rag.settings import PathSettings, Settings
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -123,8 +123,8 @@ def raw_decode(llm: Any, answer: Any, count: int) -> float | None:
     """Tokens/s of raw greedy decoding (one token at a time) of ``count`` tokens after the first, under the
     same grammar, for the prompt ``answer`` was written from (what the cache lacks of it is evaluated before
     the first token: only decoding is timed)."""
+    from rag.answering.quotes import answer_grammar
     from rag.llm import compile_grammar
-    from rag.quotes import answer_grammar
 
     prompt = llm.last_prompt
     llama = llm.llama
@@ -142,9 +142,9 @@ def raw_decode(llm: Any, answer: Any, count: int) -> float | None:
 
 
 def run_config(name: str, levers: dict[str, Any], sets: list[tuple[str, Path, list[str]]]) -> dict[str, Any]:
-    from rag.answer import Answerer
+    from rag.answering.answer import Answerer
     from rag.llm.local import load_local
-    from rag.retrieval import build_retriever
+    from rag.search.retrieval import build_retriever
     from rag.settings import load_settings
 
     settings = load_settings()

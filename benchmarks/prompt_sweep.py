@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import rag.answer as answer_module  # noqa: E402
+import rag.answering.answer as answer_module  # noqa: E402
 
 REMINDER = (
     "Passages:\n{passages}\n\nQuestion: {question}\n\n"
@@ -62,12 +62,12 @@ def main() -> None:
 
     from evaluation.runner import evaluate, sample_questions, store_dir_for
     from evaluation.sets import read_jsonl
-    from rag.answer import Answerer
-    from rag.embedding import embedding_model_info, load_embedder
+    from rag.answering.answer import Answerer
     from rag.llm import load_llm
-    from rag.retrieval import Retriever
+    from rag.models.embedding import embedding_model_info, load_embedder
+    from rag.search.retrieval import Retriever
+    from rag.search.store import open_store
     from rag.settings import load_settings
-    from rag.store import open_store
 
     settings = load_settings()
     llm = load_llm(settings)

@@ -23,7 +23,7 @@ and its peak memory.
 
 With ``--reopens N``: a reader (``LiveRetriever``) over a store of ``--reopen-chunks`` chunks (real texts,
 random vectors) sees N writes by another process and reopens its store each time (as it does past
-``rag.retrieval.FRESH_MAX`` writes); prints its memory and
+``rag.search.retrieval.FRESH_MAX`` writes); prints its memory and
 open files every 10 reopens, with the old copies released (default) or kept (``--release off``, as before).
 
     .venv/bin/python benchmarks/scale_bench.py [--sizes 100000 1000000] [--queries 200]
@@ -72,7 +72,7 @@ def timed_ms(fn, *args):  # noqa: ANN001, ANN202
 def bench_size(size: int, base: list[str], queries: list[str]) -> dict:
     import bm25s
 
-    from rag.keyword import SqliteKeywordIndex
+    from rag.search.keyword import SqliteKeywordIndex
     from rag.text import keyword_tokens
 
     row: dict = {"chunks": size}
@@ -127,8 +127,8 @@ def build_store(settings, chunks: int, base: list[str], first: int = 0) -> float
     index). Returns the seconds it took."""
     import numpy as np
 
-    from rag.embedding import embedding_model_info
-    from rag.store import open_store
+    from rag.models.embedding import embedding_model_info
+    from rag.search.store import open_store
 
     info = embedding_model_info(settings)
     store = open_store(settings, info)
@@ -152,8 +152,8 @@ def hybrid_reader(store_dir: Path, started: float, n_queries: int) -> dict:
     import resource
     import subprocess
 
-    from rag.embedding import embedding_model_info, load_embedder
-    from rag.retrieval import LiveRetriever
+    from rag.models.embedding import embedding_model_info, load_embedder
+    from rag.search.retrieval import LiveRetriever
     from rag.settings import PathSettings, Settings
 
     settings = Settings(paths=PathSettings(store_dir=store_dir))
@@ -192,9 +192,9 @@ def hybrid_reader(store_dir: Path, started: float, n_queries: int) -> dict:
 
 
 def write_one(store_dir: Path, chunk_id: str) -> None:
-    from rag.embedding import embedding_model_info, load_embedder
+    from rag.models.embedding import embedding_model_info, load_embedder
+    from rag.search.store import open_store
     from rag.settings import PathSettings, Settings
-    from rag.store import open_store
 
     settings = Settings(paths=PathSettings(store_dir=store_dir))
     info = embedding_model_info(settings)
@@ -291,10 +291,10 @@ def reopen_release(chunks: int, reopens: int, release: bool) -> None:
     import os
     import uuid
 
-    import rag.retrieval
-    from rag.embedding import embedding_model_info, load_embedder
+    import rag.search.retrieval
+    from rag.models.embedding import embedding_model_info, load_embedder
+    from rag.search.store import CHANGE_MARKER
     from rag.settings import PathSettings, Settings
-    from rag.store import CHANGE_MARKER
 
     def rss_mb() -> int:
         status = Path("/proc/self/status").read_text().splitlines()
@@ -304,11 +304,11 @@ def reopen_release(chunks: int, reopens: int, release: bool) -> None:
         settings = Settings(paths=PathSettings(store_dir=Path(tmp) / "store"))
         info = embedding_model_info(settings)
         build_store(settings, chunks, passage_texts())
-        rag.retrieval.RELEASE_GRACE_S = 0.0
-        rag.retrieval.FRESH_MAX = -1  # every write reopens the store (as past FRESH_MAX writes since the last)
+        rag.search.retrieval.RELEASE_GRACE_S = 0.0
+        rag.search.retrieval.FRESH_MAX = -1  # every write reopens the store (as past FRESH_MAX writes since the last)
         if not release:
-            rag.retrieval.release_system = lambda system: False
-        live = rag.retrieval.LiveRetriever(settings, load_embedder(settings, info), info)
+            rag.search.retrieval.release_system = lambda system: False
+        live = rag.search.retrieval.LiveRetriever(settings, load_embedder(settings, info), info)
         live.search("coronavirus transmission")
         gc.collect()
         row = {"chunks": chunks, "release": release, "reopens": [0], "rss_mb": [rss_mb()]}

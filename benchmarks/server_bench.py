@@ -51,10 +51,10 @@ def copy_to_server(local, server_store) -> int:
 
 
 def bench_store(store_dir: Path, chroma_port: int, queries: int) -> None:
-    from rag.embedding import embedding_model_info, load_embedder
-    from rag.retrieval import Retriever
+    from rag.models.embedding import embedding_model_info, load_embedder
+    from rag.search.retrieval import Retriever
+    from rag.search.store import open_store
     from rag.settings import Settings
-    from rag.store import open_store
 
     local_settings = Settings()
     local_settings.paths.store_dir = store_dir
@@ -119,10 +119,10 @@ def ours_stream(llm, prompt, max_tokens: int) -> tuple[float, int, float]:
 
 
 def bench_llm(llm_url: str, runs: int, max_tokens: int) -> None:
-    from rag.answer import USER_TEMPLATE, system_prompt
+    from rag.answering.answer import USER_TEMPLATE, system_prompt
+    from rag.answering.packing import pack_prompt
     from rag.llm import connect_llm_server
-    from rag.packing import pack_prompt
-    from rag.retrieval import build_retriever
+    from rag.search.retrieval import build_retriever
     from rag.settings import Settings
 
     settings = Settings()
@@ -159,7 +159,7 @@ def bench_llm(llm_url: str, runs: int, max_tokens: int) -> None:
 def bench_api(chroma_port: int, llm_url: str, runs: int) -> None:
     import httpx
 
-    from rag.answer import build_answerer
+    from rag.answering.answer import build_answerer
     from rag.settings import Settings
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCIER_")}
@@ -207,7 +207,7 @@ def main() -> None:
     p.add_argument("--max-tokens", type=int, default=64)
     args = p.parse_args()
     import rag  # noqa: F401  (offline switches)
-    from rag.models import resolve_model_path
+    from rag.models.gguf import resolve_model_path
     from rag.settings import Settings
 
     model = resolve_model_path(Settings())

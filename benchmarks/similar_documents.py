@@ -197,8 +197,8 @@ def answers(answerer: Any, questions: list[dict[str, Any]]) -> dict[str, Any]:
 def routing_cost(questions: list[dict[str, Any]], documents: int) -> dict[str, Any]:
     """Time of matching each question against ``documents`` cards (100 organisations x years, kinds), as the
     retriever does once its cards are read (they are kept until the store changes)."""
-    from rag.cards import card_from_text
-    from rag.routing import route
+    from rag.search.cards import card_from_text
+    from rag.search.routing import route
 
     kinds = ("10K", "10Q", "EARNINGS", "8K")
     cards = [
@@ -231,8 +231,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from ingest.pipeline import build_ingestor
-    from rag.answer import Answerer
-    from rag.retrieval import build_retriever
+    from rag.answering.answer import Answerer
+    from rag.search.retrieval import build_retriever
     from rag.settings import load_settings
 
     settings = load_settings()

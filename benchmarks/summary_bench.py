@@ -55,8 +55,8 @@ class Bench:
     def summarise(self, folder: Path, name: str, refresh: bool = True) -> tuple[Any, float]:
         """``folder`` ingested into its own store, then its document ``name`` summarised (timed)."""
         from ingest.pipeline import build_ingestor
-        from rag.retrieval import open_existing_store
-        from rag.summary import Summarizer, find_document, summary_cache
+        from rag.answering.summary import Summarizer, find_document, summary_cache
+        from rag.search.retrieval import open_existing_store
 
         settings = self.settings.model_copy(deep=True)
         settings.paths.store_dir = folder.parent / f"{folder.name}-store"
@@ -98,8 +98,7 @@ def raw_ratio(bench: Bench, summary: Any) -> tuple[float, float]:
     tokens, greedy) and by ours (not kept: evaluated again), timed in the same run."""
     from llama_cpp import Llama, LlamaGrammar
 
-    from rag.models import resolve_model_path
-    from rag.summary import (
+    from rag.answering.summary import (
         MAP_ANSWER_TOKENS,
         MAP_POINTS,
         MAP_SYSTEM,
@@ -108,6 +107,7 @@ def raw_ratio(bench: Bench, summary: Any) -> tuple[float, float]:
         points_grammar,
         sections_of,
     )
+    from rag.models.gguf import resolve_model_path
     from rag.text import LANGUAGE_NAMES
 
     pages = sorted(summary.page_texts.values(), key=lambda p: p.number)
@@ -133,7 +133,7 @@ def raw_ratio(bench: Bench, summary: Any) -> tuple[float, float]:
 
 
 def part_financebench(bench: Bench, questions: int) -> dict[str, Any]:
-    from rag.citations import stated_numbers
+    from rag.answering.citations import stated_numbers
 
     rows = [json.loads(line) for line in (EVAL / "financebench_dev" / "questions.jsonl").open()]
     rows = [r for r in rows if r["question_type"] != "metrics-generated"][:questions]  # figures read, not computed

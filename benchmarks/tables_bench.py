@@ -60,7 +60,7 @@ def extractors() -> dict:
 def main() -> None:
     from ingest.chunking import split_pages
     from ingest.readers import Page
-    from rag.embedding import embedding_model_info, load_token_counter
+    from rag.models.embedding import embedding_model_info, load_token_counter
     from rag.settings import Settings
 
     settings = Settings()

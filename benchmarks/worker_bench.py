@@ -38,8 +38,8 @@ def rss_mb(pid: int | None = None) -> float:
 
 def real_prompts(settings, inline) -> list[tuple[object, str | None]]:
     """(prompt, quote grammar) of each sample question, as the answerer builds them."""
-    from rag.answer import build_answerer
-    from rag.quotes import answer_grammar
+    from rag.answering.answer import build_answerer
+    from rag.answering.quotes import answer_grammar
 
     answerer = build_answerer(settings, inline)
     prompts = []
@@ -142,7 +142,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from rag.llm import load_local, load_worker
-    from rag.models import resolve_model_path
+    from rag.models.gguf import resolve_model_path
     from rag.settings import load_settings
 
     settings = load_settings()

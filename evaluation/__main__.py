@@ -117,9 +117,9 @@ def run(args: argparse.Namespace) -> int:
     settings.paths.store_dir = store_dir_for(args.workdir / name, settings)
     store = ingest_corpus(settings, corpus, console)
 
-    from rag.embedding import load_embedder
-    from rag.rerank import load_reranker
-    from rag.retrieval import Retriever
+    from rag.models.embedding import load_embedder
+    from rag.search.rerank import load_reranker
+    from rag.search.retrieval import Retriever
 
     query_settings = settings
     if args.query_runtime:
@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         with console.status("loading the model (it translates the questions)"):
             translator = load_llm(settings)
     if not args.retrieval_only:
-        from rag.answer import Answerer
+        from rag.answering.answer import Answerer
         from rag.llm import load_llm
 
         with console.status("loading the model"):

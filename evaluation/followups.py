@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rag.packing import Turn
+from rag.answering.packing import Turn
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -60,10 +60,10 @@ def found(passages: list[Any], evidence: dict[str, str]) -> int | None:
 
 
 def run(out: Path | None) -> dict[str, Any]:
-    from rag.answer import detect_language
-    from rag.followup import concatenated_query, standalone_question
+    from rag.answering.answer import detect_language
+    from rag.answering.followup import concatenated_query, standalone_question
     from rag.llm import load_llm
-    from rag.retrieval import build_retriever
+    from rag.search.retrieval import build_retriever
     from rag.settings import PathSettings, Settings
 
     workdir = REPO / "eval-runs"

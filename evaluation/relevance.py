@@ -24,7 +24,7 @@ from typing import Any
 
 from evaluation.runner import GoldChunks, _squash
 from evaluation.sets import Question
-from rag.store import Store
+from rag.search.store import Store
 from rag.text import search_text
 
 SPLIT_FILE = Path(__file__).parent / "sets" / "relevance_split.json"
@@ -212,8 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     from evaluation.__main__ import ingest_corpus
     from evaluation.runner import store_dir_for
     from evaluation.sets import read_jsonl
-    from rag.embedding import load_embedder
-    from rag.retrieval import Retriever
+    from rag.models.embedding import load_embedder
+    from rag.search.retrieval import Retriever
     from rag.settings import Settings
 
     split = load_split()

@@ -19,13 +19,13 @@ from typing import Any
 
 from evaluation import metrics as m
 from evaluation.sets import Question
-from rag.answer import Answer, Answerer
-from rag.crosslingual import languages_to_search, translations_for
-from rag.embedding import embedder_kind, runtime_label, similarity_floor
+from rag.answering.answer import Answer, Answerer
+from rag.answering.crosslingual import languages_to_search, translations_for
 from rag.llm.base import ChatModel
-from rag.retrieval import Retriever
+from rag.models.embedding import embedder_kind, runtime_label, similarity_floor
+from rag.search.retrieval import Retriever
+from rag.search.store import Store
 from rag.settings import Settings
-from rag.store import Store
 from rag.text import detect_language
 
 KS = (1, 3, 5, 10)
@@ -187,7 +187,7 @@ def evaluate(
 ) -> RunResult:
     """Score every question; answers only when an answerer is given (retrieval-only otherwise). Retrieval
     only, with a ``translator`` model: each question is also searched in the store's other languages, as
-    the answerer searches it (``rag.crosslingual``)."""
+    the answerer searches it (``rag.answering.crosslingual``)."""
     gold_index = GoldChunks(store)
     result = RunResult()
     for question in questions:

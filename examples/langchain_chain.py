@@ -22,7 +22,7 @@ from langchain_core.runnables import RunnablePassthrough
 
 import rag  # noqa: F401  (forces the offline switches before anything else loads)
 from rag.langchain import SourcierChain, SourcierRetriever, chroma_vectorstore
-from rag.models import resolve_model_path
+from rag.models.gguf import resolve_model_path
 from rag.settings import Settings
 
 PROMPT = ChatPromptTemplate.from_messages(

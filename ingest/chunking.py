@@ -11,7 +11,7 @@ from typing import Any
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from ingest.readers import Page
-from rag.embedding import TokenCounter
+from rag.models.embedding import TokenCounter
 from rag.text import text_language
 
 # Bump when the way chunks are cut changes, so stores built the old way are re-chunked.
@@ -151,7 +151,7 @@ def chunk_metadata(
     collections: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Everything a citation needs, plus what incremental ingest checks (hash, pipeline, count), the chunk's
-    language ('en' or 'fr', what a question in another language is translated into: ``rag.crosslingual``),
+    language ('en' or 'fr', what a question in another language is translated into: ``rag.answering.crosslingual``),
     and the chunk's context header when it has one (searched with it, never shown as part of it), and ``ocr``
     when its page was read by OCR, and the collections its file belongs to (``rag.accounts``) when there are."""
     extra = ({"context": context} if context else {}) | ({"ocr": True} if ocr else {})

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rag.names import readable_name
+from rag.search.names import readable_name
 
 SUPPORTED_SUFFIXES = {
     ".pdf": "pdf",
@@ -103,7 +103,7 @@ def _walk(folder: Path, root: Path, found: Discovery, seen: set[tuple[int, int]]
 
 
 def _rel(path: Path, root: Path) -> str:
-    """The file's name under the root as the store keeps it (see :mod:`rag.names`)."""
+    """The file's name under the root as the store keeps it (see :mod:`rag.search.names`)."""
     return readable_name(path.relative_to(root).as_posix()) if path != root else ""
 
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ingest.parsing import Embedded, ParseFailure, ParseJob, one_thread, parse_and_embed
+from ingest.workers import Embedded, ParseFailure, ParseJob, one_thread, parse_and_embed
 from rag.errors import DocumentError, SettingsError
 from rag.settings import Settings
 
@@ -38,7 +38,7 @@ class ParseEmbed:
     """A Ray Data actor: the tokenizer and the embedding model loaded once, a file per call."""
 
     def __init__(self, settings_json: str) -> None:
-        from rag.embedding import embedding_model_info, load_embedder, load_token_counter
+        from rag.models.embedding import embedding_model_info, load_embedder, load_token_counter
 
         settings = Settings.model_validate_json(settings_json)
         self.info = embedding_model_info(settings)

@@ -30,7 +30,7 @@ from ingest.chunking import chunk_ids, chunk_metadata, pipeline_signature
 from ingest.discover import Discovery, Problem, SourceFile, discover
 from ingest.limits import read_limits
 from ingest.ocr import OcrOptions
-from ingest.parsing import (
+from ingest.workers import (
     Embedded,
     Parsed,
     ParseFailure,
@@ -41,15 +41,15 @@ from ingest.parsing import (
     pool_size,
 )
 from rag.accounts import collection_paths, holding
-from rag.cards import card_store
-from rag.embedding import Embedder, EmbeddingModelInfo, TokenCounter
+from rag.answering.summary import SUMMARIES_FILE, SummaryCache
 from rag.errors import DocumentError, SettingsError
-from rag.hashing import file_sha256
 from rag.machine import available_memory
-from rag.names import absolute_path, document_path, resolve_root, root_key  # noqa: F401 (re-exported)
+from rag.models.embedding import Embedder, EmbeddingModelInfo, TokenCounter
+from rag.search.cards import card_store
+from rag.search.hashing import file_sha256
+from rag.search.names import absolute_path, document_path, resolve_root, root_key  # noqa: F401 (re-exported)
+from rag.search.store import Store, StoredDocument
 from rag.settings import Settings
-from rag.store import Store, StoredDocument
-from rag.summary import SUMMARIES_FILE, SummaryCache
 from rag.text import search_text
 
 log = logging.getLogger(__name__)
@@ -196,7 +196,7 @@ class Ingestor:
         return report
 
     def write_cards(self) -> None:
-        """Each new or changed document's card written now (``rag.cards``; the first question would write it
+        """Each new or changed document's card written now (``rag.search.cards``; the first question would write it
         otherwise), and the cards of removed documents dropped. A failure only delays them to that question."""
         try:
             cards = card_store(self.settings.paths.store_dir)
@@ -498,8 +498,8 @@ def _note_runtime(report: IngestReport, runtime: str) -> None:
 
 def build_ingestor(settings: Settings, progress: ProgressListener | None = None) -> Ingestor:
     """An Ingestor over the configured store and embedding model (models load lazily)."""
-    from rag.embedding import embedder_kind, embedding_model_info, load_embedder, load_token_counter
-    from rag.store import open_store
+    from rag.models.embedding import embedder_kind, embedding_model_info, load_embedder, load_token_counter
+    from rag.search.store import open_store
 
     info = embedding_model_info(settings)
     light = embedder_kind(settings).workers_embed(settings)
@@ -528,7 +528,7 @@ def ingest_paths(
 ) -> IngestReport:
     """Ingest folders/files into the configured store, holding the one-writer lock (files inside ``under``
     named from it)."""
-    from ingest.lock import ingest_lock
+    from rag.search.writer_lock import ingest_lock
 
     for t in targets:
         if not Path(t).exists():
@@ -556,8 +556,8 @@ def sync_collections(settings: Settings, *, wait: bool = False) -> int:
     """After a change to the collections (``sourcier collections``): every stored document's chunks made to
     carry the collections holding its file, under the one-writer lock. Returns the chunks changed (0 before
     the first ingest)."""
-    from ingest.lock import ingest_lock
-    from rag.store import open_store, store_class
+    from rag.search.store import open_store, store_class
+    from rag.search.writer_lock import ingest_lock
 
     if not store_class(settings).exists(settings):
         return 0
@@ -570,9 +570,9 @@ def remove_files(paths: Sequence[Path], folder: Path, settings: Settings, *, wai
     """Remove the chunks of files (or of every file under folders) that were deleted or moved away from
     ``folder``, an ingested folder, under the one-writer lock. Returns {file: chunks removed} for those the store
     held."""
-    from ingest.lock import ingest_lock
-    from rag.names import readable_name
-    from rag.store import open_store, store_class
+    from rag.search.names import readable_name
+    from rag.search.store import open_store, store_class
+    from rag.search.writer_lock import ingest_lock
 
     if not store_class(settings).exists(settings):
         return {}
@@ -592,7 +592,7 @@ def remove_files(paths: Sequence[Path], folder: Path, settings: Settings, *, wai
 
 def forget_folders(folders: Sequence[Path], settings: Settings, *, wait: bool = False) -> dict[str, int]:
     """Remove the chunks of folders that were moved or deleted; returns chunks removed per folder."""
-    from ingest.lock import ingest_lock
+    from rag.search.writer_lock import ingest_lock
 
     with ingest_lock(settings.paths.store_dir, wait=wait):
         ingestor = build_ingestor(settings)

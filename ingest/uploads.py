@@ -124,7 +124,7 @@ def set_aside(saved: list[SavedUpload], failed_names: set[str]) -> dict[str, str
 
 def remove_document(settings: Settings, root: str, source: str, *, wait: bool = False) -> int:
     """Remove one document's chunks; move its file aside if it is in the documents folder. Returns chunks."""
-    from ingest.lock import ingest_lock
+    from rag.search.writer_lock import ingest_lock
 
     with ingest_lock(settings.paths.store_dir, wait=wait):
         store = build_ingestor(settings).store

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ingest.discover import SUPPORTED_SUFFIXES
 from ingest.pipeline import IngestReport, ProgressListener, ingest_paths, remove_files
-from rag.names import absolute_path
+from rag.search.names import absolute_path
 from rag.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from rag.answer import Answer, Answerer
-    from rag.scope import Scope
+    from rag.answering.answer import Answer, Answerer
+    from rag.search.scope import Scope
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_ERROR = 0, 1, 2
 
@@ -119,13 +119,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.store:
             settings.paths.store_dir = args.store
         if args.command == "model":
-            from rag.models import prepare_embedding_model, resolve_model_path
+            from rag.models.gguf import prepare_embedding_model, resolve_model_path
 
             print(resolve_model_path(settings))
             print(f"embedding model: {prepare_embedding_model(settings)}", file=sys.stderr)
             return EXIT_OK
         if args.command == "ask":
-            from rag.answer import clean_question
+            from rag.answering.answer import clean_question
 
             clean_question(args.question)  # refuse an empty question before loading any model
             from rag.accounts import ACCOUNTS_FILE
@@ -138,13 +138,13 @@ def main(argv: list[str] | None = None) -> int:
                 if url is not None:
                     return ask_server(url, settings, args.question, args.scope, as_json=args.json)
         if args.command in ("summarize", "compare"):
-            from rag.summary_cli import run_summary
+            from rag.answering.summary_cli import run_summary
 
             return run_summary(args, settings)
         from rag.accounts import collections_of, readable_by
-        from rag.answer import build_answerer
-        from rag.retrieval import build_retriever
-        from rag.scope import resolve_scope, within
+        from rag.answering.answer import build_answerer
+        from rag.search.retrieval import build_retriever
+        from rag.search.scope import resolve_scope, within
 
         model = Meanwhile(settings)  # the model loads while the store, the embedder and the reranker load here
         retriever = build_retriever(settings)  # an empty store, or a name that matches no document, is said first
@@ -258,7 +258,7 @@ def show(answer: Answer, as_json: bool) -> int:
     if as_json:
         import json
 
-        from rag.answer_json import answer_json
+        from rag.answering.answer_json import answer_json
 
         print(json.dumps(answer_json(answer), indent=2, ensure_ascii=False))
     else:
@@ -268,7 +268,7 @@ def show(answer: Answer, as_json: bool) -> int:
 
 
 def chat(answerer: Answerer, scope: Scope | None = None, trail: Any = None, user: str | None = None) -> int:
-    from rag.packing import Turn
+    from rag.answering.packing import Turn
 
     history: list[Turn] = []
     print("Ask about your documents (empty line or Ctrl-D to quit).")
@@ -318,7 +318,7 @@ def print_sources(answer: Answer) -> None:
     if answer.sources:
         console.print(table)
     if answer.summary is not None:
-        from rag.summary import details_line
+        from rag.answering.summary import details_line
 
         console.print(f"[dim]({details_line(answer.summary)})[/]", highlight=False)
         return

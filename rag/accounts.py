@@ -7,8 +7,8 @@
   ``FAILURE_WINDOW_S`` the account (or the address) is locked for ``LOCKOUT_S``, and every failure is logged.
 - **Collections** are named sets of folders or files on disk. A document belongs to every collection holding
   its file; its chunks carry those collections' ids (metadata ``collections``), and a search made for a
-  member is held to their collections by :meth:`Accounts.scope_for` (a :class:`~rag.scope.Scope`), inside
-  the store and the keyword index (``rag.store``, ``rag.keyword``).
+  member is held to their collections by :meth:`Accounts.scope_for` (a :class:`~rag.search.scope.Scope`), inside
+  the store and the keyword index (``rag.search.store``, ``rag.search.keyword``).
 
 With no one in the file, sourcier is one person's tool as before: no login, and everything readable.
 The file is created readable by this user only.
@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Literal
 
 from rag.errors import SourcierError
-from rag.names import absolute_path
 from rag.private_db import open_private
-from rag.scope import Scope
+from rag.search.names import absolute_path
+from rag.search.scope import Scope
 
 ACCOUNTS_FILE = "accounts.sqlite3"
 ROLES = ("admin", "member")

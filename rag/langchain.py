@@ -1,6 +1,6 @@
 """sourcier as LangChain parts: a retriever over our hybrid (and reranked) search, and the answer chain as a
 ``Runnable``. LangChain is the interface here, not the engine: the chain keeps our packing, the model's own
-chat template, the answerability check and the citation checks, and returns our :class:`~rag.answer.Answer`.
+chat template, the answerability check and the citation checks, and returns our :class:`~rag.answering.answer.Answer`.
 
     from rag.langchain import SourcierRetriever, SourcierChain
     retriever = SourcierRetriever.from_settings()          # the configured store, embedder and reranker
@@ -25,15 +25,15 @@ from langchain_core.runnables.config import ensure_config, get_callback_manager_
 from pydantic import ConfigDict
 
 from rag.accounts import collections_of, readable_by
-from rag.answer import Answer, Answerer, Searcher
+from rag.answering.answer import Answer, Answerer, Searcher
+from rag.answering.packing import Passage, Turn
 from rag.errors import SourcierError
-from rag.packing import Passage, Turn
-from rag.scope import Scope, resolve_scope, within
+from rag.search.scope import Scope, resolve_scope, within
 from rag.settings import Settings
 
 ChainInput = str | Mapping[str, Any]
 """A question, or ``{"question": ..., "history": [...], "sources": [...], "user": ...}``: history as (question,
-answer) pairs, :class:`~rag.packing.Turn`, ``{"question", "answer"}`` dicts or alternating human/AI messages;
+answer) pairs, :class:`~rag.answering.packing.Turn`, ``{"question", "answer"}`` dicts or alternating human/AI messages;
 sources as document or folder names (the answer comes only from them); user an account whose collections
 the answer is held to."""
 
@@ -89,7 +89,7 @@ class SourcierRetriever(BaseRetriever):
         user: str | None = None,
     ) -> SourcierRetriever:
         """A retriever over the configured store (refuses an empty one); loads the embedder and reranker."""
-        from rag.retrieval import build_retriever
+        from rag.search.retrieval import build_retriever
 
         settings = settings if settings is not None else Settings()
         return cls(searcher=build_retriever(settings), settings=settings, k=k, sources=list(sources), user=user)
@@ -128,7 +128,7 @@ def as_turns(history: Any) -> list[Turn]:
 
 
 class SourcierChain(Runnable[ChainInput, Answer]):
-    """Question (and history) -> our :class:`~rag.answer.Answer`, with its numbered sources and checked citations.
+    """Question (and history) -> our :class:`~rag.answering.answer.Answer`, numbered sources and checked citations.
 
     ``invoke`` returns the Answer; ``stream`` yields the answer's text pieces as the model writes them, then the
     Answer as its last item (so a caller can print as it comes and still get the sources); ``batch`` answers
@@ -144,7 +144,7 @@ class SourcierChain(Runnable[ChainInput, Answer]):
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> SourcierChain:
         """The configured store and model (the model loads here: heavy, build once and share)."""
-        from rag.answer import build_answerer
+        from rag.answering.answer import build_answerer
 
         return cls(build_answerer(settings if settings is not None else Settings()))
 
@@ -208,8 +208,8 @@ def chroma_vectorstore(settings: Settings | None = None, embeddings: Any = None)
     """
     from langchain_chroma import Chroma
 
-    from rag.embedding import embedding_model_info, load_embedder
-    from rag.store import open_store
+    from rag.models.embedding import embedding_model_info, load_embedder
+    from rag.search.store import open_store
 
     settings = settings if settings is not None else Settings()
     info = getattr(embeddings, "info", None) or embedding_model_info(settings)

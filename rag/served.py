@@ -17,8 +17,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from rag.answer import Answer
-from rag.answer_json import answer_from_json
+from rag.answering.answer import Answer
+from rag.answering.answer_json import answer_from_json
 from rag.errors import SourcierError
 from rag.settings import Settings
 

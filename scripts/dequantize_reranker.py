@@ -112,7 +112,7 @@ def agreement(onnx_folder: Path, out: Path, pairs: list[tuple[str, str]]) -> flo
     """Spearman's rank correlation of the two models' scores over ``pairs``."""
     from scipy.stats import spearmanr
 
-    from rag.rerank import OnnxCrossEncoder, SentenceTransformersCrossEncoder
+    from rag.search.rerank import OnnxCrossEncoder, SentenceTransformersCrossEncoder
 
     onnx_model, float_model = OnnxCrossEncoder(onnx_folder, 2), SentenceTransformersCrossEncoder(out, 2)
     a, b = [], []
@@ -128,7 +128,7 @@ def agreement(onnx_folder: Path, out: Path, pairs: list[tuple[str, str]]) -> flo
 def main() -> None:
     import random
 
-    from rag.rerank import MS_MARCO_MINILM
+    from rag.search.rerank import MS_MARCO_MINILM
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=ROOT / "artifacts" / "ms-marco-l12-float32")

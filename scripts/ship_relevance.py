@@ -43,7 +43,7 @@ from evaluation.relevance_metrics import (  # noqa: E402
     threshold_for,
     tops,
 )
-from rag.rerank import read_count  # noqa: E402
+from rag.search.rerank import read_count  # noqa: E402
 
 K = 4  # retrieval.k
 SETS = ("piaf", "covid_qa")
@@ -91,7 +91,7 @@ def check_int8(model, tokenizer, to: Path, pairs_n: int = 300, questions_n: int 
     import torch
     from scipy.stats import spearmanr
 
-    from rag.rerank import OnnxCrossEncoder
+    from rag.search.rerank import OnnxCrossEncoder
 
     int8 = OnnxCrossEncoder(to, threads=2)
 
@@ -146,7 +146,7 @@ def score_part(tag: str, folder: Path | None, part: str, limit: int) -> tuple[li
     if cache.is_file():
         rows = read(cache)
     else:
-        from rag.rerank import MS_MARCO_MINILM, OnnxCrossEncoder
+        from rag.search.rerank import MS_MARCO_MINILM, OnnxCrossEncoder
 
         model = OnnxCrossEncoder(folder or MS_MARCO_MINILM.path(), threads=2)
         rankings = [r for s in SETS for r in read(ARGS.workdir / f"rankings-{s}.jsonl") if r["part"] == part]
@@ -265,7 +265,7 @@ def main() -> None:
     }
     (args.to / "calibration.json").write_text(json.dumps(calibration, indent=1) + "\n")
     (args.workdir / "report-ours.json").write_text(json.dumps(report, indent=1) + "\n")
-    from rag.hashing import file_sha256
+    from rag.search.hashing import file_sha256
 
     digest = file_sha256(args.to / "model.onnx", 1 << 20)
     write_card(args, report, digest)

@@ -34,7 +34,7 @@ def read(path: Path) -> list[dict]:
 
 def base_path(name: str) -> Path:
     if name == "minilm-l6":
-        from rag.embedding import packaged_model_path
+        from rag.models.embedding import packaged_model_path
 
         return packaged_model_path()
     return Path(name)
@@ -184,7 +184,7 @@ def _save(args: argparse.Namespace, model, tokenizer, t0: float, **counts: int) 
 
 def scorers(model_dir: Path | None):
     """{name: score(question, passages) -> list[float]}: the packaged reranker, and the trained model."""
-    from rag.rerank import load_reranker
+    from rag.search.rerank import load_reranker
     from rag.settings import Settings
 
     out = {"packaged ms-marco-MiniLM-L-12 (INT8 ONNX)": load_reranker(Settings()).score}

@@ -17,10 +17,10 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from rag.activity import Cancellation
-from rag.corpus import DocumentInfo
+from rag.answering.summary import Summarizer, SummaryCache
 from rag.llm.base import ChatModel
-from rag.summary import Summarizer, SummaryCache
+from rag.llm.turns import Cancellation
+from rag.search.corpus import DocumentInfo
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ POLL_S = 1.0  # how often the thread looks whether the model is free and a docum
 
 
 class ModelOwner(Protocol):
-    """What the thread needs of :class:`service.core.Service`."""
+    """What the thread needs of :class:`service.shared.Service`."""
 
     @property
     def summaries(self) -> SummaryCache | None: ...

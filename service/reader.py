@@ -19,22 +19,22 @@ from ingest.page_view import PAGE_KINDS, PageCache, PageView
 from ingest.pipeline import IngestReport, ProgressListener, document_path
 from ingest.uploads import SavedUpload, remove_document, save_upload, set_aside, withdraw
 from rag.accounts import AccessError, Accounts, Collection, Person
-from rag.activity import Cancellation
-from rag.answer import Answer, Answerer, Searcher
+from rag.answering.answer import Answer, Answerer, Searcher
+from rag.answering.conversations import ConversationStore, OwnedConversations
+from rag.answering.packing import Passage
+from rag.answering.summary import Comparison, ProgressCallback, Summarizer, Summary
 from rag.audit import AuditLog, sources_shown
-from rag.cards import DocumentCard
-from rag.conversations import ConversationStore, OwnedConversations
-from rag.corpus import DocumentInfo, Record
 from rag.errors import IngestLockedError, SourcierError
-from rag.names import absolute_path, resolve_root
-from rag.packing import Passage
-from rag.scope import Scope, resolve_scope, within
+from rag.llm.turns import Cancellation
+from rag.search.cards import DocumentCard
+from rag.search.corpus import DocumentInfo, Record
+from rag.search.names import absolute_path, resolve_root
+from rag.search.scope import Scope, resolve_scope, within
 from rag.settings import Settings
-from rag.summary import Comparison, ProgressCallback, Summarizer, Summary
 
 
 class Shared(Protocol):
-    """What a reader uses of the service (``service.core.Service``), shared by every person."""
+    """What a reader uses of the service (``service.shared.Service``), shared by every person."""
 
     settings: Settings
     retriever: Searcher
@@ -100,7 +100,7 @@ class Reader:
         return {(c.root, c.source): c for c in self.service.cards(self.readable)}
 
     def set_card(self, source: str, root: str | None, values: dict[str, Any]) -> DocumentCard:
-        """Correct a readable document's card (``rag.cards.EDITABLE`` fields; None or '' forgets one)."""
+        """Correct a readable document's card (``rag.search.cards.EDITABLE`` fields; None or '' forgets one)."""
         doc = self.document(source, root)
         self.service.set_card(doc.root, doc.source, values)
         self.record("card", file=doc.source, root=doc.root, **{k: v for k, v in values.items() if v is not None})
@@ -154,7 +154,7 @@ class Reader:
         cancel: Cancellation | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> Summary:
-        """A readable document's summary (``rag.summary``), kept in the audit trail."""
+        """A readable document's summary (``rag.answering.summary``), kept in the audit trail."""
         doc = self.document(source, root)
         summary = self.service.summarizer().summarize(doc, language, self.readable, cancel, on_progress, refresh)
         self.record("summarize", file=doc.source, root=doc.root, cached=summary.cached, cancelled=summary.cancelled)
@@ -168,7 +168,7 @@ class Reader:
         cancel: Cancellation | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> Comparison:
-        """Two readable documents lined up topic by topic (``rag.summary``), kept in the audit trail."""
+        """Two readable documents lined up topic by topic (``rag.answering.summary``), kept in the audit trail."""
         a, b = self.document(*first), self.document(*second)
         comparison = self.service.summarizer().compare(a, b, language, self.readable, cancel, on_progress)
         self.record("compare", files=[a.source, b.source], cancelled=comparison.cancelled)

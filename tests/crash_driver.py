@@ -11,8 +11,8 @@ import os
 import sys
 from pathlib import Path
 
-from ingest.lock import ingest_lock
 from ingest.pipeline import ProgressListener
+from rag.search.writer_lock import ingest_lock
 from tests.conftest import make_settings
 from tests.fakes import fake_ingestor
 

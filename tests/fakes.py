@@ -8,8 +8,8 @@ import re
 import time
 from pathlib import Path
 
-from rag.embedding import EmbeddingModelInfo
 from rag.llm.base import ChatModel
+from rag.models.embedding import EmbeddingModelInfo
 
 _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
@@ -57,7 +57,7 @@ class FakeEmbedder:
 def fake_ingestor(settings, delay: float = 0.0, progress=None):
     """An Ingestor over the real Chroma store in settings, with the fake tokenizer and embedder."""
     from ingest.pipeline import Ingestor
-    from rag.store import open_store
+    from rag.search.store import open_store
 
     embedder = FakeEmbedder(delay)
     ingestor = Ingestor(
@@ -131,8 +131,8 @@ class FakeLLM(ChatModel):
     """Queued replies, streamed word by word; records the prompts it was given (like llm's MockModel)."""
 
     def __init__(self, replies: list[str], n_ctx: int = 4096, piece_delay: float = 0.0) -> None:
-        from rag.activity import ModelActivity
         from rag.llm import ChatPrompter
+        from rag.llm.turns import ModelActivity
         from rag.settings import Settings
 
         self.settings = Settings()
@@ -142,7 +142,7 @@ class FakeLLM(ChatModel):
         self.prompts = []
         self.decodings = []
         self.grammars = []
-        # Question -> its translation, for the translation prompts of rag.crosslingual (kept apart from the
+        # Question -> its translation, for the translation prompts of rag.answering.crosslingual (kept apart from the
         # queued replies and the recorded prompts); an unknown question gets an empty reply (not translated).
         self.translations: dict[str, str] = {}
         self.translated: list[str] = []
@@ -164,7 +164,7 @@ class FakeLLM(ChatModel):
 
     def stream(self, prompt, max_tokens=None, decoding=None, cancel=None, grammar=None):
         """The next queued reply word by word, holding the model like the real ones (one at a time)."""
-        from rag.crosslingual import TRANSLATE_SYSTEM
+        from rag.answering.crosslingual import TRANSLATE_SYSTEM
 
         with self.activity.hold(cancel) as hold:
             if hold is None:

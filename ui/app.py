@@ -16,14 +16,14 @@ import streamlit as st
 from ingest.discover import SUPPORTED_SUFFIXES
 from ingest.pipeline import ProgressListener
 from rag.accounts import AccessError
-from rag.answer import SYSTEM_PROMPT, Answer
-from rag.cards import DocumentCard
-from rag.citations import support_spans
-from rag.conversations import conversation_markdown
-from rag.corpus import DocumentInfo
+from rag.answering.answer import SYSTEM_PROMPT, Answer
+from rag.answering.citations import support_spans
+from rag.answering.conversations import conversation_markdown
+from rag.answering.packing import Turn
 from rag.errors import IngestLockedError, SourcierError
-from rag.packing import Turn
-from rag.scope import COLLECTION, Scope
+from rag.search.cards import DocumentCard
+from rag.search.corpus import DocumentInfo
+from rag.search.scope import COLLECTION, Scope
 from service import Reader, Service, SessionChoices, build_service
 from ui.render import describe_timings, highlighted, plain
 from ui.texts import interface_language, tr
@@ -345,7 +345,7 @@ def show_answer(reader: Reader, answer: Answer, lang: str, streamed: bool, turn:
 
 
 def show_route(route: dict[str, Any], lang: str) -> None:
-    """Which documents the question named and was searched in (rag.routing), and a way to ask again in all."""
+    """Which documents the question named and was searched in (rag.search.routing), and a way to ask again in all."""
     names = "; ".join(plain(d["label"]) for d in route["documents"][:5])
     if len(route["documents"]) > 5:
         names += tr(lang, "and_more", n=len(route["documents"]) - 5)
@@ -425,7 +425,7 @@ def passage_spans(answer: Answer, source: Any) -> list[tuple[int, int]]:
 
 
 def download(reader: Reader, passage: Any, key: str, lang: str) -> None:
-    from rag.corpus import DocumentInfo
+    from rag.search.corpus import DocumentInfo
 
     path = reader.file_of(DocumentInfo(passage.root, passage.source))
     try:
@@ -590,7 +590,7 @@ def documents_panel(reader: Reader, lang: str) -> None:
 
 
 def card_form(reader: Reader, doc: DocumentInfo, card: DocumentCard, lang: str, key: str) -> None:
-    """Correct what a document is (rag.cards): kept when it is ingested again; empty fields forget a correction."""
+    """Correct what a document is (rag.search.cards): kept when ingested again; empty fields forget a correction."""
     with st.form(key, border=False):
         organisation = st.text_input(tr(lang, "card_organisation"), card.organisation)
         year = st.text_input(tr(lang, "card_year"), str(card.year or ""))

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from rag.activity import Cancellation, ModelActivity
+from rag.llm.turns import Cancellation, ModelActivity
 from rag.settings import LLMSettings, Settings
 
 # Held while llama.cpp loads a GGUF: it points this whole process's stderr (fd 2 and sys.stderr) at /dev/null

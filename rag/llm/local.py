@@ -18,11 +18,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from rag.activity import Cancellation, ModelActivity, cancelled
 from rag.errors import ModelFileError, SourcierError
-from rag.gbnf import check_grammar
 from rag.llm.base import STDERR_SILENCED, ZERO_WIDTH_SPACE, ChatModel, Prompt
 from rag.llm.drafts import QuoteDrafts
+from rag.llm.gbnf import check_grammar
 from rag.llm.llama_internals import (
     LazyGrammar,
     drafting,
@@ -31,6 +30,7 @@ from rag.llm.llama_internals import (
     last_logits,
     set_threads,
 )
+from rag.llm.turns import Cancellation, ModelActivity, cancelled
 from rag.machine import CoreWatch
 from rag.settings import LLMSettings, Settings
 
@@ -106,7 +106,7 @@ class ChatPrompter:
 
 
 def compile_grammar(grammar: str) -> Any:
-    """A GBNF grammar ready for llama-cpp-python's sampler, checked first (:func:`rag.gbnf.check_grammar`):
+    """A GBNF grammar ready for llama-cpp-python's sampler, checked first (:func:`rag.llm.gbnf.check_grammar`):
     llama.cpp crashes the process on a grammar it cannot parse, a bad one here is a ``GrammarError``."""
     from llama_cpp import LlamaGrammar
 
@@ -297,7 +297,7 @@ class LocalLLM(ChatModel):
 def load_local(settings: Settings, model_path: Path | None = None) -> LocalLLM:
     """The GGUF (``model_path``, else the configured or packaged one) loaded in this process, with its own
     chat template. Imports llama_cpp; heavy: call once and share."""
-    from rag.models import resolve_model_path
+    from rag.models.gguf import resolve_model_path
 
     path = model_path or resolve_model_path(settings)
     llama = open_gguf(path, settings)

@@ -25,8 +25,8 @@ import threading
 from multiprocessing.connection import Connection
 from typing import Any
 
-from rag.activity import Cancellation
 from rag.errors import SourcierError
+from rag.llm.turns import Cancellation
 
 
 def sendable(exc: BaseException) -> BaseException:

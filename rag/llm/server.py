@@ -23,10 +23,10 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from rag.activity import Cancellation, ModelActivity, cancelled
 from rag.errors import LLMServerError
-from rag.gbnf import check_grammar
 from rag.llm.base import ZERO_WIDTH_SPACE, ChatModel, Prompt, decoding_kwargs
+from rag.llm.gbnf import check_grammar
+from rag.llm.turns import Cancellation, ModelActivity, cancelled
 from rag.settings import LLMSettings, Settings
 
 MESSAGE_OVERHEAD = 8  # role markers and separators a template adds around each message

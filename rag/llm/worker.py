@@ -30,9 +30,9 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from rag.activity import Cancellation, ModelActivity, cancelled
 from rag.errors import ModelCrashError, ModelFileError
 from rag.llm.base import ChatModel, Prompt
+from rag.llm.turns import Cancellation, ModelActivity, cancelled
 from rag.settings import LLMSettings, Settings
 
 POLL_S = 0.05  # how often a waiting request looks at its cancellation and at the worker's life
@@ -381,7 +381,7 @@ def load_worker(settings: Settings, model_path: Path | None = None) -> WorkerLLM
     """The GGUF (``model_path``, else the configured or packaged one) in a worker process, its prompter here
     (the vocabulary only). Heavy: call once and share."""
     from rag.llm.local import open_gguf, prompter_for
-    from rag.models import resolve_model_path
+    from rag.models.gguf import resolve_model_path
 
     path = model_path or resolve_model_path(settings)
     vocabulary = open_gguf(path, settings, vocab_only=True)

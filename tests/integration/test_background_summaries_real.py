@@ -12,8 +12,8 @@ import pytest
 from devkit import SAMPLE_DATA
 from devkit.models import smollm_path
 from ingest.pipeline import ingest_paths
+from rag.answering.summary import find_document
 from rag.settings import Settings
-from rag.summary import find_document
 from service import build_service
 from tests.integration.test_model_worker import runners
 

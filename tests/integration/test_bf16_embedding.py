@@ -9,12 +9,12 @@ import logging
 import numpy as np
 import pytest
 
-import rag.embedding
 import rag.machine
+import rag.models.embedding
 from ingest.pipeline import ingest_paths
-from rag.embedding import Bf16Embedder, SentenceTransformerEmbedder, embedding_model_info, load_embedder
 from rag.errors import ModelFileError
-from rag.store import open_store
+from rag.models.embedding import Bf16Embedder, SentenceTransformerEmbedder, embedding_model_info, load_embedder
+from rag.search.store import open_store
 from rag.text import search_text
 from tests.conftest import make_settings
 
@@ -39,7 +39,7 @@ def info(tmp_path_factory):
 def test_bf16_vectors_agree_with_float32(info):
     bf16 = Bf16Embedder(info)
     assert bf16.runtime == "torch-bf16 on cpu"
-    assert bf16.mean_cosine >= rag.embedding.BF16_MIN_MEAN_COSINE and bf16.min_cosine >= 0.999
+    assert bf16.mean_cosine >= rag.models.embedding.BF16_MIN_MEAN_COSINE and bf16.min_cosine >= 0.999
     ours = np.asarray(bf16.embed_documents(TEXTS))
     reference = np.asarray(SentenceTransformerEmbedder(info).embed_documents(TEXTS))
     assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-3)
@@ -53,7 +53,7 @@ def test_bf16_vectors_agree_with_float32(info):
 
 
 def test_a_model_that_disagrees_in_bf16_is_refused_when_asked_for(info, tmp_path, monkeypatch):
-    monkeypatch.setattr(rag.embedding, "BF16_MIN_MEAN_COSINE", 1.01)  # stricter than bfloat16 can be
+    monkeypatch.setattr(rag.models.embedding, "BF16_MIN_MEAN_COSINE", 1.01)  # stricter than bfloat16 can be
     settings = make_settings(tmp_path)
     settings.embedding.runtime = "torch-bf16"
     with pytest.raises(ModelFileError, match=rf"{info.name} in bfloat16 disagrees .* use embedding.runtime = 'onnx'"):
@@ -61,10 +61,10 @@ def test_a_model_that_disagrees_in_bf16_is_refused_when_asked_for(info, tmp_path
 
 
 def test_under_auto_a_disagreeing_model_is_embedded_in_float32(info, tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(rag.embedding, "BF16_MIN_MEAN_COSINE", 1.01)
+    monkeypatch.setattr(rag.models.embedding, "BF16_MIN_MEAN_COSINE", 1.01)
     monkeypatch.setattr(rag.machine, "cpu_flags", lambda: frozenset({"amx_bf16"}))
     settings = make_settings(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="rag.embedding"):
+    with caplog.at_level(logging.WARNING, logger="rag.models.embedding"):
         embedder = load_embedder(settings, info, bulk=True)
     assert embedder.runtime == "onnx on cpu"
     assert "disagrees" in caplog.text and "float32 instead" in caplog.text
@@ -93,8 +93,8 @@ def test_ingest_workers_embed_in_bf16_for_bulk_work_only(corpus, tmp_path, bulk_
 def test_an_ingest_starts_the_workers_its_memory_holds(corpus, tmp_path, monkeypatch):
     import ingest.pipeline
     import rag.settings
-    from ingest.parsing import MAIN_PROCESS_MB
-    from rag.embedding import TORCH_WORKER_MB
+    from ingest.workers import MAIN_PROCESS_MB
+    from rag.models.embedding import TORCH_WORKER_MB
 
     # a 2-core machine with AMX whose free memory holds one bfloat16 worker, or four float32 ONNX ones
     monkeypatch.setattr(rag.settings, "available_cores", lambda: 2)

@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 
 from devkit.models import smollm_path
-from rag.gbnf import GrammarError, check_grammar
+from rag.answering.quotes import answer_grammar, quote_runs
+from rag.llm.gbnf import GrammarError, check_grammar
 from rag.llm.worker import crash_reason
-from rag.quotes import answer_grammar, quote_runs
 from tests.conftest import REPO
 from tests.unit.test_gbnf import ODD_PASSAGES
 
@@ -96,8 +96,8 @@ def dev_set_chunks(name: str, tmp: Path) -> list[str]:
 def chunk_texts(path: Path) -> list[str]:
     """One file's chunks, as the ingest reads and splits it."""
     from ingest.discover import SUPPORTED_SUFFIXES
-    from ingest.parsing import Parsed, ParseJob, parse
-    from rag.embedding import embedding_model_info, load_token_counter
+    from ingest.workers import Parsed, ParseJob, parse
+    from rag.models.embedding import embedding_model_info, load_token_counter
     from rag.settings import Settings
 
     settings = Settings()

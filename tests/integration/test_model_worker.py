@@ -23,11 +23,11 @@ import psutil
 import pytest
 
 from devkit.models import smollm_path
-from rag.activity import Cancellation
+from rag.answering.quotes import answer_grammar
 from rag.errors import ModelCrashError, ModelFileError
 from rag.llm import load_llm, load_local
+from rag.llm.turns import Cancellation
 from rag.llm.worker import WorkerLLM
-from rag.quotes import answer_grammar
 from rag.settings import Settings
 from tests.conftest import REPO
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from rag.embedding import USEM3_NAME, embedding_model_info, load_embedder, load_token_counter
 from rag.errors import StoreMismatchError
-from rag.retrieval import build_retriever
+from rag.models.embedding import USEM3_NAME, embedding_model_info, load_embedder, load_token_counter
+from rag.search.retrieval import build_retriever
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.integration

@@ -6,7 +6,7 @@ import pytest
 
 import ingest.ocr
 from devkit.scans import rendered_pdf_page, scanned_pdf, text_page_image
-from rag.answer import build_answerer
+from rag.answering.answer import build_answerer
 from rag.settings import PathSettings, Settings
 from tests.conftest import SAMPLE_DATA
 from tests.integration.test_real_ingest import cli

@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from rag.embedding import SentenceTransformerEmbedder, embedding_model_info, load_embedder
-from rag.onnx_embedding import FILE_NAMES, MANIFEST, ensure_onnx_model, onnx_dir
+from rag.models.embedding import SentenceTransformerEmbedder, embedding_model_info, load_embedder
+from rag.models.onnx_embedding import FILE_NAMES, MANIFEST, ensure_onnx_model, onnx_dir
 from tests.conftest import REPO, make_settings
 
 pytestmark = pytest.mark.integration
@@ -80,7 +80,7 @@ def test_a_reader_with_the_onnx_runtime_never_imports_torch(exported):
     code = (
         "import sys, time; t = time.perf_counter()\n"
         "from rag.settings import PathSettings, Settings\n"
-        "from rag.embedding import load_embedder\n"
+        "from rag.models.embedding import load_embedder\n"
         f"s = Settings(paths=PathSettings(model_dir={str(settings.paths.model_dir)!r}))\n"
         "v = load_embedder(s).embed_query('hello')\n"
         "assert len(v) == 384\n"
@@ -118,12 +118,12 @@ def test_workers_that_embed_write_the_store_one_process_writes(tmp_path, corpus)
 
 
 def test_an_export_that_disagrees_with_torch_is_refused_and_never_used(tmp_path, monkeypatch):
-    import rag.onnx_embedding
+    import rag.models.onnx_embedding
     from rag.errors import ModelFileError
 
     settings = make_settings(tmp_path)
     info = embedding_model_info(settings)
-    monkeypatch.setitem(rag.onnx_embedding.MIN_MEAN_COSINE, "onnx-int8", 1.01)  # stricter than any INT8 copy
+    monkeypatch.setitem(rag.models.onnx_embedding.MIN_MEAN_COSINE, "onnx-int8", 1.01)  # stricter than any INT8 copy
     with pytest.raises(ModelFileError, match="onnx-int8 copy of all-MiniLM-L6-v2 disagrees with the torch model"):
         ensure_onnx_model(tmp_path / "models", info, "onnx-int8")
     folder = onnx_dir(tmp_path / "models", info)

@@ -16,7 +16,7 @@ import pytest
 
 from ingest.pipeline import build_ingestor
 from rag.machine import bf16_in_hardware
-from rag.store import drop_cached_stores
+from rag.search.store import drop_cached_stores
 from tests.conftest import SAMPLE_DATA, make_settings
 from tests.fakes import KEYWORD_INDEX, store_snapshot
 

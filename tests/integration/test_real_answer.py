@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from rag.answer import build_answerer, detect_language
+from rag.answering.answer import build_answerer, detect_language
 from rag.settings import PathSettings, Settings
 from rag.text import UNDETERMINED, text_language
 from tests.conftest import REPO, SAMPLE_DATA

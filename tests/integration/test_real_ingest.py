@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from devkit.models import smollm_path
-from rag.store import drop_cached_stores
+from rag.search.store import drop_cached_stores
 from tests.conftest import REPO, SAMPLE_DATA
 from tests.fakes import KEYWORD_INDEX, store_snapshot
 
@@ -28,9 +28,9 @@ def cli(*args: str, cwd: Path = REPO, importtime: bool = False) -> subprocess.Co
 
 
 def open_real_store(store_dir: Path):
-    from rag.embedding import embedding_model_info
+    from rag.models.embedding import embedding_model_info
+    from rag.search.store import open_store
     from rag.settings import PathSettings, Settings
-    from rag.store import open_store
 
     settings = Settings(paths=PathSettings(store_dir=store_dir))
     drop_cached_stores()
@@ -56,7 +56,7 @@ def test_cli_ingests_the_samples_with_the_packaged_model(sample_store):
 def test_no_chunk_exceeds_what_the_embedding_model_reads(sample_store):
     from sentence_transformers import SentenceTransformer
 
-    from rag.embedding import packaged_model_path
+    from rag.models.embedding import packaged_model_path
 
     model = SentenceTransformer(str(packaged_model_path()), device="cpu")
     _, store = open_real_store(sample_store)
@@ -77,7 +77,7 @@ def test_no_chunk_exceeds_what_the_embedding_model_reads(sample_store):
     ],
 )
 def test_a_question_finds_the_passage_that_answers_it(sample_store, question, source, needle):
-    from rag.retrieval import build_retriever
+    from rag.search.retrieval import build_retriever
 
     settings, _ = open_real_store(sample_store)
     top = build_retriever(settings).search(question)  # what the answer step gives the model (reranked, k)

@@ -18,7 +18,7 @@ MESSAGES = [
 
 
 def quoted_prompt(smollm, passages: list[str], question: str):
-    from rag.answer import QUOTED_SYSTEM_PROMPT
+    from rag.answering.answer import QUOTED_SYSTEM_PROMPT
 
     numbered = "\n\n".join(f"[{n}] {p}" for n, p in enumerate(passages, 1))
     return smollm.prompter.render(
@@ -111,7 +111,7 @@ def test_a_cancelled_generation_stops_inside_a_long_prompt_and_leaves_the_model_
     import threading
     import time
 
-    from rag.activity import Cancellation
+    from rag.llm.turns import Cancellation
 
     greedy = smollm.settings.llm.model_copy(update={"temperature": 0.0})
     long_prompt = smollm.prompter.render(
@@ -145,7 +145,7 @@ def test_a_cancelled_generation_stops_inside_a_long_prompt_and_leaves_the_model_
 def test_whatever_the_model_samples_the_grammar_yields_a_verbatim_quote_of_a_given_passage_or_none(smollm):
     """Sampling hot (temperature 1.5) from a tiny model, the quoted style's grammar still only lets out a
     real passage number, a run of that passage's own clauses and a one-line answer that is not a marker."""
-    from rag.quotes import answer_grammar, parse_quoted
+    from rag.answering.quotes import answer_grammar, parse_quoted
 
     passages = [
         "The storage outage of 14 March lasted 47 minutes. No write was lost, thanks to the read-only fallback.",
@@ -172,8 +172,8 @@ def test_the_lazy_grammar_writes_what_the_full_grammar_writes_and_drafts_the_sam
     """Issue 31: greedy decoding with the grammar checked on the likeliest token first (rag.llm.llama_internals.
     LazyGrammar) writes exactly what llama-cpp-python's own grammar sampler writes, checking the whole
     vocabulary only at the few steps that need it; the quote drafted from the prompt is the same quote."""
+    from rag.answering.quotes import answer_grammar
     from rag.llm.llama_internals import LazyGrammar
-    from rag.quotes import answer_grammar
 
     passages = [
         "The storage outage of 14 March lasted 47 minutes. No write was lost, thanks to the read-only fallback.",

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from rag.errors import ModelFileError
-from rag.rerank import MS_MARCO_MINILM, OnnxCrossEncoder, SentenceTransformersCrossEncoder, load_reranker
+from rag.search.rerank import MS_MARCO_MINILM, OnnxCrossEncoder, SentenceTransformersCrossEncoder, load_reranker
 from rag.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -102,7 +102,7 @@ def test_a_calibration_file_beside_a_real_model_calibrates_its_scores_and_gives_
     import json
     import math
 
-    from rag.rerank import OperatingPoints, operating_points
+    from rag.search.rerank import OperatingPoints, operating_points
 
     folder = tmp_path / "calibrated"
     shutil.copytree(MS_MARCO_MINILM.path(), folder)

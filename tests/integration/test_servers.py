@@ -239,8 +239,8 @@ def http_settings(where: Path, port: int, collection: str) -> Settings:
 
 
 def test_the_server_store_class_bounds_requests_and_announces_writes(chroma_port, tmp_path):
-    from rag import chroma_internals
-    from rag.store import ServerStore, keyword_index_path, open_store
+    from rag.search import chroma_internals
+    from rag.search.store import ServerStore, keyword_index_path, open_store
     from tests.fakes import FAKE_INFO, FakeEmbedder
 
     settings = http_settings(tmp_path, chroma_port, "modes")
@@ -303,9 +303,9 @@ def test_the_page_answers_over_both_servers_in_a_real_browser(ingested):
 
 
 def test_replicas_read_the_ingests_keyword_index_beside_a_chroma_server(chroma_port, tmp_path):
-    from rag.keyword import SqliteKeywordIndex
-    from rag.retrieval import Retriever
-    from rag.store import open_store
+    from rag.search.keyword import SqliteKeywordIndex
+    from rag.search.retrieval import Retriever
+    from rag.search.store import open_store
     from tests.fakes import FAKE_INFO, FakeEmbedder
 
     shared = tmp_path / "shared-folder" / "keywords.sqlite3"  # storage the ingest host and replicas share

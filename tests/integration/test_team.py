@@ -84,8 +84,8 @@ def test_sourcier_ask_as_each_person_cites_only_their_collection(team, user, fol
 
 def test_the_langchain_retriever_given_a_user(team):
     from rag.langchain import SourcierRetriever
+    from rag.search.store import drop_cached_stores
     from rag.settings import PathSettings, Settings
-    from rag.store import drop_cached_stores
 
     settings = Settings(paths=PathSettings(store_dir=team / "store"))
     try:

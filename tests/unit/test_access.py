@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 import rag.accounts as accounts_module
 from rag.accounts import AccessError, Accounts, LockedOut
-from rag.retrieval import Retriever
-from rag.scope import Scope
+from rag.search.retrieval import Retriever
+from rag.search.scope import Scope
 from tests.conftest import make_settings
 from tests.fakes import FakeEmbedder, fake_ingestor
 
@@ -173,7 +173,7 @@ def test_every_read_of_the_corpus_is_held_to_the_scope(team):
 
 
 def test_a_question_can_name_a_collection_one_reads(team_service):
-    from rag.scope import ScopeError
+    from rag.search.scope import ScopeError
 
     service, accounts = team_service
     alice, bob = service.reader(accounts.person("alice")), service.reader(accounts.person("bob"))
@@ -227,7 +227,7 @@ def test_a_file_that_leaves_every_collection_loses_it_even_for_its_kept_chunks(t
 
 
 def test_a_live_reader_holds_chunks_written_since_it_loaded_to_the_scope(team):
-    from rag.retrieval import LiveRetriever
+    from rag.search.retrieval import LiveRetriever
 
     settings, ingestor, accounts, alice, bob, docs = team
     live = LiveRetriever(settings, FakeEmbedder(), ingestor.model)
@@ -598,7 +598,7 @@ def test_no_address_beyond_this_machine_without_accounts(tmp_path, monkeypatch, 
 
 @pytest.mark.parametrize("path", ["chroma filter", "overfetch"])
 def test_each_way_of_holding_the_vector_search_finds_the_same_chunks(team, monkeypatch, path):
-    import rag.store
+    import rag.search.store
 
     _, ingestor, accounts, alice, *_ = team
     store = ingestor.store
@@ -606,7 +606,7 @@ def test_each_way_of_holding_the_vector_search_finds_the_same_chunks(team, monke
     vector = FakeEmbedder().embed_query(QUESTION)
     exact = [h.chunk_id for h in store._query(vector, 2, scope)]  # Chroma's own where
     if path == "chroma filter":
-        monkeypatch.setattr(rag.store, "OVERFETCH_MIN_SHARE", 1.1)  # never enough of the store to skip it
+        monkeypatch.setattr(rag.search.store, "OVERFETCH_MIN_SHARE", 1.1)  # never enough of the store to skip it
     asked = []
     real = store._query
     monkeypatch.setattr(store, "_query", lambda v, n, s: asked.append((n, s is not None)) or real(v, n, s))
@@ -617,11 +617,11 @@ def test_each_way_of_holding_the_vector_search_finds_the_same_chunks(team, monke
 def test_an_overfetched_search_takes_the_same_work_whatever_the_others_hold(team, monkeypatch):
     """Too few of the hits in the person's collections: fewer are returned, and no second query is made (its
     time would tell that other collections hold passages close to the question)."""
-    import rag.store
+    import rag.search.store
 
     _, ingestor, accounts, alice, *_ = team
     store = ingestor.store
-    monkeypatch.setattr(rag.store, "OVERFETCH", 0.01)  # one hit asked: likely another's
+    monkeypatch.setattr(rag.search.store, "OVERFETCH", 0.01)  # one hit asked: likely another's
     asked = []
     real = store._query
     monkeypatch.setattr(store, "_query", lambda v, n, s: asked.append(s is not None) or real(v, n, s))

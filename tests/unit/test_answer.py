@@ -6,10 +6,10 @@ import re
 
 import pytest
 
-from rag.answer import NOT_FOUND, Answerer, clean_question, detect_language, is_abstention
+from rag.answering.answer import NOT_FOUND, Answerer, clean_question, detect_language, is_abstention
+from rag.answering.packing import Turn
 from rag.errors import SourcierError
-from rag.packing import Turn
-from rag.retrieval import Retriever
+from rag.search.retrieval import Retriever
 from tests.fakes import FakeEmbedder, FakeLLM, fake_ingestor
 
 
@@ -181,8 +181,8 @@ def test_instructions_inside_a_document_stay_data_in_the_users_turn(settings, co
 
 
 def test_a_follow_up_is_searched_as_the_standalone_question_the_model_writes(settings, corpus):
-    from rag.packing import Turn
-    from rag.retrieval import Retriever
+    from rag.answering.packing import Turn
+    from rag.search.retrieval import Retriever
     from tests.fakes import FakeEmbedder, FakeLLM, fake_ingestor
 
     fake_ingestor(settings)[0].run([corpus])
@@ -210,8 +210,8 @@ def test_a_follow_up_is_searched_as_the_standalone_question_the_model_writes(set
 
 
 def test_an_unusable_rewrite_falls_back_to_the_previous_question_and_the_new_one():
-    from rag.followup import standalone_question
-    from rag.packing import Turn
+    from rag.answering.followup import standalone_question
+    from rag.answering.packing import Turn
     from rag.settings import Settings
     from tests.fakes import FakeLLM
 

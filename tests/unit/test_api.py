@@ -9,9 +9,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.server import create_app
-from rag.answer import NOT_FOUND
+from rag.answering.answer import NOT_FOUND
 from rag.errors import SourcierError
-from rag.retrieval import Retriever
+from rag.search.retrieval import Retriever
 from service import Service
 from tests.fakes import FakeEmbedder, FakeLLM, fake_ingestor
 
@@ -94,7 +94,7 @@ def test_streaming_sends_openai_chunks_then_the_sources_then_done(client, servic
 
 def test_the_streams_last_chunk_gives_a_cli_the_whole_answer_and_health_names_the_store(client, service):
     """`sourcier ask` through a running server (rag.served) rebuilds the Answer from the last chunk."""
-    from rag.answer_json import answer_from_json
+    from rag.answering.answer_json import answer_from_json
     from rag.served import SERVICE, store_fingerprint
 
     health = client.get("/health").json()
@@ -118,7 +118,7 @@ def test_the_streams_last_chunk_gives_a_cli_the_whole_answer_and_health_names_th
 
 def test_a_question_in_the_other_language_says_how_it_was_searched(client, service):
     """The translation searched is in the final chunk (and the CLI's answer rebuilt from it), with its time."""
-    from rag.answer_json import answer_from_json
+    from rag.answering.answer_json import answer_from_json
 
     question = "Quel est le plafond d'hôtel par nuit à Paris ?"
     model = service.model()  # loaded now: its replies are the ones queued so far
@@ -231,7 +231,7 @@ def test_documents_are_listed_uploaded_and_ingested_and_removed(client, service,
 
 
 def test_the_document_list_is_read_once_per_store_version(service, corpus, monkeypatch):
-    from rag.store import Store
+    from rag.search.store import Store
 
     reads = []
     read_all = Store.documents
@@ -271,7 +271,7 @@ def test_every_failed_upload_is_set_aside_and_the_good_ones_go_in(client, corpus
 
 
 def test_an_upload_while_another_ingest_runs_answers_409_and_writes_nothing(client, corpus, settings):
-    from ingest.lock import ingest_lock
+    from rag.search.writer_lock import ingest_lock
 
     before = sorted(p.name for p in corpus.rglob("*"))
     with ingest_lock(settings.paths.store_dir):
@@ -306,7 +306,7 @@ def test_the_official_openai_client_works_unchanged(client, service):
 
 
 def test_choosing_another_model_keeps_the_configured_one_loaded_for_everyone(settings, tmp_path, monkeypatch):
-    import service.core as service_module
+    import service.shared as service_module
 
     loaded: list[Path | None] = []
 
@@ -463,10 +463,10 @@ def test_a_summary_question_in_the_chat_carries_what_was_summarised(client, serv
 
 def test_one_json_shape_for_an_answer_both_ways(client, service):
     """`sourcier ask --json`, the API and a saved conversation's turns give an answer in one shape
-    (rag.answer_json), and reading it back gives the same answer."""
+    (rag.answering.answer_json), and reading it back gives the same answer."""
     import dataclasses
 
-    from rag.answer_json import answer_from_json, answer_json
+    from rag.answering.answer_json import answer_from_json, answer_json
 
     service.replies.append("The outage lasted 47 minutes [1].")
     answer = service.answerer(service.defaults()).answer("How long did the storage outage last? outage minutes")

@@ -15,9 +15,9 @@ import pytest
 
 from api.server import create_app
 from devkit.processes import free_port
-from rag.activity import Cancellation, ModelActivity
-from rag.answer import Answerer
-from rag.retrieval import Retriever
+from rag.answering.answer import Answerer
+from rag.llm.turns import Cancellation, ModelActivity
+from rag.search.retrieval import Retriever
 from service import Service
 from tests.fakes import FakeEmbedder, FakeLLM, fake_ingestor
 
@@ -292,7 +292,7 @@ def test_activity_tracks_holders_and_progress():
 
 
 def test_closing_an_answer_stream_early_releases_the_model(settings, corpus):
-    from rag.answer import Answerer
+    from rag.answering.answer import Answerer
 
     model = FakeLLM([LONG])
     stream = Answerer(settings, sample_retriever(settings, corpus), model).stream(QUESTION)
@@ -304,7 +304,7 @@ def test_closing_an_answer_stream_early_releases_the_model(settings, corpus):
 
 
 def test_a_cancelled_answer_stops_at_the_next_piece(settings, corpus):
-    from rag.answer import Answerer
+    from rag.answering.answer import Answerer
 
     model = FakeLLM([LONG])
     cancel = Cancellation()

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from devkit.pdfs import text_pdf
-from rag.retrieval import Retriever
-from rag.summary import find_document
+from rag.answering.summary import find_document
+from rag.search.retrieval import Retriever
 from service import Service
 from tests.fakes import FakeEmbedder, FakeLLM, fake_ingestor
 from tests.unit.test_summary import OTHER, PAGES

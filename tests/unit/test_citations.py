@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.citations import check_citations, split_sentences, support
+from rag.answering.citations import check_citations, split_sentences, support
 from rag.text import fold
 
 PASSAGES = [

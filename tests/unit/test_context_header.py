@@ -10,7 +10,7 @@ import pytest
 
 from ingest.chunking import context_header, split_pages
 from ingest.readers import meaningful_title, read_document
-from rag.retrieval import Retriever
+from rag.search.retrieval import Retriever
 from rag.text import search_text
 from tests.conftest import SAMPLE_DATA
 from tests.fakes import FakeCounter, FakeEmbedder, fake_ingestor

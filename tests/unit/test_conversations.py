@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from rag.conversations import ConversationNotFound, ConversationStore, conversation_markdown
+from rag.answering.conversations import ConversationNotFound, ConversationStore, conversation_markdown
 from rag.errors import StoreError
 from tests.fakes import sentence_holding
 from tests.unit.test_page import ask, page, service  # noqa: F401  (the page's fixture)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from ingest.lock import ingest_lock
 from rag.errors import IngestLockedError
-from rag.store import drop_cached_stores
+from rag.search.store import drop_cached_stores
+from rag.search.writer_lock import ingest_lock
 from tests.conftest import REPO, SAMPLE_DATA, make_settings
 from tests.fakes import fake_ingestor, store_snapshot
 
@@ -163,7 +163,7 @@ def test_lock_is_released_by_a_killed_process(tmp_path):
 
 def test_queries_keep_being_served_while_another_process_ingests(tmp_path):
     """The page's retriever answers throughout an ingest that adds, changes and deletes files."""
-    from rag.retrieval import LiveRetriever
+    from rag.search.retrieval import LiveRetriever
     from tests.fakes import FAKE_INFO, FakeEmbedder
 
     corpus = build_corpus(tmp_path / "corpus")
@@ -211,7 +211,7 @@ def test_a_fresh_reader_process_during_an_ingest_gets_answers_not_errors(tmp_pat
         (corpus / f"gen{i:02}.txt").write_text(f"Changed note {i} about otters.", encoding="utf-8")
     reader = (
         "import sys\nfrom pathlib import Path\nfrom tests.conftest import make_settings\n"
-        "from tests.fakes import FakeEmbedder, fake_ingestor\nfrom rag.retrieval import Retriever\n"
+        "from tests.fakes import FakeEmbedder, fake_ingestor\nfrom rag.search.retrieval import Retriever\n"
         "s = make_settings(Path(sys.argv[1]))\n"
         "print(len(Retriever(fake_ingestor(s)[0].store, FakeEmbedder(), s).search('otters budget', k=5)))"
     )

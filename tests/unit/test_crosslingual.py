@@ -9,10 +9,10 @@ import sqlite3
 
 import pytest
 
-from rag.answer import Answerer
-from rag.crosslingual import languages_to_search, translate_question, translation_messages
-from rag.keyword import INDEX_FILE, TERMS_VERSION, SqliteKeywordIndex
-from rag.retrieval import Retriever
+from rag.answering.answer import Answerer
+from rag.answering.crosslingual import languages_to_search, translate_question, translation_messages
+from rag.search.keyword import INDEX_FILE, TERMS_VERSION, SqliteKeywordIndex
+from rag.search.retrieval import Retriever
 from rag.settings import LLMSettings
 from rag.text import UNDETERMINED, detect_language, text_language
 from tests.conftest import REPO, SAMPLE_DATA

@@ -1,5 +1,5 @@
 """The private parts of our dependencies that sourcier uses are all in one place per dependency
-(rag.chroma_internals, rag.llm.llama_internals): these tests run them against the installed versions, and
+(rag.search.chroma_internals, rag.llm.llama_internals): these tests run them against the installed versions, and
 check that a dependency that moved them gets a clear error naming the tested version, not a silent leak."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ import ast
 
 import pytest
 
-from rag import chroma_internals
 from rag.errors import ModelFileError, StoreError
 from rag.llm import llama_internals
-from rag.store import EmbeddedStore, open_store
+from rag.search import chroma_internals
+from rag.search.store import EmbeddedStore, open_store
 from tests.conftest import REPO
 from tests.fakes import FAKE_INFO, FakeEmbedder
 
@@ -19,7 +19,7 @@ PRIVATE = {"_server", "_session", "_system", "_identifier_to_system", "_identifi
 
 
 def test_no_other_module_touches_a_dependencys_private_parts():
-    allowed = {REPO / "rag" / "chroma_internals.py", REPO / "rag" / "llm" / "llama_internals.py"}
+    allowed = {REPO / "rag" / "search" / "chroma_internals.py", REPO / "rag" / "llm" / "llama_internals.py"}
     for package in ("rag", "ingest", "service", "api", "ui", "evaluation"):
         for path in (REPO / package).rglob("*.py"):
             if path in allowed:
@@ -31,7 +31,7 @@ def test_no_other_module_touches_a_dependencys_private_parts():
                 if isinstance(n, ast.Attribute) and not (isinstance(n.value, ast.Name) and n.value.id == "self")
             } & PRIVATE  # an object's own attributes are its business
             used |= {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and n.value in PRIVATE}
-            assert not used, f"{path.relative_to(REPO)} uses {used}: go through rag.chroma_internals"
+            assert not used, f"{path.relative_to(REPO)} uses {used}: go through rag.search.chroma_internals"
 
 
 def test_the_installed_chromadb_still_has_what_an_embedded_store_uses(settings):

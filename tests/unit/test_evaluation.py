@@ -11,8 +11,8 @@ from evaluation import metrics as m
 from evaluation.__main__ import main as evaluation_main
 from evaluation.runner import GoldChunks, evaluate, sample_questions
 from evaluation.sets import Evidence, Question, QuestionSetError, convert_financebench, convert_squad, read_jsonl
-from rag.answer import Answerer
-from rag.retrieval import Retriever
+from rag.answering.answer import Answerer
+from rag.search.retrieval import Retriever
 from tests.fakes import FakeEmbedder, FakeLLM, fake_ingestor
 
 # --- metrics, hand-checked ---------------------------------------------------------------------------
@@ -208,10 +208,10 @@ def test_the_command_runs_retrieval_only_on_a_jsonl_set(tmp_path, settings, corp
     )
     import evaluation.__main__ as cli
     import ingest.pipeline
-    import rag.embedding
+    import rag.models.embedding
 
     monkeypatch.setattr(ingest.pipeline, "build_ingestor", lambda s, progress=None: fake_ingestor(s)[0])
-    monkeypatch.setattr(rag.embedding, "load_embedder", lambda s, info=None: FakeEmbedder())
+    monkeypatch.setattr(rag.models.embedding, "load_embedder", lambda s, info=None: FakeEmbedder())
     monkeypatch.setattr(cli, "REPO", tmp_path)
     out = tmp_path / "report.json"
     code = evaluation_main(
@@ -246,7 +246,7 @@ def test_the_follow_up_set_holds_30_pairs_whose_evidence_is_in_the_sample_docume
     from evaluation.followups import load_set, summarize
     from ingest.discover import SUPPORTED_SUFFIXES
     from ingest.readers import read_document
-    from rag.answer import detect_language
+    from rag.answering.answer import detect_language
     from tests.conftest import SAMPLE_DATA
 
     rows = load_set()

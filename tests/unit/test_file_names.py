@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from ingest.pipeline import document_path
 from ingest.uploads import remove_document
-from rag.names import file_name, needs_escape, readable_name
+from rag.search.names import file_name, needs_escape, readable_name
 from tests.conftest import make_settings
 from tests.fakes import fake_ingestor
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rag.gbnf import GrammarError, check_grammar
-from rag.quotes import answer_grammar
+from rag.answering.quotes import answer_grammar
+from rag.llm.gbnf import GrammarError, check_grammar
 
 # Passages as retrieval returns them from real documents: headings, cells, captions, odd characters.
 ODD_PASSAGES = [

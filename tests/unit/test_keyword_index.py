@@ -10,9 +10,10 @@ import uuid
 
 import pytest
 
-from rag.keyword import INDEX_FILE, MemoryKeywordIndex, SqliteKeywordIndex
-from rag.retrieval import Retriever
-from rag.store import drop_cached_stores, ingest_in_this_process, open_store, store_system
+from rag.search.keyword import INDEX_FILE, MemoryKeywordIndex, SqliteKeywordIndex
+from rag.search.retrieval import Retriever
+from rag.search.store import drop_cached_stores, open_store, store_system
+from rag.search.writer_lock import ingest_in_this_process
 from tests.conftest import REPO, make_settings
 from tests.fakes import FAKE_INFO, FakeEmbedder, fake_ingestor
 
@@ -125,7 +126,7 @@ def test_both_indexes_find_the_same_passages(tmp_path, corpus, mode):
 
 
 def test_a_search_leaves_out_the_commonest_terms_past_its_postings_budget(tmp_path, monkeypatch):
-    import rag.keyword
+    import rag.search.keyword
 
     index = SqliteKeywordIndex(tmp_path / INDEX_FILE)
     common = [f"Le contrat numéro {i} est signé." for i in range(30)]
@@ -133,7 +134,7 @@ def test_a_search_leaves_out_the_commonest_terms_past_its_postings_budget(tmp_pa
     index.add(["rare"], ["Le contrat de licence zygomorphe est signé."])
     exact = index.search("contrat zygomorphe", 40)
     assert exact[0][0] == "rare" and len(exact) == 31  # within budget: every chunk holding a term
-    monkeypatch.setattr(rag.keyword, "MAX_POSTINGS", 10)
+    monkeypatch.setattr(rag.search.keyword, "MAX_POSTINGS", 10)
     assert [cid for cid, _ in index.search("contrat zygomorphe", 40)] == ["rare"]  # the rarest term alone
     assert len(index.search("contrat", 40)) == 31  # the rarest term is always searched
 
@@ -143,15 +144,15 @@ def test_a_search_leaves_out_the_commonest_terms_past_its_postings_budget(tmp_pa
 
 @pytest.fixture
 def live_reader(settings, corpus, monkeypatch):
-    import rag.retrieval
-    from rag.retrieval import LiveRetriever
+    import rag.search.retrieval
+    from rag.search.retrieval import LiveRetriever
 
     fake_ingestor(settings)[0].run([corpus])
-    monkeypatch.setattr(rag.retrieval, "RELEASE_GRACE_S", 0.0)
-    monkeypatch.setattr(rag.retrieval, "FRESH_MAX", -1)  # every write reopens the store (tests below lift it)
+    monkeypatch.setattr(rag.search.retrieval, "RELEASE_GRACE_S", 0.0)
+    monkeypatch.setattr(rag.search.retrieval, "FRESH_MAX", -1)  # every write reopens the store (tests below lift it)
     released = []
-    real_release = rag.retrieval.release_system
-    monkeypatch.setattr(rag.retrieval, "release_system", lambda system: released.append(real_release(system)))
+    real_release = rag.search.retrieval.release_system
+    monkeypatch.setattr(rag.search.retrieval, "release_system", lambda system: released.append(real_release(system)))
     live = LiveRetriever(settings, FakeEmbedder(), FAKE_INFO)
     live.released = released
     yield live
@@ -159,13 +160,13 @@ def live_reader(settings, corpus, monkeypatch):
 
 
 def another_process_wrote(settings) -> None:
-    from rag.store import CHANGE_MARKER
+    from rag.search.store import CHANGE_MARKER
 
     (settings.paths.store_dir / CHANGE_MARKER).write_text(f"written elsewhere {uuid.uuid4()}", encoding="utf-8")
 
 
 def test_a_reader_stops_the_copies_of_the_store_it_moved_away_from(live_reader, settings):
-    assert store_system(live_reader.store) is not None, "chromadb changed: update rag.store.store_system"
+    assert store_system(live_reader.store) is not None, "chromadb changed: update rag.search.store.store_system"
     for _ in range(3):
         another_process_wrote(settings)
         assert live_reader.search("indemnité internet", k=2)
@@ -173,7 +174,7 @@ def test_a_reader_stops_the_copies_of_the_store_it_moved_away_from(live_reader, 
 
 
 def test_a_copy_still_searched_or_under_an_ingest_is_kept_until_then(live_reader, settings):
-    from ingest.lock import ingest_lock
+    from rag.search.writer_lock import ingest_lock
 
     busy = live_reader._enter(reopen=False)  # a search running on the current copy
     another_process_wrote(settings)
@@ -188,7 +189,7 @@ def test_a_copy_still_searched_or_under_an_ingest_is_kept_until_then(live_reader
 
 
 def test_an_ingest_in_another_process_does_not_hold_the_readers_old_copies(live_reader, settings):
-    hold = "import sys, time\nfrom pathlib import Path\nfrom ingest.lock import ingest_lock\n"
+    hold = "import sys, time\nfrom pathlib import Path\nfrom rag.search.writer_lock import ingest_lock\n"
     hold += "with ingest_lock(Path(sys.argv[1])):\n    print('held', flush=True)\n    time.sleep(60)\n"
     other = subprocess.Popen(
         [sys.executable, "-c", hold, str(settings.paths.store_dir)], cwd=REPO, stdout=subprocess.PIPE, text=True
@@ -224,7 +225,7 @@ WRITE = """
 import sys
 from pathlib import Path
 from rag.settings import PathSettings, Settings
-from rag.store import open_store
+from rag.search.store import open_store
 from tests.fakes import FAKE_INFO, FakeEmbedder
 
 settings = Settings(paths=PathSettings(store_dir=Path(sys.argv[1])))
@@ -246,9 +247,9 @@ def another_process(settings, *args: str) -> None:
 
 @pytest.fixture
 def follower(live_reader, monkeypatch):
-    import rag.retrieval
+    import rag.search.retrieval
 
-    monkeypatch.setattr(rag.retrieval, "FRESH_MAX", 20_000)
+    monkeypatch.setattr(rag.search.retrieval, "FRESH_MAX", 20_000)
     live_reader.search("compost", k=2)  # its copy's vectors loaded
     return live_reader
 
@@ -275,7 +276,7 @@ def test_a_chunk_written_by_another_process_is_found_by_its_vector_without_reope
 
 
 def replace_settings(live, **retrieval):
-    from rag.retrieval import Retriever
+    from rag.search.retrieval import Retriever
 
     settings = live.settings.model_copy(deep=True)
     for key, value in retrieval.items():
@@ -299,7 +300,7 @@ def test_chunks_removed_by_another_process_leave_the_vector_hits_without_reopeni
 
 
 def test_a_scoped_search_keeps_fresh_chunks_of_other_documents_out(follower, settings):
-    from rag.scope import resolve_scope
+    from rag.search.scope import resolve_scope
 
     another_process(settings, "add")
     scope = resolve_scope(follower.store.documents(), ["compost-guide.md"], settings.paths.store_dir)
@@ -307,16 +308,16 @@ def test_a_scoped_search_keeps_fresh_chunks_of_other_documents_out(follower, set
 
 
 def test_too_many_writes_or_a_log_that_lost_some_open_the_store_again(follower, settings, monkeypatch):
-    import rag.retrieval
+    import rag.search.retrieval
 
     copy = follower._retriever
-    monkeypatch.setattr(rag.retrieval, "FRESH_MAX", 0)
+    monkeypatch.setattr(rag.search.retrieval, "FRESH_MAX", 0)
     another_process(settings, "add")
     assert any(p.source == "quokka.txt" for p in follower.search("quokka Zanzibar", k=5))
     assert follower._retriever is not copy and follower.released == [True]  # reopened, the old copy released
     assert follower._retriever.fresh is not None and len(follower._retriever.fresh) == 0
 
-    monkeypatch.setattr(rag.retrieval, "FRESH_MAX", 20_000)
+    monkeypatch.setattr(rag.search.retrieval, "FRESH_MAX", 20_000)
     second = follower._retriever
     another_process(settings, "delete", "quokka")
     another_process(settings, "add")
@@ -330,7 +331,7 @@ def test_too_many_writes_or_a_log_that_lost_some_open_the_store_again(follower, 
 def test_the_log_of_writes_is_kept_in_step_and_bounded(tmp_path, monkeypatch):
     import numpy as np
 
-    import rag.keyword
+    import rag.search.keyword
 
     index = SqliteKeywordIndex(tmp_path / INDEX_FILE)
     vector = np.arange(4, dtype=np.float32).tobytes()
@@ -340,7 +341,7 @@ def test_the_log_of_writes_is_kept_in_step_and_bounded(tmp_path, monkeypatch):
     index.remove(["b"])  # not logged (a repair of the index, not a removal from the store)
     assert index.recent_since(0) == [(1, "a", vector), (2, "b", vector), (3, "a", None)]
     assert index.recent_since(2) == [(3, "a", None)] and index.recent_since(3) == []
-    monkeypatch.setattr(rag.keyword, "RECENT_KEPT", 2)
+    monkeypatch.setattr(rag.search.keyword, "RECENT_KEPT", 2)
     index.add(["c"], [TEXTS["c"]], [vector])
     assert index.recent_since(0) is None and [seq for seq, _, _ in index.recent_since(2)] == [3, 4]
     assert index.recent_since(7) is None  # a reader ahead of the log: the index was made again
@@ -352,7 +353,7 @@ def test_fresh_vectors_are_searched_safely_while_they_catch_up():
 
     import numpy as np
 
-    from rag.retrieval import FreshVectors
+    from rag.search.retrieval import FreshVectors
 
     class Log:  # the keyword index's log of writes
         def __init__(self) -> None:
@@ -399,7 +400,7 @@ def test_fresh_vectors_are_searched_safely_while_they_catch_up():
 
 
 def test_the_document_list_is_read_from_the_index_and_equals_chromas_through_changes(settings, corpus, monkeypatch):
-    from rag.store import Store
+    from rag.search.store import Store
 
     ingestor, _ = fake_ingestor(settings)
     ingestor.run([corpus])
@@ -424,9 +425,9 @@ def test_the_document_list_is_read_from_the_index_and_equals_chromas_through_cha
 
 @pytest.mark.parametrize("page", [5000, 5], ids=["by-id", "page-by-page"])
 def test_an_index_written_before_it_kept_documents_learns_them_once(settings, corpus, monkeypatch, page):
-    import rag.store
+    import rag.search.store
 
-    monkeypatch.setattr(rag.store, "READ_PAGE", page)  # 5: most of the store is read page by page
+    monkeypatch.setattr(rag.search.store, "READ_PAGE", page)  # 5: most of the store is read page by page
     ingestor, _ = fake_ingestor(settings)
     ingestor.run([corpus])
     store = ingestor.store

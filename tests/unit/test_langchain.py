@@ -10,12 +10,12 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda
 
-from rag.answer import Answer, Answerer
+from rag.answering.answer import Answer, Answerer
+from rag.answering.packing import Turn
 from rag.errors import SourcierError
 from rag.langchain import SourcierChain, SourcierRetriever, as_turns, chroma_vectorstore
-from rag.packing import Turn
-from rag.retrieval import Retriever
-from rag.scope import ScopeError
+from rag.search.retrieval import Retriever
+from rag.search.scope import ScopeError
 from tests.fakes import FakeEmbedder, FakeLLM, fake_ingestor
 
 QUESTION = "How long did the storage outage last? outage minutes"

@@ -14,12 +14,12 @@ import time
 import httpx
 import pytest
 
-from rag.answer import NOT_FOUND, Answerer
+from rag.answering.answer import NOT_FOUND, Answerer
+from rag.answering.packing import Passage, pack_prompt
 from rag.errors import LLMServerError
 from rag.llm import server as llm_server
 from rag.llm.server import RemoteLLM, ServerPrompter, connect_llm_server
-from rag.packing import Passage, pack_prompt
-from rag.retrieval import Retriever
+from rag.search.retrieval import Retriever
 from tests.fakes import FakeEmbedder, fake_ingestor
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello?"}]

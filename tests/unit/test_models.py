@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rag.errors import ModelFileError
-from rag.models import (
+from rag.models.gguf import (
     DEFAULT_MODEL,
     PartedModel,
     check_gguf,

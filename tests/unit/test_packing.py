@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from rag.answering.packing import Passage, PromptTooLongError, Turn, build_messages, format_passages, pack_prompt
 from rag.llm import ChatPrompter
-from rag.packing import Passage, PromptTooLongError, Turn, build_messages, format_passages, pack_prompt
 from tests.fakes import WITHOUT_BOS, CharTokenizer
 
 USER = "Passages:\n{passages}\n\nQuestion: {question}"

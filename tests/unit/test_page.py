@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rag.retrieval import Retriever
-from rag.summary import SECTION_TOKENS, document_pages, sections_of
+from rag.answering.summary import SECTION_TOKENS, document_pages, sections_of
+from rag.search.retrieval import Retriever
 from service import Service
 from tests.conftest import REPO
 from tests.fakes import FakeEmbedder, FakeLLM, fake_ingestor, sentence_holding

@@ -16,7 +16,8 @@ import pytest
 
 from ingest.discover import discover
 from ingest.limits import ReadLimits
-from ingest.parsing import (
+from ingest.pipeline import Ingestor
+from ingest.workers import (
     DIED,
     MAIN_PROCESS_MB,
     Parsed,
@@ -30,10 +31,9 @@ from ingest.parsing import (
     parse_all,
     plan_workers,
 )
-from ingest.pipeline import Ingestor
-from rag.embedding import LIGHT_WORKER_MB, TORCH_WORKER_MB, embedding_model_info, load_token_counter
 from rag.machine import available_memory
-from rag.store import open_store
+from rag.models.embedding import LIGHT_WORKER_MB, TORCH_WORKER_MB, embedding_model_info, load_token_counter
+from rag.search.store import open_store
 from tests.bombs import slow_pdf
 from tests.conftest import make_settings
 from tests.fakes import FAKE_INFO, FakeEmbedder, store_snapshot
@@ -101,9 +101,9 @@ def test_a_worker_that_dies_fails_only_its_own_file(settings, corpus):
 @pytest.fixture
 def quick_stop(monkeypatch):
     """The watch stops a file half a second past its budget (5 s by default, for the reader to speak first)."""
-    import ingest.parsing
+    import ingest.workers
 
-    monkeypatch.setattr(ingest.parsing, "STOP_GRACE_S", 0.5)
+    monkeypatch.setattr(ingest.workers, "STOP_GRACE_S", 0.5)
 
 
 def stopped_after(reason: str) -> int:

@@ -245,8 +245,8 @@ def test_half_written_file_is_repaired_to_a_clean_state(settings, corpus, tmp_pa
     md.write_text(md.read_text(encoding="utf-8").replace("trois kilogrammes", "quatre kilogrammes"), encoding="utf-8")
     # a partial write of the new version: its first chunk only, with the new hash
     from ingest.discover import discover
-    from ingest.parsing import parse
     from ingest.pipeline import _Planned, file_sha256, root_key
+    from ingest.workers import parse
 
     f = next(x for x in discover(corpus).files if x.source == "compost-guide.md")
     key = root_key(corpus, settings.paths.store_dir)
@@ -280,7 +280,7 @@ def test_store_of_another_embedding_model_is_refused(settings, corpus):
     from dataclasses import replace
 
     from rag.errors import StoreMismatchError
-    from rag.store import open_store
+    from rag.search.store import open_store
 
     run(settings, corpus)
     with pytest.raises(StoreMismatchError, match="was built with the embedding model fake-hash-embedder"):

@@ -7,9 +7,8 @@ import re
 
 import pytest
 
-from rag.answer import NOT_FOUND, Answerer
-from rag.gbnf import check_grammar
-from rag.quotes import (
+from rag.answering.answer import NOT_FOUND, Answerer
+from rag.answering.quotes import (
     MAX_QUOTE_CHARS,
     MIN_QUOTE_CHARS,
     Mismatch,
@@ -20,6 +19,7 @@ from rag.quotes import (
     locate_quote,
     parse_quoted,
 )
+from rag.llm.gbnf import check_grammar
 from tests.fakes import FakeEmbedder, FakeLLM, fake_ingestor, sentence_holding
 
 PASSAGES = [
@@ -162,7 +162,7 @@ def test_the_answer_is_checked_against_its_quote():
 
 @pytest.fixture
 def retriever(settings, corpus):
-    from rag.retrieval import Retriever
+    from rag.search.retrieval import Retriever
 
     ingestor, _ = fake_ingestor(settings)
     ingestor.run([corpus])

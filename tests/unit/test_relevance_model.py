@@ -22,10 +22,10 @@ from evaluation.relevance_metrics import (
     threshold_for,
     tops,
 )
-from rag.answer import Answerer
+from rag.answering.answer import Answerer
 from rag.errors import ModelFileError
-from rag.rerank import PACKAGED_POINTS, OperatingPoints, operating_points, read_calibration, read_count
-from rag.retrieval import Retriever
+from rag.search.rerank import PACKAGED_POINTS, OperatingPoints, operating_points, read_calibration, read_count
+from rag.search.retrieval import Retriever
 from tests.fakes import FakeEmbedder, FakeLLM, fake_ingestor
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from rag.answer import NOT_FOUND, Answerer
-from rag.citations import attach_filler_citations, check_citations, is_filler
+from rag.answering.answer import NOT_FOUND, Answerer
+from rag.answering.citations import attach_filler_citations, check_citations, is_filler
 from rag.errors import ModelFileError
-from rag.rerank import load_reranker
-from rag.retrieval import Retriever
+from rag.search.rerank import load_reranker
+from rag.search.retrieval import Retriever
 from tests.fakes import FakeEmbedder, FakeLLM, fake_ingestor
 
 

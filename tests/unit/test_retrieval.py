@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from rag.errors import SettingsError
-from rag.keyword import MemoryKeywordIndex
-from rag.retrieval import Retriever, reciprocal_rank_fusion
-from rag.store import Hit
+from rag.search.keyword import MemoryKeywordIndex
+from rag.search.retrieval import Retriever, reciprocal_rank_fusion
+from rag.search.store import Hit
 from rag.text import keyword_tokens
 from tests.fakes import FakeEmbedder, fake_ingestor
 
@@ -93,7 +93,7 @@ def test_asking_for_more_candidates_than_chunks_returns_them_all(settings, tmp_p
 
 
 def test_a_chunk_deleted_between_search_and_fetch_is_skipped_and_replaced(settings, corpus):
-    from rag.retrieval import Retriever
+    from rag.search.retrieval import Retriever
     from tests.fakes import FakeEmbedder, fake_ingestor
 
     ingestor = fake_ingestor(settings)[0]

@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from rag.answer import Answerer
-from rag.cards import CardError, card_from_text, card_store, name_tokens
-from rag.retrieval import Retriever
-from rag.routing import question_terms, route
-from rag.scope import Scope
+from rag.answering.answer import Answerer
+from rag.search.cards import CardError, card_from_text, card_store, name_tokens
+from rag.search.retrieval import Retriever
+from rag.search.routing import question_terms, route
+from rag.search.scope import Scope
 from tests.fakes import FakeEmbedder, FakeLLM, fake_ingestor
 
 SEC_COVER = """UNITED STATES
@@ -301,8 +301,8 @@ def test_the_ingest_writes_the_cards_and_drops_those_of_removed_documents(settin
 
 
 def test_a_period_named_alone_puts_its_documents_passages_first_without_last_years_copies():
-    from rag.packing import Passage
-    from rag.retrieval import _favoured
+    from rag.answering.packing import Passage
+    from rag.search.retrieval import _favoured
 
     def passage(source: str, text: str, relevance: float) -> Passage:
         return Passage(f"{source}-{relevance}", text, source, 0, 0, 0, 0.0, "r", rerank_score=relevance)

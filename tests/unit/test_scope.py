@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from rag.retrieval import Retriever
-from rag.scope import Scope, ScopeError, resolve_scope
-from rag.store import chroma_where
+from rag.search.retrieval import Retriever
+from rag.search.scope import Scope, ScopeError, resolve_scope
+from rag.search.store import chroma_where
 from tests.conftest import make_settings
 from tests.fakes import FakeEmbedder, fake_ingestor
 

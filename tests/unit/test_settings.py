@@ -72,7 +72,7 @@ def test_every_field_has_a_description():
 
 
 def test_the_similarity_floor_follows_the_embedder_unless_set():
-    from rag.embedding import similarity_floor
+    from rag.models.embedding import similarity_floor
     from rag.settings import Settings
 
     s = Settings()
@@ -85,9 +85,9 @@ def test_the_similarity_floor_follows_the_embedder_unless_set():
 
 
 def test_an_unknown_embedder_is_a_clear_error_and_one_class_registers_another():
-    from rag.embedding import EmbedderKind, embedder_kind, embedders, embedding_model_info, register_embedder
-    from rag.embedding_base import EmbeddingModelInfo
     from rag.errors import SettingsError
+    from rag.models.embedding import EmbedderKind, embedder_kind, embedders, embedding_model_info, register_embedder
+    from rag.models.embedding_base import EmbeddingModelInfo
     from rag.settings import Settings
 
     s = Settings()
@@ -114,9 +114,9 @@ def test_an_unknown_embedder_is_a_clear_error_and_one_class_registers_another():
         with pytest.raises(SettingsError, match="already registered"):
             register_embedder(Hashing())
     finally:
-        import rag.embedding
+        import rag.models.embedding
 
-        del rag.embedding._KINDS["word2vec"]
+        del rag.models.embedding._KINDS["word2vec"]
 
 
 @pytest.mark.parametrize(
@@ -138,16 +138,16 @@ def test_an_unknown_embedder_is_a_clear_error_and_one_class_registers_another():
     ],
 )
 def test_the_embedding_runtime_follows_the_machine(monkeypatch, runtime, device, gpu, amx, bulk, expected):
-    import rag.embedding
     import rag.machine
+    import rag.models.embedding
 
     monkeypatch.setattr(rag.machine, "cuda_present", lambda: gpu)
-    monkeypatch.setattr(rag.embedding, "_torch_sees_cuda", lambda: gpu)
+    monkeypatch.setattr(rag.models.embedding, "_torch_sees_cuda", lambda: gpu)
     monkeypatch.setattr(rag.machine, "cpu_flags", lambda: frozenset({"avx2", "amx_bf16"} if amx else {"avx2"}))
     settings = Settings()
     settings.embedding.runtime = runtime
     settings.embedding.device = device
-    assert rag.embedding.resolve_runtime(settings, bulk=bulk) == expected
+    assert rag.models.embedding.resolve_runtime(settings, bulk=bulk) == expected
 
 
 def test_cpu_flags_are_read_from_linux():
@@ -164,7 +164,7 @@ def test_cpu_flags_are_read_from_linux():
 def test_onnx_runs_on_cuda_only_where_onnxruntime_can(monkeypatch):
     import onnxruntime
 
-    from rag.onnx_embedding import providers_for
+    from rag.models.onnx_embedding import providers_for
 
     monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
     assert providers_for("cpu", automatic=False) == ("CPUExecutionProvider",)

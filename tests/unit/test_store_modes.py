@@ -3,8 +3,8 @@ server one against a real `chroma run` in tests/integration/test_servers.py."""
 
 from __future__ import annotations
 
-from rag.keyword import INDEX_FILE
-from rag.store import STORE_CLASSES, EmbeddedStore, ServerStore, Store, keyword_index_path, open_store
+from rag.search.keyword import INDEX_FILE
+from rag.search.store import STORE_CLASSES, EmbeddedStore, ServerStore, Store, keyword_index_path, open_store
 from tests.fakes import FAKE_INFO, FakeEmbedder
 
 

@@ -1,4 +1,4 @@
-"""Whole-document summaries and comparisons (rag.summary): sections, the page check, the cache, cancelling,
+"""Whole-document summaries and comparisons (rag.answering.summary): sections, the page check, the cache, cancelling,
 and the questions routed to them; a real Chroma store, a fake model with queued replies."""
 
 from __future__ import annotations
@@ -9,10 +9,8 @@ import sys
 import pytest
 
 from devkit.pdfs import text_pdf
-from rag.activity import Cancellation
-from rag.answer import Answerer
-from rag.retrieval import Retriever
-from rag.summary import (
+from rag.answering.answer import Answerer
+from rag.answering.summary import (
     Point,
     Summarizer,
     checked,
@@ -24,6 +22,8 @@ from rag.summary import (
     summary_kind,
     with_progress,
 )
+from rag.llm.turns import Cancellation
+from rag.search.retrieval import Retriever
 from tests.conftest import REPO
 from tests.fakes import FakeEmbedder, FakeLLM, fake_ingestor
 
@@ -79,7 +79,7 @@ MAP_REPLIES = (
 
 
 def test_each_section_is_summarised_checked_against_its_pages_then_each_run_condensed(settings, store, monkeypatch):
-    monkeypatch.setattr("rag.summary.SUMMARY_POINTS", 2)  # 3 sections in 2 runs, one point each: pages 1-2, 3
+    monkeypatch.setattr("rag.answering.summary.SUMMARY_POINTS", 2)  # 3 sections in 2 runs, one point each: pages 1-2, 3
     reduce = "- The harbour keeps twelve brass lanterns and the ferry to Lindholm leaves at 7:40. (p. 1, 2)"
     summ, llm = summarizer(settings, store, *MAP_REPLIES, reduce)
     doc = find_document(store, "harbour-notes.pdf")
@@ -99,7 +99,7 @@ def test_each_section_is_summarised_checked_against_its_pages_then_each_run_cond
 
 
 def test_a_long_document_s_summary_cites_every_part_of_it(monkeypatch):
-    from rag.summary import _reduce_calls, _runs
+    from rag.answering.summary import _reduce_calls, _runs
 
     assert [(r.start, r.stop, most) for r, most in _runs(31)] == [
         (0, 4, 1), (4, 9, 1), (9, 13, 1), (13, 18, 1), (18, 22, 1), (22, 27, 1), (27, 31, 1)
@@ -204,7 +204,7 @@ def test_documents_are_named_by_the_words_of_their_file_names(store):
 
 
 def test_sections_keep_to_their_budget_and_a_long_page_is_cut_at_sentence_ends():
-    from rag.summary import PageText
+    from rag.answering.summary import PageText
 
     pages = [PageText(1, "Short page one."), PageText(2, "A sentence here. " * 40), PageText(3, "Tail.")]
     sections = sections_of(pages, len, 200)
@@ -227,7 +227,7 @@ def test_a_stream_closed_early_cancels_the_work_and_waits_for_it():
     cancel = Cancellation()
 
     def run(on_progress):
-        from rag.summary import Progress
+        from rag.answering.summary import Progress
 
         for i in range(1000):
             if cancel.cancelled:
@@ -269,7 +269,7 @@ def test_a_summaries_file_of_an_older_shape_is_made_again_and_one_that_cannot_op
     db.commit()
     db.close()
     cache = summary_cache(tmp_path)
-    from rag.corpus import DocumentInfo
+    from rag.search.corpus import DocumentInfo
 
     cache.keep_section("k", DocumentInfo("r", "a.pdf"), [Point("x", (1,))], 1.0)
     assert cache.section("k") == [Point("x", (1,))]

@@ -9,8 +9,8 @@ import pytest
 
 from ingest.uploads import REMOVED, remove_document, safe_filename, save_upload
 from rag.errors import DocumentError
-from rag.retrieval import LiveRetriever
-from rag.store import drop_cached_stores
+from rag.search.retrieval import LiveRetriever
+from rag.search.store import drop_cached_stores
 from tests.conftest import REPO
 from tests.fakes import FAKE_INFO, FakeEmbedder, fake_ingestor
 

@@ -19,18 +19,18 @@ from typing import Any
 from ingest.page_view import PageCache
 from ingest.pipeline import IngestReport, ProgressListener, ingest_paths, sync_collections
 from rag.accounts import AccessError, Accounts, Person
-from rag.answer import Answerer, AskOptions, Searcher, build_answerer
+from rag.answering.answer import Answerer, AskOptions, Searcher, build_answerer
+from rag.answering.conversations import ConversationStore
+from rag.answering.summary import Summarizer, SummaryCache, summary_cache
 from rag.audit import AuditLog, NoAudit
-from rag.cards import DocumentCard
-from rag.conversations import ConversationStore
-from rag.corpus import DocumentInfo, documents_in
 from rag.errors import SourcierError
 from rag.llm.base import ChatModel
 from rag.machine import available_memory
-from rag.scope import Scope
+from rag.search.cards import DocumentCard
+from rag.search.corpus import DocumentInfo, documents_in
+from rag.search.scope import Scope
 from rag.served import SERVICE, store_fingerprint
 from rag.settings import Settings
-from rag.summary import Summarizer, SummaryCache, summary_cache
 from service.background import BackgroundSummaries
 from service.reader import Reader
 
@@ -173,7 +173,7 @@ class Service:
 
     @property
     def summaries(self) -> SummaryCache:
-        """Where summaries are kept (``rag.summary``), opened on first use; shared by every request."""
+        """Where summaries are kept (``rag.answering.summary``), opened on first use; shared by every request."""
         with self._summaries_lock:
             if self._summaries is None:
                 self._summaries = summary_cache(self.settings.paths.store_dir)
@@ -205,7 +205,7 @@ class Service:
             return documents_in(self._documents[1], scope)
 
     def cards(self, scope: Scope | None = None) -> list[DocumentCard]:
-        """The cards of the documents ``scope`` admits (``rag.cards``: what questions are routed by)."""
+        """The cards of the documents ``scope`` admits (``rag.search.cards``: what questions are routed by)."""
         return self.retriever.cards.cards(self.retriever.corpus, scope)
 
     def set_card(self, root: str, source: str, values: dict[str, Any]) -> None:
@@ -278,10 +278,10 @@ def _model_memory(path: Path | None) -> int | None:
 
 def build_service(settings: Settings) -> Service:
     """The real service: the configured store and embedder; the model loads on the first question."""
-    from rag.embedding import embedding_model_info, load_embedder
     from rag.llm import load_llm
-    from rag.rerank import load_reranker
-    from rag.retrieval import LiveRetriever
+    from rag.models.embedding import embedding_model_info, load_embedder
+    from rag.search.rerank import load_reranker
+    from rag.search.retrieval import LiveRetriever
 
     info = embedding_model_info(settings)
     retriever = LiveRetriever(settings, load_embedder(settings, info), info, load_reranker(settings))

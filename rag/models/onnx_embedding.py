@@ -30,9 +30,9 @@ from typing import Any
 
 from langchain_core.embeddings import Embeddings
 
-from rag.embedding_base import CHECK_SENTENCES, EmbeddingModelInfo, tokenizer_file
 from rag.errors import ModelFileError, SettingsError
 from rag.machine import available_cores
+from rag.models.embedding_base import CHECK_SENTENCES, EmbeddingModelInfo, tokenizer_file
 
 log = logging.getLogger(__name__)
 

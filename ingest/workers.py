@@ -34,7 +34,8 @@ from ingest.chunking import Chunk, context_headers, split_pages
 from ingest.limits import ReadLimits
 from ingest.ocr import OcrOptions
 from ingest.readers import read_document
-from rag.embedding import (
+from rag.errors import DocumentError
+from rag.models.embedding import (
     Embedder,
     EmbeddingModelInfo,
     TokenCounter,
@@ -42,7 +43,6 @@ from rag.embedding import (
     load_embedder,
     load_token_counter,
 )
-from rag.errors import DocumentError
 from rag.settings import Settings
 from rag.text import search_text
 
@@ -317,7 +317,7 @@ def parse_all(
     thread each, and return :class:`Embedded`: this process then only writes, and a machine's cores all
     read and embed without waiting on each other. At most ``2 * workers`` files are done ahead of the one
     being consumed, which bounds the memory held by results waiting to be written. ``bulk``: enough work
-    that the workers load the embedder that is fastest once loaded (see ``rag.embedding.resolve_runtime``),
+    that the workers load the embedder that is fastest once loaded (see ``rag.models.embedding.resolve_runtime``),
     not the one that is quickest to load. ``worker`` replaces
     the function the workers run (tests make one crash); it must be importable by name, as the workers
     are started afresh.

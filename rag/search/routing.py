@@ -1,10 +1,10 @@
 """Which documents a question names: its organisations, years, quarters, dates and kinds of document matched
-against the documents' cards (``rag.cards``), before passage search.
+against the documents' cards (``rag.search.cards``), before passage search.
 
 "3M's FY2018 capital expenditure" names 3M's 2018 annual report; among ten years of near-identical filings,
 passage search alone ranks every year's wording alike. When the question names an organisation of several
 documents, the search runs within that organisation's documents, narrowed to the named period and kind when
-some match (a hard filter, through the same :class:`~rag.scope.Scope` as ``--in``; when it finds nothing, the
+some match (a hard filter, through the same :class:`~rag.search.scope.Scope` as ``--in``; when it finds nothing, the
 search runs over everything and says so). An organisation of one document, or a period or kind named
 without an organisation, only boosts the matching documents (their passages searched apart and fused in).
 A question that names nothing is searched as before. Rules and keyword matching only: milliseconds per
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
-from rag.cards import DOC_TYPES, MONTHS, DocumentCard, fold
+from rag.search.cards import DOC_TYPES, MONTHS, DocumentCard, fold
 
 # A dated document matches a date the question names when it is dated this many days before to this many
 # days after it (a current report is filed a few days after the event it reports).

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rag.answer import Answer
+from rag.answering.answer import Answer
 from rag.errors import StoreError
 from rag.private_db import open_private
 

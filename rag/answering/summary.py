@@ -32,13 +32,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rag.activity import Cancellation, cancelled
-from rag.citations import support
-from rag.corpus import CHUNK_ID, Corpus, DocumentInfo, Record
+from rag.answering.citations import support
 from rag.errors import SourcierError
 from rag.llm.base import ChatModel
+from rag.llm.turns import Cancellation, cancelled
 from rag.private_db import open_private
-from rag.scope import Scope
+from rag.search.corpus import CHUNK_ID, Corpus, DocumentInfo, Record
+from rag.search.scope import Scope
 from rag.text import LANGUAGE_NAMES, UNDETERMINED, fold
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from rag.citations import stated_numbers
+from rag.answering.citations import stated_numbers
 
 NONE_MARK = "NONE"
 ANSWER_LABEL = "Answer: "

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag.errors import ModelFileError
-from rag.hashing import file_sha256
+from rag.search.hashing import file_sha256
 from rag.settings import Settings
 
 GGUF_MAGIC = b"GGUF"
@@ -149,6 +149,6 @@ def _write_marker(marker: Path, target: Path, model: PartedModel) -> None:
 
 def prepare_embedding_model(settings: Settings) -> str:
     """Export the embedding model's ONNX copy when the settings run it (once); say how it runs."""
-    from rag.embedding import embedder_kind
+    from rag.models.embedding import embedder_kind
 
     return embedder_kind(settings).prepare(settings)

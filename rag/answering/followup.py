@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from rag.packing import Turn
+from rag.answering.packing import Turn
 from rag.settings import LLMSettings
 
 REWRITE_MAX_TOKENS = 48

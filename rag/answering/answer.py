@@ -15,22 +15,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from rag.activity import Cancellation, cancelled
-from rag.cards import CardStore
-from rag.citations import Citation, check_citations
-from rag.corpus import Corpus, DocumentInfo
-from rag.crosslingual import languages_to_search, translations_for
-from rag.embedding import similarity_floor
-from rag.errors import SourcierError
-from rag.followup import concatenated_query, standalone_question
-from rag.llm.base import ChatModel, Prompt
-from rag.packing import PackedPrompt, Passage, Turn, build_messages, pack_prompt
-from rag.quotes import NONE_MARK, Mismatch, Quote, QuotedDisplay, answer_grammar, answer_mismatches, parse_quoted
-from rag.rerank import OperatingPoints, operating_points, read_count
-from rag.routing import Route
-from rag.scope import Scope, within
-from rag.settings import Settings
-from rag.summary import (
+from rag.answering.citations import Citation, check_citations
+from rag.answering.crosslingual import languages_to_search, translations_for
+from rag.answering.followup import concatenated_query, standalone_question
+from rag.answering.packing import PackedPrompt, Passage, Turn, build_messages, pack_prompt
+from rag.answering.quotes import (
+    NONE_MARK,
+    Mismatch,
+    Quote,
+    QuotedDisplay,
+    answer_grammar,
+    answer_mismatches,
+    parse_quoted,
+)
+from rag.answering.summary import (
     Comparison,
     PageText,
     Progress,
@@ -43,6 +41,16 @@ from rag.summary import (
     summary_kind,
     with_progress,
 )
+from rag.errors import SourcierError
+from rag.llm.base import ChatModel, Prompt
+from rag.llm.turns import Cancellation, cancelled
+from rag.models.embedding import similarity_floor
+from rag.search.cards import CardStore
+from rag.search.corpus import Corpus, DocumentInfo
+from rag.search.rerank import OperatingPoints, operating_points, read_count
+from rag.search.routing import Route
+from rag.search.scope import Scope, within
+from rag.settings import Settings
 from rag.text import LANGUAGE_NAMES, detect_language
 
 SYSTEM_PROMPT = (
@@ -52,7 +60,7 @@ SYSTEM_PROMPT = (
     "If the passages do not contain the answer, reply only: {not_found} "
     "Be brief and answer in {language}."
 )
-# The quoted style (see rag.quotes): the model copies the passage's sentence, then answers briefly.
+# The quoted style (see rag.answering.quotes): the model copies the passage's sentence, then answers briefly.
 QUOTED_SYSTEM_PROMPT = (
     "You answer questions using only the numbered passages from the user's documents. "
     "First copy, word for word, the sentence of a passage that answers the question, after that passage's "
@@ -73,7 +81,7 @@ NOT_FOUND = {
 
 class Searcher(Protocol):
     """Finds the passages for a question; ``corpus`` is what it searches, for everything else that is read;
-    ``cards`` what its documents are (``rag.cards``: what questions are routed by)."""
+    ``cards`` what its documents are (``rag.search.cards``: what questions are routed by)."""
 
     @property
     def corpus(self) -> Corpus: ...
@@ -143,9 +151,9 @@ class Answer:
     search_query: str | None = None  # the follow-up as the model rewrote it to stand on its own, when it did
     # The question as the model translated it into the documents' other language(s), searched too.
     translations: dict[str, str] = field(default_factory=dict)
-    # The documents the question named and was searched in (rag.routing: Route.as_dict()), when it named some.
+    # The documents the question named and was searched in (rag.search.routing: Route.as_dict()), when it named some.
     route: dict[str, Any] | None = None
-    # A question about whole documents, answered by their summary or comparison (rag.summary): what was done.
+    # A question about whole documents, answered by their summary or comparison (rag.answering.summary): what was done.
     summary: dict[str, Any] | None = None
 
     @property
@@ -248,7 +256,9 @@ class Answerer:
         self.retriever = retriever
         self.llm = llm
         self.limit = limit  # what every search of this answerer is held to (what its asker may read: rag.accounts)
-        self.summaries = summaries  # where summaries are kept (rag.summary; opened beside the store when needed)
+        self.summaries = (
+            summaries  # where summaries are kept (rag.answering.summary; opened beside the store when needed)
+        )
         self.options = options or AskOptions.of(settings)
         o = self.options  # the answer's decoding: the settings' with this request's choices (a copy of one group)
         self._decoding = settings.llm.model_copy(update={"temperature": o.temperature, "max_tokens": o.max_tokens})
@@ -365,7 +375,7 @@ class Answerer:
         return AnswerStream(pieces(), finish)
 
     def _whole_documents(self, question: str, scope: Scope | None) -> list[DocumentInfo] | None:
-        """The documents a question about whole documents is about (``rag.summary.summary_kind``): those chosen,
+        """The documents a question about whole documents is about (``summary.summary_kind``): those chosen,
         or named by their file names, or the only ones stored; None for any other question."""
         kind = summary_kind(question) if self.settings.llm.summarize_questions else None
         if kind is None:
@@ -635,7 +645,7 @@ def build_answerer(
     model given (or the configured ones: the model loads after the cheap empty-store check), held to ``limit``,
     with one request's ``options``."""
     from rag.llm import load_llm
-    from rag.retrieval import build_retriever
+    from rag.search.retrieval import build_retriever
 
     retriever = retriever if retriever is not None else build_retriever(settings)
     return Answerer(settings, retriever, llm if llm is not None else load_llm(settings), limit, summaries, options)

@@ -1,4 +1,4 @@
-"""Who is using the model, since when, and how to make them stop.
+"""Whose turn it is at the model, since when, and how to make them stop.
 
 A :class:`Cancellation` is one request's "stop now". Whoever ends the request (the client went away, its
 timeout passed, the server is shutting down) calls ``cancel()``; the work checks it between steps (a token,

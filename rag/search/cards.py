@@ -3,7 +3,7 @@ date), what kind of document it is, its language and length.
 
 Archives hold many near-identical documents (ten years of one company's annual reports, successive versions
 of a contract): a question names which one it means ("Adobe's FY2016 operating income"), and passage search
-alone ranks every year's nearly identical passages alike. The cards let ``rag.routing`` find the named
+alone ranks every year's nearly identical passages alike. The cards let ``rag.search.routing`` find the named
 documents first. They are written by rules from the file name and the document's first chunks (the store
 already holds them: nothing is parsed again, and a store ingested before cards existed gets them on first
 use), kept in ``cards.sqlite3`` beside the store per document version, and a field a person corrected
@@ -24,10 +24,10 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from rag.corpus import Corpus, DocumentInfo
 from rag.errors import SourcierError
 from rag.private_db import open_private
-from rag.scope import Scope
+from rag.search.corpus import Corpus, DocumentInfo
+from rag.search.scope import Scope
 
 CARDS_FILE = "cards.sqlite3"
 # The rules read this many of a document's first chunks (its cover page and what follows).
@@ -58,7 +58,7 @@ DOC_TYPES: dict[str, tuple[str, ...]] = {
     "invoice": ("invoice", "facture"),
     "minutes": ("minutes", "proces-verbal", "compte rendu"),
 }
-# In a file name, these words name a kind on their own (a question needs the fuller forms: see rag.routing).
+# In a file name, these words name a kind on their own (a question needs the fuller forms: see rag.search.routing).
 _NAME_TYPE_WORDS = {w: kind for kind, words in DOC_TYPES.items() for w in words}
 
 _CORPORATE = {

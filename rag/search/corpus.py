@@ -1,9 +1,9 @@
 """What a search reads from, as its callers see it: the stored documents and chunks, each read held to a scope.
 
 The page, the API, the CLI and the LangChain retriever read the store only through this interface (a
-retriever's ``corpus``), never through Chroma or its filters: ``rag.store.Store`` implements it, and a
+retriever's ``corpus``), never through Chroma or its filters: ``rag.search.store.Store`` implements it, and a
 retriever backed by something else only has to implement these few methods for the service to work with it.
-Every method takes the :class:`~rag.scope.Scope` of the person asking (what they may read, and the documents
+Every method takes the :class:`~rag.search.scope.Scope` of the person asking (what they may read, and the documents
 they chose): what lies outside it is not returned, so it cannot be shown, quoted or counted.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from rag.scope import Scope
+from rag.search.scope import Scope
 
 Record = tuple[str, dict[str, Any]]
 """A stored chunk: its text and its metadata (see ``ingest.chunking.chunk_metadata``)."""

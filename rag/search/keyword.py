@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Protocol
 
 from rag.errors import StoreError, store_error_hint
-from rag.scope import Scope, chunk_collections
+from rag.search.scope import Scope, chunk_collections
 from rag.text import LANGUAGES, keyword_tokens
 
 INDEX_FILE = "keywords.sqlite3"
@@ -44,7 +44,7 @@ _SCHEMA = (
     'CREATE VIRTUAL TABLE IF NOT EXISTS terms USING fts5(body, tokenize = "unicode61 remove_diacritics 0 '
     "tokenchars '_'\")",
     # The latest writes, in order: a chunk's vector when it was written, NULL when it was removed. A reader
-    # whose copy of Chroma's vector index predates them searches them beside it (rag.retrieval.FreshVectors)
+    # whose copy of Chroma's vector index predates them searches them beside it (rag.search.retrieval.FreshVectors)
     # instead of loading the whole index again (seconds at a million chunks).
     "CREATE TABLE IF NOT EXISTS recent (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, vector BLOB)",
     # Each chunk's document and page (row = chunks.row): the store's document list in one query, instead of

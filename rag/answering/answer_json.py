@@ -2,8 +2,8 @@
 
 ``sourcier ask --json`` prints it, the API's chat completion carries it under its OpenAI fields (its last
 streamed chunk too), a saved conversation's turns are given in it, and ``sourcier ask`` through a running server
-reads it back (:func:`answer_from_json`). A saved conversation is kept as the :class:`~rag.answer.Answer`
-record itself (``rag.conversations``): a storage format, not an output.
+reads it back (:func:`answer_from_json`). A saved conversation is kept as the :class:`~rag.answering.answer.Answer`
+record itself (``rag.answering.conversations``): a storage format, not an output.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from rag.answer import Answer, Source, Timings
-from rag.citations import Citation
-from rag.packing import Passage
-from rag.quotes import Mismatch, Quote
+from rag.answering.answer import Answer, Source, Timings
+from rag.answering.citations import Citation
+from rag.answering.packing import Passage
+from rag.answering.quotes import Mismatch, Quote
 
 PageUrl = Callable[[Passage], "str | None"]
 

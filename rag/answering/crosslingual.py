@@ -16,7 +16,7 @@ import re
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from rag.followup import one_line_reply
+from rag.answering.followup import one_line_reply
 from rag.settings import LLMSettings
 from rag.text import LANGUAGE_NAMES, LANGUAGES, detect_language, fold
 

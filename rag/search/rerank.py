@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rag.errors import ModelFileError
-from rag.hashing import file_sha256
+from rag.search.hashing import file_sha256
 from rag.settings import Settings
 
 

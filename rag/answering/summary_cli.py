@@ -8,17 +8,17 @@ import sys
 import time
 from typing import Any
 
-from rag.summary import Comparison, Progress, Summary, details_line, duration_said, summary_text
+from rag.answering.summary import Comparison, Progress, Summary, details_line, duration_said, summary_text
 
 EXIT_OK, EXIT_NOT_FOUND = 0, 1
 
 
 def run_summary(args: Any, settings: Any) -> int:
     from rag.accounts import readable_by
-    from rag.activity import Cancellation
+    from rag.answering.summary import Summarizer, find_document, summary_cache
     from rag.llm import load_llm
-    from rag.retrieval import open_existing_store
-    from rag.summary import Summarizer, find_document, summary_cache
+    from rag.llm.turns import Cancellation
+    from rag.search.retrieval import open_existing_store
 
     store = open_existing_store(settings)  # nothing is embedded: any embedding model's store
     readable = readable_by(settings.paths.store_dir, args.user)

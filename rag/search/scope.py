@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.errors import SourcierError
-from rag.names import absolute_path, document_path
+from rag.search.names import absolute_path, document_path
 
 
 class ScopeError(SourcierError):
@@ -29,7 +29,7 @@ class ScopeError(SourcierError):
 class Scope:
     """What a search may read: the documents a question is limited to, as (root, source) pairs (None: any),
     and the collections one of which a chunk must belong to (None: any; ``rag.access``: what the asker may
-    read). Both searches apply it before fusion and reranking (``rag.store`` turns it into Chroma's filter and
+    read). Both searches apply it before fusion and reranking (``rag.search.store`` turns it into Chroma's filter and
     the keyword index's)."""
 
     documents: frozenset[tuple[str, str]] | None = None

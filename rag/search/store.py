@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import fcntl
 import gc
 import math
-import os
 import threading
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -23,12 +20,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from rag.chroma_internals import bound_requests, client_system, forget_cached_store
-from rag.corpus import CHUNK_ID, DocumentInfo, Record, documents_in
-from rag.embedding import EmbeddingModelInfo
 from rag.errors import StoreError, StoreMismatchError, store_error_hint
-from rag.keyword import INDEX_FILE, SqliteKeywordIndex, shared_index
-from rag.scope import Scope, chunk_collections
+from rag.models.embedding import EmbeddingModelInfo
+from rag.search.chroma_internals import bound_requests, client_system, forget_cached_store
+from rag.search.corpus import CHUNK_ID, DocumentInfo, Record, documents_in
+from rag.search.keyword import INDEX_FILE, SqliteKeywordIndex, shared_index
+from rag.search.scope import Scope, chunk_collections
 from rag.settings import Settings
 from rag.text import LANGUAGES, search_text, text_language
 
@@ -41,7 +38,6 @@ CHANGED_KEY = "sourcier_changed"  # the same marker, in the collection's metadat
 OVERFETCH_MIN_SHARE = 0.05
 OVERFETCH = 1.5
 OVERFETCH_MAX = 1000
-WRITER_LOCK = ".sourcier-ingest.lock"  # the ingest's one-writer lock file (ingest.lock), beside the store
 
 
 @dataclass
@@ -75,7 +71,7 @@ class Hit:
 
 class Store(ABC):
     """A Chroma collection of chunks with the few operations ingest and retrieval need; for everyone else, the
-    :class:`~rag.corpus.Corpus` they read (every Chroma filter is written here, from a :class:`Scope`).
+    :class:`~rag.search.corpus.Corpus` they read (every Chroma filter is written here, from a :class:`Scope`).
 
     One subclass per ``store.mode``: :class:`EmbeddedStore` (a folder on this machine) and
     :class:`ServerStore` (a Chroma server). They differ in how they connect, how a write is announced to
@@ -90,7 +86,7 @@ class Store(ABC):
         self.client = client
         self.collection = collection
         self.settings = settings
-        self.keywords = keywords  # the persistent keyword index kept in step with the chunks (rag.keyword)
+        self.keywords = keywords  # the persistent keyword index kept in step with the chunks (rag.search.keyword)
         self._languages: tuple[str, set[str] | None] | None = None  # (store version, its languages)
         self._listed: tuple[str, list[DocumentInfo]] | None = None  # (store version, its documents)
         try:
@@ -610,7 +606,7 @@ def drop_cached_stores(store_dir: Path | None = None) -> None:
 
 
 # A dropped embedded store's Chroma "system" (its database connection, its in-memory vector index) lives on
-# until it is stopped: tens of MB per reopen. Readers that reopen their store (rag.retrieval.LiveRetriever)
+# until it is stopped: tens of MB per reopen. Readers that reopen their store (rag.search.retrieval.LiveRetriever)
 # claim the system they use and release it when they move to a fresh one; the last release stops it.
 _CLAIMS: dict[int, tuple[Any, int]] = {}  # id(system) -> (system, readers using it)
 _CLAIMS_LOCK = threading.Lock()
@@ -652,32 +648,3 @@ def _give_memory_back() -> None:
     """Return freed heap pages to the operating system (glibc keeps them otherwise)."""
     with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
-def writer_note(pid: int) -> str:
-    """What the ingest lock file says of its holder (shown to a refused ingest, read by
-    :func:`ingest_in_this_process`)."""
-    return f"{_holder_prefix(pid)}started {time.strftime('%Y-%m-%d %H:%M:%S')}"
-
-
-def _holder_prefix(pid: int) -> str:
-    return f"pid {pid}, "
-
-
-def ingest_in_this_process(store_dir: Path) -> bool:
-    """Whether an ingest of this very process holds the store's one-writer lock (the lock file names its
-    holder's pid). An ingest in another process never uses this process's Chroma systems."""
-    path = store_dir / WRITER_LOCK
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError:  # held: by whom?
-            return os.pread(fd, 200, 0).decode(errors="replace").startswith(_holder_prefix(os.getpid()))
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-    finally:
-        os.close(fd)

