@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
-from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi import APIRouter, FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
@@ -222,16 +222,26 @@ def usage(answer: Answer) -> dict[str, int]:
 
 
 def create_app(service: Service) -> FastAPI:
-    """The API over one service (tests pass one built with fakes)."""
+    """The API over one service (tests pass one built with fakes): the key check, the error shapes, and the
+    routes of each part (questions, documents, conversations)."""
     app = FastAPI(  # no docs pages and no schema route: only /health answers without the key
         title="sourcier", docs_url=None, redoc_url=None, swagger_ui_oauth2_redirect_url=None, openapi_url=None
     )
     settings = service.settings
     app.add_middleware(KeyFirst, key=lambda: settings.server.api_key, accounts=service.accounts, audit=service.audit)
+    handle_errors(app)
+    for routes in (question_routes, document_routes, conversation_routes):
+        app.include_router(routes(service))
+    return app
 
-    def reader(request: Request) -> Reader:
-        """The service as the request's person sees it (KeyFirst found them from their key)."""
-        return service.reader(request.scope.get("state", {}).get("person"))
+
+def person_of(service: Service, request: Request) -> Reader:
+    """The service as the request's person sees it (KeyFirst found them from their key)."""
+    return service.reader(request.scope.get("state", {}).get("person"))
+
+
+def handle_errors(app: FastAPI) -> None:
+    """Every error, ours, Starlette's and a request that does not validate, in OpenAI's error shape."""
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:  # a 401 is KeyFirst's, before any route
@@ -252,24 +262,29 @@ def create_app(service: Service) -> FastAPI:
         where = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         return JSONResponse(error_body(f"invalid request: {where}", "invalid_request_error"), status_code=400)
 
-    @app.get("/health")
+
+def question_routes(service: Service) -> APIRouter:
+    """Health, who the key is, the model list and the chat completion that answers from the documents."""
+    router = APIRouter()
+
+    @router.get("/health")
     async def health() -> JSONResponse:
         # async: answered by the event loop itself, even when every worker thread is stuck
         report = service.health()
         return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)
 
-    @app.get("/v1/me")
+    @router.get("/v1/me")
     def me(request: Request) -> dict[str, Any]:
-        return describe(reader(request))
+        return describe(person_of(service, request))
 
-    @app.get("/v1/models")
+    @router.get("/v1/models")
     def models() -> dict[str, Any]:
         return {"object": "list", "data": [{"id": MODEL_NAME, "object": "model", "created": 0, "owned_by": "local"}]}
 
-    @app.post("/v1/chat/completions", response_model=None)
+    @router.post("/v1/chat/completions", response_model=None)
     async def chat(body: ChatRequest, request: Request) -> Any:
         question, history = conversation(body.messages)
-        person = reader(request)
+        person = person_of(service, request)
         defaults = service.defaults()
         choices = SessionChoices(
             k=body.k or defaults.k,
@@ -333,9 +348,16 @@ def create_app(service: Service) -> FastAPI:
             **keep(stream.answer),
         }
 
-    @app.get("/v1/documents")
+    return router
+
+
+def document_routes(service: Service) -> APIRouter:
+    """The documents: list, card corrections, uploads, page images, summaries, comparisons, removal."""
+    router = APIRouter()
+
+    @router.get("/v1/documents")
     def documents(request: Request) -> dict[str, Any]:
-        person = reader(request)
+        person = person_of(service, request)
         docs, cards = person.documents(), person.cards()
         return {
             "object": "list",
@@ -352,27 +374,27 @@ def create_app(service: Service) -> FastAPI:
             ],
         }
 
-    @app.patch("/v1/documents/{source:path}/card")
+    @router.patch("/v1/documents/{source:path}/card")
     def correct_card(source: str, body: CardChange, request: Request, root: str | None = None) -> dict[str, Any]:
         values = body.model_dump(exclude_unset=True)
         if not values:
             fields = ", ".join(CardChange.model_fields)
             raise ApiError(400, f"say what to correct: {fields}", "invalid_request_error")
         try:
-            card = reader(request).set_card(source, root, values)
+            card = person_of(service, request).set_card(source, root, values)
         except CardError as exc:
             raise ApiError(400, str(exc), "invalid_request_error") from None
         return card_dict(card) or {}
 
-    @app.post("/v1/documents")
+    @router.post("/v1/documents")
     def upload(
         request: Request,
         files: list[UploadFile] = File(...),  # noqa: B008 (FastAPI's idiom)
         collection: str | None = Form(None),  # noqa: B008
     ) -> dict[str, Any]:
-        person = reader(request)
+        person = person_of(service, request)
         person.upload_folder(collection)  # a collection this person may not add to: 403 before any file is saved
-        limit = settings.server.upload_max_mb * 1024 * 1024
+        limit = service.settings.server.upload_max_mb * 1024 * 1024
         received = [(f.filename or "upload", f.file.read(int(limit) + 1)) for f in files]
         saved, refused = person.save_uploads(received, collection)
         if refused and not saved:  # nothing to ingest: the refusal is the reply (413 too large, 415 not a document)
@@ -403,34 +425,12 @@ def create_app(service: Service) -> FastAPI:
             },
         }
 
-    @app.get("/v1/conversations")
-    def conversations(request: Request) -> dict[str, Any]:
-        return {"object": "list", "data": [dataclasses.asdict(c) for c in reader(request).conversations.list()]}
-
-    @app.get("/v1/conversations/{conversation_id}")
-    def one_conversation(conversation_id: str, request: Request) -> dict[str, Any]:
-        person = reader(request)
-        saved = person.conversations.get(conversation_id)
-        turns = []
-        for answer in saved.answers:
-            states = person.source_states(answer)
-            turn = {"answer": answer.text, **answer_extras(answer)}  # "answer": the text, as before
-            for source in turn["sources"]:
-                source["state"] = states.get(source["number"], "kept")  # kept / changed / removed since
-            turns.append(turn)
-        return dataclasses.asdict(saved.info) | {"scope": saved.scope, "turns": turns}
-
-    @app.delete("/v1/conversations/{conversation_id}")
-    def delete_conversation(conversation_id: str, request: Request) -> dict[str, Any]:
-        reader(request).conversations.delete(conversation_id)
-        return {"deleted": conversation_id}
-
-    @app.get("/v1/documents/{source:path}/pages/{number:int}.png", response_model=None)
+    @router.get("/v1/documents/{source:path}/pages/{number:int}.png", response_model=None)
     def page_image(
         source: str, number: int, request: Request, highlight: str | None = None, root: str | None = None
     ) -> Response:
         """The page as a PNG, the chunk ``highlight`` (an id from an answer's sources) marked on it."""
-        person = reader(request)
+        person = person_of(service, request)
         doc = person.document(source, root)  # 404 alike for an absent document and another's
         if not person.has_page_images(source):
             raise ApiError(400, f"{source!r} is not a PDF or an image: it has no page images", "invalid_request_error")
@@ -446,10 +446,10 @@ def create_app(service: Service) -> FastAPI:
         headers = {"X-Highlight-Boxes": str(view.boxes), "Cache-Control": "private, max-age=300"}
         return Response(view.png, media_type="image/png", headers=headers)
 
-    @app.post("/v1/documents/{source:path}/summary", response_model=None)
+    @router.post("/v1/documents/{source:path}/summary", response_model=None)
     async def summarize(source: str, body: SummaryRequest, request: Request) -> Any:
         """The document's summary, each point with the pages that back it; kept per document version."""
-        person = reader(request)
+        person = person_of(service, request)
         person.document(source, body.root)  # 404 now, before any model work or any 200
         return await summary_response(
             lambda cancel, progress: person.summarize(source, body.root, body.language, body.refresh, cancel, progress),
@@ -458,10 +458,10 @@ def create_app(service: Service) -> FastAPI:
             request,
         )
 
-    @app.post("/v1/compare", response_model=None)
+    @router.post("/v1/compare", response_model=None)
     async def compare(body: CompareRequest, request: Request) -> Any:
         """Two readable documents lined up topic by topic, each side cited to its own pages."""
-        person = reader(request)
+        person = person_of(service, request)
         person.document(body.first), person.document(body.second)
         return await summary_response(
             lambda cancel, progress: person.compare(
@@ -472,13 +472,45 @@ def create_app(service: Service) -> FastAPI:
             request,
         )
 
-    @app.delete("/v1/documents/{source:path}")
+    @router.delete("/v1/documents/{source:path}")
     def remove(source: str, request: Request, root: str | None = None) -> dict[str, Any]:
-        person = reader(request)
+        person = person_of(service, request)
         doc = person.document(source, root)
         return {"removed": source, "root": doc.root, "chunks": person.remove(doc)}
 
-    return app
+    return router
+
+
+def conversation_routes(service: Service) -> APIRouter:
+    """A person's saved conversations: list, one with its sources' states, delete."""
+    router = APIRouter()
+
+    @router.get("/v1/conversations")
+    def conversations(request: Request) -> dict[str, Any]:
+        return {
+            "object": "list",
+            "data": [dataclasses.asdict(c) for c in person_of(service, request).conversations.list()],
+        }
+
+    @router.get("/v1/conversations/{conversation_id}")
+    def one_conversation(conversation_id: str, request: Request) -> dict[str, Any]:
+        person = person_of(service, request)
+        saved = person.conversations.get(conversation_id)
+        turns = []
+        for answer in saved.answers:
+            states = person.source_states(answer)
+            turn = {"answer": answer.text, **answer_extras(answer)}  # "answer": the text, as before
+            for source in turn["sources"]:
+                source["state"] = states.get(source["number"], "kept")  # kept / changed / removed since
+            turns.append(turn)
+        return dataclasses.asdict(saved.info) | {"scope": saved.scope, "turns": turns}
+
+    @router.delete("/v1/conversations/{conversation_id}")
+    def delete_conversation(conversation_id: str, request: Request) -> dict[str, Any]:
+        person_of(service, request).conversations.delete(conversation_id)
+        return {"deleted": conversation_id}
+
+    return router
 
 
 async def summary_response(
