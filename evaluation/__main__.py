@@ -136,11 +136,10 @@ def run(args: argparse.Namespace) -> int:
         with console.status("loading the model (it translates the questions)"):
             translator = load_llm(settings)
     if not args.retrieval_only:
-        from rag.answering.answer import Answerer
-        from rag.llm import load_llm
+        from rag.answering.answer import build_answerer
 
         with console.status("loading the model"):
-            answerer = Answerer(settings, Retriever(store, embedder, settings, reranker), load_llm(settings))
+            answerer = build_answerer(settings, retriever=Retriever(store, embedder, settings, reranker))
     results: dict[str, Any] = {}
     for mode in args.modes or ["configured"]:
         mode_settings, mode_reranker = settings, reranker
