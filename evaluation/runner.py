@@ -23,6 +23,7 @@ from rag.answering.answer import Answer, Answerer
 from rag.answering.crosslingual import languages_to_search, translations_for
 from rag.llm.base import ChatModel
 from rag.models.embedding import embedder_kind, runtime_label, similarity_floor
+from rag.search.rerank import OperatingPoints, operating_points
 from rag.search.retrieval import Retriever
 from rag.search.store import Store
 from rag.settings import Settings
@@ -204,7 +205,8 @@ def evaluate(
         result.rows.append(row)
         if progress:
             progress(1)
-    result.summary = summarize(result.rows, settings, answered=answerer is not None)
+    points = operating_points(settings, getattr(retriever, "reranker", None))
+    result.summary = summarize(result.rows, settings, answered=answerer is not None, points=points)
     result.summary["corpus"] = {"documents": gold_index.documents, "chunks": gold_index.chunks}
     return result
 
@@ -224,7 +226,12 @@ def _translation_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
                             "p95_ms": _round(m.percentile(timed, 95))}}  # fmt: skip
 
 
-def summarize(rows: Sequence[dict[str, Any]], settings: Settings, answered: bool) -> dict[str, Any]:
+def summarize(
+    rows: Sequence[dict[str, Any]], settings: Settings, answered: bool, points: OperatingPoints | None = None
+) -> dict[str, Any]:
+    """The run's figures, and the settings it ran with (``points``: the cuts in force, the settings' or the
+    reranker's own)."""
+    points = points or operating_points(settings, None)
     answerable = [r for r in rows if r["answerable"]]
     unanswerable = [r for r in rows if not r["answerable"]]
     latencies = [r["retrieval_ms"] for r in rows]
@@ -251,7 +258,8 @@ def summarize(rows: Sequence[dict[str, Any]], settings: Settings, answered: bool
             "keyword": settings.retrieval.keyword,
             "reranker": settings.retrieval.reranker,
             "candidates_for_rerank": settings.retrieval.candidates_for_rerank,
-            "min_rerank_score": settings.retrieval.min_rerank_score,
+            "min_rerank_score": points.min_relevance,  # the cut in force (the setting, else the reranker's own)
+            "min_passage_relevance": points.min_passage_relevance,
             "min_similarity": similarity_floor(settings),
             "embedding": runtime_label(settings),
         },

@@ -190,6 +190,9 @@ def test_a_run_scores_retrieval_answers_citations_and_abstention(settings, eval_
     assert s["abstention"] == {"unanswerable_declined": 1.0, "answerable_declined": 0.0}
     assert s["citations"]["valid_citation"] == 1.0 and s["retrieval"]["recall@10"] == 1.0
     assert s["corpus"]["documents"] == 5
+    # the cuts in force are recorded: the reranker's own when the settings leave them empty
+    assert settings.retrieval.min_rerank_score is None and s["settings"]["min_rerank_score"] == 0.1
+    assert s["settings"]["min_passage_relevance"] == 0.0
 
 
 def test_the_command_runs_retrieval_only_on_a_jsonl_set(tmp_path, settings, corpus, monkeypatch, capsys):
