@@ -167,6 +167,8 @@ def answer_row(answer: Answer, question: Question, gold: set[str]) -> dict[str, 
             "valid_citation": float(any(s.supported for s in cited_gold)),
             "citation_precision": len(cited_gold) / len(cited) if cited else None,
             "gold_in_context": float(any(s.passage.chunk_id in gold for s in answer.sources)),
+            # the quote the answer rests on holds a reference answer (quoted style)
+            "quote_has_answer": m.contains_reference(answer.quote.text, refs, language) if answer.quote else None,
         }
     return row
 
@@ -287,6 +289,7 @@ def summarize(
             "no_words": sum(r["no_words"] for r in answered_rows),
             "about_passages": sum(r["about_passages"] for r in answered_rows),
             "quote_verbatim": _avg([r for r in answered_rows if r["quote_verbatim"] is not None], "quote_verbatim"),
+            "quote_has_answer": _avg([r for r in found if r.get("quote_has_answer") is not None], "quote_has_answer"),
             "warned_when_right": _avg([r for r in found if r.get("contains") == 1.0], "warned"),
             "warned_when_wrong": _avg([r for r in found if r.get("contains") == 0.0], "warned"),
         }
