@@ -256,9 +256,7 @@ class Answerer:
         self.retriever = retriever
         self.llm = llm
         self.limit = limit  # what every search of this answerer is held to (what its asker may read: rag.accounts)
-        self.summaries = (
-            summaries  # where summaries are kept (rag.answering.summary; opened beside the store when needed)
-        )
+        self.summaries = summaries  # kept summaries (rag.answering.summary; opened beside the store when needed)
         self.options = options or AskOptions.of(settings)
         o = self.options  # the answer's decoding: the settings' with this request's choices (a copy of one group)
         self._decoding = settings.llm.model_copy(update={"temperature": o.temperature, "max_tokens": o.max_tokens})

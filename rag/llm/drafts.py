@@ -18,9 +18,8 @@ from typing import Any
 
 import numpy as np
 
-QUOTE_END = (
-    '"\n'  # the quoted style's quote is closed: "[n] \"...\"\nAnswer: ..." (rag.answering.quotes.answer_grammar)
-)
+# The quoted style's quote is closed: "[n] \"...\"\nAnswer: ..." (rag.answering.quotes.answer_grammar).
+QUOTE_END = '"\n'
 
 
 def lookup(tokens: np.ndarray, search_from: int, search_to: int, max_ngram: int, min_ngram: int, n: int) -> np.ndarray:
