@@ -119,10 +119,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.store:
             settings.paths.store_dir = args.store
         if args.command == "model":
-            from rag.models.gguf import prepare_embedding_model, resolve_model_path
+            from rag.models.embedding import embedder_kind
+            from rag.models.gguf import resolve_model_path
 
             print(resolve_model_path(settings))
-            print(f"embedding model: {prepare_embedding_model(settings)}", file=sys.stderr)
+            # the embedder's set-up step (its ONNX copy exported once, when the settings run it), and how it runs
+            print(f"embedding model: {embedder_kind(settings).prepare(settings)}", file=sys.stderr)
             return EXIT_OK
         if args.command == "ask":
             from rag.answering.answer import clean_question

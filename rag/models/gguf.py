@@ -145,10 +145,3 @@ def _marker_matches(marker: Path, target: Path, model: PartedModel) -> bool:
 def _write_marker(marker: Path, target: Path, model: PartedModel) -> None:
     st = target.stat()
     marker.write_text(json.dumps({"sha256": model.sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns}))
-
-
-def prepare_embedding_model(settings: Settings) -> str:
-    """Export the embedding model's ONNX copy when the settings run it (once); say how it runs."""
-    from rag.models.embedding import embedder_kind
-
-    return embedder_kind(settings).prepare(settings)
