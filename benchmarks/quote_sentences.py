@@ -41,7 +41,8 @@ RULES: dict[str, Rule] = {
 }
 
 
-def measure(folder: Path, limit: int, seed: int) -> dict[str, tuple[float, float]]:
+def measure(folder: Path, limit: int, seed: int) -> tuple[int, dict[str, tuple[float, float]]]:
+    """(questions counted, rule -> (share whose answering sentence it leaves out, share of sentences kept))."""
     rows = [json.loads(line) for line in (folder / "questions.jsonl").open(encoding="utf-8")]
     rows = [r for r in rows if r["answerable"]]
     random.Random(seed).shuffle(rows)
@@ -64,7 +65,7 @@ def measure(folder: Path, limit: int, seed: int) -> dict[str, tuple[float, float
             keep = rule(said, on) or set(range(len(said)))
             lost[name] += not holding & keep
             kept[name] += len(keep) / len(said)
-    return {name: (lost[name] / counted, kept[name] / counted) for name in RULES} | {"questions": (counted, 0)}
+    return counted, {name: (lost[name] / counted, kept[name] / counted) for name in RULES}
 
 
 def main() -> None:
@@ -77,8 +78,7 @@ def main() -> None:
     print("| set | rule | answering sentence left out | sentences kept |")
     print("|---|---|---|---|")
     for name in args.sets:
-        figures = measure(args.workdir / name, args.limit, args.seed)
-        questions = figures.pop("questions")[0]
+        questions, figures = measure(args.workdir / name, args.limit, args.seed)
         for rule, (lost, kept) in figures.items():
             print(f"| {name} ({questions} questions) | {rule} | {lost:.3f} | {kept:.2f} |")
 

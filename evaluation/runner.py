@@ -229,11 +229,10 @@ def _translation_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def summarize(
-    rows: Sequence[dict[str, Any]], settings: Settings, answered: bool, points: OperatingPoints | None = None
+    rows: Sequence[dict[str, Any]], settings: Settings, answered: bool, points: OperatingPoints
 ) -> dict[str, Any]:
     """The run's figures, and the settings it ran with (``points``: the cuts in force, the settings' or the
     reranker's own)."""
-    points = points or operating_points(settings, None)
     answerable = [r for r in rows if r["answerable"]]
     unanswerable = [r for r in rows if not r["answerable"]]
     latencies = [r["retrieval_ms"] for r in rows]
