@@ -10,6 +10,7 @@ by reading the rows (``--out`` keeps them); the detected language is a first che
 
     .venv/bin/python benchmarks/crosslingual_answers.py --covid 10 --piaf 4 --out eval-runs/crosslingual-answers.json
     SOURCIER_LLM__TRANSLATE_QUESTIONS=false .venv/bin/python benchmarks/crosslingual_answers.py   # without
+    SOURCIER_LLM__ASIDE_N_CTX=0 .venv/bin/python benchmarks/crosslingual_answers.py   # in the answers' context
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ def ask(answerer: Any, question: str, expected: str | None = None) -> dict[str, 
         "question_language": answer.language,
         "answer_language": detect_language(answer.text),
         "translate_ms": round(answer.timings.translate_ms or 0),
+        "first_word_ms": round(answer.timings.answer_start_ms or answer.timings.first_token_ms or 0),
+        "cached_tokens": answer.timings.cached_tokens,
         "total_s": round(time.perf_counter() - t0, 1),
     }
     if expected is not None:
@@ -100,6 +103,8 @@ def main() -> None:
         "answered": len(answered),
         "answers_detected_in_question_language": sum(r["answer_language"] == r["question_language"] for r in answered),
         "translate_ms_p50": sorted(r["translate_ms"] for r in rows)[len(rows) // 2],
+        "first_word_ms_p50": sorted(r["first_word_ms"] for r in rows)[len(rows) // 2],
+        "cached_tokens_p50": sorted(r["cached_tokens"] or 0 for r in rows)[len(rows) // 2],
     }
     print(json.dumps(summary))
     if args.out:

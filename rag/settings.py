@@ -482,6 +482,14 @@ class LLMSettings(_Group):
         "the best passage found as asked is under this (0.5: 95% of COVID-QA's and 80% of PIAF's answerable "
         "questions, asked in their documents' language, stay untranslated); always without a reranker.",
     )
+    aside_n_ctx: int = Field(
+        1024,
+        ge=0,
+        description="A local GGUF's second context, in tokens, on the same weights, for the short prompts beside "
+        "the answers (a question's translation, a follow-up's rewriting): they keep their own instructions "
+        "cached and leave the answer's system prompt in the model's cache (30 MB for the default model; "
+        "docs/measurements.md). 0: they share the answers' context.",
+    )
     rewrite_followups: bool = Field(
         False,
         description="Search a follow-up ('and in Berlin?') as the standalone question the model rewrites it "

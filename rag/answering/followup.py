@@ -82,10 +82,11 @@ def one_line_reply(
     cancel: Any = None,
 ) -> str:
     """The model's greedy reply to ``messages``: its first non-empty line, without a leading label the model
-    may add (``prefix``, "Rewritten question:") or the quotes around it ('' when it wrote nothing)."""
+    may add (``prefix``, "Rewritten question:") or the quotes around it ('' when it wrote nothing). Asked of
+    the model's context aside (``ChatModel.aside``), so the answers' cached prompt stays."""
     prompt = llm.prompter.render(messages)
     decoding = settings.model_copy(update={"temperature": 0.0})
-    text = "".join(llm.stream(prompt, max_tokens=max_tokens, decoding=decoding, cancel=cancel))
+    text = "".join(llm.aside().stream(prompt, max_tokens=max_tokens, decoding=decoding, cancel=cancel))
     line = next((s for s in text.strip().splitlines() if s.strip()), "")
     return prefix.sub("", line).strip().strip('"«»“”').strip()
 

@@ -114,6 +114,12 @@ class ChatModel(ABC):
         """P(yes) / P(yes + no) of the first token after ``prompt`` (which asks whether the passages hold
         the answer); None when the backend cannot tell, or when cancelled."""
 
+    def aside(self) -> ChatModel:
+        """The model for short prompts beside the answers (a question's translation, a follow-up's rewriting),
+        which should not evict the answer's prompt from the model's cache: a second context on the same weights
+        for a local GGUF; the model itself where the backend keeps no such cache."""
+        return self
+
     def process_state(self) -> dict[str, Any] | None:
         """The process the model runs in, for health checks (pid, state, restarts, last crash); None when it
         runs in this process or elsewhere."""

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,12 +31,14 @@ from rag.llm.llama_internals import (
     is_abort,
     last_logits,
     set_threads,
+    sibling,
 )
 from rag.llm.turns import Cancellation, ModelActivity, cancelled
 from rag.machine import CoreWatch
 from rag.settings import LLMSettings, Settings
 
 TEMPLATE_KEY = "tokenizer.chat_template"
+log = logging.getLogger(__name__)
 
 
 class Tokenizing(Protocol):
@@ -148,20 +152,52 @@ class LocalLLM(ChatModel):
     prompt's evaluation through llama.cpp's abort callback.
     """
 
-    def __init__(self, llama: Any, prompter: ChatPrompter, settings: Settings, model_path: Path) -> None:
+    def __init__(
+        self, llama: Any, prompter: ChatPrompter, settings: Settings, model_path: Path, owner: LocalLLM | None = None
+    ) -> None:
         self.llama = llama
         self.prompter = prompter
         self.settings = settings
         self.model_path = model_path
         self.last_prompt: Prompt | None = None  # what the model was last given (benchmarks, debugging)
         self.last_drafts: QuoteDrafts | None = None  # the last quote's drafts: how many were proposed
-        self.activity = ModelActivity(exclusive=True)
+        # ``owner``: the model whose context this one sits beside (see ``aside``), sharing its turns and cores
+        self.owner = owner
+        self.activity = owner.activity if owner else ModelActivity(exclusive=True)
         self._running: Cancellation | None = None  # the cancellation of the generation holding the model
         install_abort_check(llama, lambda: cancelled(self._running))
-        self.cores = CoreWatch() if settings.llm.adapt_threads else None
-        if self.cores is not None and not self.cores.start():
-            self.cores = None
+        if owner is not None:
+            self.cores = owner.cores
+        else:
+            self.cores = CoreWatch() if settings.llm.adapt_threads else None
+            if self.cores is not None and not self.cores.start():
+                self.cores = None
         self.threads = (settings.llm.n_threads, settings.llm.n_threads_batch)  # what llama.cpp uses now
+        self._aside: LocalLLM | None = None
+        self._aside_guard = threading.Lock()
+
+    def aside(self) -> LocalLLM:
+        """This model with a second, small context (``llm.aside_n_ctx`` tokens, made on first use: 0.02 s and
+        30 MB for the default model, the weights shared): a question's translation between two answers keeps
+        its own instructions cached and leaves the answer's system prompt in the main context. A prompt too
+        long for it runs in the main context. The model itself when the setting is 0, or where
+        llama-cpp-python cannot make a second context."""
+        if self.owner is not None:
+            return self
+        with self._aside_guard:
+            if self._aside is None:
+                n_ctx = min(self.settings.llm.aside_n_ctx, self.n_ctx)
+                if n_ctx <= 0:
+                    self._aside = self
+                    return self
+                try:
+                    llama = sibling(self.llama, **context_params(self.settings, n_ctx))
+                except (ModelFileError, ValueError, RuntimeError) as exc:
+                    log.warning("short prompts share the answers' context: %s", exc)
+                    self._aside = self
+                else:
+                    self._aside = LocalLLM(llama, self.prompter, self.settings, self.model_path, owner=self)
+            return self._aside
 
     RECHECK_TOKENS = 8  # how often a running answer looks at the free cores again
 
@@ -197,6 +233,9 @@ class LocalLLM(ChatModel):
         Others wait for the model until this answer is finished, closed or cancelled.
         """
         s = decoding or self.settings.llm
+        if self.owner is not None and len(prompt.tokens) + (max_tokens or s.max_tokens) > self.n_ctx:
+            yield from self.owner.stream(prompt, max_tokens, decoding, cancel, grammar)
+            return
         constraint = compile_grammar(grammar) if grammar else None
         with self.activity.hold(cancel) as hold, self._running_as(cancel), self._drafts(prompt, s, grammar):
             if hold is None:
@@ -311,23 +350,28 @@ def open_gguf(path: Path, settings: Settings, vocab_only: bool = False) -> Any:
         from llama_cpp import Llama
     except ImportError:
         raise ModelFileError("llama-cpp-python is not installed: pip install -e '.[llm]' (or bash setup.sh)") from None
-    s = settings.llm
     try:  # llama-cpp-python (verbose=False) silences stderr while it loads, and so do we for a vocabulary
         with STDERR_SILENCED, _stderr_silenced() if vocab_only else contextlib.nullcontext():
-            return Llama(
-                model_path=str(path),
-                n_ctx=s.n_ctx if not vocab_only else 64,  # a vocabulary has no cache to size
-                n_threads=s.n_threads,
-                n_threads_batch=s.n_threads_batch,
-                n_gpu_layers=s.n_gpu_layers,
-                flash_attn=s.flash_attn and not vocab_only,
-                seed=s.seed,
-                lora_path=str(s.lora_path) if s.lora_path and not vocab_only else None,
-                vocab_only=vocab_only,
-                verbose=False,
-            )
+            if vocab_only:  # a vocabulary has no cache to size
+                return Llama(model_path=str(path), vocab_only=True, n_ctx=64, verbose=False)
+            return Llama(model_path=str(path), verbose=False, **context_params(settings, settings.llm.n_ctx))
     except (ValueError, RuntimeError) as exc:
         raise ModelFileError(f"cannot load the model {path}: {exc}") from None
+
+
+def context_params(settings: Settings, n_ctx: int) -> dict[str, Any]:
+    """``Llama``'s arguments for a context of ``n_ctx`` tokens run as the settings say."""
+    s = settings.llm
+    return {
+        "n_ctx": n_ctx,
+        "n_batch": min(512, n_ctx),
+        "n_threads": s.n_threads,
+        "n_threads_batch": s.n_threads_batch,
+        "n_gpu_layers": s.n_gpu_layers,
+        "flash_attn": s.flash_attn,
+        "seed": s.seed,
+        "lora_path": str(s.lora_path) if s.lora_path else None,
+    }
 
 
 @contextmanager

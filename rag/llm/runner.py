@@ -5,7 +5,8 @@ runs llama.cpp in a runner process: if llama.cpp crashes here, only this process
 the one request it was answering and starts another. Messages are pickled tuples:
 
 - from the parent: ``("load", settings, model_path)`` first, then ``("stream", id, prompt, max_tokens,
-  decoding, grammar)``, ``("answerability", id, prompt)``, ``("cancel", id)``, ``("stop",)``;
+  decoding, grammar, aside)`` (``aside``: in the model's second context, ``LocalLLM.aside``),
+  ``("answerability", id, prompt)``, ``("cancel", id)``, ``("stop",)``;
 - to the parent: ``("ready", {"n_ctx": ..., "pid": ...})`` or ``("failed", error)`` once, then per request
   ``("piece", id, text)``... ``("end", id)``, or ``("score", id, value)``, or ``("error", id, error)``.
 
@@ -85,10 +86,11 @@ class Runner:
                 self._running = (request, cancel)
             try:
                 if kind == "stream":
-                    prompt, max_tokens, decoding, grammar = args
-                    for n, piece in enumerate(self.llm.stream(prompt, max_tokens, decoding, cancel, grammar)):
+                    prompt, max_tokens, decoding, grammar, aside = args
+                    llm = self.llm.aside() if aside else self.llm
+                    for n, piece in enumerate(llm.stream(prompt, max_tokens, decoding, cancel, grammar)):
                         if n == 0:
-                            self.conn.send(("cached", request, self.llm.last_cached_tokens))
+                            self.conn.send(("cached", request, llm.last_cached_tokens))
                         self.conn.send(("piece", request, piece))
                     self.conn.send(("end", request))
                 elif kind == "answerability":

@@ -15,6 +15,7 @@ worker that does not stop within ``llm.worker_cancel_s`` is killed and replaced)
 from __future__ import annotations
 
 import contextlib
+import copy
 import itertools
 import os
 import signal
@@ -319,6 +320,16 @@ class WorkerLLM(ChatModel):
         self.process = process
         self.last_prompt: Prompt | None = None
         self.activity = ModelActivity(exclusive=True)
+        self.beside = False  # this object's prompts go to the worker's context aside (see ``aside``)
+
+    def aside(self) -> WorkerLLM:
+        """This model, its prompts run in the worker's second context (:meth:`LocalLLM.aside
+        <rag.llm.local.LocalLLM.aside>`); turns shared with the answers."""
+        if self.beside:
+            return self
+        other = copy.copy(self)
+        other.beside, other.last_prompt, other.last_cached_tokens = True, None, None
+        return other
 
     @property
     def n_ctx(self) -> int:
@@ -341,7 +352,7 @@ class WorkerLLM(ChatModel):
             if hold is None:
                 return
             self.last_prompt = prompt
-            args = (_lean(prompt), max_tokens, decoding or self.settings.llm, grammar)
+            args = (_lean(prompt), max_tokens, decoding or self.settings.llm, grammar, self.beside)
             for message in self._replies("stream", args, cancel, hold):
                 if cancelled(cancel):
                     return

@@ -217,3 +217,23 @@ def test_a_model_that_cannot_load_is_an_error_and_leaves_no_process(tmp_path):
     with pytest.raises(ModelFileError, match="broken.gguf"):
         load_llm(settings)
     assert not runners()
+
+
+def test_prompts_aside_run_in_the_workers_second_context(model):
+    """The worker's answers keep their prompt cached across a prompt aside (a question's translation)."""
+    answer = prompt_for(model, "How long did the outage last?", words=20)
+    side = prompt_for(model, "Translate: combien de temps?")
+    list(model.stream(answer, max_tokens=2))
+    aside = model.aside()
+    assert aside is not model and aside.aside() is aside and aside.activity is model.activity
+    list(aside.stream(side, max_tokens=8))
+    assert aside.last_cached_tokens is not None and model.last_cached_tokens is not None
+    list(model.stream(answer, max_tokens=2))
+    assert model.last_cached_tokens >= len(answer.tokens) - 1  # the translation did not evict it
+    list(model.stream(side, max_tokens=8))  # the same prompt in the main context evicts it
+    list(model.stream(answer, max_tokens=2))
+    assert model.last_cached_tokens < len(answer.tokens) // 2
+    long = prompt_for(model, "Say yes.", words=130)  # longer than the context aside: the main one writes it
+    assert len(long.tokens) > model.settings.llm.aside_n_ctx
+    assert "".join(aside.stream(long, max_tokens=4)) == "".join(model.stream(long, max_tokens=4))
+    assert model.last_cached_tokens >= len(long.tokens) - 1

@@ -234,3 +234,25 @@ def test_beside_a_busy_core_the_model_takes_one_thread_and_writes_the_same_answe
     smollm.llama.reset()
     again = "".join(smollm.stream(prompt))
     assert busy == quiet == again
+
+
+def test_a_prompt_aside_leaves_the_answers_prompt_cached_and_writes_what_the_model_writes(smollm):
+    """A translation between two answers (issue 37): run in the second context on the same weights, it leaves
+    the answer's prompt in the model's cache, and writes exactly what the main context would."""
+    import psutil
+
+    answer = quoted_prompt(smollm, ["The storage outage lasted 47 minutes."], "How long did the outage last?")
+    side = smollm.prompter.render(
+        [{"role": "system", "content": "Translate into English."}, {"role": "user", "content": "Combien de temps?"}]
+    )
+    list(smollm.stream(answer, max_tokens=4))
+    rss = psutil.Process().memory_info().rss
+    aside = smollm.aside()
+    assert aside is not smollm and aside.aside() is aside and smollm.aside() is aside  # made once
+    assert aside.llama._model.model == smollm.llama._model.model  # the same weights, not a second copy
+    assert psutil.Process().memory_info().rss - rss < 100 * 2**20
+    assert aside.n_ctx == min(smollm.settings.llm.aside_n_ctx, smollm.n_ctx) and aside.activity is smollm.activity
+    beside = "".join(aside.stream(side, max_tokens=12))
+    list(smollm.stream(answer, max_tokens=4))
+    assert smollm.last_cached_tokens >= len(answer.tokens) - 1  # all of it found in the cache, as before
+    assert "".join(smollm.stream(side, max_tokens=12)) == beside  # the same text from either context
