@@ -96,15 +96,19 @@ def main() -> None:
             row = ask(answerer, q.question)
             rows.append({"set": name, "reference": q.answers[:1]} | row)
     samples_rows = [r for r in rows if r["set"] == "samples"]
+
+    def p50(key: str) -> int:  # the upper of the two middle rows
+        return sorted(r[key] or 0 for r in rows)[len(rows) // 2]
+
     answered = [r for r in rows if r["found"]]
     summary = {
         "questions": len(rows),
         "samples_right_document": sum(r["right_document"] for r in samples_rows),
         "answered": len(answered),
         "answers_detected_in_question_language": sum(r["answer_language"] == r["question_language"] for r in answered),
-        "translate_ms_p50": sorted(r["translate_ms"] for r in rows)[len(rows) // 2],
-        "first_word_ms_p50": sorted(r["first_word_ms"] for r in rows)[len(rows) // 2],
-        "cached_tokens_p50": sorted(r["cached_tokens"] or 0 for r in rows)[len(rows) // 2],
+        "translate_ms_p50": p50("translate_ms"),
+        "first_word_ms_p50": p50("first_word_ms"),
+        "cached_tokens_p50": p50("cached_tokens"),
     }
     print(json.dumps(summary))
     if args.out:

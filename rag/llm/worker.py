@@ -321,15 +321,17 @@ class WorkerLLM(ChatModel):
         self.last_prompt: Prompt | None = None
         self.activity = ModelActivity(exclusive=True)
         self.beside = False  # this object's prompts go to the worker's context aside (see ``aside``)
+        self._aside: WorkerLLM | None = None
 
     def aside(self) -> WorkerLLM:
         """This model, its prompts run in the worker's second context (:meth:`LocalLLM.aside
-        <rag.llm.local.LocalLLM.aside>`); turns shared with the answers."""
-        if self.beside:
-            return self
-        other = copy.copy(self)
-        other.beside, other.last_prompt, other.last_cached_tokens = True, None, None
-        return other
+        <rag.llm.local.LocalLLM.aside>`); turns shared with the answers. Made once, like the context."""
+        if self._aside is None:
+            other = copy.copy(self)
+            other.beside, other.last_prompt, other.last_cached_tokens = True, None, None
+            other._aside = other
+            self._aside = other
+        return self._aside
 
     @property
     def n_ctx(self) -> int:

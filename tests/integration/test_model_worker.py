@@ -225,7 +225,7 @@ def test_prompts_aside_run_in_the_workers_second_context(model):
     side = prompt_for(model, "Translate: combien de temps?")
     list(model.stream(answer, max_tokens=2))
     aside = model.aside()
-    assert aside is not model and aside.aside() is aside and aside.activity is model.activity
+    assert aside is not model and aside.aside() is aside and model.aside() is aside and aside.activity is model.activity
     list(aside.stream(side, max_tokens=8))
     assert aside.last_cached_tokens is not None and model.last_cached_tokens is not None
     list(model.stream(answer, max_tokens=2))
