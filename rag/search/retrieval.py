@@ -318,13 +318,25 @@ class Retriever:
                 rankings.append(vector_hits)
                 weights.append(r.vector_weight * weight)
             if keywords is not None:
-                if isinstance(keywords, SqliteKeywordIndex):
-                    found = keywords.search(asked, r.candidates, scope=scope)
-                else:
-                    found = keywords.search(asked, r.candidates, within)
-                rankings.append([Hit(cid, rank, score) for rank, (cid, score) in enumerate(found)])
+                rankings.append(self.keyword_hits(asked, r.candidates, scope, within))
                 weights.append(r.keyword_weight * weight)
-        fused = reciprocal_rank_fusion(rankings, r.rrf_k, weights)
+        return self.passages(reciprocal_rank_fusion(rankings, r.rrf_k, weights), k, scope, similarity)
+
+    def keyword_hits(self, query: str, n: int, scope: Scope | None, within: Collection[str] | None) -> list[Hit]:
+        """The keyword index's ``n`` best chunks for ``query``: held to ``scope`` by the SQLite index itself, to
+        the chunk ids ``within`` (those ``scope`` admits) by the in-memory one."""
+        keywords = self.keyword_index
+        if isinstance(keywords, SqliteKeywordIndex):
+            found = keywords.search(query, n, scope=scope)
+        else:
+            found = keywords.search(query, n, within)
+        return [Hit(cid, rank, score) for rank, (cid, score) in enumerate(found)]
+
+    def passages(
+        self, fused: Sequence[tuple[str, float]], k: int, scope: Scope | None, similarity: Mapping[str, float]
+    ) -> list[Passage]:
+        """The first ``k`` passages of a fused ranking (chunk id, score), read from the store within ``scope``,
+        each with its vector ``similarity`` when one was found."""
         passages: list[Passage] = []
         start = 0
         while len(passages) < k and start < len(fused):
