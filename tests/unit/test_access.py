@@ -609,7 +609,7 @@ def test_each_way_of_holding_the_vector_search_finds_the_same_chunks(team, monke
         monkeypatch.setattr(rag.search.store, "OVERFETCH_MIN_SHARE", 1.1)  # never enough of the store to skip it
     asked = []
     real = store._query
-    monkeypatch.setattr(store, "_query", lambda v, n, s: asked.append((n, s is not None)) or real(v, n, s))
+    monkeypatch.setattr(store, "_query", lambda v, n, s, c=None: asked.append((n, s is not None)) or real(v, n, s, c))
     assert [h.chunk_id for h in store.nearest(vector, 2, scope)] == exact
     assert asked == {"chroma filter": [(2, True)], "overfetch": [(8, False)]}[path]  # 2 x 1.5 / (2 of 5 docs)
 
@@ -624,7 +624,7 @@ def test_an_overfetched_search_takes_the_same_work_whatever_the_others_hold(team
     monkeypatch.setattr(rag.search.store, "OVERFETCH", 0.01)  # one hit asked: likely another's
     asked = []
     real = store._query
-    monkeypatch.setattr(store, "_query", lambda v, n, s: asked.append(s is not None) or real(v, n, s))
+    monkeypatch.setattr(store, "_query", lambda v, n, s, c=None: asked.append(s is not None) or real(v, n, s, c))
     for question in (QUESTION, "notice period contract", "salary grid March"):
         found = store.nearest(FakeEmbedder().embed_query(question), 2, accounts.scope_for(alice))
         assert len(found) <= 1 and all(h.chunk_id in store.ids_in(accounts.scope_for(alice)) for h in found)
