@@ -366,8 +366,25 @@ class Store(ABC):
 
     @property
     def writes_crosslingual(self) -> bool:
-        """Whether chunks written now get their multilingual vector (``retrieval.crosslingual_vectors``)."""
-        return self.crosslingual is not None and self.settings.retrieval.crosslingual_vectors
+        """Whether chunks written now get their multilingual vector: ``retrieval.crosslingual_vectors`` on, its
+        package installed, and the chunks' own embedder not the multilingual one already."""
+        chunk_model = (self.collection.metadata or {}).get("embedding_model")
+        return self.settings.retrieval.crosslingual_vectors and chunk_model != USEM3_NAME and multilingual_available()
+
+    def _crosslingual_to_write(self) -> Any:
+        """The collection of the multilingual vectors, made by the first write that needs it (a reader never
+        makes it: reading a store writes nothing to it)."""
+        if self.crosslingual is None:
+            name, ef = self.collection.name + CROSSLINGUAL_SUFFIX, self.settings.store.hnsw_ef
+            self.crosslingual = self._call(
+                "make the collection of multilingual vectors",
+                self.client.get_or_create_collection,
+                name=name,
+                embedding_function=None,
+                configuration={"hnsw": {"space": "cosine", "ef_construction": ef, "ef_search": ef}},
+                metadata={"embedding_model": USEM3_NAME, "dimension": 512},
+            )
+        return self.crosslingual
 
     def _write_crosslingual(
         self, ids: Sequence[str], texts: Sequence[str], metadatas: Sequence[dict[str, Any]]
@@ -379,11 +396,12 @@ class Store(ABC):
         from rag.models.embedding import multilingual_embedder
 
         vectors = multilingual_embedder(self.settings.embedding.threads).embed_documents(list(texts))
+        collection = self._crosslingual_to_write()
         for i in range(0, len(ids), self.max_batch):
             sl = slice(i, i + self.max_batch)
             self._call(
                 "write multilingual vectors",
-                self.crosslingual.upsert,
+                collection.upsert,
                 ids=list(ids[sl]),
                 embeddings=vectors[sl],
                 metadatas=list(metadatas[sl]),
@@ -393,11 +411,12 @@ class Store(ABC):
         """Bring the multilingual vectors back to exactly the store's chunks (after a crash, or for a store
         written before they existed: each missing chunk embedded by usem3, ~4 ms a chunk). Returns (chunks
         embedded, ids dropped)."""
-        if self.crosslingual is None:
+        if self.crosslingual is None and not self.writes_crosslingual:
             return 0, 0
-        count = self._call("count multilingual vectors", self.crosslingual.count)
+        count = self._call("count multilingual vectors", self.crosslingual.count) if self.crosslingual else 0
         if count == self.count():
             return 0, 0  # writes keep them in step: a crash between the two leaves the counts apart
+        self._crosslingual_to_write()
         have = {cid for page in self._pages("read chunk ids", collection=self.crosslingual) for cid in page["ids"]}
         wanted = self.ids()
         extra = sorted(have - wanted)
@@ -649,31 +668,17 @@ def open_store(settings: Settings, model: EmbeddingModelInfo | None, create: boo
             f"({meta.get('dimension')} dimensions) but {model.name} ({model.dimension}) is configured: "
             f"choose another collection (SOURCIER_STORE__COLLECTION) or delete the store to rebuild it"
         )
-    crosslingual = _crosslingual_collection(client, settings, model if create else None)
+    crosslingual = _crosslingual_collection(client, settings)
     return store_class(settings)(client, collection, settings, open_keyword_index(settings), crosslingual)
 
 
-def _crosslingual_collection(client: Any, settings: Settings, model: EmbeddingModelInfo | None) -> Any | None:
-    """The collection of the chunks' multilingual vectors: created (with the chunks' collection of ``model``)
-    when ``retrieval.crosslingual_vectors`` asks for it, unless the chunks' own embedder is the multilingual one
-    or its package is missing; else the existing one (kept in step with the chunks); else None."""
-    name = settings.store.collection + CROSSLINGUAL_SUFFIX
-    create = model is not None and model.name != USEM3_NAME
-    wanted = settings.retrieval.crosslingual_vectors and multilingual_available()
+def _crosslingual_collection(client: Any, settings: Settings) -> Any | None:
+    """The collection of the chunks' multilingual vectors when there is one (kept in step with the chunks even
+    with ``retrieval.crosslingual_vectors`` off; the first write that needs it makes it)."""
     try:
-        if create and wanted:
-            ef = settings.store.hnsw_ef
-            return client.get_or_create_collection(
-                name=name,
-                embedding_function=None,
-                configuration={"hnsw": {"space": "cosine", "ef_construction": ef, "ef_search": ef}},
-                metadata={"embedding_model": USEM3_NAME, "dimension": 512},
-            )
-        return client.get_collection(name=name, embedding_function=None)
-    except Exception as exc:
-        if create and wanted:
-            raise StoreError(f"cannot open collection '{name}' of the Chroma store: {exc}") from exc
-        return None  # none was made
+        return client.get_collection(name=settings.store.collection + CROSSLINGUAL_SUFFIX, embedding_function=None)
+    except Exception:
+        return None  # none was made (a Chroma server that cannot answer has failed the chunks' collection first)
 
 
 def keyword_index_path(settings: Settings) -> Path | None:

@@ -24,6 +24,10 @@ def _vectors(store) -> dict[str, dict]:
     return dict(zip(got["ids"], got["metadatas"], strict=True))
 
 
+def _names(store) -> set[str]:
+    return {c.name for c in store.client.list_collections()}
+
+
 def _chunks(store) -> dict[str, dict]:
     return dict(store.iter_metadatas())
 
@@ -111,7 +115,8 @@ def test_a_store_written_without_them_gets_them_at_the_next_ingest_and_a_crash_i
     settings.retrieval.crosslingual_vectors = True
     ingestor = fake_ingestor(settings)[0]
     store = ingestor.store
-    assert store.crosslingual.count() == 0
+    Retriever(open_store(settings, FAKE_INFO), FakeEmbedder(), settings).search(FRENCH, 4, translations={"en": ENGLISH})
+    assert store.crosslingual is None and _names(store) == {settings.store.collection}  # a reader makes nothing
     report = ingestor.run([corpus])
     assert not report.added and not report.updated  # nothing re-read: the stored chunks embedded as they are
     assert any("multilingual vector" in note for note in report.notes)
@@ -129,8 +134,7 @@ def test_off_no_second_collection_is_made_and_an_existing_one_is_still_kept_in_s
     settings.retrieval.crosslingual_vectors = False
     store = open_store(settings, FAKE_INFO)
     assert store.crosslingual is None
-    names = {c.name for c in store.client.list_collections()}
-    assert settings.store.collection + CROSSLINGUAL_SUFFIX not in names
+    assert _names(store) == {settings.store.collection}
     settings.retrieval.crosslingual_vectors = True
     ingestor = fake_ingestor(settings)[0]
     ingestor.run([corpus])
