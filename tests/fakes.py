@@ -72,6 +72,7 @@ def fake_ingestor(settings, delay: float = 0.0, progress=None):
 
 
 KEYWORD_INDEX = "keyword index"  # the snapshot's entry for the keyword index (never a chunk id: those are hashes)
+MULTILINGUAL = "multilingual vectors"  # and for the chunks' multilingual vectors (retrieval.crosslingual_vectors)
 
 
 def store_snapshot(store) -> dict[str, tuple]:
@@ -79,11 +80,19 @@ def store_snapshot(store) -> dict[str, tuple]:
     got = store.collection.get(include=["documents", "metadatas", "embeddings"])
     snap = {}
     for cid, doc, meta, emb in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"], strict=True):
-        meta = {k: v for k, v in meta.items() if k != "ingested_at"}
+        meta = _stamped(meta)
         snap[cid] = (doc, tuple(sorted(meta.items())), tuple(round(float(x), 5) for x in emb))
     if store.keywords is not None:  # the keyword index is part of the store's content
         snap[KEYWORD_INDEX] = tuple(sorted(store.keywords.entries().items()))
+    if store.crosslingual is not None:  # so are the chunks' multilingual vectors (their ids and metadata)
+        got = store.crosslingual.get(include=["metadatas"])
+        rows = zip(got["ids"], got["metadatas"], strict=True)
+        snap[MULTILINGUAL] = tuple(sorted((cid, tuple(sorted(_stamped(m).items()))) for cid, m in rows))
     return snap
+
+
+def _stamped(meta: dict) -> dict:
+    return {k: v for k, v in meta.items() if k != "ingested_at"}
 
 
 SPECIAL = {"<s>": 1, "</s>": 2, "<|user|>": 3, "<|assistant|>": 4}
