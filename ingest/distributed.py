@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ingest.workers import Embedded, ParseFailure, ParseJob, one_thread, parse_and_embed
+from ingest.workers import Embedded, ParseFailure, ParseJob, multilingual_for, one_thread, parse_and_embed
 from rag.errors import DocumentError, SettingsError
 from rag.settings import Settings
 
@@ -44,6 +44,7 @@ class ParseEmbed:
         self.info = embedding_model_info(settings)
         self.counter = load_token_counter(self.info)
         self.embedder = load_embedder(settings, self.info, bulk=True)
+        self.multilingual = multilingual_for(settings)
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         import tempfile
@@ -52,7 +53,9 @@ class ParseEmbed:
         with tempfile.TemporaryDirectory(prefix="sourcier-") as tmp:
             local = Path(tmp) / Path(job.source).name  # the reader may look at the suffix
             local.write_bytes(row["data"])
-            result = parse_and_embed(dataclasses.replace(job, path=local), self.counter, self.embedder)
+            result = parse_and_embed(
+                dataclasses.replace(job, path=local), self.counter, self.embedder, self.multilingual
+            )
         return {"i": row["i"], "result": pickle.dumps(result)}
 
 

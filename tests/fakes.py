@@ -91,6 +91,13 @@ def store_snapshot(store) -> dict[str, tuple]:
     return snap
 
 
+def assert_same_indexes(left: dict, right: dict) -> None:
+    """Two snapshots' keyword index and multilingual vectors are the same; both taken out, the rest of each
+    snapshot is chunk id -> (text, metadata, vector)."""
+    for key in (KEYWORD_INDEX, MULTILINGUAL):
+        assert left.pop(key, None) == right.pop(key, None), key
+
+
 def _stamped(meta: dict) -> dict:
     return {k: v for k, v in meta.items() if k != "ingested_at"}
 

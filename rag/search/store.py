@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rag.errors import StoreError, StoreMismatchError, store_error_hint
-from rag.models.embedding import USEM3_NAME, EmbeddingModelInfo, multilingual_available
+from rag.models.embedding import USEM3_NAME, EmbeddingModelInfo, multilingual_available, multilingual_embedder
 from rag.search.chroma_internals import bound_requests, client_system, forget_cached_store
 from rag.search.corpus import CHUNK_ID, DocumentInfo, Record, documents_in
 from rag.search.keyword import INDEX_FILE, SqliteKeywordIndex, shared_index
@@ -344,7 +344,10 @@ class Store(ABC):
         embeddings: Sequence[Sequence[float]],
         texts: Sequence[str],
         metadatas: Sequence[dict[str, Any]],
+        multilingual: Sequence[Sequence[float] | None] | None = None,
     ) -> None:
+        """Write chunks with their vectors (and their multilingual vectors: those given, ``None`` where a
+        worker did not make one, are embedded here)."""
         # The keyword index first: if the process dies between the two writes, the index holds a few ids the
         # store lacks (searches skip them; the next ingest drops them), never the other way round.
         if self.keywords is not None:
@@ -361,7 +364,7 @@ class Store(ABC):
                 documents=list(texts[sl]),
                 metadatas=list(metadatas[sl]),
             )
-        self._write_crosslingual(ids, texts, metadatas)
+        self._write_crosslingual(ids, texts, metadatas, multilingual)
         self._mark_changed()
 
     @property
@@ -387,15 +390,23 @@ class Store(ABC):
         return self.crosslingual
 
     def _write_crosslingual(
-        self, ids: Sequence[str], texts: Sequence[str], metadatas: Sequence[dict[str, Any]]
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        metadatas: Sequence[dict[str, Any]],
+        given: Sequence[Sequence[float] | None] | None = None,
     ) -> None:
-        """The chunks' multilingual vectors, written after the chunks: a process that dies between the two
-        leaves chunks without one (``reconcile_crosslingual`` adds them), never one without its chunk."""
+        """The chunks' multilingual vectors (``given``, else embedded here), written after the chunks: a process
+        that dies between the two leaves chunks without one (``reconcile_crosslingual`` adds them), never one
+        without its chunk."""
         if not self.writes_crosslingual or not ids:
             return
-        from rag.models.embedding import multilingual_embedder
-
-        vectors = multilingual_embedder(self.settings.embedding.threads).embed_documents(list(texts))
+        vectors = [None if v is None else list(map(float, v)) for v in given] if given else [None] * len(ids)
+        missing = [i for i, v in enumerate(vectors) if v is None]
+        if missing:
+            embedder = multilingual_embedder(self.settings.embedding.threads)
+            for i, v in zip(missing, embedder.embed_documents([texts[i] for i in missing]), strict=True):
+                vectors[i] = v
         collection = self._crosslingual_to_write()
         for i in range(0, len(ids), self.max_batch):
             sl = slice(i, i + self.max_batch)

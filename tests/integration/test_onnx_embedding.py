@@ -96,7 +96,7 @@ def test_a_reader_with_the_onnx_runtime_never_imports_torch(exported):
 
 def test_workers_that_embed_write_the_store_one_process_writes(tmp_path, corpus):
     from ingest.pipeline import build_ingestor
-    from tests.fakes import KEYWORD_INDEX, store_snapshot
+    from tests.fakes import assert_same_indexes, store_snapshot
 
     snapshots, reports = [], []
     for workers in (0, 2):
@@ -110,7 +110,7 @@ def test_workers_that_embed_write_the_store_one_process_writes(tmp_path, corpus)
     assert reports[0].embed_seconds > 0 and reports[1].embed_seconds == 0  # the workers embedded
     assert reports[0].added == reports[1].added and reports[0].chunks_written == reports[1].chunks_written
     alone, pooled = snapshots
-    assert alone.pop(KEYWORD_INDEX) == pooled.pop(KEYWORD_INDEX)
+    assert_same_indexes(alone, pooled)
     assert alone.keys() == pooled.keys()
     for cid, (doc, meta, vector) in alone.items():
         assert (doc, meta) == pooled[cid][:2]

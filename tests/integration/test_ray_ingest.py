@@ -18,7 +18,7 @@ from ingest.pipeline import build_ingestor
 from rag.machine import bf16_in_hardware
 from rag.search.store import drop_cached_stores
 from tests.conftest import SAMPLE_DATA, make_settings
-from tests.fakes import KEYWORD_INDEX, store_snapshot
+from tests.fakes import assert_same_indexes, store_snapshot
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[cluster]' (setup.sh installs it)")
 
@@ -54,7 +54,7 @@ def ingest(tmp_path: Path, folder: Path, name: str, ray_address: str | None):
 
 def assert_same_store(a, b) -> None:
     left, right = store_snapshot(a), store_snapshot(b)
-    assert left.pop(KEYWORD_INDEX) == right.pop(KEYWORD_INDEX)
+    assert_same_indexes(left, right)
     assert left.keys() == right.keys() and left
     for cid, (doc, meta, vector) in left.items():
         other_doc, other_meta, other_vector = right[cid]

