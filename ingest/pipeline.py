@@ -322,7 +322,7 @@ class Ingestor:
             plan = WorkerPlan(pool_size(self.workers, len(to_write)), bulk)
             if embed_with is not None:
                 free = available_memory()
-                plan = plan_workers(plan.workers, bulk, self.settings, None if free is None else free // 2**20)
+                plan = plan_workers(plan.workers, bulk, embedding, None if free is None else free // 2**20)
             if plan.note:
                 log.info("ingest: %s", plan.note)
                 report.notes.append(plan.note)

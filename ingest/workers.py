@@ -127,7 +127,9 @@ def parse_and_embed(
         return result
     texts = [search_text(c.text, h) for c, h in zip(result.chunks, result.headers, strict=True)]
     vectors = embedder.embed_documents(texts) if texts else []
-    extra = multilingual.embed_documents([c.text for c in result.chunks]) if multilingual and texts else None
+    extra = (
+        multilingual.embed_documents([c.text for c in result.chunks]) if multilingual is not None and texts else None
+    )
     return Embedded(result, vectors, getattr(embedder, "runtime", ""), extra)
 
 
